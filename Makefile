@@ -1,0 +1,31 @@
+# `make demo`: create .venv, install, train + evaluate the joint CIFAR-10 + IMDb model on the real data.
+# `make test`: create .venv, install with test tools, run the offline test suite.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+# Use the shared mirror of the real data sets when it sits beside the checkout (otherwise OMNIFUSE_DATA or the cache).
+SHARED_DATA := $(abspath ../shared/data)
+export OMNIFUSE_DATA ?= $(if $(wildcard $(SHARED_DATA)),$(SHARED_DATA),)
+
+.PHONY: install demo test lint clean
+
+$(BIN)/omnifuse: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e '.[dev]'
+	@touch $@
+
+install: $(BIN)/omnifuse
+
+demo: install
+	$(BIN)/omnifuse demo
+
+test: install
+	$(BIN)/python -m pytest -q
+
+lint: install
+	$(BIN)/ruff format --check omnifuse tests benchmarks
+	$(BIN)/ruff check omnifuse tests benchmarks
+
+clean:
+	rm -rf $(VENV) runs .pytest_cache

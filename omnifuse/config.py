@@ -1,0 +1,241 @@
+"""Configuration: frozen dataclasses, TOML files, dotted overrides.
+
+A config is data. Every section is a frozen dataclass whose defaults sit here or beside the code that uses them;
+a TOML file or a ``--set train.epochs=3`` override may only name keys that exist, and a value of the wrong type is
+an error that names the key, what was expected and what was received.
+
+>>> cfg = load_config("cifar10-cnn", ["train.epochs=3"])
+>>> cfg.train.epochs
+3
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import sys
+import typing
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from omnifuse.encoders.image import CNNConfig, ResNetConfig
+from omnifuse.encoders.text import BagConfig, RNNConfig
+from omnifuse.errors import OmnifuseError
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    sets: tuple[str, ...] = ("cifar10",)  # data sets trained together in one model
+    data_dir: str = ""  # searched before $OMNIFUSE_DATA and the user cache
+    val_fraction: float = 0.05  # held out of train (stratified, seeded) where a set has no val split
+    limit_train: int = 0  # per data set; 0 = all (quick experiments, tests)
+    limit_test: int = 0
+
+
+@dataclass(frozen=True)
+class ImageConfig:
+    encoder: str = "cnn"  # cnn | resnet  (the input shape is the data's)
+    augment: bool = False  # random flip + translate inside the training step
+    cnn: CNNConfig = field(default_factory=CNNConfig)
+    resnet: ResNetConfig = field(default_factory=ResNetConfig)
+
+
+@dataclass(frozen=True)
+class TextConfig:
+    encoder: str = "rnn"  # rnn | bag | rnn+bag
+    vocab_size: int = 20000
+    sequence_length: int = 200
+    ngrams: int = 1  # token n-grams in the vocabulary (the bag encoder profits from 2)
+    rnn: RNNConfig = field(default_factory=RNNConfig)
+    bag: BagConfig = field(default_factory=BagConfig)
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    fusion: str = "attention"  # concat | attention
+    fusion_dim: int = 128
+    fusion_dropout: float = 0.0
+    head_hidden: int = 0  # 0 = a linear head on the fused vector
+    head_dropout: float = 0.0
+    image: ImageConfig = field(default_factory=ImageConfig)
+    text: TextConfig = field(default_factory=TextConfig)
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    epochs: int = 10
+    batch_size: int = 128
+    optimizer: str = "adam"  # adam | adamw | sgd
+    learning_rate: float = 1e-3
+    schedule: str = "constant"  # constant | cosine | onecycle
+    warmup_fraction: float = 0.2  # onecycle: share of steps spent rising
+    weight_decay: float = 0.0
+    label_smoothing: float = 0.0
+    seed: int = 0
+    early_stopping: int = 3  # patience in epochs on the validation loss; 0 = off
+    jit_compile: bool = False
+    verbose: int = 1  # Keras progress bar: 0 silent, 1 bar, 2 one line per epoch
+
+
+@dataclass(frozen=True)
+class Config:
+    name: str = "run"
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+    def to_dict(self) -> dict[str, Any]:
+        return _to_plain(dataclasses.asdict(self))
+
+    def to_toml(self) -> str:
+        import tomli_w
+
+        return tomli_w.dumps(self.to_dict())
+
+    def replace(self, overrides: list[str] | dict[str, Any]) -> Config:
+        """A copy with dotted overrides applied: ``["train.epochs=3"]`` or ``{"train.epochs": 3}``."""
+        return from_dict(apply_overrides(self.to_dict(), overrides))
+
+
+def _to_plain(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _to_plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_to_plain(v) for v in value]
+    return value
+
+
+def _type_name(tp: Any) -> str:
+    return getattr(tp, "__name__", None) or str(tp).replace("typing.", "")
+
+
+def _coerce(value: Any, tp: Any, key: str, source: str) -> Any:
+    """Check ``value`` against the annotation ``tp``; return it in the dataclass's own form."""
+    origin = typing.get_origin(tp)
+    where = f" in {source}" if source else ""
+    if dataclasses.is_dataclass(tp):
+        if not isinstance(value, dict):
+            raise OmnifuseError(f"Expected a table for config key '{key}'{where}. Received: {value!r}")
+        return _build(tp, value, key, source)
+    if origin is tuple:
+        item_tp = typing.get_args(tp)[0]
+        if not isinstance(value, (list, tuple)):
+            raise OmnifuseError(
+                f"Expected a list of {_type_name(item_tp)} for config key '{key}'{where}. Received: {value!r}"
+            )
+        return tuple(_coerce(v, item_tp, f"{key}[{i}]", source) for i, v in enumerate(value))
+    ok = (
+        (tp is bool and isinstance(value, bool))
+        or (tp is int and isinstance(value, int) and not isinstance(value, bool))
+        or (tp is float and isinstance(value, (int, float)) and not isinstance(value, bool))
+        or (tp is str and isinstance(value, str))
+    )
+    if not ok:
+        raise OmnifuseError(
+            f"Expected {_type_name(tp)} for config key '{key}'{where}. "
+            f"Received: {value!r} ({type(value).__name__})"
+        )
+    return float(value) if tp is float else value
+
+
+def _build(cls: type, values: dict[str, Any], prefix: str, source: str) -> Any:
+    hints = typing.get_type_hints(cls)
+    names = [f.name for f in dataclasses.fields(cls)]
+    unknown = [k for k in values if k not in names]
+    if unknown:
+        key = f"{prefix}.{unknown[0]}" if prefix else unknown[0]
+        where = f" in {source}" if source else ""
+        raise OmnifuseError(
+            f"Unknown config key '{key}'{where}. Valid keys"
+            f"{' under ' + repr(prefix) if prefix else ''}: {', '.join(names)}"
+        )
+    kwargs = {}
+    for name, value in values.items():
+        key = f"{prefix}.{name}" if prefix else name
+        kwargs[name] = _coerce(value, hints[name], key, source)
+    return cls(**kwargs)
+
+
+def from_dict(values: dict[str, Any], source: str = "") -> Config:
+    """Build a Config from nested dicts (as read from TOML), checking every key and type."""
+    return _build(Config, values, "", source)
+
+
+def _parse_value(text: str) -> Any:
+    try:
+        return tomllib.loads(f"v = {text}")["v"]
+    except tomllib.TOMLDecodeError:
+        return text  # a bare word is a string: fusion=attention
+
+
+def apply_overrides(values: dict[str, Any], overrides: list[str] | dict[str, Any]) -> dict[str, Any]:
+    """Apply dotted overrides to nested dicts; an unknown key lists the valid ones at its level."""
+    if isinstance(overrides, dict):
+        items = list(overrides.items())
+    else:
+        items = []
+        for item in overrides:
+            if "=" not in item:
+                raise OmnifuseError(
+                    f"Expected an override of the form key=value (e.g. train.epochs=3). Received: {item!r}"
+                )
+            key, text = item.split("=", 1)
+            items.append((key.strip(), _parse_value(text.strip())))
+    values = _to_plain(values)
+    for key, value in items:
+        node = values
+        parts = key.split(".")
+        for depth, part in enumerate(parts):
+            if not isinstance(node, dict) or part not in node:
+                level = ".".join(parts[:depth])
+                valid = ", ".join(node) if isinstance(node, dict) else "(none: not a table)"
+                raise OmnifuseError(
+                    f"Unknown config key '{key}'. Valid keys{' under ' + repr(level) if level else ''}: {valid}"
+                )
+            if depth == len(parts) - 1:
+                node[part] = value
+            else:
+                node = node[part]
+    return values
+
+
+def presets() -> list[str]:
+    """Names of the configs shipped with omnifuse."""
+    folder = resources.files("omnifuse") / "configs"
+    return sorted(p.name[: -len(".toml")] for p in folder.iterdir() if p.name.endswith(".toml"))
+
+
+def read_toml(path: Path) -> dict[str, Any]:
+    try:
+        return tomllib.loads(path.read_text(encoding="utf-8"))
+    except tomllib.TOMLDecodeError as exc:
+        raise OmnifuseError(f"Expected a valid TOML config file. Received: '{path}' ({exc})") from None
+    except UnicodeDecodeError as exc:
+        raise OmnifuseError(f"Expected a UTF-8 TOML config file. Received: '{path}' ({exc.reason})") from None
+
+
+def load_config(name_or_path: str | Path, overrides: list[str] | dict[str, Any] | None = None) -> Config:
+    """A preset name (``cifar10-cnn``) or a TOML file, with dotted overrides applied."""
+    path = Path(name_or_path)
+    if path.suffix == ".toml" or path.exists():
+        if not path.is_file():
+            raise OmnifuseError(f"Config file not found: '{path}'. Presets: {', '.join(presets())}")
+        values, source = read_toml(path), str(path)
+    elif str(name_or_path) in presets():
+        text = (resources.files("omnifuse") / "configs" / f"{name_or_path}.toml").read_text(encoding="utf-8")
+        values, source = tomllib.loads(text), f"preset '{name_or_path}'"
+    else:
+        raise OmnifuseError(
+            f"Expected a preset name or a .toml file. Received: {str(name_or_path)!r}. Presets: {', '.join(presets())}"
+        )
+    values.setdefault("name", path.stem if path.suffix == ".toml" else str(name_or_path))
+    if overrides:
+        base = from_dict(values, source).to_dict()
+        return from_dict(apply_overrides(base, overrides), "--set")
+    return from_dict(values, source)

@@ -1,0 +1,53 @@
+"""Data sets as in-memory arrays, read from their official distribution formats.
+
+Every loader returns a :class:`Dataset`: named splits, each a :class:`Split` holding one array per modality that the
+data set has (``inputs``) and one integer label array per task (``labels``, ``-1`` where a sample has no label for
+that task). A modality a data set does not have is simply absent from ``inputs``; the training pipeline fills it with
+zeros and a presence mask of 0, so data sets with different modalities can be trained together in one model.
+
+Array conventions: images ``uint8 (N, H, W, C)``; text ``object (N,)`` of ``str``; audio ``float32 (N, samples)``;
+numbers ``float32 (N, F)``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+
+@dataclass
+class Split:
+    """One split of a data set, fully in memory."""
+
+    inputs: dict[str, np.ndarray]
+    labels: dict[str, np.ndarray]
+    ids: np.ndarray | None = None
+    extra: dict[str, np.ndarray] = field(default_factory=dict)
+
+    def __len__(self) -> int:
+        arrays = list(self.inputs.values()) or list(self.labels.values())
+        return len(arrays[0]) if arrays else 0
+
+    def take(self, index: np.ndarray) -> Split:
+        """The samples at ``index`` (an integer array), in that order."""
+        return Split(
+            inputs={k: v[index] for k, v in self.inputs.items()},
+            labels={k: v[index] for k, v in self.labels.items()},
+            ids=None if self.ids is None else self.ids[index],
+            extra={k: v[index] for k, v in self.extra.items()},
+        )
+
+
+@dataclass
+class Dataset:
+    """A data set: its splits (``train``, ``test``, sometimes ``val``), tasks and modalities."""
+
+    name: str
+    splits: dict[str, Split]
+    tasks: dict[str, list[str]]  # task name -> class names, in label order
+    modalities: dict[str, str]  # modality name -> kind: "image" | "text" | "audio" | "numbers"
+    source: str = ""  # where the files were found, for reports
+
+    def __getitem__(self, split: str) -> Split:
+        return self.splits[split]

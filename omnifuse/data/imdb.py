@@ -1,0 +1,238 @@
+"""IMDb Large Movie Review Dataset v1.0 (Maas et al. 2011): the ``aclImdb/`` tree, as a folder or a tar archive.
+
+Reviews are ``aclImdb/{train,test}/{neg,pos}/<id>_<rating>.txt`` (UTF-8). Everything else (``unsup/``, the
+vocabulary, URL lists, bag-of-words files) is ignored. Reading 50,000 members out of a compressed archive takes
+seconds, so the parsed result is cached as an ``.npz`` under ``cache_dir()/parsed/`` and reused while the source
+path, size and modification time stay the same.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import logging
+import lzma
+import os
+import re
+import tarfile
+import tempfile
+import zlib
+from pathlib import Path
+
+import numpy as np
+
+from omnifuse.data import Dataset, Split
+from omnifuse.data.decode import decode_text
+from omnifuse.data.sources import Source, cache_dir, locate
+from omnifuse.errors import OmnifuseError
+
+log = logging.getLogger(__name__)
+
+FOLDER = "aclImdb"
+SPLITS = ("train", "test")
+LABELS = ("neg", "pos")  # label index = position
+_REVIEW_NAME = re.compile(r"^(\d+)_(\d+)\.txt$")
+_CACHE_VERSION = 1  # bump when the parsed layout or parsing rules change
+
+SOURCE = Source(
+    dataset="imdb",
+    filename="aclImdb_v1.tar.gz",
+    url="https://ai.stanford.edu/~amaas/data/sentiment/aclImdb_v1.tar.gz",
+    sha256=(
+        "c40f74a18d3b61f90feba1e17730e0d38e8b97c05fde7008942e91923d1658fe",  # official
+        "7d7357f9d537e39c1b5f02274951bd52ba4e61a138026f9f5f7a0ac1a5da2593",  # lossless xz re-pack (no unsup/)
+    ),
+    alternatives=(FOLDER, "aclImdb_v1.tar.xz"),
+    subdir="imdb",
+    description="IMDb movie reviews v1.0: 50,000 reviews, binary sentiment (25,000 train / 25,000 test)",
+    members=tuple(f"{split}/{label}" for split in SPLITS for label in LABELS),
+)
+
+# One parsed review: (split, label index, numeric id, rating, text).
+_Review = tuple[str, int, int, int, str]
+
+
+def load(data_dir=None, download: bool | None = None) -> Dataset:
+    """IMDb as arrays: splits ``train`` and ``test`` (25,000 each), ``text`` object arrays of raw review strings.
+
+    Task ``sentiment`` (0 = neg, 1 = pos); ``ids`` like ``"train/pos/123"``; ``extra["rating"]`` the 1-10 star
+    rating from the file name. Samples are ordered by label, then numeric id.
+    Example: ``load(data_dir="data")["test"].inputs["text"][0]``.
+    """
+    path = locate(SOURCE, data_dir, download)
+    key = _cache_key(path)
+    # One cache file per source path; its size/mtime are checked against the key stored inside.
+    cache_file = (
+        cache_dir() / "parsed" / f"imdb-{hashlib.sha256(str(path.resolve()).encode()).hexdigest()[:16]}.npz"
+    )
+    arrays = _read_cache(cache_file, key)
+    if arrays is None:
+        log.info("Parsing %s (cached afterwards in %s)", path, cache_file)
+        reviews = _read_folder(path) if path.is_dir() else _read_archive(path)
+        arrays = _to_arrays(reviews, path)
+        _write_cache(cache_file, key, arrays)
+    return Dataset(
+        name="imdb",
+        splits={split: _split(arrays, split) for split in SPLITS},
+        tasks={"sentiment": list(LABELS)},
+        modalities={"text": "text"},
+        source=str(path),
+    )
+
+
+def _parse_name(split: str, label: str, filename: str, where: str) -> tuple[int, int]:
+    match = _REVIEW_NAME.match(filename)
+    rating = int(match.group(2)) if match else 0
+    if not match or not 1 <= rating <= 10:
+        raise OmnifuseError(
+            f"Expected review files named <id>_<rating>.txt (rating 1-10) in {FOLDER}/{split}/{label}/. "
+            f"Received: {where}"
+        )
+    return int(match.group(1)), rating
+
+
+def _read_folder(folder: Path) -> list[_Review]:
+    reviews: list[_Review] = []
+    for split in SPLITS:
+        for index, label in enumerate(LABELS):
+            directory = folder / split / label
+            if not directory.is_dir():
+                continue  # reported with the other missing folders by _to_arrays
+            with os.scandir(directory) as entries:
+                for entry in entries:
+                    if entry.name.startswith(".") or not entry.is_file():
+                        continue
+                    where = f"'{entry.path}'"
+                    review_id, rating = _parse_name(split, label, entry.name, where)
+                    try:
+                        data = Path(entry.path).read_bytes()
+                    except OSError as exc:
+                        raise OmnifuseError(f"Cannot read {where}: {exc.strerror or exc}") from exc
+                    reviews.append((split, index, review_id, rating, decode_text(data, where)))
+    return reviews
+
+
+def _read_archive(archive: Path) -> list[_Review]:
+    """Reviews from a ``.tar.gz`` / ``.tar.xz`` (or plain ``.tar``), read in one streaming pass."""
+    reviews: list[_Review] = []
+    try:
+        with tarfile.open(archive, "r|*") as tar:
+            for member in tar:
+                parts = [p for p in member.name.split("/") if p not in ("", ".")]
+                if not member.isfile() or len(parts) < 3 or parts[-1].startswith("."):
+                    continue
+                split, label, filename = parts[-3:]
+                if split not in SPLITS or label not in LABELS or (len(parts) > 3 and parts[-4] != FOLDER):
+                    continue
+                where = f"'{archive}:{member.name}'"
+                review_id, rating = _parse_name(split, label, filename, where)
+                data = tar.extractfile(member).read()
+                reviews.append((split, LABELS.index(label), review_id, rating, decode_text(data, where)))
+    except (tarfile.TarError, EOFError, OSError, zlib.error, lzma.LZMAError) as exc:
+        raise OmnifuseError(
+            f"Expected a complete tar archive of {FOLDER}/ ({SOURCE.filename} or aclImdb_v1.tar.xz). "
+            f"Received: '{archive}', which cannot be read ({type(exc).__name__}: {exc}); it may be truncated "
+            f"or not a tar file. Download it again from {SOURCE.url}"
+        ) from exc
+    return reviews
+
+
+def _to_arrays(reviews: list[_Review], path: Path) -> dict[str, np.ndarray]:
+    """Sorted per-split arrays; texts packed as one UTF-8 blob plus end offsets, so they save without pickle."""
+    present = {(r[0], r[1]) for r in reviews}
+    missing = [
+        f"{FOLDER}/{s}/{lab}/" for s in SPLITS for i, lab in enumerate(LABELS) if (s, i) not in present
+    ]
+    if missing:
+        raise OmnifuseError(
+            f"Expected review files in {FOLDER}/{{train,test}}/{{neg,pos}}/ under '{path}'. "
+            f"Missing or empty: {', '.join(missing)}"
+        )
+    reviews.sort(key=lambda r: (SPLITS.index(r[0]), r[1], r[2]))
+    arrays: dict[str, np.ndarray] = {}
+    for split in SPLITS:
+        rows = [r for r in reviews if r[0] == split]
+        keys = [(r[1], r[2]) for r in rows]
+        for a, b in itertools.pairwise(keys):
+            if a == b:
+                raise OmnifuseError(
+                    f"Expected one review per id in {FOLDER}/{split}/{LABELS[a[0]]}/. "
+                    f"Received: id {a[1]} twice in '{path}'"
+                )
+        texts = [r[4] for r in rows]
+        arrays[f"{split}_label"] = np.array([r[1] for r in rows], dtype=np.int64)
+        arrays[f"{split}_id"] = np.array([r[2] for r in rows], dtype=np.int64)
+        arrays[f"{split}_rating"] = np.array([r[3] for r in rows], dtype=np.int64)
+        arrays[f"{split}_text_ends"] = np.cumsum([len(t) for t in texts], dtype=np.int64)
+        arrays[f"{split}_text_blob"] = np.frombuffer("".join(texts).encode("utf-8"), dtype=np.uint8)
+    return arrays
+
+
+def _split(arrays: dict[str, np.ndarray], split: str) -> Split:
+    labels = arrays[f"{split}_label"]
+    ends = arrays[f"{split}_text_ends"]
+    joined = arrays[f"{split}_text_blob"].tobytes().decode("utf-8")
+    texts = np.empty(len(ends), dtype=object)
+    texts[:] = [joined[start:end] for start, end in zip([0, *ends[:-1].tolist()], ends.tolist(), strict=True)]
+    ids = np.array(
+        [f"{split}/{LABELS[label]}/{i}" for label, i in zip(labels, arrays[f"{split}_id"], strict=True)]
+    )
+    return Split(
+        inputs={"text": texts},
+        labels={"sentiment": labels},
+        ids=ids,
+        extra={"rating": arrays[f"{split}_rating"]},
+    )
+
+
+def _cache_key(path: Path) -> str:
+    """Changes whenever the data may have: the archive's size and mtime, or every review file's for a folder."""
+    if path.is_dir():
+        listing = hashlib.sha256()
+        for split in SPLITS:
+            for label in LABELS:
+                directory = path / split / label
+                if directory.is_dir():
+                    with os.scandir(directory) as entries:
+                        stats = sorted((e.name, *_size_mtime(e)) for e in entries)
+                    listing.update(repr((split, label, stats)).encode())
+        fingerprint = f"folder {listing.hexdigest()}"
+    else:
+        stat = path.stat()
+        fingerprint = f"file {stat.st_size} {stat.st_mtime_ns}"
+    return f"omnifuse imdb v{_CACHE_VERSION} {path.resolve()} {fingerprint}"
+
+
+def _size_mtime(entry: os.DirEntry) -> tuple[int, int]:
+    stat = entry.stat()
+    return stat.st_size, stat.st_mtime_ns
+
+
+def _read_cache(cache_file: Path, key: str) -> dict[str, np.ndarray] | None:
+    if not cache_file.is_file():
+        return None
+    try:
+        with np.load(cache_file, allow_pickle=False) as npz:
+            if str(npz["key"]) != key:
+                return None
+            return {name: npz[name] for name in npz.files if name != "key"}
+    except Exception as exc:  # our own cache: anything wrong with it just means parsing again
+        log.warning("Ignoring unreadable parsed cache %s (%s)", cache_file, exc)
+        return None
+
+
+def _write_cache(cache_file: Path, key: str, arrays: dict[str, np.ndarray]) -> None:
+    tmp = None
+    try:
+        cache_file.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=cache_file.parent, prefix=f".{cache_file.name}.", suffix=".part")
+        with os.fdopen(fd, "wb") as f:
+            np.savez(f, key=np.array(key), **arrays)
+        os.chmod(tmp, 0o644)  # mkstemp makes files private; a cache is not secret
+        os.replace(tmp, cache_file)
+        tmp = None
+    except OSError as exc:  # a read-only or full cache must not stop loading
+        log.warning("Could not write parsed cache %s (%s)", cache_file, exc)
+    finally:
+        if tmp is not None:
+            Path(tmp).unlink(missing_ok=True)

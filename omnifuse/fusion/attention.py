@@ -1,0 +1,59 @@
+"""Attention fusion: score each modality's feature per sample, softmax over the present ones, weighted sum.
+
+Each modality is projected to a common ``dim`` (its own Dense); a shared scorer ``v . tanh(W h + b)`` gives one score
+per modality and sample; absent modalities (mask 0) are excluded from the softmax, so their weight is exactly 0 and
+their features cannot reach the output. The weights are returned for the model to expose.
+"""
+
+import keras
+from keras import layers, ops
+
+
+@keras.saving.register_keras_serializable(package="omnifuse")
+class AttentionFusion(layers.Layer):
+    returns_weights = True
+
+    def __init__(self, modalities, dim=128, hidden=64, dropout=0.0, **kwargs):
+        super().__init__(**kwargs)
+        self.modalities = list(modalities)
+        self.dim = dim
+        self.hidden = hidden
+        self.dropout = dropout
+        self.proj = {m: layers.Dense(dim, activation="relu", name=f"proj_{m}") for m in self.modalities}
+        self.score_hidden = layers.Dense(hidden, activation="tanh", name="score_hidden")
+        self.score = layers.Dense(1, use_bias=False, name="score")
+        self.drop = layers.Dropout(dropout)
+
+    def build(self, features_shape, masks_shape=None):
+        batch = next(iter(features_shape.values()))[0]
+        for m in self.modalities:
+            self.proj[m].build(features_shape[m])
+        self.score_hidden.build((batch, len(self.modalities), self.dim))
+        self.score.build((batch, len(self.modalities), self.hidden))
+
+    def call(self, features, masks, training=None):
+        present = ops.stack(
+            [ops.reshape(ops.cast(masks[m], "float32"), (-1,)) for m in self.modalities], axis=1
+        )
+        projected = ops.stack([self.proj[m](features[m]) for m in self.modalities], axis=1)  # (B, M, dim)
+        projected = projected * present[..., None]
+        scores = ops.squeeze(self.score(self.score_hidden(projected)), axis=-1)  # (B, M)
+        scores = ops.where(present > 0, scores, -1e9)
+        weights = (
+            ops.softmax(scores, axis=-1) * present
+        )  # exactly 0 where absent; all 0 if nothing is present
+        fused = ops.sum(projected * weights[..., None], axis=1)
+        return self.drop(fused, training=training), weights
+
+    def compute_output_shape(self, features_shape, masks_shape=None):
+        batch = next(iter(features_shape.values()))[0]
+        return (batch, self.dim), (batch, len(self.modalities))
+
+    def get_config(self):
+        return {
+            **super().get_config(),
+            "modalities": self.modalities,
+            "dim": self.dim,
+            "hidden": self.hidden,
+            "dropout": self.dropout,
+        }

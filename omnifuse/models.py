@@ -1,0 +1,240 @@
+"""The multimodal classifier: one encoder per modality, a fusion, one head per task.
+
+Inputs are a dict: one tensor per modality (``image`` uint8 (B, H, W, C), ``text`` string (B,)) and a presence mask
+per modality (``image_mask``, ``text_mask``: float (B,), 1 = present). Outputs are a dict: one probability tensor per
+task, plus ``modality_weights`` (B, n_modalities) when the fusion weights modalities.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterable
+
+import keras
+from keras import layers, ops
+
+from omnifuse.config import Config
+from omnifuse.preprocessing import standardize_text
+from omnifuse.registry import FUSIONS, IMAGE_ENCODERS, TEXT_ENCODERS, lookup
+
+WEIGHTS_OUTPUT = "modality_weights"
+
+
+def mask_name(modality: str) -> str:
+    return f"{modality}_mask"
+
+
+@keras.saving.register_keras_serializable(package="omnifuse")
+class ModalityBranch(layers.Layer):
+    """Runs a modality's encoder only when some sample in the batch has that modality.
+
+    Data sets that hold different modalities are batched separately, so in the joint CIFAR-10 + IMDb model an image
+    batch never pays for the LSTM and a text batch never pays for the CNN. A mixed batch runs the encoder on all of it
+    (the fusion then ignores the absent samples through their mask).
+    """
+
+    def __init__(self, encoder, preprocess=None, **kwargs):
+        super().__init__(**kwargs)
+        self.encoder = encoder
+        self.preprocess = preprocess
+
+    def build(self, input_shape):
+        shape = tuple(input_shape[0])
+        if self.preprocess is not None:
+            self.preprocess.build(shape)
+        if not self.encoder.built:
+            self.encoder.build(shape)
+
+    def _encode(self, x, training):
+        if self.preprocess is not None:
+            x = self.preprocess(x, training=training)
+        return self.encoder(x, training=training)
+
+    def call(self, inputs, training=None):
+        x, mask = inputs
+        zeros = ops.zeros((ops.shape(x)[0], self.encoder.output_dim), dtype=self.compute_dtype)
+        return ops.cond(ops.any(mask > 0), lambda: self._encode(x, training), lambda: zeros)
+
+    def compute_output_shape(self, input_shape):
+        return (input_shape[0][0], self.encoder.output_dim)
+
+    def get_config(self):
+        return {
+            **super().get_config(),
+            "encoder": keras.saving.serialize_keras_object(self.encoder),
+            "preprocess": None
+            if self.preprocess is None
+            else keras.saving.serialize_keras_object(self.preprocess),
+        }
+
+    @classmethod
+    def from_config(cls, config):
+        config = dict(config)
+        config["encoder"] = keras.saving.deserialize_keras_object(config["encoder"])
+        if config.get("preprocess") is not None:
+            config["preprocess"] = keras.saving.deserialize_keras_object(config["preprocess"])
+        return cls(**config)
+
+
+@keras.saving.register_keras_serializable(package="omnifuse")
+class MaskedSparseCrossentropy(keras.losses.Loss):
+    """Cross-entropy that counts only samples carrying a label (label -1 = this sample has no label for the task).
+
+    The mean is over labelled samples, so a task's loss has the same scale whatever share of the batch it labels.
+    """
+
+    def __init__(self, label_smoothing=0.0, name="masked_sparse_crossentropy", **kwargs):
+        super().__init__(name=name, **kwargs)
+        self.label_smoothing = label_smoothing
+
+    def call(self, y_true, y_pred):
+        y_true = ops.reshape(ops.cast(y_true, "int32"), (-1,))
+        valid = ops.cast(y_true >= 0, y_pred.dtype)
+        onehot = ops.one_hot(ops.maximum(y_true, 0), ops.shape(y_pred)[-1], dtype=y_pred.dtype)
+        loss = keras.losses.categorical_crossentropy(onehot, y_pred, label_smoothing=self.label_smoothing)
+        scale = ops.cast(ops.shape(y_true)[0], y_pred.dtype) / ops.maximum(ops.sum(valid), 1.0)
+        return loss * valid * scale
+
+    def get_config(self):
+        return {**super().get_config(), "label_smoothing": self.label_smoothing}
+
+
+@keras.saving.register_keras_serializable(package="omnifuse")
+class MaskedAccuracy(keras.metrics.Metric):
+    """Accuracy over the samples that carry a label for this task."""
+
+    def __init__(self, name="accuracy", **kwargs):
+        super().__init__(name=name, **kwargs)
+        self.correct = self.add_variable(shape=(), initializer="zeros", name="correct")
+        self.count = self.add_variable(shape=(), initializer="zeros", name="count")
+
+    def update_state(self, y_true, y_pred, sample_weight=None):
+        y_true = ops.reshape(ops.cast(y_true, "int32"), (-1,))
+        valid = ops.cast(y_true >= 0, "float32")
+        hit = ops.cast(ops.equal(ops.cast(ops.argmax(y_pred, axis=-1), "int32"), y_true), "float32")
+        self.correct.assign_add(ops.sum(hit * valid))
+        self.count.assign_add(ops.sum(valid))
+
+    def result(self):
+        return self.correct / ops.maximum(self.count, 1.0)
+
+    def reset_state(self):
+        self.correct.assign(0.0)
+        self.count.assign(0.0)
+
+
+def _image_branch(cfg: Config) -> tuple[layers.Layer, layers.Layer | None]:
+    img = cfg.model.image
+    sub = img.cnn if img.encoder == "cnn" else img.resnet
+    encoder = lookup(IMAGE_ENCODERS, img.encoder, "image encoder")(
+        **dataclasses.asdict(sub), name="image_encoder"
+    )
+    preprocess = None
+    if img.augment:
+        preprocess = keras.Sequential(
+            [layers.RandomFlip("horizontal"), layers.RandomTranslation(0.125, 0.125, fill_mode="reflect")],
+            name="image_augment",
+        )
+    return encoder, preprocess
+
+
+def _text_encoder(cfg: Config) -> layers.Layer:
+    txt = cfg.model.text
+    cls = lookup(TEXT_ENCODERS, txt.encoder, "text encoder")
+    sub = txt.rnn if txt.encoder == "rnn" else txt.bag
+    return cls(vocab_size=txt.vocab_size, **dataclasses.asdict(sub), name="text_encoder")
+
+
+def build_model(
+    cfg: Config,
+    modalities: dict[str, str],
+    tasks: dict[str, list[str]],
+    texts: Iterable[str] | None = None,
+    image_shape: tuple[int, int, int] = (32, 32, 3),
+) -> keras.Model:
+    """Build (uncompiled) the model for ``modalities`` (name -> kind) and ``tasks`` (name -> class names).
+
+    ``texts``: training texts from which the text vocabulary is learned (needed when there is a text modality).
+    """
+    inputs, features, masks = {}, {}, {}
+    for name, kind in sorted(modalities.items()):
+        mask = keras.Input(shape=(), name=mask_name(name), dtype="float32")
+        if kind == "image":
+            x = keras.Input(shape=tuple(image_shape), name=name, dtype="uint8")
+            encoder, preprocess = _image_branch(cfg)
+            feat = ModalityBranch(encoder, preprocess, name=f"{name}_branch")([x, mask])
+        elif kind == "text":
+            txt = cfg.model.text
+            x = keras.Input(shape=(), name=name, dtype="string")
+            vectorize = layers.TextVectorization(
+                max_tokens=txt.vocab_size,
+                output_sequence_length=txt.sequence_length,
+                ngrams=txt.ngrams if txt.ngrams > 1 else None,
+                standardize=standardize_text,
+                name=f"{name}_vectorize",
+            )
+            if texts is None:
+                raise ValueError("build_model needs `texts` to learn the vocabulary of a text modality.")
+            vectorize.adapt(list(texts), batch_size=1024)
+            ids = vectorize(x)
+            feat = ModalityBranch(_text_encoder(cfg), name=f"{name}_branch")([ids, mask])
+        else:
+            raise ValueError(f"Unsupported modality kind {kind!r} for {name!r}. Supported: image, text")
+        inputs[name], inputs[mask_name(name)] = x, mask
+        features[name], masks[name] = feat, mask
+
+    fusion_cls = lookup(FUSIONS, cfg.model.fusion, "fusion")
+    fusion = fusion_cls(
+        modalities=sorted(modalities),
+        dim=cfg.model.fusion_dim,
+        dropout=cfg.model.fusion_dropout,
+        name="fusion",
+    )
+    fused = fusion(features, masks)
+    outputs = {}
+    if fusion.returns_weights:
+        fused, weights = fused
+        outputs[WEIGHTS_OUTPUT] = layers.Identity(name=WEIGHTS_OUTPUT)(weights)
+    for task, classes in tasks.items():
+        h = fused
+        if cfg.model.head_hidden:
+            h = layers.Dense(cfg.model.head_hidden, activation="relu", name=f"{task}_hidden")(h)
+        if cfg.model.head_dropout:
+            h = layers.Dropout(cfg.model.head_dropout, name=f"{task}_dropout")(h)
+        outputs[task] = layers.Dense(len(classes), activation="softmax", name=task)(h)
+    return keras.Model(inputs, outputs, name="multimodal_classifier")
+
+
+def compile_model(model: keras.Model, cfg: Config, tasks: Iterable[str], steps_per_epoch: int) -> None:
+    """Attach optimizer (with the configured schedule), masked losses and metrics."""
+    tasks = list(tasks)
+    t = cfg.train
+    total = max(1, t.epochs * steps_per_epoch)
+    if t.schedule == "constant":
+        lr = t.learning_rate
+    elif t.schedule == "cosine":
+        lr = keras.optimizers.schedules.CosineDecay(t.learning_rate, decay_steps=total)
+    elif t.schedule == "onecycle":
+        warm = max(1, int(total * t.warmup_fraction))
+        lr = keras.optimizers.schedules.CosineDecay(
+            t.learning_rate / 10,
+            decay_steps=max(1, total - warm),
+            warmup_target=t.learning_rate,
+            warmup_steps=warm,
+        )
+    else:
+        from omnifuse.errors import OmnifuseError
+
+        raise OmnifuseError(f"Unknown train.schedule {t.schedule!r}. Valid: constant, cosine, onecycle")
+    optimizers = {
+        "adam": lambda: keras.optimizers.Adam(lr),
+        "adamw": lambda: keras.optimizers.AdamW(lr, weight_decay=t.weight_decay),
+        "sgd": lambda: keras.optimizers.SGD(lr, momentum=0.9, nesterov=True),
+    }
+    optimizer = lookup(optimizers, t.optimizer, "optimizer")()
+    model.compile(
+        optimizer=optimizer,
+        loss={task: MaskedSparseCrossentropy(t.label_smoothing) for task in tasks},
+        metrics={name: [MaskedAccuracy()] if name in tasks else None for name in model.output_names},
+        jit_compile=t.jit_compile,
+    )

@@ -1,0 +1,195 @@
+"""End to end on fixtures in the real formats: train -> evaluate -> predict -> resume, through the CLI and the API."""
+
+import csv
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from fixtures import write_aclimdb, write_cifar10
+from PIL import Image
+from typer.testing import CliRunner
+
+import omnifuse
+from omnifuse.cli import app
+from omnifuse.errors import OmnifuseError
+
+TINY = """
+name = "tiny-joint"
+[data]
+sets = ["cifar10", "imdb"]
+val_fraction = 0.2
+[model]
+fusion = "attention"
+fusion_dim = 16
+[model.image.cnn]
+filters = [8, 16]
+dense_units = 32
+[model.text]
+vocab_size = 200
+sequence_length = 24
+[model.text.rnn]
+embed_dim = 16
+units = 8
+pooling = "max"
+[train]
+epochs = 3
+batch_size = 16
+learning_rate = 5e-3
+early_stopping = 0
+verbose = 0
+"""
+
+
+@pytest.fixture(scope="module")
+def data_dir(tmp_path_factory):
+    root = tmp_path_factory.mktemp("data")
+    write_cifar10(root, n_per_batch=40, n_test=60)
+    write_aclimdb(root, n_per_class=60)
+    return root
+
+
+@pytest.fixture(scope="module")
+def tiny_config(tmp_path_factory):
+    path = tmp_path_factory.mktemp("cfg") / "tiny.toml"
+    path.write_text(TINY)
+    return path
+
+
+@pytest.fixture(scope="module")
+def trained_run(data_dir, tiny_config, tmp_path_factory):
+    runs = tmp_path_factory.mktemp("runs")
+    result = CliRunner().invoke(
+        app,
+        ["train", str(tiny_config), "--data-dir", str(data_dir), "--runs-root", str(runs)],
+        catch_exceptions=False,
+    )
+    assert result.exit_code == 0, result.output
+    return runs / "tiny-joint"
+
+
+def test_train_writes_the_run_directory(trained_run):
+    for name in ("config.toml", "meta.json", "metrics.csv", "model.keras", "checkpoints/last.keras"):
+        assert (trained_run / name).is_file(), name
+    meta = json.loads((trained_run / "meta.json").read_text())
+    assert meta["modalities"] == {"image": "image", "text": "text"}
+    assert meta["tasks"]["sentiment"] == ["neg", "pos"]
+    assert meta["progress"]["epochs_done"] == 3
+    rows = list(csv.DictReader((trained_run / "metrics.csv").open()))
+    assert [int(r["epoch"]) for r in rows] == [0, 1, 2]
+    assert {"cifar10_accuracy", "sentiment_accuracy", "val_loss"} <= set(rows[0])
+    assert not list(trained_run.rglob(".*tmp*")), "no temporary files may be left behind"
+
+
+def test_evaluate_reports_per_task_metrics(trained_run, data_dir):
+    result = CliRunner().invoke(app, ["evaluate", str(trained_run), "--data-dir", str(data_dir)])
+    assert result.exit_code == 0, result.output
+    metrics = json.loads((trained_run / "report" / "metrics.json").read_text())
+    assert set(metrics["tasks"]) == {"cifar10", "sentiment"}
+    assert metrics["tasks"]["cifar10"]["n"] == 60 and metrics["tasks"]["sentiment"]["n"] == 120
+    # the fixtures are learnable: both tasks must beat chance clearly
+    assert metrics["tasks"]["cifar10"]["accuracy"] > 0.2  # chance is 0.1
+    assert metrics["tasks"]["sentiment"]["accuracy"] > 0.7
+    assert (trained_run / "report" / "confusion_cifar10.png").stat().st_size > 1000
+    report = (trained_run / "report" / "report.md").read_text()
+    assert "| cifar10 | cifar10 | 60 |" in report
+    # images-only batches weight the image fully, text-only batches the text
+    assert metrics["modality_weights"]["cifar10"]["image"] == pytest.approx(1.0)
+    assert metrics["modality_weights"]["imdb"]["text"] == pytest.approx(1.0)
+
+
+def test_predict_from_raw_files(trained_run, tmp_path):
+    img = np.zeros((50, 40, 3), np.uint8)
+    img[..., 0] = 230
+    Image.fromarray(img).save(tmp_path / "red.png")
+    runner = CliRunner()
+    both = runner.invoke(
+        app,
+        ["predict", str(trained_run), "--image", str(tmp_path / "red.png"), "--text", "great film", "--json"],
+    )
+    assert both.exit_code == 0, both.output
+    answer = json.loads(both.output)
+    assert set(answer["tasks"]) == {"cifar10", "sentiment"}
+    assert sum(answer["tasks"]["cifar10"]["probabilities"].values()) == pytest.approx(1.0, abs=1e-4)
+    w = answer["modality_weights"]
+    assert w["image"] + w["text"] == pytest.approx(1.0, abs=1e-5) and 0 < w["text"] < 1
+
+    text_only = json.loads(
+        runner.invoke(app, ["predict", str(trained_run), "--text", "awful", "--json"]).output
+    )
+    assert text_only["modality_weights"] == {"image": 0.0, "text": 1.0}
+    assert text_only["modalities_used"] == ["text"]
+
+
+def test_api_mirrors_cli(trained_run):
+    p = omnifuse.load(trained_run)
+    answers = p.predict(
+        batch=True, text=["a wonderful great film", None], image=[None, np.zeros((32, 32, 3), "uint8")]
+    )
+    assert answers[0]["modalities_used"] == ["text"] and answers[1]["modalities_used"] == ["image"]
+    with pytest.raises(OmnifuseError, match="at least one modality"):
+        p.predict()
+    with pytest.raises(OmnifuseError, match="Unknown modality 'audio'"):
+        p.predict(audio="x.wav")
+
+
+def test_predict_rejects_a_non_image_file(trained_run, tmp_path):
+    bad = tmp_path / "notes.png"
+    bad.write_text("not an image")
+    with pytest.raises(OmnifuseError, match="notes.png"):
+        omnifuse.load(trained_run).predict(image=str(bad))
+
+
+class _Killed(Exception):
+    pass
+
+
+def test_resume_after_a_kill(data_dir, tiny_config, tmp_path, monkeypatch):
+    from omnifuse import training
+
+    original = training._RunCheckpoint.on_epoch_end
+
+    def die_after_first_epoch(self, epoch, logs=None):
+        original(self, epoch, logs)
+        if epoch == 0:
+            raise _Killed()
+
+    monkeypatch.setattr(training._RunCheckpoint, "on_epoch_end", die_after_first_epoch)
+    with pytest.raises(_Killed):
+        omnifuse.train(tiny_config, runs_root=tmp_path, data_dir=str(data_dir))
+    run = tmp_path / "tiny-joint"
+    assert json.loads((run / "meta.json").read_text())["progress"]["epochs_done"] == 1
+    assert not (run / "model.keras").exists()
+    monkeypatch.setattr(training._RunCheckpoint, "on_epoch_end", original)
+
+    result = CliRunner().invoke(app, ["train", "--resume", str(run), "--data-dir", str(data_dir)])
+    assert result.exit_code == 0, result.output
+    meta = json.loads((run / "meta.json").read_text())
+    assert meta["progress"]["epochs_done"] == 3 and meta["progress"]["finished"]
+    rows = list(csv.DictReader((run / "metrics.csv").open()))
+    assert [int(r["epoch"]) for r in rows] == [0, 1, 2], (
+        "resume appends the remaining epochs, keeps the first"
+    )
+    assert (run / "model.keras").is_file()
+
+
+def _cli(*args, env=None):
+    return subprocess.run(
+        [sys.executable, "-m", "omnifuse.cli", *args], capture_output=True, text=True, env=env, timeout=120
+    )
+
+
+def test_user_mistakes_exit_2_without_traceback(tmp_path, data_dir):
+    bad = tmp_path / "bad.toml"
+    bad.write_text('[train]\nepochs = "three"\n')
+    result = _cli("train", str(bad), "--data-dir", str(data_dir))
+    assert result.returncode == 2
+    assert "train.epochs" in result.stderr and "Expected int" in result.stderr
+    assert "Traceback" not in result.stderr
+
+    result = _cli("train", "cifar10-cnn", "--set", "train.epochz=3")
+    assert result.returncode == 2 and "epochs" in result.stderr and "Traceback" not in result.stderr
+
+    result = _cli("predict", str(tmp_path / "no-such-run"), "--text", "hi")
+    assert result.returncode == 2 and "no-such-run" in result.stderr

@@ -1,0 +1,154 @@
+"""The shared layer test, run over every registered encoder and fusion (as the design's contract asks)."""
+
+import dataclasses
+
+import keras
+import numpy as np
+import pytest
+
+from omnifuse import registry
+from omnifuse.config import ImageConfig, TextConfig
+from omnifuse.models import ModalityBranch
+
+SMALL_IMAGE = {
+    "cnn": dict(filters=(4, 8), dense_units=16, batchnorm=True, dropout=0.1),
+    "resnet": dict(widths=(4, 8), blocks=1, dense_units=16),
+}
+SMALL_TEXT = {
+    "rnn": dict(
+        vocab_size=50, embed_dim=8, units=6, bidirectional=True, pooling="max", conv_filters=4, conv_pool=2
+    ),
+    "bag": dict(vocab_size=50, embed_dim=8),
+}
+
+
+def _encoder_cases():
+    for name, cls in registry.IMAGE_ENCODERS.items():
+        yield pytest.param(cls, SMALL_IMAGE[name], "image", id=f"image-{name}")
+    for name, cls in registry.TEXT_ENCODERS.items():
+        yield pytest.param(cls, SMALL_TEXT[name], "text", id=f"text-{name}")
+
+
+def _sample(kind, n=6, seed=0):
+    rng = np.random.default_rng(seed)
+    if kind == "image":
+        return rng.integers(0, 256, (n, 16, 16, 3)).astype("uint8")
+    ids = rng.integers(1, 50, (n, 12)).astype("int32")
+    ids[:, 9:] = 0  # trailing padding, as TextVectorization emits
+    return ids
+
+
+def test_every_registered_layer_has_a_test_case():
+    assert set(SMALL_IMAGE) == set(registry.IMAGE_ENCODERS)
+    assert set(SMALL_TEXT) == set(registry.TEXT_ENCODERS)
+
+
+def test_presets_defaults_name_registered_encoders():
+    assert ImageConfig().encoder in registry.IMAGE_ENCODERS
+    assert TextConfig().encoder in registry.TEXT_ENCODERS
+    for sub in (ImageConfig().cnn, ImageConfig().resnet, TextConfig().rnn, TextConfig().bag):
+        assert dataclasses.is_dataclass(sub)
+
+
+@pytest.mark.parametrize("cls,kwargs,kind", list(_encoder_cases()))
+def test_encoder_contract(cls, kwargs, kind, tmp_path):
+    x = _sample(kind)
+    inp = keras.Input(x.shape[1:], dtype=x.dtype)
+    layer = cls(**kwargs)
+    out = layer(inp)
+    assert tuple(out.shape) == (None, layer.output_dim)
+    head = keras.layers.Dense(3, activation="softmax")(out)
+    model = keras.Model(inp, head)
+
+    # get_config round trip gives an equivalent layer
+    clone = cls.from_config(layer.get_config())
+    assert clone.get_config() == layer.get_config()
+
+    # one fit step changes the weights and gives a finite loss
+    model.compile("adam", "sparse_categorical_crossentropy")
+    before = [w.copy() for w in model.get_weights()]
+    hist = model.fit(x, np.arange(len(x)) % 3, epochs=1, verbose=0)
+    assert np.isfinite(hist.history["loss"][0])
+    assert any(not np.allclose(a, b) for a, b in zip(before, model.get_weights()))
+
+    # .keras save/load gives identical predictions
+    path = tmp_path / "m.keras"
+    model.save(path)
+    loaded = keras.saving.load_model(path)
+    np.testing.assert_allclose(
+        model.predict(x, verbose=0), loaded.predict(x, verbose=0), rtol=1e-6, atol=1e-6
+    )
+
+
+@pytest.mark.parametrize("cls,kwargs,kind", list(_encoder_cases()))
+def test_branch_skips_absent_modality(cls, kwargs, kind):
+    x = _sample(kind)
+    branch = ModalityBranch(cls(**kwargs))
+    absent = branch([x, np.zeros(len(x), "float32")])
+    assert np.all(np.asarray(absent) == 0)
+    present = branch([x, np.ones(len(x), "float32")])
+    assert np.asarray(present).shape == (len(x), branch.encoder.output_dim)
+
+
+def _fusion_inputs(n=5, seed=0):
+    rng = np.random.default_rng(seed)
+    features = {
+        "image": rng.normal(size=(n, 7)).astype("float32"),
+        "text": rng.normal(size=(n, 5)).astype("float32"),
+    }
+    masks = {"image": np.ones(n, "float32"), "text": np.array([1, 0, 1, 0, 1], "float32")[:n]}
+    return features, masks
+
+
+def _fusion_model(cls):
+    feats = {"image": keras.Input((7,), name="image"), "text": keras.Input((5,), name="text")}
+    masks = {"image": keras.Input((), name="image_mask"), "text": keras.Input((), name="text_mask")}
+    fusion = cls(modalities=["image", "text"], dim=8, name="fusion")
+    out = fusion(feats, masks)
+    outputs = {}
+    if fusion.returns_weights:
+        out, weights = out
+        outputs["weights"] = keras.layers.Identity(name="weights")(weights)
+    outputs["y"] = keras.layers.Dense(3, activation="softmax", name="y")(out)
+    inputs = {**feats, **{f"{k}_mask": v for k, v in masks.items()}}
+    return keras.Model(inputs, outputs), fusion
+
+
+def _feed(features, masks):
+    return {**features, **{f"{k}_mask": v for k, v in masks.items()}}
+
+
+@pytest.mark.parametrize("name", sorted(registry.FUSIONS))
+def test_fusion_contract(name, tmp_path):
+    cls = registry.FUSIONS[name]
+    model, fusion = _fusion_model(cls)
+    features, masks = _fusion_inputs()
+    out = model.predict(_feed(features, masks), verbose=0)
+    assert out["y"].shape == (5, 3)
+
+    if fusion.returns_weights:
+        w = out["weights"]
+        assert w.shape == (5, 2)
+        np.testing.assert_allclose(w.sum(axis=1), 1.0, rtol=1e-5)
+        assert np.all(w[masks["text"] == 0, 1] == 0.0), "a masked modality must get weight exactly 0"
+
+    # a masked modality's content cannot change the output
+    changed = dict(features, text=features["text"] * 100 + 7)
+    out2 = model.predict(_feed(changed, masks), verbose=0)
+    absent = masks["text"] == 0
+    np.testing.assert_allclose(out["y"][absent], out2["y"][absent], rtol=1e-6, atol=1e-6)
+    assert not np.allclose(out["y"][~absent], out2["y"][~absent])
+
+    clone = cls.from_config(fusion.get_config())
+    assert clone.get_config() == fusion.get_config()
+
+    model.compile("adam", {"y": "sparse_categorical_crossentropy"})
+    hist = model.fit(_feed(features, masks), {"y": np.arange(5) % 3}, epochs=1, verbose=0)
+    assert np.isfinite(hist.history["loss"][0])
+
+    path = tmp_path / "fusion.keras"
+    model.save(path)
+    loaded = keras.saving.load_model(path)
+    a, b = model.predict(_feed(features, masks), verbose=0), loaded.predict(_feed(features, masks), verbose=0)
+    for key in a:
+        np.testing.assert_allclose(a[key], b[key], rtol=1e-6, atol=1e-6)
