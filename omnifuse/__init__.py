@@ -8,13 +8,18 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-from typing import Any
+import os
 
-from omnifuse.config import Config, DataConfig, ModelConfig, TrainConfig, load_config
-from omnifuse.errors import OmnifuseError
-from omnifuse.models import build_model
-from omnifuse.predictor import Predictor, load
+# Quiet TensorFlow's C++ start-up chatter (oneDNN notices, CPU feature lines) unless the user asked for it.
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+from pathlib import Path  # noqa: E402
+from typing import Any  # noqa: E402
+
+from omnifuse.config import Config, DataConfig, ModelConfig, TrainConfig, load_config  # noqa: E402
+from omnifuse.errors import OmnifuseError  # noqa: E402
+from omnifuse.models import build_model  # noqa: E402
+from omnifuse.predictor import Predictor, load  # noqa: E402
 
 __version__ = "0.1.0"
 __all__ = [

@@ -6,7 +6,6 @@ User mistakes (a bad file, key or value) print one clear message and exit with c
 from __future__ import annotations
 
 import json
-import os
 import sys
 from pathlib import Path
 from typing import Annotated
@@ -16,8 +15,6 @@ from rich.console import Console
 from rich.table import Table
 
 from omnifuse.errors import OmnifuseError
-
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Multimodal classifiers on Keras 3.")
 data_app = typer.Typer(no_args_is_help=True, help="See which data sets are where, and check them.")
@@ -157,7 +154,7 @@ def presets():
 
 @app.command()
 def demo(
-    preset: Annotated[str, typer.Option(help="Preset to train")] = "cifar10-imdb",
+    preset: Annotated[str, typer.Option(help="Preset to train")] = "cifar10-imdb-demo",
     set_: SetOpt = None,
     data_dir: DataDirOpt = None,
     runs_root: Annotated[Path, typer.Option(help="Parent folder of the run directory")] = Path("runs"),

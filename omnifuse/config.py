@@ -33,6 +33,7 @@ else:  # pragma: no cover
 class DataConfig:
     sets: tuple[str, ...] = ("cifar10",)  # data sets trained together in one model
     data_dir: str = ""  # searched before $OMNIFUSE_DATA and the user cache
+    epoch_fraction: tuple[float, ...] = ()  # per set: share of a pass seen per epoch (default 1.0 each)
     val_fraction: float = 0.05  # held out of train (stratified, seeded) where a set has no val split
     limit_train: int = 0  # per data set; 0 = all (quick experiments, tests)
     limit_test: int = 0

@@ -142,9 +142,18 @@ def stream(
     seed: int,
     with_weights: bool,
     repeat: bool = False,
+    fractions: tuple[float, ...] = (),
 ) -> tuple[tf.data.Dataset, int]:
-    """A tf.data stream over ``splits`` (one per part) in batches that each come from one split; and its length."""
+    """A tf.data stream over ``splits`` (one per part) in batches that each come from one split; and its length.
+
+    With ``repeat`` the stream is endless and its length is one epoch: ``fractions[i]`` of a pass over split ``i``
+    (default 1.0 each), drawn afresh every epoch; without it, the stream is exactly one pass over every split.
+    """
     tasks = list(prepared.tasks)
+    if fractions and len(fractions) != len(splits):
+        raise OmnifuseError(
+            f"Expected one data.epoch_fraction per data set ({len(splits)}). Received: {list(fractions)}"
+        )
     streams, counts = [], []
     for i, split in enumerate(splits):
         n = len(split)
@@ -155,19 +164,22 @@ def stream(
         ds = tf.data.Dataset.from_tensor_slices((x, y))
         if shuffle:
             ds = ds.shuffle(n, seed=seed + i, reshuffle_each_iteration=True)
+        if repeat:
+            ds = ds.repeat()
         ds = ds.batch(batch_size).map(
             _fill(prepared.modalities, tasks, set(x), prepared.image_shape, with_weights),
             num_parallel_calls=tf.data.AUTOTUNE,
         )
         streams.append(ds)
-        counts.append(-(-n // batch_size))
+        batches = -(-n // batch_size)
+        counts.append(max(1, round(batches * fractions[i])) if (repeat and fractions) else batches)
     if not streams:
         raise OmnifuseError("No samples to train or evaluate on (every split is empty).")
     order = np.repeat(np.arange(len(streams), dtype=np.int64), counts)
     choice = tf.data.Dataset.from_tensor_slices(order)
     if shuffle:
         choice = choice.shuffle(len(order), seed=seed, reshuffle_each_iteration=True)
-    combined = tf.data.Dataset.choose_from_datasets(streams, choice) if len(streams) > 1 else streams[0]
     if repeat:
-        combined = combined.repeat()
+        choice = choice.repeat()
+    combined = tf.data.Dataset.choose_from_datasets(streams, choice) if len(streams) > 1 else streams[0]
     return combined.prefetch(tf.data.AUTOTUNE), int(sum(counts))
