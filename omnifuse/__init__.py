@@ -4,41 +4,47 @@
 >>> run = omnifuse.train("cifar10-imdb", overrides=["train.epochs=2"])
 >>> omnifuse.evaluate(run)["tasks"]["cifar10"]["accuracy"]
 >>> omnifuse.load(run).predict(image="cat.png", text="What a wonderful film")
+
+The public names are imported on first use, so ``import omnifuse`` (and the command line's ``--help``, or the data
+loaders) do not pay for importing Keras and TensorFlow until a model is needed.
 """
 
 from __future__ import annotations
 
+import importlib
 import os
+from pathlib import Path
+from typing import Any
 
-# Quiet TensorFlow's C++ start-up chatter (oneDNN notices, CPU feature lines) unless the user asked for it.
+# Quiet TensorFlow's C++ start-up chatter unless the user asked for it.
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from pathlib import Path  # noqa: E402
-from typing import Any  # noqa: E402
-
-from omnifuse.config import Config, DataConfig, ModelConfig, TrainConfig, load_config  # noqa: E402
-from omnifuse.errors import OmnifuseError  # noqa: E402
-from omnifuse.models import build_model  # noqa: E402
-from omnifuse.predictor import Predictor, load  # noqa: E402
-
 __version__ = "0.1.0"
-__all__ = [
-    "Config",
-    "DataConfig",
-    "ModelConfig",
-    "TrainConfig",
-    "OmnifuseError",
-    "Predictor",
-    "build_model",
-    "evaluate",
-    "load",
-    "load_config",
-    "train",
-]
+
+_LAZY = {
+    "Config": "omnifuse.config",
+    "DataConfig": "omnifuse.config",
+    "ModelConfig": "omnifuse.config",
+    "TrainConfig": "omnifuse.config",
+    "load_config": "omnifuse.config",
+    "OmnifuseError": "omnifuse.errors",
+    "build_model": "omnifuse.models",
+    "Predictor": "omnifuse.predictor",
+    "load": "omnifuse.predictor",
+}
+__all__ = [*_LAZY, "evaluate", "train"]
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        value = getattr(importlib.import_module(_LAZY[name]), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'omnifuse' has no attribute {name!r}")
 
 
 def train(
-    config: str | Path | Config,
+    config: str | Path | Any,
     overrides: list[str] | dict[str, Any] | None = None,
     run_dir: str | Path | None = None,
     runs_root: str | Path = "runs",
@@ -46,6 +52,7 @@ def train(
     resume: str | Path | None = None,
 ) -> Path:
     """Train a preset name, config file or Config (with dotted overrides); return the run directory."""
+    from omnifuse.config import Config, load_config
     from omnifuse.training import train as _train
 
     if resume is not None:
@@ -54,8 +61,11 @@ def train(
     return _train(cfg, run_dir=run_dir, runs_root=runs_root, data_dir=data_dir)
 
 
-def evaluate(run_dir: str | Path, data_dir: str | None = None) -> dict[str, Any]:
-    """Evaluate a run on its test sets and write its report; return the metrics."""
+def evaluate(run_dir: str | Path, data_dir: str | None = None, robustness: bool | None = None) -> dict[str, Any]:
+    """Evaluate a run on its test sets and write its report; return the metrics.
+
+    ``robustness``: accuracy per modality subset and under corruption (default: where samples have 2+ modalities).
+    """
     from omnifuse.evaluation import evaluate as _evaluate
 
-    return _evaluate(run_dir, data_dir=data_dir)
+    return _evaluate(run_dir, data_dir=data_dir, robustness=robustness)

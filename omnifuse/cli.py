@@ -37,17 +37,82 @@ def train(
     run_dir: Annotated[Path | None, typer.Option(help="Write the run here (default runs/<name>)")] = None,
     runs_root: Annotated[Path, typer.Option(help="Parent folder of new run directories")] = Path("runs"),
     data_dir: DataDirOpt = None,
+    data: Annotated[
+        Path | None, typer.Option("--data", help="Your own data: a CSV file or a folder root/<class>/<files>")
+    ] = None,
+    label: Annotated[str | None, typer.Option(help="The label column of the --data CSV")] = None,
+    skip_bad_rows: Annotated[
+        bool, typer.Option("--skip-bad-rows", help="Skip (and count) --data rows with bad files or no label")
+    ] = False,
+    distribution: Annotated[
+        str | None,
+        typer.Option(help="none | mirrored (local devices) | multi_worker (sets train.distribution)"),
+    ] = None,
+    workers: Annotated[
+        str | None,
+        typer.Option(help="multi_worker: host:port of every worker, comma-separated (else TF_CONFIG)"),
+    ] = None,
+    worker_index: Annotated[
+        int | None, typer.Option(help="multi_worker: this worker's place in --workers")
+    ] = None,
 ):
     """Train a model; every epoch is checkpointed in the run directory."""
     from omnifuse.config import load_config
     from omnifuse.training import train as run_training
 
-    if resume is None and config is None:
-        raise OmnifuseError("Expected a preset name or config file, or --resume RUN_DIR.")
-    cfg = None if resume is not None else load_config(config, set_ or [])
+    if resume is None and config is None and data is None:
+        raise OmnifuseError("Expected a preset or config file, --data CSV_OR_FOLDER, or --resume RUN_DIR.")
+    cfg = None
+    if resume is None and data is not None:
+        cfg = load_config(config or "table", _own_data(data, label, skip_bad_rows, config is None))
+        if "table" not in cfg.data.sets:
+            raise OmnifuseError(
+                "--data needs a config with data.sets = [\"table\"]. "
+                f"Received: data.sets = {list(cfg.data.sets)}"
+            )
+        cfg = cfg.replace(set_ or [])
+    elif resume is None:
+        cfg = load_config(config, set_ or [])
+    cluster = _distribution_overrides(distribution, workers, worker_index)
+    if cluster and resume is not None:
+        raise OmnifuseError(
+            "--distribution, --workers and --worker-index apply to a new run; a resumed run keeps its config's."
+        )
+    if cluster:
+        cfg = cfg.replace(cluster)
     out = run_training(cfg, run_dir=run_dir, runs_root=runs_root, data_dir=data_dir, resume=resume)
     console.print(f"[green]Trained.[/green] Run directory: [bold]{out}[/bold]")
     console.print(f"Next: omnifuse evaluate {out}")
+
+
+def _distribution_overrides(distribution: str | None, workers: str | None, worker_index: int | None) -> dict:
+    """Config overrides for ``--distribution``, ``--workers`` and ``--worker-index``."""
+    out = {}
+    if distribution is not None:
+        out["train.distribution"] = distribution
+    if workers is not None:
+        from omnifuse.distributed import parse_workers
+
+        out["train.workers"] = list(parse_workers(workers))
+    if worker_index is not None:
+        out["train.worker_index"] = worker_index
+    return out
+
+
+def _own_data(data: Path, label: str | None, skip_bad_rows: bool, named: bool) -> dict:
+    """Config overrides for ``--data``: the CSV or folder (absolute: evaluate may run elsewhere) + label."""
+    if not data.exists():
+        raise OmnifuseError(
+            f"Expected --data to be a CSV file or a folder. Received: '{data}', which does not exist"
+        )
+    out = {"data.folder" if data.is_dir() else "data.csv": str(data.resolve())}
+    if label:
+        out["data.label"] = label
+    if skip_bad_rows:
+        out["data.skip_bad_rows"] = True
+    if named:
+        out["name"] = data.resolve().stem or "table"
+    return out
 
 
 def _print_results(results: dict) -> None:
@@ -68,11 +133,21 @@ def _print_results(results: dict) -> None:
 
 
 @app.command()
-def evaluate(run_dir: Path, data_dir: DataDirOpt = None):
+def evaluate(
+    run_dir: Path,
+    data_dir: DataDirOpt = None,
+    robustness: Annotated[
+        bool | None,
+        typer.Option(
+            "--robustness/--no-robustness",
+            help="Accuracy per modality subset and under corruption (default: on where samples have 2+ modalities)",
+        ),
+    ] = None,
+):
     """Evaluate a run on its test sets: accuracy, macro-F1, ROC-AUC, confusion matrices, report.md."""
     from omnifuse.evaluation import evaluate as run_evaluation
 
-    _print_results(run_evaluation(run_dir, data_dir=data_dir))
+    _print_results(run_evaluation(run_dir, data_dir=data_dir, robustness=robustness))
 
 
 @app.command()
@@ -81,6 +156,12 @@ def predict(
     image: Annotated[Path | None, typer.Option(help="An image file")] = None,
     text: Annotated[str | None, typer.Option(help="A text, e.g. a review")] = None,
     text_file: Annotated[Path | None, typer.Option(help="A UTF-8 text file")] = None,
+    fields: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--input", "-i", help="NAME=VALUE for a modality or a CSV column, e.g. -i photo=cat.png -i age=31"
+        ),
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON")] = False,
 ):
     """Predict from raw files: any subset of the model's modalities."""
@@ -95,6 +176,11 @@ def predict(
         inputs["text"] = read_text(text_file)
     if text is not None:
         inputs["text"] = text
+    for item in fields or []:
+        if "=" not in item:
+            raise OmnifuseError(f"Expected --input NAME=VALUE (e.g. -i age=31). Received: {item!r}")
+        key, value = item.split("=", 1)
+        inputs[key.strip()] = value
     answer = load(run_dir).predict(**inputs)
     if as_json:
         typer.echo(json.dumps(answer, indent=2))
@@ -172,6 +258,130 @@ def demo(
     results = run_evaluation(run, data_dir=data_dir)
     _print_results(results)
     console.print(f"Demo finished in {time.perf_counter() - start:.0f} s. Run directory: {run}")
+
+
+@app.command()
+def bench(
+    name: Annotated[
+        str, typer.Argument(help="A preset, a config .toml, a suite (omnifuse.bench.SUITES) or 'serve'")
+    ],
+    seeds: Annotated[int, typer.Option(help="Runs with train.seed = 0..N-1, each in a fresh process")] = 1,
+    compare: Annotated[
+        str | None,
+        typer.Option(
+            help="Reference run alternating with NAME's: a script of benchmarks/reference/ (cifar10_cnn, "
+            "imdb_lstm), a .py file, a preset, a suite or SUITE:LABEL"
+        ),
+    ] = None,
+    set_: SetOpt = None,
+    data_dir: DataDirOpt = None,
+    results: Annotated[
+        Path, typer.Option(help="Folder of the JSON records; the table is rebuilt in its parent's RESULTS.md")
+    ] = Path("benchmarks/results"),
+    thresholds: Annotated[
+        str, typer.Option(help="Test accuracies whose time to reach is recorded, comma-separated")
+    ] = "0.80,0.85,0.88,0.90,0.92,0.93,0.94",
+    ref_epochs: Annotated[
+        int | None, typer.Option(help="--epochs for a reference script (default: the script's own)")
+    ] = None,
+    run: Annotated[
+        Path | None, typer.Option(help="serve: the run to serve (--set requests=100 ... set its options)")
+    ] = None,
+):
+    """Benchmark NAME over seeds (fresh process per run): JSON records + the table in RESULTS.md regenerated."""
+    from omnifuse.bench import parse_thresholds, run_bench, run_serve
+
+    if name == "serve":
+        run_serve(run, list(set_ or []), results, echo=typer.echo)
+        return
+    run_bench(
+        name,
+        seeds=seeds,
+        compare=compare,
+        overrides=list(set_ or []),
+        data_dir=data_dir,
+        results=results,
+        thresholds=parse_thresholds(thresholds),
+        ref_epochs=ref_epochs,
+        echo=typer.echo,
+    )
+
+
+@app.command()
+def serve(
+    run_dir: Path,
+    host: Annotated[
+        str, typer.Option(help="Interface to listen on (0.0.0.0: every interface)")
+    ] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="TCP port")] = 8000,
+    max_batch: Annotated[int, typer.Option(help="Most samples run through the model at once")] = 64,
+    batch_wait_ms: Annotated[
+        float, typer.Option(help="How long a batch waits for more requests (0: takes what is waiting)")
+    ] = 0.0,
+    max_upload_mb: Annotated[float, typer.Option(help="Largest request body accepted, in MiB")] = 10.0,
+):
+    """Serve a run over HTTP: the web page at /, POST /predict, GET /metadata, GET /health, docs at /docs."""
+    import uvicorn
+
+    from omnifuse.serving import create_app
+
+    web = create_app(
+        run_dir, max_upload_bytes=int(max_upload_mb * 2**20), max_batch=max_batch, batch_wait_ms=batch_wait_ms
+    )
+    console.print(f"Serving [bold]{run_dir}[/bold] at http://{host}:{port}/  (API docs: /docs; Ctrl+C stops)")
+    uvicorn.run(web, host=host, port=port, log_level="warning")
+
+
+@app.command("export")
+def export_model(
+    run_dir: Path,
+    format_: Annotated[str, typer.Option("--format", help="keras | savedmodel | onnx")] = "keras",
+    out: Annotated[Path | None, typer.Option(help="Output folder (default RUN_DIR/export/FORMAT)")] = None,
+):
+    """Export a run's model as a portable artifact, checked against the model, with MODEL_CARD.md beside it."""
+    from omnifuse.export import export
+
+    result = export(run_dir, format_, out)
+    console.print(
+        f"[green]Exported.[/green] {result['artifact']} (max |Δp| {result['max_abs_diff']:.2e} "
+        f"≤ {result['tolerance']:g} on {result['probe_samples']} probe samples); card: {result['card']}"
+    )
+
+
+@app.command()
+def launch(
+    config: Annotated[str, typer.Argument(help="Preset name or config .toml file")],
+    workers: Annotated[int, typer.Option(help="Number of worker processes to start on 127.0.0.1")] = 2,
+    set_: SetOpt = None,
+    run_dir: Annotated[
+        Path | None, typer.Option(help="The run directory (default runs/<name>); an unfinished one is continued")
+    ] = None,
+    runs_root: Annotated[Path, typer.Option(help="Parent folder of new run directories")] = Path("runs"),
+    data_dir: DataDirOpt = None,
+    max_restarts: Annotated[
+        int, typer.Option(help="Restart all workers this many times when one fails (they resume from backups)")
+    ] = 0,
+):
+    """Train with N local worker processes (train.distribution = multi_worker on 127.0.0.1), to try it out."""
+    from omnifuse.distributed import WorkerFailed
+    from omnifuse.distributed import launch as run_launch
+
+    try:
+        out = run_launch(
+            config,
+            workers,
+            set_ or [],
+            run_dir=run_dir,
+            runs_root=runs_root,
+            data_dir=data_dir,
+            max_restarts=max_restarts,
+            echo=typer.echo,
+        )
+    except WorkerFailed as exc:
+        Console(stderr=True).print(f"[red]error:[/red] {exc}", highlight=False)
+        sys.exit(exc.code if exc.code > 0 else 1)
+    console.print(f"[green]Trained.[/green] Run directory: [bold]{out}[/bold]")
+    console.print(f"Next: omnifuse evaluate {out}")
 
 
 def main() -> None:

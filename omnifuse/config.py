@@ -19,8 +19,10 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from omnifuse.encoders.image import CNNConfig, ResNetConfig
-from omnifuse.encoders.text import BagConfig, RNNConfig
+from omnifuse.encoders.audio import AudioCNNConfig
+from omnifuse.encoders.image import CNNConfig, FastNetConfig, ResNetConfig
+from omnifuse.encoders.tabular import TabularMLPConfig
+from omnifuse.encoders.text import BagConfig, RNNConfig, TfidfConfig
 from omnifuse.errors import OmnifuseError
 
 if sys.version_info >= (3, 11):
@@ -37,35 +39,66 @@ class DataConfig:
     val_fraction: float = 0.05  # held out of train (stratified, seeded) where a set has no val split
     limit_train: int = 0  # per data set; 0 = all (quick experiments, tests)
     limit_test: int = 0
+    split: str = "official"  # fsdd / av_digits: "official" or "loso:<speaker>" (leave one speaker out)
+    folds: int = 5  # data sets without an official split (brain_mri): stratified k-fold cross-validation ...
+    fold: int = 0  # ... and the fold held out as test in this run
+    image_size: int = 128  # side in pixels that folder data sets of mixed sizes are resized to (brain_mri)
+    sample_rate: int = 8000  # audio: every waveform is resampled to this rate (Hz) ...
+    num_samples: int = 8000  # ... and centre-padded or cropped to this many samples
+    degrade: str = "noise+occlude"  # av_digits image degradation: noise+occlude | noise | occlude | none
+    noise_std: float = 150.0  # av_digits: Gaussian noise on the images, 0-255 pixel units
+    csv: str = ""  # table: the user's CSV (image/audio paths relative to its folder, texts, numbers, categories) ...
+    folder: str = ""  # ... or a folder root/<class>/<stem>.{png,txt,wav,...}
+    label: str = ""  # table: the label column (a folder's task is named "class" unless this is set)
+    kinds: dict[str, str] = field(default_factory=dict)  # table: column -> image|text|audio|number|category|ignore
+    skip_bad_rows: bool = False  # table: skip (and count) rows with a missing/undecodable file or an empty label
+    test_fraction: float = 0.2  # table: share held out as test (stratified, seeded) when there is no split column
+    modalities: tuple[str, ...] = ()  # keep only these modalities (e.g. ["audio"]: an audio-only model); () = all
 
 
 @dataclass(frozen=True)
 class ImageConfig:
-    encoder: str = "cnn"  # cnn | resnet  (the input shape is the data's)
+    encoder: str = "cnn"  # cnn | resnet | fastnet  (the input shape is the data's)
     augment: bool = False  # random flip + translate inside the training step
     cnn: CNNConfig = field(default_factory=CNNConfig)
     resnet: ResNetConfig = field(default_factory=ResNetConfig)
+    fastnet: FastNetConfig = field(default_factory=FastNetConfig)  # augments itself: set augment = false
 
 
 @dataclass(frozen=True)
 class TextConfig:
-    encoder: str = "rnn"  # rnn | bag | rnn+bag
+    encoder: str = "rnn"  # rnn | bag | tfidf, or several joined by "+" (rnn+tfidf), trained together
     vocab_size: int = 20000
     sequence_length: int = 200
     ngrams: int = 1  # token n-grams in the vocabulary (the bag encoder profits from 2)
     rnn: RNNConfig = field(default_factory=RNNConfig)
     bag: BagConfig = field(default_factory=BagConfig)
+    tfidf: TfidfConfig = field(default_factory=TfidfConfig)
+
+
+@dataclass(frozen=True)
+class AudioConfig:
+    encoder: str = "cnn"  # log-mel CNN (the waveform's rate and length are data.sample_rate / data.num_samples)
+    cnn: AudioCNNConfig = field(default_factory=AudioCNNConfig)
+
+
+@dataclass(frozen=True)
+class TabularConfig:
+    encoder: str = "mlp"  # numbers + categories (NaN-aware, standardised with train-split statistics)
+    mlp: TabularMLPConfig = field(default_factory=TabularMLPConfig)
 
 
 @dataclass(frozen=True)
 class ModelConfig:
-    fusion: str = "attention"  # concat | attention
+    fusion: str = "attention"  # concat | attention | gated | tensor | cross_attention | late
     fusion_dim: int = 128
     fusion_dropout: float = 0.0
     head_hidden: int = 0  # 0 = a linear head on the fused vector
     head_dropout: float = 0.0
     image: ImageConfig = field(default_factory=ImageConfig)
     text: TextConfig = field(default_factory=TextConfig)
+    audio: AudioConfig = field(default_factory=AudioConfig)
+    tabular: TabularConfig = field(default_factory=TabularConfig)
 
 
 @dataclass(frozen=True)
@@ -78,10 +111,20 @@ class TrainConfig:
     warmup_fraction: float = 0.2  # onecycle: share of steps spent rising
     weight_decay: float = 0.0
     label_smoothing: float = 0.0
+    momentum: float = 0.9  # sgd (Nesterov)
+    # lookahead > 0: every lookahead_every steps the weights restart from a slow average whose decay ramps up
+    # as (step/total)^3 to `lookahead`; training ends on the average
+    lookahead: float = 0.0
+    lookahead_every: int = 5
     seed: int = 0
     early_stopping: int = 3  # patience in epochs on the validation loss; 0 = off
     jit_compile: bool = False
     verbose: int = 1  # Keras progress bar: 0 silent, 1 bar, 2 one line per epoch
+    # per training sample with >= 2 modalities: drop each present one with this probability (never all of them)
+    modality_dropout: float = 0.0
+    distribution: str = "none"  # none | mirrored (local devices) | multi_worker (omnifuse/distributed.py)
+    workers: tuple[str, ...] = ()  # multi_worker: host:port of every worker (else $TF_CONFIG) ...
+    worker_index: int = 0  # ... and this process's place in that list
 
 
 @dataclass(frozen=True)
@@ -131,6 +174,14 @@ def _coerce(value: Any, tp: Any, key: str, source: str) -> Any:
                 f"Expected a list of {_type_name(item_tp)} for config key '{key}'{where}. Received: {value!r}"
             )
         return tuple(_coerce(v, item_tp, f"{key}[{i}]", source) for i, v in enumerate(value))
+    if origin is dict:
+        value_tp = typing.get_args(tp)[1]
+        if not isinstance(value, dict):
+            raise OmnifuseError(
+                f"Expected a table of {_type_name(value_tp)} values for config key '{key}'{where}. "
+                f"Received: {value!r}"
+            )
+        return {str(k): _coerce(v, value_tp, f"{key}.{k}", source) for k, v in value.items()}
     ok = (
         (tp is bool and isinstance(value, bool))
         or (tp is int and isinstance(value, int) and not isinstance(value, bool))

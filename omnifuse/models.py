@@ -1,6 +1,8 @@
 """The multimodal classifier: one encoder per modality, a fusion, one head per task.
 
-Inputs are a dict: one tensor per modality (``image`` uint8 (B, H, W, C), ``text`` string (B,)) and a presence mask
+Inputs are a dict: one tensor per modality (``image`` uint8 (B, H, W, C), ``text`` string (B,), ``audio`` float32
+(B, samples) at ``data.sample_rate``, a ``numbers`` modality such as ``tabular`` float32 (B, F), NaN = empty cell)
+and a presence mask
 per modality (``image_mask``, ``text_mask``: float (B,), 1 = present). Outputs are a dict: one probability tensor per
 task, plus ``modality_weights`` (B, n_modalities) when the fusion weights modalities.
 """
@@ -15,7 +17,7 @@ from keras import layers, ops
 
 from omnifuse.config import Config
 from omnifuse.preprocessing import standardize_text
-from omnifuse.registry import FUSIONS, IMAGE_ENCODERS, TEXT_ENCODERS, lookup
+from omnifuse.registry import AUDIO_ENCODERS, FUSIONS, IMAGE_ENCODERS, TABULAR_ENCODERS, TEXT_ENCODERS, lookup
 
 WEIGHTS_OUTPUT = "modality_weights"
 
@@ -126,6 +128,8 @@ class MaskedAccuracy(keras.metrics.Metric):
 def _image_branch(cfg: Config) -> tuple[layers.Layer, layers.Layer | None]:
     img = cfg.model.image
     sub = img.cnn if img.encoder == "cnn" else img.resnet
+    if img.encoder == "fastnet":
+        sub = img.fastnet
     encoder = lookup(IMAGE_ENCODERS, img.encoder, "image encoder")(
         **dataclasses.asdict(sub), name="image_encoder"
     )
@@ -138,11 +142,45 @@ def _image_branch(cfg: Config) -> tuple[layers.Layer, layers.Layer | None]:
     return encoder, preprocess
 
 
-def _text_encoder(cfg: Config) -> layers.Layer:
+def _text_branch(cfg: Config, name: str, x, mask, texts: list[str]):
+    """Text → features. ``model.text.encoder`` names one encoder (``rnn``, ``bag``, ``tfidf``) or several joined
+    by ``+`` (``rnn+tfidf``): each gets its own vectorizer and branch, and their features are concatenated, so an
+    n-gram bag and an LSTM are trained together in one model."""
     txt = cfg.model.text
-    cls = lookup(TEXT_ENCODERS, txt.encoder, "text encoder")
-    sub = txt.rnn if txt.encoder == "rnn" else txt.bag
-    return cls(vocab_size=txt.vocab_size, **dataclasses.asdict(sub), name="text_encoder")
+    parts = txt.encoder.split("+")
+    feats = []
+    for part in parts:
+        cls = lookup(TEXT_ENCODERS, part, "text encoder")
+        suffix = "" if len(parts) == 1 else f"_{part}"
+        if part == "tfidf":
+            sub = txt.tfidf
+            vectorize = layers.TextVectorization(
+                max_tokens=sub.vocab_size,
+                ngrams=sub.ngrams if sub.ngrams > 1 else None,
+                output_mode="tf_idf",
+                standardize=standardize_text,
+                name=f"{name}_vectorize{suffix}",
+            )
+            options = dict(units=sub.units, dropout=sub.dropout)
+        else:
+            vectorize = layers.TextVectorization(
+                max_tokens=txt.vocab_size,
+                output_sequence_length=txt.sequence_length,
+                ngrams=txt.ngrams if txt.ngrams > 1 else None,
+                standardize=standardize_text,
+                name=f"{name}_vectorize{suffix}",
+            )
+            options = dict(vocab_size=txt.vocab_size, **dataclasses.asdict(txt.rnn if part == "rnn" else txt.bag))
+        vectorize.adapt(texts, batch_size=1024)
+        encoder = cls(**options, name=f"{name}_encoder{suffix}")
+        feats.append(ModalityBranch(encoder, name=f"{name}_branch{suffix}")([vectorize(x), mask]))
+    return feats[0] if len(feats) == 1 else layers.Concatenate(name=f"{name}_features")(feats)
+
+
+def _audio_encoder(cfg: Config) -> layers.Layer:
+    aud = cfg.model.audio
+    options = {**dataclasses.asdict(aud.cnn), "sample_rate": cfg.data.sample_rate}
+    return lookup(AUDIO_ENCODERS, aud.encoder, "audio encoder")(**options, name="audio_encoder")
 
 
 def build_model(
@@ -151,10 +189,16 @@ def build_model(
     tasks: dict[str, list[str]],
     texts: Iterable[str] | None = None,
     image_shape: tuple[int, int, int] = (32, 32, 3),
+    numbers: dict | None = None,
+    images=None,
 ) -> keras.Model:
     """Build (uncompiled) the model for ``modalities`` (name -> kind) and ``tasks`` (name -> class names).
 
     ``texts``: training texts from which the text vocabulary is learned (needed when there is a text modality).
+    ``numbers``: per ``numbers`` modality, its training rows, float32 (N, F) with NaN for an empty cell; the
+    tabular encoder learns its normalisation from them (needed when there is a numbers modality).
+    ``images``: a sample of training images, uint8 (N, H, W, C), for image encoders that ``adapt`` to data
+    (``fastnet`` sets its whitening filters from them); without it they keep their random start.
     """
     inputs, features, masks = {}, {}, {}
     for name, kind in sorted(modalities.items()):
@@ -163,23 +207,30 @@ def build_model(
             x = keras.Input(shape=tuple(image_shape), name=name, dtype="uint8")
             encoder, preprocess = _image_branch(cfg)
             feat = ModalityBranch(encoder, preprocess, name=f"{name}_branch")([x, mask])
+            if images is not None and hasattr(encoder, "adapt"):
+                encoder.adapt(images)
         elif kind == "text":
-            txt = cfg.model.text
             x = keras.Input(shape=(), name=name, dtype="string")
-            vectorize = layers.TextVectorization(
-                max_tokens=txt.vocab_size,
-                output_sequence_length=txt.sequence_length,
-                ngrams=txt.ngrams if txt.ngrams > 1 else None,
-                standardize=standardize_text,
-                name=f"{name}_vectorize",
-            )
             if texts is None:
                 raise ValueError("build_model needs `texts` to learn the vocabulary of a text modality.")
-            vectorize.adapt(list(texts), batch_size=1024)
-            ids = vectorize(x)
-            feat = ModalityBranch(_text_encoder(cfg), name=f"{name}_branch")([ids, mask])
+            feat = _text_branch(cfg, name, x, mask, list(texts))
+        elif kind == "audio":
+            x = keras.Input(shape=(cfg.data.num_samples,), name=name, dtype="float32")
+            feat = ModalityBranch(_audio_encoder(cfg), name=f"{name}_branch")([x, mask])
+        elif kind == "numbers":
+            if numbers is None or name not in numbers:
+                raise ValueError(f"build_model needs `numbers[{name!r}]`, the training rows of {name!r}.")
+            x = keras.Input(shape=(numbers[name].shape[1],), name=name, dtype="float32")
+            tab = cfg.model.tabular
+            encoder = lookup(TABULAR_ENCODERS, tab.encoder, "tabular encoder")(
+                **dataclasses.asdict(tab.mlp), name=f"{name}_encoder"
+            )
+            encoder.adapt(numbers[name])
+            feat = ModalityBranch(encoder, name=f"{name}_branch")([x, mask])
         else:
-            raise ValueError(f"Unsupported modality kind {kind!r} for {name!r}. Supported: image, text")
+            raise ValueError(
+                f"Unsupported modality kind {kind!r} for {name!r}. Supported: image, text, audio, numbers"
+            )
         inputs[name], inputs[mask_name(name)] = x, mask
         features[name], masks[name] = feat, mask
 
@@ -229,7 +280,9 @@ def compile_model(model: keras.Model, cfg: Config, tasks: Iterable[str], steps_p
     optimizers = {
         "adam": lambda: keras.optimizers.Adam(lr),
         "adamw": lambda: keras.optimizers.AdamW(lr, weight_decay=t.weight_decay),
-        "sgd": lambda: keras.optimizers.SGD(lr, momentum=0.9, nesterov=True),
+        "sgd": lambda: keras.optimizers.SGD(
+            lr, momentum=t.momentum, nesterov=True, weight_decay=t.weight_decay or None
+        ),
     }
     optimizer = lookup(optimizers, t.optimizer, "optimizer")()
     model.compile(

@@ -8,7 +8,8 @@ one epoch is exactly one pass over every set.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import dataclasses
+from dataclasses import dataclass, field
 
 import numpy as np
 import tensorflow as tf
@@ -36,6 +37,10 @@ class Prepared:
     tasks: dict[str, list[str]]  # name -> class names
     image_shape: tuple[int, int, int] | None
     sources: dict[str, str]
+    audio_length: int = 0
+    # numbers modality -> {"features": [names], "columns": [...]} (its width F is len(features))
+    numbers: dict[str, dict] = field(default_factory=dict)
+    skipped_rows: dict[str, dict] = field(default_factory=dict)  # data set -> {"count", "rows"}: bad rows skipped
 
 
 def _holdout(split: Split, fraction: float, seed: int, stratify: np.ndarray | None) -> tuple[Split, Split]:
@@ -64,6 +69,7 @@ def prepare(cfg: Config, datasets: list[Dataset]) -> Prepared:
     tasks: dict[str, list[str]] = {}
     parts = []
     image_shape = None
+    datasets = select_modalities(datasets, cfg.data.modalities)
     for ds in datasets:
         for name, kind in ds.modalities.items():
             if modalities.setdefault(name, kind) != kind:
@@ -73,15 +79,16 @@ def prepare(cfg: Config, datasets: list[Dataset]) -> Prepared:
         for task, classes in ds.tasks.items():
             if tasks.setdefault(task, list(classes)) != list(classes):
                 raise OmnifuseError(f"Task {task!r} has different classes in {ds.name!r}: {classes}")
-        train = ds.splits["train"]
-        if "val" in ds.splits:
-            val = ds.splits["val"]
+        splits = _cross_validation(ds, cfg) if "train" not in ds.splits else ds.splits
+        train = splits["train"]
+        if "val" in splits:
+            val = splits["val"]
         else:
             first_task = next(iter(train.labels.values()), None)
             train, val = _holdout(train, cfg.data.val_fraction, cfg.train.seed, first_task)
         train = _limit(train, cfg.data.limit_train, cfg.train.seed)
         val = _limit(val, cfg.data.limit_test and max(1, cfg.data.limit_test // 2), cfg.train.seed)
-        test = _limit(ds.splits["test"], cfg.data.limit_test, cfg.train.seed)
+        test = _limit(splits["test"], cfg.data.limit_test, cfg.train.seed)
         for kind_name, kind in ds.modalities.items():
             if kind == "image":
                 shape = tuple(train.inputs[kind_name].shape[1:])
@@ -93,10 +100,126 @@ def prepare(cfg: Config, datasets: list[Dataset]) -> Prepared:
                     )
                 image_shape = shape
         parts.append(Part(ds.name, train, val, test))
-    return Prepared(parts, modalities, tasks, image_shape, {d.name: d.source for d in datasets})
+    prepared = Prepared(
+        parts, modalities, tasks, image_shape, {d.name: d.source for d in datasets}, cfg.data.num_samples
+    )
+    for ds, part in zip(datasets, parts):
+        _record_numbers(prepared, ds, part)
+        if ds.meta.get("skipped_rows"):
+            skipped = {"count": ds.meta["skipped_rows"], "rows": ds.meta.get("bad_rows", [])}
+            prepared.skipped_rows[ds.name] = skipped
+    return prepared
 
 
-def _fill(modalities: dict[str, str], tasks: list[str], present: set[str], image_shape, with_weights: bool):
+def select_modalities(datasets: list[Dataset], keep: tuple[str, ...]) -> list[Dataset]:
+    """The data sets with only the modalities named in ``data.modalities`` (all of them when it is empty).
+
+    A sample left with none of the kept modalities present (possible where ``Split.masks`` marks some absent) is
+    left out: it has nothing to predict from.
+    """
+    if not keep:
+        return datasets
+    known = sorted({m for ds in datasets for m in ds.modalities})
+    unknown = [m for m in keep if m not in known]
+    if unknown:
+        raise OmnifuseError(
+            f"Unknown modality {unknown[0]!r} in data.modalities. The data sets have: {', '.join(known)}"
+        )
+    out = []
+    for ds in datasets:
+        kept = {m: kind for m, kind in ds.modalities.items() if m in keep}
+        if not kept:
+            raise OmnifuseError(
+                f"data.modalities = {list(keep)} leaves data set {ds.name!r} without a modality "
+                f"(it has: {', '.join(ds.modalities)})"
+            )
+        splits = {}
+        for name, split in ds.splits.items():
+            split = dataclasses.replace(
+                split,
+                inputs={m: v for m, v in split.inputs.items() if m in kept},
+                masks={m: v for m, v in split.masks.items() if m in kept},
+            )
+            # where every kept modality may be absent, leave out the samples that have none of them
+            if all(m in split.masks for m in kept):
+                split = split.take(np.flatnonzero(np.any([split.masks[m] > 0 for m in kept], axis=0)))
+            splits[name] = split
+        out.append(dataclasses.replace(ds, splits=splits, modalities=kept))
+    return out
+
+
+def drop_modalities(ds: tf.data.Dataset, modalities: dict, rate: float, seed: int) -> tf.data.Dataset:
+    """Modality dropout (``train.modality_dropout``) on a stream of filled ``(x, y)`` batches.
+
+    In each sample with at least 2 modalities present, each present modality is dropped (mask 0 and its input
+    zeroed, ``""`` for text) with probability ``rate``; where that would drop all of them, the one with the largest
+    draw stays. So with 2 modalities each is dropped with probability ``rate - rate**2 / 2`` and never both. The
+    draws are stateless, seeded by ``seed`` and the batch's position in the stream (deterministic for a seed).
+    """
+    if isinstance(rate, bool) or not 0.0 <= rate <= 1.0:
+        raise OmnifuseError(f"Expected train.modality_dropout in [0, 1]. Received: {rate!r}")
+    names = sorted(modalities)
+
+    def drop(step, batch):
+        x, y = batch
+        present = tf.stack([x[mask_name(m)] > 0 for m in names], axis=1)  # (B, M)
+        key = tf.stack([tf.constant(seed, tf.int64), step])
+        draw = tf.random.stateless_uniform(tf.shape(present), seed=key)
+        several = tf.reduce_sum(tf.cast(present, tf.int32), axis=1, keepdims=True) >= 2
+        dropped = present & several & (draw < rate)
+        every = tf.reduce_all(dropped | ~present, axis=1, keepdims=True)
+        keeper = tf.one_hot(tf.argmax(tf.where(present, draw, -1.0), axis=1), len(names), True, False)
+        dropped = dropped & ~(every & keeper)
+        out = dict(x)
+        for i, m in enumerate(names):
+            keep = ~dropped[:, i]
+            value = x[m]
+            shape = tf.concat([tf.shape(keep), tf.ones([len(value.shape) - 1], tf.int32)], axis=0)
+            out[m] = tf.where(tf.reshape(keep, shape), value, tf.zeros_like(value))
+            out[mask_name(m)] = x[mask_name(m)] * tf.cast(keep, x[mask_name(m)].dtype)
+        return out, y
+
+    return ds.enumerate().map(drop, num_parallel_calls=tf.data.AUTOTUNE)
+
+
+def _record_numbers(prepared: Prepared, ds: Dataset, part: Part) -> None:
+    """The feature names (and, for a CSV, column specs) of each numbers modality; one width per name."""
+    for name, kind in ds.modalities.items():
+        if kind != "numbers":
+            continue
+        spec = ds.meta.get("numbers", {}).get(name)
+        if spec is None:
+            width = part.train.inputs[name].shape[1]
+            spec = {"features": [f"{name}[{i}]" for i in range(width)]}
+        known = prepared.numbers.setdefault(name, spec)
+        if len(known["features"]) != len(spec["features"]):
+            raise OmnifuseError(
+                f"Numbers modality {name!r} has {len(spec['features'])} features in {ds.name!r}, "
+                f"{len(known['features'])} in another data set."
+            )
+
+
+def _cross_validation(ds: Dataset, cfg: Config) -> dict[str, Split]:
+    """train/test for a data set without an official split: fold ``data.fold`` of its k folds is the test set."""
+    whole = ds.splits.get("all")
+    if whole is None or "fold" not in whole.extra:
+        raise OmnifuseError(f"Data set {ds.name!r} has no train split and no folds. Splits: {', '.join(ds.splits)}")
+    folds = sorted(set(whole.extra["fold"].tolist()))
+    if cfg.data.fold not in folds:
+        raise OmnifuseError(f"Expected data.fold in {folds} for {ds.name!r}. Received: {cfg.data.fold}")
+    test = whole.extra["fold"] == cfg.data.fold
+    return {"train": whole.take(np.flatnonzero(~test)), "test": whole.take(np.flatnonzero(test))}
+
+
+def _fill(
+    modalities: dict[str, str],
+    tasks: list[str],
+    present: set[str],
+    image_shape,
+    audio_length,
+    with_weights: bool,
+    widths: dict[str, int] | None = None,
+):
     """A batch-level map adding zeros + mask 0 for absent modalities and label -1 for absent tasks."""
 
     def fill(x, y):
@@ -105,12 +228,17 @@ def _fill(modalities: dict[str, str], tasks: list[str], present: set[str], image
         for name, kind in modalities.items():
             if name in present:
                 out_x[name] = x[name]
-                out_x[mask_name(name)] = tf.ones([batch], tf.float32)
+                # a split with per-sample presence (Split.masks) carries its masks in x; otherwise all present
+                out_x[mask_name(name)] = x.get(mask_name(name), tf.ones([batch], tf.float32))
             else:
                 if kind == "image":
                     out_x[name] = tf.zeros([batch, *image_shape], tf.uint8)
                 elif kind == "text":
                     out_x[name] = tf.fill([batch], "")
+                elif kind == "audio":
+                    out_x[name] = tf.zeros([batch, audio_length], tf.float32)
+                elif kind == "numbers":
+                    out_x[name] = tf.zeros([batch, (widths or {})[name]], tf.float32)
                 else:
                     raise OmnifuseError(f"Cannot fill absent modality {name!r} of kind {kind!r}")
                 out_x[mask_name(name)] = tf.zeros([batch], tf.float32)
@@ -129,7 +257,8 @@ def _inputs(split: Split, modalities: dict[str, str], image_shape) -> dict[str, 
         if modalities.get(name) == "image" and arr.ndim == 3:
             arr = arr[..., None]
         if modalities.get(name) == "text":
-            arr = arr.astype(str) if len(arr) else np.zeros((0,), dtype=str)
+            # object arrays of str go to tf.string as they are; astype(str) would pad every review to the longest
+            arr = arr.astype(object) if len(arr) else np.zeros((0,), dtype=str)
         out[name] = arr
     return out
 
@@ -143,11 +272,13 @@ def stream(
     with_weights: bool,
     repeat: bool = False,
     fractions: tuple[float, ...] = (),
+    modality_dropout: float = 0.0,
 ) -> tuple[tf.data.Dataset, int]:
     """A tf.data stream over ``splits`` (one per part) in batches that each come from one split; and its length.
 
     With ``repeat`` the stream is endless and its length is one epoch: ``fractions[i]`` of a pass over split ``i``
     (default 1.0 each), drawn afresh every epoch; without it, the stream is exactly one pass over every split.
+    ``modality_dropout``: see :func:`drop_modalities` (the training stream only).
     """
     tasks = list(prepared.tasks)
     if fractions and len(fractions) != len(splits):
@@ -160,6 +291,9 @@ def stream(
         if n == 0:
             continue
         x = _inputs(split, prepared.modalities, prepared.image_shape)
+        for name, presence in split.masks.items():
+            if name in x:
+                x[mask_name(name)] = presence.astype(np.float32)
         y = {t: split.labels[t].astype(np.int64) for t in split.labels}
         ds = tf.data.Dataset.from_tensor_slices((x, y))
         if shuffle:
@@ -167,7 +301,15 @@ def stream(
         if repeat:
             ds = ds.repeat()
         ds = ds.batch(batch_size).map(
-            _fill(prepared.modalities, tasks, set(x), prepared.image_shape, with_weights),
+            _fill(
+                prepared.modalities,
+                tasks,
+                set(x),
+                prepared.image_shape,
+                prepared.audio_length,
+                with_weights,
+                {m: len(spec["features"]) for m, spec in prepared.numbers.items()},
+            ),
             num_parallel_calls=tf.data.AUTOTUNE,
         )
         streams.append(ds)
@@ -182,4 +324,6 @@ def stream(
     if repeat:
         choice = choice.repeat()
     combined = tf.data.Dataset.choose_from_datasets(streams, choice) if len(streams) > 1 else streams[0]
+    if modality_dropout:
+        combined = drop_modalities(combined, prepared.modalities, modality_dropout, seed)
     return combined.prefetch(tf.data.AUTOTUNE), int(sum(counts))

@@ -34,6 +34,11 @@ class Predictor:
         self.modalities: dict[str, str] = self.meta["modalities"]
         self.tasks: dict[str, list[str]] = self.meta["tasks"]
         self.image_shape = tuple(self.meta.get("image_shape") or (32, 32, 3))
+        audio = self.meta.get("audio") or {}
+        self.sample_rate = int(audio.get("sample_rate", 8000))
+        self.num_samples = int(audio.get("num_samples", 8000))
+        # numbers modality -> its features and, for a CSV, its columns (kinds, category vocabularies)
+        self.numbers: dict[str, dict] = self.meta.get("numbers") or {}
 
     def _image(self, value: Any) -> np.ndarray:
         from omnifuse.data.decode import decode_image
@@ -50,6 +55,17 @@ class Predictor:
             return arr.astype(np.uint8)
         arr = decode_image(value, size=(h, w), channels=c)
         return arr if arr.ndim == 3 else arr[..., None]
+
+    def _audio(self, value: Any) -> np.ndarray:
+        from omnifuse.data.wav import decode_wav, fit_length
+
+        if isinstance(value, np.ndarray):
+            if value.ndim != 1:
+                raise OmnifuseError(
+                    f"Expected a mono waveform array (samples,) at {self.sample_rate} Hz. Received: shape {value.shape}"
+                )
+            return fit_length(value.astype(np.float32), self.num_samples)
+        return decode_wav(value, self.sample_rate, self.num_samples)
 
     def _column(self, name: str, kind: str, values: list[Any]) -> tuple[np.ndarray, np.ndarray]:
         n = len(values)
@@ -68,16 +84,95 @@ class Predictor:
                     )
                 if v is not None and not v.strip():
                     mask[i] = 0.0  # an empty string is an absent text
+        elif kind == "audio":
+            out = np.zeros((n, self.num_samples), dtype=np.float32)
+            for i, v in enumerate(values):
+                if v is not None:
+                    out[i] = self._audio(v)
+        elif kind == "numbers":
+            out, mask = self._numbers(name, values)
         else:
             raise OmnifuseError(f"Modality kind {kind!r} of {name!r} is not supported by this predictor.")
         return out, mask
+
+    def _numbers(self, name: str, values: list[Any]) -> tuple[np.ndarray, np.ndarray]:
+        """A numbers modality from dicts (column -> value, as in the CSV) or 1-D arrays of its F features."""
+        from omnifuse.data.table import encode_tabular
+
+        spec = self.numbers.get(name) or {"features": []}
+        width = len(spec["features"])
+        out = np.zeros((len(values), width), dtype=np.float32)
+        mask = np.zeros(len(values), dtype=np.float32)
+        for i, v in enumerate(values):
+            if v is None:
+                continue
+            if isinstance(v, dict):
+                if "columns" not in spec:
+                    raise OmnifuseError(
+                        f"Expected an array of {width} numbers for {name!r}. Received: a dict"
+                    )
+                row, present = encode_tabular(spec, [v])
+            else:
+                try:
+                    row = np.asarray(v, dtype=np.float32).reshape(1, -1) if np.ndim(v) == 1 else None
+                except (TypeError, ValueError):
+                    row = None
+                if row is None or row.shape[1] != width:
+                    raise OmnifuseError(
+                        f"Expected a dict of columns or a 1-D array of {width} numbers for {name!r} "
+                        f"(features: {', '.join(spec['features'])}). Received: {v!r}"
+                    )
+                present = np.array([0.0 if np.isnan(row).all() else 1.0])
+            out[i], mask[i] = row[0], present[0]
+        return out, mask
+
+    def _group_columns(self, inputs: dict[str, Any], batch: bool) -> dict[str, Any]:
+        """Keywords named after a numbers modality's columns (``age=31``), gathered into its dicts."""
+        owners = {
+            c["name"]: m for m, spec in self.numbers.items() for c in spec.get("columns", [])
+        }
+        out: dict[str, Any] = {}
+        for key, value in inputs.items():
+            owner = owners.get(key) if key not in self.modalities else None
+            if owner is None:
+                out[key] = value
+                continue
+            if owner in inputs:
+                raise OmnifuseError(
+                    f"Expected {owner!r} as one dict or array, or column by column. "
+                    f"Received both {owner!r} and {key!r}"
+                )
+            if not batch:
+                out.setdefault(owner, {})[key] = value
+                continue
+            rows = out.setdefault(owner, [{} for _ in value])
+            if len(rows) != len(value):
+                raise OmnifuseError(
+                    f"Expected inputs of equal length. Received lengths {len(rows)} and {len(value)}"
+                )
+            for row, cell in zip(rows, value):
+                if cell is not None:
+                    row[key] = cell
+        return out
 
     def predict(self, batch: bool = False, **inputs: Any) -> dict[str, Any] | list[dict[str, Any]]:
         """Predict from keyword inputs named after the model's modalities (``image=``, ``text=``).
 
         A single sample by default; with ``batch=True`` each input is a list (``None`` = absent for that sample)
-        and a list of answers comes back.
+        and a list of answers comes back. A ``numbers`` modality (``tabular``, from a CSV) takes a dict of
+        column -> value or a 1-D array of its features; its columns may also be keywords (``age=31``).
+        Images and audio may be paths, bytes or arrays.
         """
+        answers = self.predict_feed(self.encode(batch, **inputs))
+        return answers if batch else answers[0]
+
+    def encode(self, batch: bool = False, **inputs: Any) -> dict[str, np.ndarray]:
+        """The model's input arrays (one per modality, plus its presence mask) for ``predict``'s inputs.
+
+        Decoding is the slow, error-prone half of a prediction: the server runs it per request (so an error names
+        the request's field) and batches only :meth:`predict_feed`. Feeds of several requests concatenate.
+        """
+        inputs = self._group_columns(inputs, batch)
         unknown = [k for k in inputs if k not in self.modalities]
         if unknown:
             raise OmnifuseError(
@@ -97,7 +192,22 @@ class Predictor:
             raise OmnifuseError(
                 f"Expected at least one modality per sample ({', '.join(self.modalities)}). Received: none"
             )
-        out = self.model.predict(feed, verbose=0, batch_size=256)
+        return feed
+
+    def _run(self, feed: dict[str, np.ndarray], chunk: int = 256) -> dict[str, np.ndarray]:
+        # predict_on_batch reuses one compiled function; model.predict builds a data pipeline per call, which
+        # costs tens of times more than the model itself for the one-sample requests of a server.
+        n = len(next(iter(feed.values())))
+        parts = [
+            self.model.predict_on_batch({k: v[i : i + chunk] for k, v in feed.items()})
+            for i in range(0, n, chunk)
+        ]
+        return {k: np.concatenate([np.asarray(p[k]) for p in parts]) for k in parts[0]}
+
+    def predict_feed(self, feed: dict[str, np.ndarray]) -> list[dict[str, Any]]:
+        """Answers (one per sample) for arrays made by :meth:`encode`."""
+        n = len(feed[mask_name(next(iter(self.modalities)))])
+        out = self._run(feed)
         answers = []
         order = sorted(self.modalities)
         for i in range(n):
@@ -112,7 +222,46 @@ class Predictor:
                 answer["modality_weights"] = {m: float(w) for m, w in zip(order, out[WEIGHTS_OUTPUT][i])}
             answer["modalities_used"] = [m for m in order if feed[mask_name(m)][i] > 0]
             answers.append(answer)
-        return answers if batch else answers[0]
+        return answers
+
+    def metadata(self) -> dict[str, Any]:
+        """What this model takes and answers: modalities with their expected inputs, tasks with class names.
+
+        Example: ``load(run).metadata()["modalities"]["image"]["shape"] == [32, 32, 3]``.
+        """
+        modalities: dict[str, dict[str, Any]] = {}
+        for name, kind in self.modalities.items():
+            info: dict[str, Any] = {"kind": kind}
+            if kind == "image":
+                h, w, c = self.image_shape
+                info.update(
+                    shape=[h, w, c],
+                    expects=f"an image file (PNG, JPEG, ...), resized to {w}x{h}, "
+                    + ("RGB" if c == 3 else "grayscale"),
+                )
+            elif kind == "text":
+                info.update(expects="UTF-8 text; empty text counts as absent")
+            elif kind == "audio":
+                info.update(
+                    sample_rate=self.sample_rate,
+                    num_samples=self.num_samples,
+                    expects=f"a WAV file, mixed to mono, resampled to {self.sample_rate} Hz and centre-padded or "
+                    f"cropped to {self.num_samples / self.sample_rate:g} s",
+                )
+            elif kind == "numbers":
+                spec = self.numbers.get(name) or {}
+                info.update(
+                    features=list(spec.get("features", [])),
+                    columns=[c.get("name") for c in spec.get("columns", [])],
+                    expects="a dict of column -> value, or an array of the features",
+                )
+            modalities[name] = info
+        return {
+            "run": self.run_dir.name,
+            "modalities": modalities,
+            "tasks": {task: list(classes) for task, classes in self.tasks.items()},
+            "modality_weights": WEIGHTS_OUTPUT in self.model.output_names,
+        }
 
 
 def load(run_dir: str | Path) -> Predictor:

@@ -1,13 +1,28 @@
 """Name -> class tables for encoders and fusions, filled by explicit imports (no import-time registration magic)."""
 
-from omnifuse.encoders.image import ImageCNN, ImageResNet
-from omnifuse.encoders.text import TextBag, TextRNN
+from omnifuse.encoders.audio import AudioCNN
+from omnifuse.encoders.image import ImageCNN, ImageFastNet, ImageResNet
+from omnifuse.encoders.tabular import TabularMLP
+from omnifuse.encoders.text import TextBag, TextRNN, TextTfidf
 from omnifuse.fusion.attention import AttentionFusion
 from omnifuse.fusion.concat import ConcatFusion
+from omnifuse.fusion.cross_attention import CrossAttentionFusion
+from omnifuse.fusion.gated import GatedFusion
+from omnifuse.fusion.late import LateFusion
+from omnifuse.fusion.tensor import TensorFusion
 
-IMAGE_ENCODERS = {"cnn": ImageCNN, "resnet": ImageResNet}
-TEXT_ENCODERS = {"rnn": TextRNN, "bag": TextBag}
-FUSIONS = {"concat": ConcatFusion, "attention": AttentionFusion}
+IMAGE_ENCODERS = {"cnn": ImageCNN, "resnet": ImageResNet, "fastnet": ImageFastNet}
+TEXT_ENCODERS = {"rnn": TextRNN, "bag": TextBag, "tfidf": TextTfidf}
+AUDIO_ENCODERS = {"cnn": AudioCNN}
+TABULAR_ENCODERS = {"mlp": TabularMLP}
+FUSIONS = {
+    "concat": ConcatFusion,
+    "attention": AttentionFusion,
+    "gated": GatedFusion,
+    "tensor": TensorFusion,
+    "cross_attention": CrossAttentionFusion,
+    "late": LateFusion,
+}
 
 
 def lookup(table: dict, name: str, what: str):

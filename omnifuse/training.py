@@ -12,18 +12,24 @@ from __future__ import annotations
 import json
 import os
 import time
+import warnings
 from pathlib import Path
 from typing import Any
 
 import keras
 import numpy as np
 
-from omnifuse import pipeline
+from omnifuse import distributed, pipeline
 from omnifuse.config import Config, from_dict, read_toml
 from omnifuse.errors import OmnifuseError
 from omnifuse.models import WEIGHTS_OUTPUT, build_model, compile_model
 
 CHECKPOINTS = "checkpoints"
+
+# Keras warns when a finite validation stream ends (it always does: one pass per epoch is the intent), and about a
+# shuffle flag that tf.data input ignores (the pipeline shuffles itself).
+warnings.filterwarnings("ignore", message="Your input ran out of data")
+warnings.filterwarnings("ignore", message="`shuffle=True` was passed")
 
 
 def atomic_write_text(path: Path, text: str) -> None:
@@ -87,6 +93,37 @@ class _ResumableEarlyStopping(keras.callbacks.EarlyStopping):
             self.wait = self._state.get("wait", 0)
 
 
+class _Lookahead(keras.callbacks.Callback):
+    """Lookahead with a ramped average: every ``every`` steps, slow = d * slow + (1 - d) * weights, then the weights
+    restart from slow; d = decay * (step / total)^3, so early training runs free. The last epoch ends on slow."""
+
+    def __init__(self, decay: float, every: int, total_steps: int, initial_step: int = 0):
+        super().__init__()
+        self.decay, self.every, self.total = decay, max(1, every), max(1, total_steps)
+        self.step = initial_step
+
+    def on_train_begin(self, logs=None):
+        self.vars = [v for v in self.model.weights if "float" in str(v.dtype)]
+        self.slow = [keras.ops.convert_to_numpy(v).astype(np.float32) for v in self.vars]
+
+    def _restart_from_slow(self):
+        for v, s in zip(self.vars, self.slow):
+            v.assign(s)
+
+    def on_train_batch_end(self, batch, logs=None):
+        self.step += 1
+        if self.step % self.every == 0:
+            d = self.decay * min(1.0, self.step / self.total) ** 3
+            for v, s in zip(self.vars, self.slow):
+                s *= d
+                s += (1.0 - d) * keras.ops.convert_to_numpy(v)
+            self._restart_from_slow()
+
+    def on_epoch_end(self, epoch, logs=None):
+        if epoch + 1 >= self.params.get("epochs", 0):
+            self._restart_from_slow()
+
+
 class _RunCheckpoint(keras.callbacks.Callback):
     """After each epoch: last.keras, best.keras when the validation loss improved, and the progress in meta.json."""
 
@@ -118,7 +155,51 @@ class _RunCheckpoint(keras.callbacks.Callback):
 def load_datasets(cfg: Config, data_dir: str | None):
     from omnifuse.data.catalog import load_dataset
 
-    return [load_dataset(name, data_dir or cfg.data.data_dir or None) for name in cfg.data.sets]
+    d = cfg.data
+    options = dict(
+        split=d.split,
+        folds=d.folds,
+        image_size=d.image_size,
+        sample_rate=d.sample_rate,
+        num_samples=d.num_samples,
+        degrade=d.degrade,
+        noise_std=d.noise_std,
+        csv=d.csv,
+        folder=d.folder,
+        label=d.label,
+        kinds=d.kinds,
+        skip_bad_rows=d.skip_bad_rows,
+        val_fraction=d.val_fraction,
+        test_fraction=d.test_fraction,
+    )
+    return [load_dataset(name, data_dir or d.data_dir or None, **options) for name in d.sets]
+
+
+def _numbers_rows(prepared: pipeline.Prepared) -> dict[str, np.ndarray]:
+    """Per numbers modality, the training rows that have it: the tabular encoder is normalised with them."""
+    rows = {}
+    for name, spec in prepared.numbers.items():
+        chunks = [np.zeros((0, len(spec["features"])), np.float32)]
+        for p in prepared.parts:
+            if name in p.train.inputs:
+                present = p.train.masks.get(name, np.ones(len(p.train), np.float32)) > 0
+                chunks.append(p.train.inputs[name][present])
+        rows[name] = np.concatenate(chunks).astype(np.float32)
+    return rows
+
+
+def _image_sample(prepared: pipeline.Prepared, seed: int, size: int = 5000) -> np.ndarray | None:
+    """Up to ``size`` training images (those present), drawn with ``seed``: data-initialised encoders adapt to them."""
+    rng, chunks = np.random.default_rng(seed), []
+    for name, kind in prepared.modalities.items():
+        for p in prepared.parts:
+            if kind == "image" and name in p.train.inputs:
+                present = np.flatnonzero(p.train.masks.get(name, np.ones(len(p.train), np.float32)) > 0)
+                chunks.append(p.train.inputs[name][np.sort(rng.permutation(present)[:size])])
+    if not chunks:
+        return None
+    images = np.concatenate(chunks)
+    return images[np.sort(rng.permutation(len(images))[:size])]
 
 
 def train(
@@ -127,17 +208,27 @@ def train(
     runs_root: str | Path = "runs",
     data_dir: str | None = None,
     resume: str | Path | None = None,
+    callbacks: list[keras.callbacks.Callback] | None = None,
 ) -> Path:
     """Train ``config`` into a new run directory (or continue ``resume``); return the run directory.
 
     >>> run = train(load_config("cifar10-cnn", ["train.epochs=1"]))
     """
+    dist = None  # one process; else a tf.distribute strategy and this process's part in it
     if resume is not None:
         run_dir = Path(resume)
         cfg = read_run_config(run_dir)
         meta = read_meta(run_dir)
+        distributed.check_resume(cfg.train)
+        dist = distributed.setup(cfg.train)
+    elif config.train.distribution == "multi_worker":
+        # set up before anything runs TensorFlow; the chief writes the run, the other workers a temporary folder
+        cfg = config
+        dist = distributed.setup(cfg.train)
+        run_dir, meta = dist.open_run(cfg, run_dir, runs_root)
     else:
         cfg = config
+        dist = distributed.setup(cfg.train)
         if run_dir is None:
             run_dir = new_run_dir(Path(runs_root), cfg.name)
         else:
@@ -160,8 +251,11 @@ def train(
         modalities=prepared.modalities,
         tasks=prepared.tasks,
         image_shape=list(prepared.image_shape) if prepared.image_shape else None,
+        audio={"sample_rate": cfg.data.sample_rate, "num_samples": cfg.data.num_samples},
         sets=[p.name for p in prepared.parts],
         sources=prepared.sources,
+        numbers=prepared.numbers,
+        skipped_rows=prepared.skipped_rows,
         samples={
             p.name: {"train": len(p.train), "val": len(p.val), "test": len(p.test)} for p in prepared.parts
         },
@@ -171,15 +265,25 @@ def train(
 
     last = run_dir / CHECKPOINTS / "last.keras"
     if resume is not None and last.is_file():
-        model = keras.saving.load_model(last)
+        with distributed.scope(dist):  # a strategy's variables are made (and loaded) under its scope
+            model = keras.saving.load_model(last)
         steps = None
     else:
         texts = None
         if "text" in prepared.modalities.values():
-            texts = [s for p in prepared.parts for s in p.train.inputs.get("text", [])]
-        model = build_model(
-            cfg, prepared.modalities, prepared.tasks, texts, prepared.image_shape or (32, 32, 3)
-        )
+            # one vocabulary for every text modality (a CSV may have several text columns)
+            named = [m for m, kind in prepared.modalities.items() if kind == "text"]
+            texts = [s for p in prepared.parts for m in named for s in p.train.inputs.get(m, [])]
+        with distributed.scope(dist):
+            model = build_model(
+                cfg,
+                prepared.modalities,
+                prepared.tasks,
+                texts,
+                prepared.image_shape or (32, 32, 3),
+                numbers=_numbers_rows(prepared),
+                images=_image_sample(prepared, t.seed),
+            )
     with_weights = WEIGHTS_OUTPUT in model.output_names
     train_ds, steps = pipeline.stream(
         prepared,
@@ -189,42 +293,61 @@ def train(
         t.seed + initial_epoch,
         with_weights,
         True,
+        modality_dropout=t.modality_dropout,
     )
-    val_ds, _ = pipeline.stream(
-        prepared, [p.val for p in prepared.parts], t.batch_size, False, 0, with_weights
-    )
-    has_val = any(len(p.val) for p in prepared.parts)
+    has_val = any(len(p.val) for p in prepared.parts)  # data.val_fraction = 0: train on all of train
+    val_ds = None
+    if has_val:
+        val_ds, _ = pipeline.stream(
+            prepared, [p.val for p in prepared.parts], t.batch_size, False, 0, with_weights
+        )
     if not model.compiled:
-        compile_model(model, cfg, prepared.tasks, steps)
+        with distributed.scope(dist):
+            compile_model(model, cfg, prepared.tasks, steps)
+    if dist is not None:
+        train_ds = dist.shard(train_ds)
+        val_ds = dist.shard(val_ds) if val_ds is not None else None
+        dist.prepare(model, train_ds.element_spec)
+        meta["distribution"] = dist.describe()
     meta["progress"]["setup_seconds"] = round(data_seconds + time.perf_counter() - start, 3)
     atomic_write_text(run_dir / "meta.json", json.dumps(meta, indent=2))
 
     early = None
     if t.early_stopping and has_val:
         early = _ResumableEarlyStopping(progress, monitor="val_loss", patience=t.early_stopping)
+    extra = list(callbacks or [])
     callbacks = [_EpochTimer()]
+    if t.lookahead:
+        callbacks.append(_Lookahead(t.lookahead, t.lookahead_every, t.epochs * steps, initial_epoch * steps))
+    callbacks += extra  # after the lookahead, so that they see the weights training ends on
     if early is not None:
         callbacks.append(early)
     callbacks += [
         keras.callbacks.CSVLogger(str(run_dir / "metrics.csv"), append=initial_epoch > 0),
         _RunCheckpoint(run_dir, meta, early),
     ]
+    if dist is not None:  # replicas agree before the run's callbacks save anything; the backup comes last
+        first, then = dist.callbacks(model, meta["progress"])
+        callbacks = first + callbacks + then
     if initial_epoch < t.epochs and not progress.get("stopped_early"):
-        model.fit(
-            train_ds,
-            steps_per_epoch=steps,
-            epochs=t.epochs,
-            initial_epoch=initial_epoch,
-            validation_data=val_ds if has_val else None,
-            callbacks=callbacks,
-            verbose=t.verbose,
-        )
+        with distributed.scope(dist):
+            model.fit(
+                train_ds,
+                steps_per_epoch=steps,
+                epochs=t.epochs,
+                initial_epoch=initial_epoch,
+                validation_data=val_ds if has_val else None,
+                callbacks=callbacks,
+                verbose=t.verbose,
+            )
         if early is not None and early.stopped_epoch:
             meta["progress"]["stopped_early"] = True
+    if dist is not None:
+        dist.record(model, meta)
     best = run_dir / CHECKPOINTS / "best.keras"
     if best.is_file():
         model = keras.saving.load_model(best)
     atomic_save_model(model, run_dir / "model.keras")
     meta["progress"]["finished"] = True
     atomic_write_text(run_dir / "meta.json", json.dumps(meta, indent=2))
-    return run_dir
+    return run_dir if dist is None else dist.close(run_dir)

@@ -7,32 +7,44 @@ import numpy as np
 import pytest
 
 from omnifuse import registry
-from omnifuse.config import ImageConfig, TextConfig
+from omnifuse.config import ImageConfig, TabularConfig, TextConfig
 from omnifuse.models import ModalityBranch
 
 SMALL_IMAGE = {
     "cnn": dict(filters=(4, 8), dense_units=16, batchnorm=True, dropout=0.1),
     "resnet": dict(widths=(4, 8), blocks=1, dense_units=16),
+    "fastnet": dict(widths=(4, 8), translate=2, tta=2),
 }
 SMALL_TEXT = {
     "rnn": dict(
         vocab_size=50, embed_dim=8, units=6, bidirectional=True, pooling="max", conv_filters=4, conv_pool=2
     ),
     "bag": dict(vocab_size=50, embed_dim=8),
+    "tfidf": dict(units=6, dropout=0.2),
 }
+SMALL_TABULAR = {"mlp": dict(units=(8, 6), dropout=0.1)}
 
 
 def _encoder_cases():
     for name, cls in registry.IMAGE_ENCODERS.items():
         yield pytest.param(cls, SMALL_IMAGE[name], "image", id=f"image-{name}")
     for name, cls in registry.TEXT_ENCODERS.items():
-        yield pytest.param(cls, SMALL_TEXT[name], "text", id=f"text-{name}")
+        kind = "tfidf" if name == "tfidf" else "text"  # a TF-IDF vector, not token ids
+        yield pytest.param(cls, SMALL_TEXT[name], kind, id=f"text-{name}")
+    for name, cls in registry.TABULAR_ENCODERS.items():
+        yield pytest.param(cls, SMALL_TABULAR[name], "numbers", id=f"tabular-{name}")
 
 
 def _sample(kind, n=6, seed=0):
     rng = np.random.default_rng(seed)
     if kind == "image":
         return rng.integers(0, 256, (n, 16, 16, 3)).astype("uint8")
+    if kind == "numbers":
+        rows = rng.normal(size=(n, 5)).astype("float32")
+        rows[::2, 1] = np.nan  # empty cells, as the table loader emits them
+        return rows
+    if kind == "tfidf":
+        return (rng.random((n, 30)) * (rng.random((n, 30)) < 0.3)).astype("float32")
     ids = rng.integers(1, 50, (n, 12)).astype("int32")
     ids[:, 9:] = 0  # trailing padding, as TextVectorization emits
     return ids
@@ -41,11 +53,13 @@ def _sample(kind, n=6, seed=0):
 def test_every_registered_layer_has_a_test_case():
     assert set(SMALL_IMAGE) == set(registry.IMAGE_ENCODERS)
     assert set(SMALL_TEXT) == set(registry.TEXT_ENCODERS)
+    assert set(SMALL_TABULAR) == set(registry.TABULAR_ENCODERS)
 
 
 def test_presets_defaults_name_registered_encoders():
     assert ImageConfig().encoder in registry.IMAGE_ENCODERS
     assert TextConfig().encoder in registry.TEXT_ENCODERS
+    assert TabularConfig().encoder in registry.TABULAR_ENCODERS
     for sub in (ImageConfig().cnn, ImageConfig().resnet, TextConfig().rnn, TextConfig().bag):
         assert dataclasses.is_dataclass(sub)
 

@@ -4,6 +4,8 @@ Every loader returns a :class:`Dataset`: named splits, each a :class:`Split` hol
 data set has (``inputs``) and one integer label array per task (``labels``, ``-1`` where a sample has no label for
 that task). A modality a data set does not have is simply absent from ``inputs``; the training pipeline fills it with
 zeros and a presence mask of 0, so data sets with different modalities can be trained together in one model.
+Within a data set, a sample may lack one of its modalities (an empty CSV cell): ``Split.masks`` then holds the
+per-sample presence (1 = present) and the array holds zeros (or ``""``, or NaN for numbers) at the absent samples.
 
 Array conventions: images ``uint8 (N, H, W, C)``; text ``object (N,)`` of ``str``; audio ``float32 (N, samples)``;
 numbers ``float32 (N, F)``.
@@ -24,6 +26,8 @@ class Split:
     labels: dict[str, np.ndarray]
     ids: np.ndarray | None = None
     extra: dict[str, np.ndarray] = field(default_factory=dict)
+    # modality -> float32 (N,) presence, 1 = present; a modality not named here is present for every sample
+    masks: dict[str, np.ndarray] = field(default_factory=dict)
 
     def __len__(self) -> int:
         arrays = list(self.inputs.values()) or list(self.labels.values())
@@ -36,6 +40,7 @@ class Split:
             labels={k: v[index] for k, v in self.labels.items()},
             ids=None if self.ids is None else self.ids[index],
             extra={k: v[index] for k, v in self.extra.items()},
+            masks={k: v[index] for k, v in self.masks.items()},
         )
 
 
@@ -48,6 +53,9 @@ class Dataset:
     tasks: dict[str, list[str]]  # task name -> class names, in label order
     modalities: dict[str, str]  # modality name -> kind: "image" | "text" | "audio" | "numbers"
     source: str = ""  # where the files were found, for reports
+    # loader-specific facts a run records in meta.json, e.g. the table loader's "numbers" (feature names and
+    # category vocabularies per numbers modality) and "skipped_rows" / "bad_rows"
+    meta: dict = field(default_factory=dict)
 
     def __getitem__(self, split: str) -> Split:
         return self.splits[split]

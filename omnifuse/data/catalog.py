@@ -7,26 +7,72 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from omnifuse.data import Dataset, cifar10, imdb
+from omnifuse.data import Dataset, av_digits, brain_mri, cifar10, fsdd, imdb, medmnist, mnist, table
 from omnifuse.data.sources import Source, find, verify
 from omnifuse.errors import OmnifuseError
 
 LOADERS: dict[str, Callable[..., Dataset]] = {
     "cifar10": cifar10.load,
     "imdb": imdb.load,
+    "fsdd": fsdd.load,
+    "mnist": mnist.load,
+    "pneumoniamnist": medmnist.load_pneumoniamnist,
+    "retinamnist": medmnist.load_retinamnist,
+    "brain_mri": brain_mri.load,
+    "av_digits": av_digits.load,
+    "table": table.load,  # the user's own CSV (data.csv) or folder (data.folder)
 }
 
 SOURCES: dict[str, Source] = {
     "cifar10": cifar10.SOURCE,
     "imdb": imdb.SOURCE,
+    "fsdd": fsdd.SOURCE,
+    "mnist": mnist.SOURCE,
+    "pneumoniamnist": medmnist.SOURCES["pneumoniamnist"],
+    "retinamnist": medmnist.SOURCES["retinamnist"],
+    "brain_mri": brain_mri.SOURCE,
+}
+
+# Which data-config keys each loader takes, under which argument name (the rest load with their defaults).
+OPTIONS: dict[str, dict[str, str]] = {
+    "fsdd": {"split": "split", "sample_rate": "sample_rate", "num_samples": "num_samples"},
+    "brain_mri": {"image_size": "size", "folds": "folds"},
+    "av_digits": {
+        "split": "fsdd_split",
+        "sample_rate": "sample_rate",
+        "num_samples": "num_samples",
+        "degrade": "degrade",
+        "noise_std": "noise_std",
+    },
+    "table": {
+        key: key
+        for key in (
+            "csv",
+            "folder",
+            "label",
+            "kinds",
+            "skip_bad_rows",
+            "image_size",
+            "sample_rate",
+            "num_samples",
+            "val_fraction",
+            "test_fraction",
+        )
+    },
 }
 
 
-def load_dataset(name: str, data_dir=None) -> Dataset:
-    """The data set called ``name``, e.g. ``load_dataset("cifar10", data_dir="data")``."""
+def load_dataset(name: str, data_dir=None, **options) -> Dataset:
+    """The data set called ``name``, e.g. ``load_dataset("fsdd", data_dir="data", split="loso:theo")``.
+
+    ``options`` are data-config values (``split``, ``sample_rate``, ``image_size``, ...); each loader receives those
+    it understands (see ``OPTIONS``) and ignores the rest.
+    """
     if name not in LOADERS:
         raise OmnifuseError(f"Unknown data set {name!r}. Expected one of: {', '.join(sorted(LOADERS))}")
-    return LOADERS[name](data_dir=data_dir)
+    wanted = OPTIONS.get(name, {})
+    kwargs = {arg: options[key] for key, arg in wanted.items() if key in options}
+    return LOADERS[name](data_dir=data_dir, **kwargs)
 
 
 def status(data_dir=None, check: bool = False) -> list[dict]:

@@ -30,6 +30,14 @@ class BagConfig:
     dropout: float = 0.2
 
 
+@dataclass(frozen=True)
+class TfidfConfig:
+    vocab_size: int = 100000  # n-grams kept (most frequent in the training texts)
+    ngrams: int = 2  # unigrams up to this length
+    units: int = 64
+    dropout: float = 0.5
+
+
 @keras.saving.register_keras_serializable(package="omnifuse")
 class TextRNN(layers.Layer):
     """Embedding -> [Conv1D + pool] -> LSTM/GRU (optionally bidirectional). Output (B, units * directions)."""
@@ -147,3 +155,33 @@ class TextBag(layers.Layer):
             "embed_dim": self.embed_dim,
             "dropout": self.dropout,
         }
+
+
+@keras.saving.register_keras_serializable(package="omnifuse")
+class TextTfidf(layers.Layer):
+    """A linear layer over a TF-IDF n-gram vector (B, V), the classic strong baseline for long reviews.
+
+    Output (B, units). Its input comes from a ``TextVectorization(output_mode="tf_idf", ngrams=...)`` in the model.
+    """
+
+    output_kind = "vector"
+
+    def __init__(self, units=64, dropout=0.5, **kwargs):
+        super().__init__(**kwargs)
+        self.units = units
+        self.dropout = dropout
+        self.output_dim = units
+        self.drop = layers.Dropout(dropout)
+        self.dense = layers.Dense(units)
+
+    def build(self, input_shape):
+        self.dense.build(input_shape)
+
+    def call(self, x, training=None):
+        return self.dense(self.drop(ops.cast(x, "float32"), training=training))
+
+    def compute_output_shape(self, input_shape):
+        return (input_shape[0], self.output_dim)
+
+    def get_config(self):
+        return {**super().get_config(), "units": self.units, "dropout": self.dropout}

@@ -1,0 +1,441 @@
+"""Export a trained run as a portable artifact, checked against the run's model, with a model card beside it.
+
+Formats: ``keras`` (``model.keras``, loads with omnifuse installed), ``savedmodel`` (a TensorFlow SavedModel made by
+Keras' ``model.export``, loads with TensorFlow alone) and ``onnx`` (``model.onnx`` through tf2onnx, for models whose
+inputs are images and numbers: text and audio preprocessing live inside the model as TensorFlow string and FFT ops
+that ONNX cannot express). Every artifact is reloaded after writing and its probabilities compared with the run's
+model on a probe batch; the largest difference and the tolerance go into ``MODEL_CARD.md``.
+
+>>> export("runs/cifar10-cnn", "onnx")["artifact"]
+PosixPath('runs/cifar10-cnn/export/onnx/model.onnx')
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import logging
+import os
+import shutil
+from pathlib import Path
+from typing import Any
+
+import keras
+import numpy as np
+
+from omnifuse.errors import OmnifuseError
+from omnifuse.models import WEIGHTS_OUTPUT, ModalityBranch, mask_name
+from omnifuse.predictor import Predictor
+
+FORMATS = ("keras", "savedmodel", "onnx")
+TOLERANCE = 1e-4  # largest |difference| of any output (probability or weight) between artifact and run model
+ARTIFACT = {"keras": "model.keras", "savedmodel": "saved_model", "onnx": "model.onnx"}
+ONNX_UNSUPPORTED = {
+    "text": "text is tokenized inside the model by TensorFlow string ops (TextVectorization), which ONNX cannot "
+    "express",
+    "audio": "audio becomes a mel spectrogram inside the model through an FFT whose real and imaginary parts "
+    "tf2onnx cannot convert",
+}
+MEDICAL_SETS = {"brain_mri", "pneumoniamnist", "retinamnist"}
+
+
+def export(
+    run_dir: str | Path | Predictor, format: str = "keras", out: str | Path | None = None
+) -> dict[str, Any]:
+    """Write the model of ``run_dir`` (or of a loaded :class:`Predictor`) as ``format`` into ``out`` (default
+    ``<run_dir>/export/<format>``), check it, and write ``MODEL_CARD.md`` and ``model_info.json`` beside it.
+
+    Returns ``{"artifact", "card", "info", "format", "max_abs_diff", "tolerance", "probe_samples"}``. Raises
+    :class:`OmnifuseError` for an unknown format, a model ONNX cannot express, or a missing converter.
+    """
+    if format not in FORMATS:
+        raise OmnifuseError(f"Expected --format to be one of {', '.join(FORMATS)}. Received: {format!r}")
+    predictor = run_dir if isinstance(run_dir, Predictor) else Predictor(run_dir)
+    if format == "onnx":
+        _check_onnx_possible(predictor)
+    out = Path(out) if out is not None else predictor.run_dir / "export" / format
+    out.mkdir(parents=True, exist_ok=True)
+    probes = _probe_feeds(predictor)
+    expected = [_as_numpy(predictor.model.predict_on_batch(feed)) for feed in probes]
+
+    artifact = out / ARTIFACT[format]
+    tmp = out / f".tmp-{artifact.name}"  # keeps the suffix, which Keras and ONNX Runtime read
+    _remove(tmp)
+    writer, reader = {
+        "keras": (_write_keras, _run_keras),
+        "savedmodel": (_write_savedmodel, _run_savedmodel),
+        "onnx": (_write_onnx, _run_onnx),
+    }[format]
+    writer(predictor, tmp, probes[0])
+    got = reader(tmp, probes)
+    diff = max(
+        float(np.max(np.abs(np.asarray(g[k], np.float64) - e[k]))) for g, e in zip(got, expected) for k in e
+    )
+    if not diff <= TOLERANCE:  # also catches NaN
+        raise RuntimeError(
+            f"The {format} artifact differs from the run's model by {diff:.3g} (tolerance {TOLERANCE:g}); "
+            f"left at {tmp} for inspection"
+        )
+    _remove(artifact)
+    os.replace(tmp, artifact)
+
+    n_probe = sum(len(feed[mask_name(next(iter(predictor.modalities)))]) for feed in probes)
+    info = _model_info(predictor, format)
+    _write_text(out / "model_info.json", json.dumps(info, indent=2) + "\n")
+    card = out / "MODEL_CARD.md"
+    _write_text(card, model_card(predictor, format, artifact.name, info, diff, n_probe))
+    return {
+        "artifact": artifact,
+        "card": card,
+        "info": out / "model_info.json",
+        "format": format,
+        "max_abs_diff": diff,
+        "tolerance": TOLERANCE,
+        "probe_samples": n_probe,
+    }
+
+
+# ------------------------------------------------------------------------------------------------- probes
+
+
+def _probe_feeds(predictor: Predictor, n: int = 6, seed: int = 0) -> list[dict[str, np.ndarray]]:
+    """Model inputs covering every modality: a batch with varied presence, then one batch per modality alone
+    (the model skips an encoder when no sample of a batch has its modality; the artifact must agree)."""
+    rng = np.random.default_rng(seed)
+    names = sorted(predictor.modalities)
+    values: dict[str, np.ndarray] = {}
+    for name in names:
+        kind = predictor.modalities[name]
+        if kind == "image":
+            values[name] = rng.integers(0, 256, (n, *predictor.image_shape), dtype=np.uint8)
+        elif kind == "text":
+            words = ["a", "wonderful", "dull", "film", "great", "awful", "story", "not", "bad", "the"]
+            values[name] = np.array([" ".join(rng.choice(words, 8)) for _ in range(n)], dtype=object)
+        elif kind == "audio":
+            t = np.arange(predictor.num_samples) / predictor.sample_rate
+            freqs = rng.uniform(200, 2000, (n, 1))
+            values[name] = (0.5 * np.sin(2 * np.pi * freqs * t)).astype(np.float32)
+        else:
+            width = len((predictor.numbers.get(name) or {}).get("features", []))
+            values[name] = rng.standard_normal((n, width)).astype(np.float32)
+    presence = np.ones((n, len(names)), np.float32)
+    for i in range(1, n):  # sample 0 has everything; the others drop modalities in turn, keeping at least one
+        presence[i, (i - 1) % len(names)] = 0.0 if len(names) > 1 else 1.0
+    feeds = [_feed(values, names, presence)]
+    if len(names) > 1:
+        for j in range(len(names)):
+            alone = np.zeros((n, len(names)), np.float32)
+            alone[:, j] = 1.0
+            feeds.append(_feed(values, names, alone))
+    return feeds
+
+
+def _feed(values: dict[str, np.ndarray], names: list[str], presence: np.ndarray) -> dict[str, np.ndarray]:
+    feed = {}
+    for j, name in enumerate(names):
+        feed[name] = values[name]
+        feed[mask_name(name)] = presence[:, j].copy()
+    return feed
+
+
+def _as_numpy(out: dict[str, Any]) -> dict[str, np.ndarray]:
+    return {k: np.asarray(v, np.float64) for k, v in out.items()}
+
+
+# ------------------------------------------------------------------------------------------------ formats
+
+
+def _write_keras(predictor: Predictor, path: Path, probe: dict) -> None:
+    shutil.copyfile(predictor.run_dir / "model.keras", path)
+
+
+def _run_keras(path: Path, probes: list[dict]) -> list[dict[str, np.ndarray]]:
+    model = keras.saving.load_model(path)
+    return [_as_numpy(model.predict_on_batch(feed)) for feed in probes]
+
+
+def _write_savedmodel(predictor: Predictor, path: Path, probe: dict) -> None:
+    import tensorflow as tf
+
+    # Not model.export(): its endpoint calls the model with training unset, and Keras' random augmentation
+    # layers then default to training mode, so served images would be randomly flipped and shifted.
+    model = predictor.model
+    archive = keras.export.ExportArchive()
+    archive.track(model)
+    specs = {t.name: tf.TensorSpec([None, *t.shape[1:]], t.dtype, name=t.name) for t in model.inputs}
+    archive.add_endpoint("serve", lambda inputs: model(inputs, training=False), input_signature=[specs])
+    archive.write_out(str(path), verbose=False)
+
+
+def _run_savedmodel(path: Path, probes: list[dict]) -> list[dict[str, np.ndarray]]:
+    import tensorflow as tf
+
+    loaded = tf.saved_model.load(str(path))
+    return [
+        _as_numpy(
+            {k: v.numpy() for k, v in loaded.serve({k: tf.constant(v) for k, v in feed.items()}).items()}
+        )
+        for feed in probes
+    ]
+
+
+def _check_onnx_possible(predictor: Predictor) -> None:
+    for name, kind in predictor.modalities.items():
+        if kind in ONNX_UNSUPPORTED:
+            raise OmnifuseError(
+                f"Expected a model with image and numbers inputs only for ONNX export. Received: a model with "
+                f"{kind} input {name!r}; {ONNX_UNSUPPORTED[kind]}. Use --format savedmodel (TensorFlow alone "
+                "runs it) or --format keras."
+            )
+    missing = [m for m in ("tf2onnx", "onnxruntime") if not _importable(m)]
+    if missing:
+        raise OmnifuseError(
+            f"Expected the ONNX converter packages for --format onnx. Received: {', '.join(missing)} not "
+            "installed; install them with: pip install 'omnifuse[onnx]'"
+        )
+
+
+def _importable(module: str) -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec(module) is not None
+
+
+class _AlwaysEncode(keras.layers.Layer):
+    """A modality branch for export: the encoder on every batch, without the augmentation of training.
+
+    The run's ``ModalityBranch`` skips its encoder (``cond``) for a batch without the modality; the fusion zeroes
+    absent samples' features either way, so always encoding gives the same answers, in a graph tf2onnx can
+    convert (it cannot infer shapes inside ``If`` branches).
+    """
+
+    def __init__(self, encoder, **kwargs):
+        super().__init__(**kwargs)
+        self.encoder = encoder
+
+    def call(self, inputs):
+        x, _mask = inputs
+        return self.encoder(x, training=False)
+
+    def compute_output_shape(self, input_shape):
+        return (input_shape[0][0], self.encoder.output_dim)
+
+
+def _write_onnx(predictor: Predictor, path: Path, probe: dict) -> None:
+    for name in ("tf2onnx", "onnx"):  # the converter logs every pass; errors still raise
+        logging.getLogger(name).setLevel(logging.ERROR)
+    plain = keras.models.clone_model(
+        predictor.model,
+        clone_function=lambda layer: (
+            _AlwaysEncode(layer.encoder, name=layer.name) if isinstance(layer, ModalityBranch) else layer
+        ),
+    )
+    plain(probe)  # Keras exports only a model that has been called
+    try:
+        plain.export(str(path), format="onnx", verbose=False)
+    except Exception as exc:
+        raise OmnifuseError(
+            f"Expected tf2onnx to convert the model of '{predictor.run_dir}'. Received: {type(exc).__name__}: {exc}"
+        ) from exc
+
+
+def _run_onnx(path: Path, probes: list[dict]) -> list[dict[str, np.ndarray]]:
+    import onnxruntime as ort
+
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    names = [o.name for o in session.get_outputs()]
+    results = []
+    for feed in probes:
+        outputs = session.run(None, {i.name: feed[i.name] for i in session.get_inputs()})
+        results.append(_as_numpy(dict(zip(names, outputs))))
+    return results
+
+
+def _remove(path: Path) -> None:
+    if path.is_dir():
+        shutil.rmtree(path)
+    elif path.exists():
+        path.unlink()
+
+
+def _write_text(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, path)
+
+
+# ------------------------------------------------------------------------------------------ info and card
+
+
+def _model_info(predictor: Predictor, format: str) -> dict[str, Any]:
+    """Inputs (name, dtype, shape), outputs and class names: what a program needs to call the artifact."""
+    inputs = []
+    for tensor in predictor.model.inputs:
+        shape = [None if d is None else int(d) for d in tensor.shape]
+        inputs.append({"name": tensor.name, "dtype": str(tensor.dtype), "shape": shape})
+    outputs = {task: {"classes": classes} for task, classes in predictor.tasks.items()}
+    if WEIGHTS_OUTPUT in predictor.model.output_names:
+        outputs[WEIGHTS_OUTPUT] = {"modalities": sorted(predictor.modalities)}
+    return {
+        "run": predictor.run_dir.name,
+        "format": format,
+        "modalities": predictor.metadata()["modalities"],
+        "inputs": inputs,
+        "outputs": outputs,
+        "tolerance": TOLERANCE,
+    }
+
+
+def _read_metrics(run_dir: Path) -> dict[str, Any] | None:
+    path = run_dir / "report" / "metrics.json"
+    if not path.is_file():
+        return None
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError):
+        return None
+
+
+def _loading(format: str, artifact: str, info: dict[str, Any]) -> str:
+    feed = ", ".join(f'"{i["name"]}": ...' for i in info["inputs"])
+    if format == "keras":
+        return (
+            "```python\nimport omnifuse\nmodel = omnifuse.load('RUN_DIR')   # raw files in, answers out\n"
+            "# or the bare Keras model (needs omnifuse installed for its layers):\n"
+            "import keras, omnifuse.models\n"
+            f"model = keras.saving.load_model('{artifact}')\n"
+            f"probabilities = model.predict_on_batch({{{feed}}})\n```"
+        )
+    if format == "savedmodel":
+        return (
+            "```python\nimport tensorflow as tf   # omnifuse is not needed\n"
+            f"model = tf.saved_model.load('{artifact}')\n"
+            f"outputs = model.serve({{{feed}}})   # dict of tensors, batch first\n```"
+        )
+    return (
+        "```python\nimport onnxruntime as ort   # neither omnifuse nor TensorFlow is needed\n"
+        f"session = ort.InferenceSession('{artifact}')\n"
+        f"outputs = session.run(None, {{{feed}}})\n```"
+    )
+
+
+def model_card(
+    predictor: Predictor, format: str, artifact: str, info: dict[str, Any], diff: float, n_probe: int
+) -> str:
+    """The text of ``MODEL_CARD.md``: model, inputs, outputs, data, metrics, intended use, export check."""
+    from omnifuse import __version__
+    from omnifuse.training import read_run_config
+
+    run_dir, meta = predictor.run_dir, predictor.meta
+    cfg = read_run_config(run_dir)
+    kinds = set(predictor.modalities.values())
+    lines = [f"# Model card: {run_dir.name}", ""]
+    lines += [
+        f"A multimodal classifier trained with omnifuse {__version__}, exported as **{format}** "
+        f"(`{artifact}`) on {_dt.date.today().isoformat()} with Keras {keras.__version__}.",
+        "",
+        "## Model",
+        "",
+    ]
+    encoders = []
+    if "image" in kinds:
+        encoders.append(f"image: {cfg.model.image.encoder}")
+    if "text" in kinds:
+        encoders.append(f"text: {cfg.model.text.encoder} (vocabulary {cfg.model.text.vocab_size})")
+    if "audio" in kinds:
+        encoders.append(f"audio: {cfg.model.audio.encoder} on a log-mel spectrogram")
+    if "numbers" in kinds:
+        encoders.append(f"numbers: {cfg.model.tabular.encoder}")
+    lines += [
+        f"- Encoders: {'; '.join(encoders)}",
+        f"- Fusion: {cfg.model.fusion} (dimension {cfg.model.fusion_dim})",
+        f"- Parameters: {predictor.model.count_params():,}",
+        f"- Training: {meta.get('progress', {}).get('epochs_done', '?')} epochs, batch size "
+        f"{cfg.train.batch_size}, learning rate {cfg.train.learning_rate:g} ({cfg.train.schedule}), seed "
+        f"{cfg.train.seed}",
+        "",
+        "## Inputs",
+        "",
+        "One tensor per modality plus its presence mask `<name>_mask` (float32, 1 = present, 0 = absent). "
+        "Any modality may be absent (mask 0, zeros or an empty string as its value), but each sample needs one.",
+        "",
+        "| input | kind | dtype | shape | what to feed |",
+        "|---|---|---|---|---|",
+    ]
+    modalities = info["modalities"]
+    for tensor in info["inputs"]:
+        name = tensor["name"]
+        if name in modalities:
+            kind, what = modalities[name]["kind"], modalities[name].get("expects", "")
+            if kind == "image":
+                what = "uint8 pixels 0-255, " + what.replace("an image file (PNG, JPEG, ...), ", "")
+            elif kind == "audio":
+                what = f"float32 waveform in [-1, 1]: {what.replace('a WAV file, ', '')}"
+        else:
+            kind, what = "mask", f"1.0 if `{name.removesuffix('_mask')}` is present, else 0.0"
+        shape = str(tuple("batch" if d is None else d for d in tensor["shape"])).replace("'", "")
+        lines.append(f"| `{name}` | {kind} | {tensor['dtype']} | {shape} | {what} |")
+    lines += ["", "## Outputs", ""]
+    for task, classes in predictor.tasks.items():
+        shown = ", ".join(classes[:20]) + (", ..." if len(classes) > 20 else "")
+        lines.append(f"- `{task}`: softmax probabilities over {len(classes)} classes, in order: {shown}")
+    if WEIGHTS_OUTPUT in info["outputs"]:
+        lines.append(
+            f"- `{WEIGHTS_OUTPUT}`: per sample, how much each modality counted (sums to 1; 0 when absent), in "
+            f"order: {', '.join(info['outputs'][WEIGHTS_OUTPUT]['modalities'])}"
+        )
+    lines += ["", "Class names and input specs are also in `model_info.json`.", "", "## Data", ""]
+    lines += ["| data set | file | train | validation | test |", "|---|---|---|---|---|"]
+    sources = meta.get("sources") or {}
+    for name in meta.get("sets", []):
+        counts = (meta.get("samples") or {}).get(name, {})
+        # file names only: the folders are the trainer's
+        src = " + ".join(Path(part.strip()).name for part in str(sources.get(name, "?")).split(" + "))
+        lines.append(
+            f"| {name} | {src} | {counts.get('train', '?')} | {counts.get('val', '?')} | {counts.get('test', '?')} |"
+        )
+    lines += ["", "## Metrics", ""]
+    metrics = _read_metrics(run_dir)
+    if metrics is None:
+        lines.append(f"Not evaluated yet: `omnifuse evaluate {run_dir.name}` writes report/metrics.json.")
+    else:
+        lines += [
+            "On the held-out test sets (`report/metrics.json` of the run):",
+            "",
+            "| task | data set | n | accuracy | macro-F1 | ROC-AUC |",
+            "|---|---|---|---|---|---|",
+        ]
+        for task, m in metrics.get("tasks", {}).items():
+            auc = "—" if m.get("roc_auc") is None else f"{m['roc_auc']:.4f}"
+            lines.append(
+                f"| {task} | {m.get('data_set', '?')} | {m.get('n', '?')} | {m.get('accuracy', 0):.4f} | "
+                f"{m.get('macro_f1', 0):.4f} | {auc} |"
+            )
+    lines += [
+        "",
+        "## Intended use",
+        "",
+        "Classifying inputs like those of the data sets above, for research, teaching and demonstrations of "
+        "multimodal fusion. Predictions on inputs unlike the training data (other cameras, languages, "
+        "microphones, populations) are not validated; the modality weights say which input the model relied "
+        "on, not why.",
+    ]
+    if MEDICAL_SETS & set(meta.get("sets", [])):
+        lines += [
+            "",
+            "**Not a medical device.** Trained on a small public research data set; it must not be used to "
+            "diagnose, screen or treat anyone.",
+        ]
+    lines += [
+        "",
+        "## Export check",
+        "",
+        f"The artifact was reloaded and run on {n_probe} probe samples (every modality present, absent, and "
+        f"alone); its outputs differ from the run's model by at most {diff:.2e} (tolerance {TOLERANCE:g}).",
+        "",
+        "## Loading",
+        "",
+        _loading(format, artifact, info),
+        "",
+    ]
+    return "\n".join(lines)

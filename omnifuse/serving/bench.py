@@ -1,0 +1,275 @@
+"""Serving benchmark: a bounded HTTP client against ``omnifuse serve`` on 127.0.0.1, in a server process of its own.
+
+Measures single-request latency (one request in flight: p50/p99), then throughput with ``concurrency`` requests in
+flight for each server ``max_batch`` in ``batch_sizes`` (1 = no batching), counting errors and the server's
+resident memory after warm-up and after each phase. Every phase sends a fixed number of requests and the whole run
+has a deadline, so it always stops by itself.
+
+    python -m omnifuse.serving.bench runs/av-digits --requests 200 --concurrency 32 --batch-sizes 1,32
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import io
+import json
+import os
+import platform
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from omnifuse.errors import OmnifuseError
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def sample_request(meta: dict[str, Any], seed: int = 0) -> tuple[dict[str, tuple], dict[str, str]]:
+    """One realistic multipart request for the served model: ``(files, data)`` as httpx takes them."""
+    from PIL import Image
+
+    rng = np.random.default_rng(seed)
+    files: dict[str, tuple] = {}
+    data: dict[str, str] = {}
+    for name, info in meta["modalities"].items():
+        kind = info["kind"]
+        if kind == "image":
+            h, w, c = info["shape"]
+            pixels = rng.integers(0, 256, (h, w, c), dtype=np.uint8)
+            buf = io.BytesIO()
+            Image.fromarray(pixels[..., 0] if c == 1 else pixels).save(buf, format="PNG")
+            files[name] = (f"{name}.png", buf.getvalue(), "image/png")
+        elif kind == "text":
+            data[name] = "A wonderful, moving film with a great cast."
+        elif kind == "audio":
+            import soundfile
+
+            rate = int(info["sample_rate"])
+            t = np.arange(int(info["num_samples"])) / rate
+            buf = io.BytesIO()
+            soundfile.write(buf, 0.5 * np.sin(2 * np.pi * 440.0 * t), rate, subtype="PCM_16", format="WAV")
+            files[name] = (f"{name}.wav", buf.getvalue(), "audio/wav")
+        elif kind == "numbers":
+            data[name] = json.dumps([0.0] * len(info.get("features", [])))
+    return files, data
+
+
+class _Server:
+    """``omnifuse serve`` in a child process; stopped (and killed if need be) on exit."""
+
+    def __init__(self, run_dir: Path, max_batch: int, batch_wait_ms: float, startup_s: float = 180.0):
+        self.port = _free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        cmd = [sys.executable, "-m", "omnifuse.cli", "serve", str(run_dir), "--port", str(self.port)]
+        cmd += ["--max-batch", str(max_batch), "--batch-wait-ms", str(batch_wait_ms)]
+        self.log = tempfile.TemporaryFile()  # a file, not a pipe: a full pipe would block the server
+        self.proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=self.log)
+        self._wait(startup_s)
+
+    def _wait(self, startup_s: float) -> None:
+        import httpx
+
+        deadline = time.monotonic() + startup_s
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                self.log.seek(0)
+                err = self.log.read().decode(errors="replace")[-2000:]
+                raise OmnifuseError(
+                    f"Expected the server to start. Received: exit {self.proc.returncode}: {err}"
+                )
+            try:
+                if httpx.get(self.url + "/health", timeout=1.0).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.2)
+        self.close()
+        raise OmnifuseError(
+            f"Expected the server to answer /health within {startup_s:.0f} s. Received: nothing"
+        )
+
+    def rss_mb(self) -> float:
+        import psutil
+
+        return psutil.Process(self.proc.pid).memory_info().rss / 2**20
+
+    def health(self) -> dict[str, Any]:
+        import httpx
+
+        return httpx.get(self.url + "/health", timeout=10.0).json()
+
+    def close(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.log.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+async def _load(url: str, files: dict, data: dict, requests: int, concurrency: int, deadline: float) -> dict:
+    """``requests`` POST /predict with at most ``concurrency`` in flight; latencies in ms and error count."""
+    import httpx
+
+    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
+    latencies: list[float] = []
+    errors: list[str] = []
+    sent = 0
+
+    async with httpx.AsyncClient(base_url=url, limits=limits, timeout=30.0) as client:
+
+        async def worker() -> None:
+            nonlocal sent
+            while sent < requests and time.monotonic() < deadline:
+                sent += 1
+                start = time.perf_counter()
+                try:
+                    response = await client.post("/predict", files=files, data=data)
+                    ok = response.status_code == 200 and "tasks" in response.json()
+                    if not ok:
+                        errors.append(f"{response.status_code}: {response.text[:200]}")
+                except httpx.HTTPError as exc:
+                    errors.append(f"{type(exc).__name__}: {exc}")
+                latencies.append(1000 * (time.perf_counter() - start))
+
+        start = time.perf_counter()
+        await asyncio.gather(*(worker() for _ in range(concurrency)))
+        wall = time.perf_counter() - start
+    lat = np.asarray(latencies) if latencies else np.zeros(1)
+    return {
+        "requests": len(latencies),
+        "concurrency": concurrency,
+        "wall_s": round(wall, 3),
+        "samples_per_s": round(len(latencies) / wall, 1) if wall > 0 else 0.0,
+        "p50_ms": round(float(np.percentile(lat, 50)), 2),
+        "p99_ms": round(float(np.percentile(lat, 99)), 2),
+        "mean_ms": round(float(lat.mean()), 2),
+        "errors": len(errors),
+        "first_errors": errors[:3],
+    }
+
+
+def run(
+    run_dir: str | Path,
+    requests: int = 200,
+    concurrency: int = 32,
+    batch_sizes: tuple[int, ...] | list[int] = (1, 32),
+    batch_wait_ms: float = 0.0,
+    max_seconds: float = 120.0,
+) -> dict[str, Any]:
+    """Benchmark serving ``run_dir``; returns a JSON-able record (see the module docstring).
+
+    ``requests``: per phase. ``concurrency``: requests in flight in the throughput phases. ``batch_sizes``: the
+    server's ``max_batch`` per throughput phase (a fresh server each). ``max_seconds``: deadline of the load
+    phases, after which each stops sending (server start-up is not counted).
+    """
+    import httpx
+
+    run_dir = Path(run_dir)
+    if not (run_dir / "model.keras").is_file():
+        raise OmnifuseError(f"Expected a finished run directory with model.keras. Received: '{run_dir}'")
+    started = time.perf_counter()
+    budget = {"left": float(max_seconds), "cut": False}
+
+    def load(url: str, files: dict, data: dict, n: int, in_flight: int) -> dict:
+        # the deadline counts load time only (not server start-ups), shared by all phases
+        start = time.monotonic()
+        result = asyncio.run(_load(url, files, data, n, in_flight, start + budget["left"]))
+        budget["left"] -= time.monotonic() - start
+        budget["cut"] |= result["requests"] < n
+        return result
+
+    record: dict[str, Any] = {
+        "run": run_dir.name,
+        "requests_per_phase": requests,
+        "batch_wait_ms": batch_wait_ms,
+        "cpu": platform.processor() or platform.machine(),
+        "cpu_count": os.cpu_count(),
+        "python": platform.python_version(),
+        "throughput": [],
+    }
+    for i, max_batch in enumerate(batch_sizes):
+        with _Server(run_dir, max_batch, batch_wait_ms) as server:
+            meta = httpx.get(server.url + "/metadata", timeout=10.0).json()
+            files, data = sample_request(meta)
+            # a few requests first, so sockets and per-shape traces are warm before anything is timed
+            load(server.url, files, data, 2 * concurrency, concurrency)
+            rss_start = server.rss_mb()
+            if i == 0:
+                record["modalities"] = {k: v["kind"] for k, v in meta["modalities"].items()}
+                record["single"] = load(server.url, files, data, requests, 1)
+            before = server.health()
+            phase = load(server.url, files, data, requests, concurrency)
+            after = server.health()
+            batches = after["batches"] - before["batches"]
+            phase.update(
+                max_batch=max_batch,
+                mean_batch=round((after["requests"] - before["requests"]) / batches, 2) if batches else 0.0,
+                largest_batch=after["largest_batch"],
+                rss_mb_start=round(rss_start, 1),
+                rss_mb_end=round(server.rss_mb(), 1),
+                server_errors=after["server_errors"],
+            )
+            record["throughput"].append(phase)
+    phases = [record.get("single", {})] + record["throughput"]
+    record["errors"] = sum(p.get("errors", 0) + p.get("server_errors", 0) for p in phases)
+    record["rss_growth_mb"] = max(
+        (p["rss_mb_end"] - p["rss_mb_start"] for p in record["throughput"]), default=0.0
+    )
+    record["stopped_by_deadline"] = budget["cut"]
+    record["wall_s"] = round(time.perf_counter() - started, 1)
+    return record
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(
+        prog="python -m omnifuse.serving.bench", description=__doc__.split("\n")[0]
+    )
+    parser.add_argument("run_dir", type=Path)
+    parser.add_argument("--requests", type=int, default=200, help="requests per phase")
+    parser.add_argument("--concurrency", type=int, default=32, help="requests in flight (throughput phases)")
+    parser.add_argument("--batch-sizes", default="1,32", help="server max_batch per throughput phase")
+    parser.add_argument("--batch-wait-ms", type=float, default=0.0)
+    parser.add_argument("--max-seconds", type=float, default=120.0, help="deadline of the load phases")
+    parser.add_argument("--json", type=Path, help="also write the record here")
+    args = parser.parse_args(argv)
+    try:
+        sizes = tuple(int(s) for s in args.batch_sizes.split(",") if s.strip())
+        record = run(
+            args.run_dir,
+            requests=args.requests,
+            concurrency=args.concurrency,
+            batch_sizes=sizes,
+            batch_wait_ms=args.batch_wait_ms,
+            max_seconds=args.max_seconds,
+        )
+    except (OmnifuseError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        sys.exit(2)
+    text = json.dumps(record, indent=2)
+    if args.json:
+        args.json.write_text(text + "\n", encoding="utf-8")
+    print(text)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,319 @@
+"""The benchmark harness on tiny fixtures (records, table, comparison), the reference scripts, and the pieces the fast
+CIFAR-10 presets add (the fastnet encoder's whitening, augmentation and test-time augmentation; lookahead)."""
+
+import json
+import runpy
+import sys
+import types
+from pathlib import Path
+
+import keras
+import numpy as np
+import pytest
+from fixtures import write_aclimdb, write_cifar10
+from typer.testing import CliRunner
+
+from omnifuse import bench
+from omnifuse.cli import app
+from omnifuse.encoders.image import ImageFastNet
+from omnifuse.errors import OmnifuseError
+
+REFERENCE = Path(__file__).resolve().parents[1] / "benchmarks" / "reference"
+
+# A tiny fastnet run with the features of the cifar10-fast preset: no validation hold-out, SGD, lookahead.
+TINY = """
+name = "tiny"
+[data]
+sets = ["cifar10"]
+val_fraction = 0.0
+[model]
+fusion = "concat"
+fusion_dim = 16
+[model.image]
+encoder = "fastnet"
+[model.image.fastnet]
+widths = [8, 16]
+[train]
+epochs = 2
+batch_size = 50
+optimizer = "sgd"
+learning_rate = 0.05
+schedule = "onecycle"
+label_smoothing = 0.2
+lookahead = 0.5
+early_stopping = 0
+"""
+
+# A reference that reports fixed numbers, so the comparison's ratio is known.
+FAKE_REFERENCE = """
+import argparse, json
+p = argparse.ArgumentParser()
+p.add_argument("--seed", type=int); p.add_argument("--json"); p.add_argument("--data-dir"); p.add_argument("--epochs")
+a = p.parse_args()
+epochs = [{"epoch": 1, "train_seconds": 40.0, "cumulative_seconds": 40.0, "eval_seconds": 1.0,
+           "test_accuracy": {"cifar10": 0.04}}]
+json.dump({"kind": "reference", "seed": a.seed, "epochs": epochs, "train_seconds": 40.0,
+           "final": {"cifar10": {"accuracy": 0.04, "macro_f1": 0.01, "roc_auc": 0.5}}}, open(a.json, "w"))
+"""
+
+HAND_WRITTEN_HEAD = "# Results\n\nHand-written notes, with the published anchors: NBSVM 91.2%.\n\n"
+HAND_WRITTEN_TAIL = "\n\n## Notes\n\nMore hand-written text | with a pipe.\n"
+
+
+@pytest.fixture(scope="module")
+def data_dir(tmp_path_factory):
+    root = tmp_path_factory.mktemp("data")
+    write_cifar10(root, n_per_batch=40, n_test=60)
+    write_aclimdb(root, n_per_class=30)
+    return root
+
+
+def test_bench_command_writes_records_table_and_ratio(data_dir, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "tiny.toml").write_text(TINY)
+    (tmp_path / "fake_ref.py").write_text(FAKE_REFERENCE)
+    results = tmp_path / "benchmarks" / "results"
+    results.parent.mkdir()
+    md = results.parent / "RESULTS.md"
+    md.write_text(HAND_WRITTEN_HEAD + f"{bench.BEGIN}\nan old table\n{bench.END}" + HAND_WRITTEN_TAIL)
+
+    args = ["bench", "tiny.toml", "--seeds", "1", "--compare", "fake_ref.py", "--data-dir", str(data_dir)]
+    args += ["--results", str(results), "--thresholds", "0.01,0.999"]
+    result = CliRunner().invoke(app, args, catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+
+    files = sorted((results / "tiny").glob("*.json"))
+    records = {json.loads(f.read_text())["label"]: json.loads(f.read_text()) for f in files}
+    assert set(records) == {"tiny", "keras-fake_ref"}
+    assert all(f.name.endswith("-seed0.json") for f in files)
+    rec = records["tiny"]
+    assert rec["name"] == "tiny" and rec["role"] == "main" and rec["references"] == ["keras-fake_ref"]
+    assert set(rec["commit"]) == {"sha", "dirty"}
+    assert rec["hardware"]["cores"] >= 1 and rec["hardware"]["cpu"]
+    assert rec["versions"]["keras"] == keras.__version__ and rec["versions"]["tensorflow"]
+    assert rec["backend"] == "tensorflow" and rec["os"] and rec["seed"] == 0
+    # the resolved config: the file's values and the defaults it left out
+    assert rec["config"]["train"]["epochs"] == 2 and rec["config"]["model"]["image"]["fastnet"]["tta"] == 1
+    assert [e["epoch"] for e in rec["epochs"]] == [1, 2]
+    first, second = rec["epochs"]
+    assert second["cumulative_seconds"] == pytest.approx(
+        first["train_seconds"] + second["train_seconds"], abs=2e-3
+    )
+    assert rec["train_seconds"] == pytest.approx(second["cumulative_seconds"], abs=2e-3)
+    assert all(0.0 <= e["test_accuracy"]["cifar10"] <= 1.0 and e["eval_seconds"] >= 0 for e in rec["epochs"])
+    assert rec["first_step_seconds"] > 0 and rec["step_seconds"] > 0 and rec["steps"] == 2 * 4
+    assert rec["wall_seconds"] >= rec["train_seconds"] and rec["process_seconds"] >= rec["wall_seconds"]
+    assert set(rec["final"]["cifar10"]) == {"accuracy", "macro_f1", "roc_auc"}
+    # 1% is reached at the first epoch unless the model gets every test image wrong; 99.9% is never reached
+    reached = rec["time_to_accuracy"]["cifar10"]
+    assert reached["0.999"] is None
+    if first["test_accuracy"]["cifar10"] >= 0.01:
+        assert reached["0.01"] == first["cumulative_seconds"]
+    assert records["keras-fake_ref"]["time_to_accuracy"] == {"cifar10": {"0.01": 40.0, "0.999": None}}
+
+    acc_ratio = rec["final"]["cifar10"]["accuracy"] / 0.04
+    time_ratio = rec["train_seconds"] / 40.0
+    expected = f"acc ×{acc_ratio:.3f}, time ×{time_ratio:.3f}"
+    assert expected in result.output
+    text = md.read_text()
+    assert text.startswith(HAND_WRITTEN_HEAD + bench.BEGIN) and text.endswith(bench.END + HAND_WRITTEN_TAIL)
+    assert "an old table" not in text
+    row = next(line for line in text.splitlines() if line.startswith("| tiny | tiny |"))
+    assert f"{expected} vs keras-fake_ref" in row
+    assert "| tiny | keras-fake_ref (reference) | 1 | 4.00 |" in text
+
+
+def _record(
+    label, acc, train_seconds, invocation="i1", role="main", references=(), reached=None, sha="abc1234"
+):
+    epochs = [{"epoch": 1, "train_seconds": train_seconds, "cumulative_seconds": train_seconds}]
+    epochs[0]["test_accuracy"] = {"cifar10": acc}
+    return {
+        "name": "cifar10-x",
+        "label": label,
+        "role": role,
+        "references": list(references),
+        "invocation": invocation,
+        "started": f"2030-01-01T00:00:{len(label):02d}",
+        "commit": {"sha": sha + "0" * 33, "dirty": False},
+        "hardware": {"cpu": "Test CPU", "cores": 2},
+        "epochs": epochs,
+        "train_seconds": train_seconds,
+        "first_step_seconds": 1.5,
+        "samples_per_second": 100.0,
+        "final": {"cifar10": {"accuracy": acc, "macro_f1": acc, "roc_auc": 0.9}},
+        "time_to_accuracy": {"cifar10": reached or {"0.8": None}},
+    }
+
+
+def _write(results, records):
+    for i, r in enumerate(records):
+        bench.write_json(results / r["name"] / f"{i:03d}-{r['label']}.json", r)
+
+
+def test_table_has_mean_std_ratio_and_unreached_thresholds(tmp_path):
+    results = tmp_path / "results"
+    main = [
+        _record("fast", 0.90, 50.0, references=["ref"], reached={"0.8": 20.0, "0.85": 30.0, "0.9": None}),
+        _record("fast", 0.92, 70.0, references=["ref"], reached={"0.8": 22.0, "0.85": None, "0.9": None}),
+    ]
+    refs = [_record("ref", 0.60, 100.0, role="reference", sha="def5678")]
+    _write(results, main + refs)
+    path = bench.update_results(results)
+    assert path == tmp_path / "RESULTS.md"
+    text = path.read_text()
+    assert text.startswith("# omnifuse results") and bench.BEGIN in text and bench.END in text
+    row = next(line for line in text.splitlines() if line.startswith("| cifar10-x | fast |"))
+    cells = [c.strip() for c in row.strip("|").split("|")]
+    assert cells[2] == "2"  # seeds
+    assert cells[3] == "91.00 ± 1.41"  # accuracy mean ± std (ddof 1)
+    assert cells[4] == "60 ± 14"  # train seconds
+    assert cells[5] == "80% 21 ± 1 s, 85% 30 s (1/2), 90% —"
+    assert cells[8] == "acc ×1.517, time ×0.600 vs ref"  # 0.91 / 0.60, 60 / 100
+    assert cells[9] == "abc1234" and cells[10] == "Test CPU, 2 cores"
+    assert bench.compare_lines(main + refs) == ["[bench] cifar10-x: fast / ref: acc ×1.517, time ×0.600"]
+
+
+def test_results_region_is_the_only_part_rewritten(tmp_path):
+    results = tmp_path / "results"
+    _write(results, [_record("a", 0.5, 10.0)])
+    md = tmp_path / "RESULTS.md"
+    md.write_text(HAND_WRITTEN_HEAD + f"{bench.BEGIN}\nstale\n{bench.END}" + HAND_WRITTEN_TAIL)
+    bench.update_results(results)
+    once = md.read_text()
+    assert once.startswith(HAND_WRITTEN_HEAD + bench.BEGIN + "\n") and once.endswith(
+        bench.END + HAND_WRITTEN_TAIL
+    )
+    assert "stale" not in once and "| cifar10-x | a | 1 | 50.00 |" in once
+    bench.update_results(results)
+    assert md.read_text() == once  # regenerating is stable
+
+    md.write_text("# Only hand-written text\n")  # no markers yet: the table is appended, the text kept
+    bench.update_results(results)
+    text = md.read_text()
+    assert text.startswith("# Only hand-written text\n\n" + bench.BEGIN) and text.rstrip().endswith(bench.END)
+
+
+@pytest.mark.parametrize("script,task", [("cifar10_cnn.py", "cifar10"), ("imdb_lstm.py", "sentiment")])
+def test_reference_scripts_write_the_same_record_fields(script, task, data_dir, tmp_path, monkeypatch):
+    out = tmp_path / "ref.json"
+    argv = [script, "--epochs", "2", "--seed", "1", "--data-dir", str(data_dir), "--json", str(out)]
+    monkeypatch.setattr(sys, "argv", [*argv, "--limit-train", "60"])
+    runpy.run_path(str(REFERENCE / script), run_name="__main__")
+    rec = json.loads(out.read_text())
+    assert rec["kind"] == "reference" and rec["seed"] == 1 and rec["config"]["epochs"] == 2
+    assert [e["epoch"] for e in rec["epochs"]] == [1, 2]
+    assert all(0.0 <= e["test_accuracy"][task] <= 1.0 for e in rec["epochs"])
+    assert rec["train_seconds"] == pytest.approx(rec["epochs"][-1]["cumulative_seconds"], abs=2e-3)
+    assert rec["first_step_seconds"] > 0 and rec["step_seconds"] > 0
+    assert set(rec["final"][task]) == {"accuracy", "macro_f1", "roc_auc"}
+    assert rec["hardware"]["cores"] >= 1 and rec["versions"]["keras"] == keras.__version__
+    assert bench.time_to_accuracy(rec["epochs"], [0.0])[task]["0"] == rec["epochs"][0]["cumulative_seconds"]
+
+
+def test_names_suites_and_references_resolve(monkeypatch):
+    monkeypatch.setitem(
+        bench.SUITES, "two-folds", [(f"fold{k}", "brain-mri", [f"data.fold={k}"]) for k in (0, 1)]
+    )
+    entries = bench.resolve("two-folds")
+    assert [(e.label, e.target, e.overrides) for e in entries] == [
+        ("fold0", "brain-mri", ("data.fold=0",)),
+        ("fold1", "brain-mri", ("data.fold=1",)),
+    ]
+    assert bench.resolve("cifar10-fast") == [bench.Entry("cifar10-fast", "omnifuse", "cifar10-fast")]
+    assert bench.resolve_reference("two-folds:fold1") == [entries[1]]
+    with pytest.raises(OmnifuseError, match="Labels: fold0, fold1"):
+        bench.resolve_reference("two-folds:fold7")
+    ref = bench.resolve_reference("cifar10_cnn")[0]
+    assert ref.kind == "reference" and Path(ref.target).name == "cifar10_cnn.py"
+    with pytest.raises(OmnifuseError, match="Suites: .*two-folds"):
+        bench.resolve("no-such-benchmark")
+    with pytest.raises(OmnifuseError, match="Reference scripts: .*imdb_lstm"):
+        bench.resolve_reference("no-such-reference")
+    with pytest.raises(OmnifuseError, match="--thresholds"):
+        bench.parse_thresholds("0.8,high")
+
+
+def test_bench_serve_runs_the_serving_benchmark_and_keeps_its_record(monkeypatch, tmp_path):
+    calls = []
+    module = types.ModuleType("omnifuse.serving.bench")
+    module.run = lambda run_dir, **kw: calls.append((run_dir, kw)) or {"single": {"p50_ms": 12.5}}
+    monkeypatch.setitem(sys.modules, "omnifuse.serving.bench", module)
+    args = ["bench", "serve", "--run", "runs/av", "--set", "requests=20", "--set", "batch_sizes=[1, 8]"]
+    result = CliRunner().invoke(app, [*args, "--results", str(tmp_path / "results")], catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    assert calls == [(Path("runs/av"), {"requests": 20, "batch_sizes": [1, 8]})]
+    (path,) = (tmp_path / "results" / "serve").glob("*-av.json")
+    record = json.loads(path.read_text())
+    assert (
+        record["single"] == {"p50_ms": 12.5} and record["kind"] == "serve" and record["commit"]["sha"] != ""
+    )
+    assert bench.load_records(tmp_path / "results") == []  # not a training benchmark: kept out of the table
+
+    with pytest.raises(OmnifuseError, match="--run"):
+        bench.run_serve(None)
+    monkeypatch.setitem(sys.modules, "omnifuse.serving.bench", None)  # not installed
+    with pytest.raises(OmnifuseError, match="omnifuse.serving.bench"):
+        bench.run_serve("runs/av")
+
+
+# ------------------------------------------------------------------------------------------ fastnet, lookahead
+
+
+def _images(n=64, seed=0):
+    rng = np.random.default_rng(seed)
+    base = rng.integers(0, 256, (n, 16, 16, 3)).astype("float32")
+    base[..., 1] = 0.7 * base[..., 0] + 0.3 * base[..., 1]  # correlated channels, as in real photos
+    return base.astype("uint8")
+
+
+def test_fastnet_adapt_whitens_patches():
+    images = _images()
+    layer = ImageFastNet(widths=(4, 8))
+    layer.adapt(images)
+    x = images.astype("float32") / 255.0
+    out = keras.ops.convert_to_numpy(keras.ops.conv(x, layer.whiten_w, padding="valid") + layer.whiten_b)
+    half = out.shape[-1] // 2  # the second half are the negated filters
+    flat = out[..., :half].reshape(-1, half).astype("float64")
+    np.testing.assert_allclose(flat.mean(axis=0), 0.0, atol=1e-3)
+    np.testing.assert_allclose(np.cov(flat, rowvar=False), np.eye(half), atol=0.02)
+    np.testing.assert_allclose(out[..., half:], -out[..., :half], atol=1e-5)
+    assert not layer.whiten_w.trainable and layer.whiten_b.trainable
+
+
+def test_fastnet_augments_in_training_and_averages_the_mirror_in_inference():
+    images = _images(8)
+    layer = ImageFastNet(widths=(4, 8), tta=1)
+    first = keras.ops.convert_to_numpy(layer(images, training=True))
+    second = keras.ops.convert_to_numpy(layer(images, training=True))
+    assert not np.allclose(first, second)  # a fresh flip/shift draw each step
+
+    plain = keras.ops.convert_to_numpy(layer(images, training=False))
+    mirrored = keras.ops.convert_to_numpy(layer(images[:, :, ::-1], training=False))
+    np.testing.assert_allclose(plain, mirrored, rtol=1e-4, atol=1e-5)
+    no_tta = ImageFastNet.from_config({**layer.get_config(), "tta": 0})
+    no_tta.build(images.shape)
+    no_tta.set_weights(layer.get_weights())
+    assert not np.allclose(keras.ops.convert_to_numpy(no_tta(images, training=False)), plain)
+    with pytest.raises(ValueError, match="tta"):
+        ImageFastNet(tta=3)
+
+
+def test_lookahead_ends_training_on_the_slow_weights():
+    from omnifuse.training import _Lookahead
+
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(2)])
+    model.compile(keras.optimizers.SGD(0.1), "mse")
+    x, y = np.random.default_rng(0).normal(size=(32, 3)), np.zeros((32, 2))
+    look = _Lookahead(0.9, every=3, total_steps=8)  # the last sync is at step 6: steps 7-8 run fast
+    slow_at_end = []
+
+    class Spy(keras.callbacks.Callback):
+        def on_train_end(self, logs=None):
+            slow_at_end.extend(s.copy() for s in look.slow)
+
+    model.fit(x, y, batch_size=8, epochs=2, callbacks=[look, Spy()], verbose=0)
+    assert look.step == 8
+    for weight, slow in zip(model.get_weights(), slow_at_end):
+        np.testing.assert_allclose(weight, slow, rtol=1e-6)

@@ -1,0 +1,123 @@
+"""The web page in a real browser: headless Chromium loads it, submits an image and a text, shows the answer.
+
+Needs Debian's ``chromium`` and ``chromium-driver`` (``.ci/run`` installs them) and the ``selenium`` package. Outside
+CI the test is skipped when they are missing; in CI (``CI=true``) it always runs.
+"""
+
+import os
+import shutil
+
+import pytest
+from fixtures_serving import LiveServer, png_bytes, trained_run
+
+import omnifuse
+from omnifuse.serving import create_app
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+CHROMEDRIVER = shutil.which("chromedriver") or "/usr/bin/chromedriver"
+IN_CI = os.environ.get("CI", "").lower() == "true"
+
+if not IN_CI and (CHROMIUM is None or not os.path.exists(CHROMEDRIVER)):
+    pytest.skip(
+        "headless Chromium is not installed (apt-get install chromium chromium-driver); it is required in CI",
+        allow_module_level=True,
+    )
+if not IN_CI:
+    pytest.importorskip("selenium", reason="selenium is not installed (pip install -e '.[dev]')")
+
+from selenium import webdriver  # noqa: E402
+from selenium.webdriver.chrome.service import Service  # noqa: E402
+from selenium.webdriver.common.by import By  # noqa: E402
+from selenium.webdriver.support import expected_conditions as ec  # noqa: E402
+from selenium.webdriver.support.ui import WebDriverWait  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def predictor(tmp_path_factory):
+    return omnifuse.load(trained_run(tmp_path_factory, "tiny-joint"))
+
+
+@pytest.fixture(scope="module")
+def server(predictor):
+    with LiveServer(create_app(predictor)) as url:
+        yield url
+
+
+@pytest.fixture(scope="module")
+def browser(tmp_path_factory):
+    options = webdriver.ChromeOptions()
+    if CHROMIUM:
+        options.binary_location = CHROMIUM
+    for flag in (
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--disable-dev-shm-usage",
+        "--window-size=1100,1400",
+        f"--user-data-dir={tmp_path_factory.mktemp('chromium-profile')}",
+    ):
+        options.add_argument(flag)
+    driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
+    driver.set_page_load_timeout(60)
+    yield driver
+    driver.quit()
+
+
+def _open(browser, url):
+    browser.get(url + "/")
+    wait = WebDriverWait(browser, 60)
+    wait.until(ec.element_to_be_clickable((By.ID, "predict-button")))
+    return wait
+
+
+def test_page_predicts_from_an_image_and_a_text(browser, server, predictor, tmp_path):
+    image = tmp_path / "truck.png"
+    image.write_bytes(png_bytes(label=9, seed=4))
+    text = "A wonderful, moving film with a great cast."
+    want = predictor.predict(image=str(image), text=text)
+
+    wait = _open(browser, server)
+    assert "tiny-joint" in browser.find_element(By.ID, "run-name").text
+    # only the model's modalities get an input: image and text, no audio
+    kinds = [f.get_attribute("data-kind") for f in browser.find_elements(By.CSS_SELECTOR, "#fields .field")]
+    assert kinds == ["image", "text"]
+    browser.find_element(By.ID, "field-image").send_keys(str(image))
+    browser.find_element(By.ID, "field-text").send_keys(text)
+    browser.find_element(By.ID, "predict-button").click()
+    wait.until(lambda d: d.find_element(By.ID, "result").get_attribute("data-state") == "done")
+
+    cards = {c.get_attribute("data-task"): c for c in browser.find_elements(By.CSS_SELECTOR, "#result .task")}
+    assert set(cards) == set(want["tasks"])
+    for task, card in cards.items():
+        assert card.find_element(By.CLASS_NAME, "predicted").text == want["tasks"][task]["class"]
+        rows = card.find_elements(By.CSS_SELECTOR, ".bar-row")
+        assert len(rows) == min(10, len(want["tasks"][task]["probabilities"]))
+        shown = {r.get_attribute("data-label"): float(r.get_attribute("data-value")) for r in rows}
+        for label, p in shown.items():
+            assert p == pytest.approx(want["tasks"][task]["probabilities"][label], abs=1e-5)
+        assert rows[0].get_attribute("data-label") == want["tasks"][task]["class"]  # most probable first
+    weights = browser.find_elements(By.CSS_SELECTOR, "#result .modality-weights .bar-row")
+    shown = {r.get_attribute("data-label"): float(r.get_attribute("data-value")) for r in weights}
+    assert shown == pytest.approx(want["modality_weights"], abs=1e-5)
+    assert not browser.find_element(By.ID, "error").is_displayed()
+
+    shot = tmp_path / "page.png"
+    assert browser.save_screenshot(str(shot))
+    assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and shot.stat().st_size > 10_000
+
+
+def test_page_shows_the_servers_error_for_a_broken_image(browser, server, tmp_path):
+    broken = tmp_path / "broken.png"
+    broken.write_bytes(b"this is not an image")
+    wait = _open(browser, server)
+    browser.find_element(By.ID, "field-image").send_keys(str(broken))
+    browser.find_element(By.ID, "predict-button").click()
+    wait.until(lambda d: d.find_element(By.ID, "result").get_attribute("data-state") == "error")
+    error = browser.find_element(By.ID, "error")
+    assert (
+        error.is_displayed() and error.text.startswith("image:") and "not in any image format" in error.text
+    )

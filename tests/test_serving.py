@@ -1,0 +1,207 @@
+"""The HTTP API: answers match the Predictor, bad requests get a 4xx naming the field, requests are batched."""
+
+import asyncio
+import base64
+import json
+from concurrent.futures import ThreadPoolExecutor
+
+import httpx
+import pytest
+from fastapi.testclient import TestClient
+from fixtures_serving import LiveServer, png_bytes, trained_run
+from typer.testing import CliRunner
+
+import omnifuse
+from omnifuse.cli import app as cli_app
+from omnifuse.serving import create_app
+from omnifuse.serving.app import MicroBatcher
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    return trained_run(tmp_path_factory, "tiny-joint")
+
+
+@pytest.fixture(scope="module")
+def predictor(run):
+    return omnifuse.load(run)
+
+
+@pytest.fixture(scope="module")
+def client(predictor):
+    with TestClient(create_app(predictor, max_upload_bytes=64_000)) as c:
+        yield c
+
+
+def _probabilities(answer):
+    return {t: r["probabilities"] for t, r in answer["tasks"].items()}
+
+
+def _assert_same_answer(got, want):
+    assert {t: r["class"] for t, r in got["tasks"].items()} == {
+        t: r["class"] for t, r in want["tasks"].items()
+    }
+    for task, probs in _probabilities(want).items():
+        assert got["tasks"][task]["probabilities"] == pytest.approx(probs, abs=1e-5)
+    assert got["modality_weights"] == pytest.approx(want["modality_weights"], abs=1e-5)
+    assert got["modalities_used"] == want["modalities_used"]
+
+
+def test_multipart_and_json_answers_match_the_predictor(client, predictor):
+    png = png_bytes(label=1)
+    want = predictor.predict(image=png, text="a wonderful, moving film")
+    form = client.post(
+        "/predict", files={"image": ("car.png", png, "image/png")}, data={"text": "a wonderful, moving film"}
+    )
+    assert form.status_code == 200, form.text
+    _assert_same_answer(form.json(), want)
+    assert sum(form.json()["modality_weights"].values()) == pytest.approx(1.0, abs=1e-5)
+
+    as_json = client.post(
+        "/predict", json={"image": base64.b64encode(png).decode(), "text": "a wonderful, moving film"}
+    )
+    assert as_json.status_code == 200, as_json.text
+    _assert_same_answer(as_json.json(), want)
+
+    # a browser's data URL works too, and a single modality is enough
+    text_only = client.post("/predict", json={"text": "dull and far too long"})
+    assert text_only.json()["modality_weights"] == {"image": 0.0, "text": 1.0}
+    image_only = client.post(
+        "/predict", json={"image": "data:image/png;base64," + base64.b64encode(png).decode()}
+    )
+    assert image_only.json()["modalities_used"] == ["image"]
+
+
+def test_metadata_describes_inputs_tasks_and_classes(client, run):
+    meta = client.get("/metadata").json()
+    saved = json.loads((run / "meta.json").read_text())
+    assert meta["run"] == "tiny-joint"
+    assert {k: v["kind"] for k, v in meta["modalities"].items()} == {"image": "image", "text": "text"}
+    assert meta["modalities"]["image"]["shape"] == [32, 32, 3]
+    assert "image/png" in meta["modalities"]["image"]["content_types"]
+    assert meta["tasks"] == saved["tasks"]
+    assert meta["modality_weights"] is True
+    assert meta["limits"]["max_upload_bytes"] == 64_000
+    assert client.get("/health").json()["status"] == "ok"
+
+
+def test_every_bad_request_gets_a_4xx_naming_the_field_and_the_server_keeps_answering(client):
+    png = png_bytes()
+    cases = [
+        # (request, status, field, words the message must contain)
+        (dict(files={"image": ("x.png", b"not a png at all", "image/png")}), 422, "image", "image"),
+        (dict(files={"image": ("x.png", png[: len(png) // 2], "image/png")}), 422, "image", "image"),
+        (dict(files={"image": ("x.wav", png, "audio/wav")}), 415, "image", "audio/wav"),
+        (dict(files={"image": ("big.png", b"\0" * 80_000, "image/png")}), 413, "body", "64000"),
+        (dict(data={"colour": "red", "text": "great"}), 422, "colour", "image, text"),
+        (dict(json={}), 422, None, "image, text"),
+        (dict(json={"text": "   "}), 422, "text", "at least one"),
+        (dict(json={"image": "not base64!"}), 422, "image", "base64"),
+        (dict(json={"text": 42}), 422, "text", "string"),
+        (dict(json=["great film"]), 422, "body", "JSON object"),
+        (dict(content=b"{oops", headers={"content-type": "application/json"}), 400, "body", "JSON"),
+        (
+            dict(content=b"great film", headers={"content-type": "text/plain"}),
+            415,
+            "content-type",
+            "multipart",
+        ),
+        (dict(data={"image": "cat.png"}), 422, "image", "file upload"),
+        (dict(files={"text": ("review.txt", b"\xff\xfe bad utf-8", "text/plain")}), 422, "text", "UTF-8"),
+    ]
+    for request, status, field, words in cases:
+        response = client.post("/predict", **request)
+        assert response.status_code == status, (request, response.text)
+        body = response.json()
+        assert body["field"] == field, body
+        assert words in body["detail"], body
+    assert client.get("/health").json()["bad_requests"] >= len(cases)
+    ok = client.post("/predict", data={"text": "still here"})
+    assert ok.status_code == 200 and ok.json()["modalities_used"] == ["text"]
+
+
+def test_page_docs_and_openapi_are_served(client):
+    page = client.get("/")
+    assert page.status_code == 200 and 'id="predict-form"' in page.text and "/static/app.js" in page.text
+    assert client.get("/static/app.js").status_code == 200
+    assert client.get("/docs").status_code == 200
+    body = client.get("/openapi.json").json()["paths"]["/predict"]["post"]["requestBody"]["content"]
+    form = body["multipart/form-data"]["schema"]["properties"]
+    assert form["image"]["format"] == "binary" and form["text"]["type"] == "string"
+    assert body["application/json"]["schema"]["properties"]["image"]["format"] == "byte"
+
+
+def test_micro_batcher_groups_waiting_requests_and_survives_failures():
+    calls = []
+
+    def run_batch(items):
+        calls.append(list(items))
+        if "boom" in items:
+            raise RuntimeError("model failed")
+        return [f"answer {i}" for i in items]
+
+    async def scenario():
+        batcher = MicroBatcher(run_batch, max_batch=4)
+        await batcher.start()
+        try:
+            answers = await asyncio.gather(*(batcher.submit(i) for i in range(10)))
+            failed = await asyncio.gather(batcher.submit("boom"), batcher.submit(1), return_exceptions=True)
+            after = await batcher.submit(7)
+        finally:
+            await batcher.stop()
+        return answers, failed, after, batcher.stats
+
+    answers, failed, after, stats = asyncio.run(scenario())
+    assert answers == [f"answer {i}" for i in range(10)]  # each request gets its own answer, in order
+    assert [len(c) for c in calls[:3]] == [4, 4, 2]  # the 10 waiting requests ran as 3 batches of <= 4
+    assert all(isinstance(f, RuntimeError) for f in failed)  # a failed batch fails its requests ...
+    assert after == "answer 7"  # ... and the worker goes on serving
+    assert stats["largest_batch"] == 4 and stats["requests"] == 13
+
+
+def test_live_server_batches_concurrent_requests_and_refuses_oversize_uploads(predictor):
+    texts = [
+        "a wonderful great film",
+        "dull awful boring",
+        "great story",
+        "not good at all",
+        "the best",
+        "bad",
+    ]
+    images = [png_bytes(label=k, seed=k) for k in range(len(texts))]
+    want = [predictor.predict(image=img, text=t) for img, t in zip(images, texts)]
+    app = create_app(predictor, max_upload_bytes=100_000, batch_wait_ms=300)
+    with LiveServer(app) as url:
+
+        def post(i):
+            files = {"image": ("x.png", images[i], "image/png")}
+            return httpx.post(url + "/predict", files=files, data={"text": texts[i]}, timeout=60)
+
+        with ThreadPoolExecutor(len(texts)) as pool:
+            responses = list(pool.map(post, range(len(texts))))
+        for response, expected in zip(responses, want):
+            assert response.status_code == 200, response.text
+            _assert_same_answer(response.json(), expected)  # batching never mixes up answers
+        assert httpx.get(url + "/health").json()["largest_batch"] >= 2
+
+        big = httpx.post(
+            url + "/predict", files={"image": ("big.png", b"\0" * 300_000, "image/png")}, timeout=60
+        )
+        assert big.status_code == 413 and big.json()["field"] == "body"
+        assert httpx.post(url + "/predict", data={"text": "still up"}, timeout=60).status_code == 200
+
+
+def test_cli_serve_builds_the_app_and_runs_uvicorn(run, monkeypatch, tmp_path):
+    import uvicorn
+
+    seen = {}
+    monkeypatch.setattr(
+        uvicorn, "run", lambda app, host, port, **kw: seen.update(app=app, host=host, port=port)
+    )
+    result = CliRunner().invoke(cli_app, ["serve", str(run), "--port", "8123", "--max-batch", "8"])
+    assert result.exit_code == 0, result.output
+    assert seen["host"] == "127.0.0.1" and seen["port"] == 8123
+    assert seen["app"].state.batcher.max_batch == 8
+
+    missing = CliRunner().invoke(cli_app, ["serve", str(tmp_path / "no-run")])
+    assert missing.exit_code != 0 and "no-run" in str(missing.exception)
