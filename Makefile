@@ -20,8 +20,9 @@ install: $(BIN)/omnifuse
 demo: install
 	$(BIN)/omnifuse demo
 
+# Two workers, one test file each at a time (module fixtures train small models once per file).
 test: install
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n 2 --dist loadfile
 
 lint: install
 	$(BIN)/ruff format --check omnifuse tests benchmarks

@@ -12,6 +12,7 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from omnifuse.errors import OmnifuseError
@@ -378,7 +379,7 @@ def launch(
             echo=typer.echo,
         )
     except WorkerFailed as exc:
-        Console(stderr=True).print(f"[red]error:[/red] {exc}", highlight=False)
+        Console(stderr=True, soft_wrap=True).print(f"[red]error:[/red] {escape(str(exc))}", highlight=False)
         sys.exit(exc.code if exc.code > 0 else 1)
     console.print(f"[green]Trained.[/green] Run directory: [bold]{out}[/bold]")
     console.print(f"Next: omnifuse evaluate {out}")
@@ -388,7 +389,8 @@ def main() -> None:
     try:
         app()
     except OmnifuseError as exc:
-        Console(stderr=True).print(f"[red]error:[/red] {exc}", highlight=False, markup=True)
+        # soft_wrap: a long path must stay on one line (users copy it); escape: a message may hold [brackets]
+        Console(stderr=True, soft_wrap=True).print(f"[red]error:[/red] {escape(str(exc))}", highlight=False)
         sys.exit(2)
 
 
