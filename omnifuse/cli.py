@@ -355,7 +355,7 @@ def launch(
     workers: Annotated[int, typer.Option(help="Number of worker processes to start on 127.0.0.1")] = 2,
     set_: SetOpt = None,
     run_dir: Annotated[
-        Path | None, typer.Option(help="The run directory (default runs/<name>); an unfinished one is continued")
+        Path | None, typer.Option(help="The run directory (default a new runs/<name>); an unfinished one is continued")
     ] = None,
     runs_root: Annotated[Path, typer.Option(help="Parent folder of new run directories")] = Path("runs"),
     data_dir: DataDirOpt = None,

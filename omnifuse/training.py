@@ -215,6 +215,7 @@ def train(
     >>> run = train(load_config("cifar10-cnn", ["train.epochs=1"]))
     """
     dist = None  # one process; else a tf.distribute strategy and this process's part in it
+    prepared = None
     if resume is not None:
         run_dir = Path(resume)
         cfg = read_run_config(run_dir)
@@ -229,6 +230,10 @@ def train(
     else:
         cfg = config
         dist = distributed.setup(cfg.train)
+        # load the data before making the run directory: a data error (a bad CSV row, a missing file) then leaves
+        # no half-made run behind, and the user's next try gets the same run name
+        start = time.perf_counter()
+        prepared = pipeline.prepare(cfg, load_datasets(cfg, data_dir))
         if run_dir is None:
             run_dir = new_run_dir(Path(runs_root), cfg.name)
         else:
@@ -245,8 +250,9 @@ def train(
     initial_epoch = int(progress.get("epochs_done", 0))
     keras.utils.set_random_seed(t.seed + initial_epoch)
 
-    start = time.perf_counter()
-    prepared = pipeline.prepare(cfg, load_datasets(cfg, data_dir))
+    if prepared is None:
+        start = time.perf_counter()
+        prepared = pipeline.prepare(cfg, load_datasets(cfg, data_dir))
     meta.update(
         modalities=prepared.modalities,
         tasks=prepared.tasks,

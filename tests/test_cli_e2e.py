@@ -193,3 +193,12 @@ def test_user_mistakes_exit_2_without_traceback(tmp_path, data_dir):
 
     result = _cli("predict", str(tmp_path / "no-such-run"), "--text", "hi")
     assert result.returncode == 2 and "no-such-run" in result.stderr
+
+
+def test_a_data_error_leaves_no_run_directory(tiny_config, tmp_path):
+    only_cifar = tmp_path / "data"
+    write_cifar10(only_cifar, n_per_batch=4, n_test=4)  # no IMDb files: the joint config cannot load
+    runs = tmp_path / "runs"
+    with pytest.raises(OmnifuseError, match="aclImdb"):
+        omnifuse.train(tiny_config, runs_root=runs, data_dir=str(only_cifar))
+    assert not runs.exists() or not any(runs.iterdir())
