@@ -18,14 +18,13 @@ import lzma
 import os
 import re
 import tarfile
-import tempfile
 import zlib
 from pathlib import Path
 
 import numpy as np
 
 from omnifuse.data import Dataset, Split
-from omnifuse.data.sources import Source, cache_dir, locate
+from omnifuse.data.sources import Source, cache_dir, locate, read_parsed_cache, write_parsed_cache
 from omnifuse.data.wav import decode_wav
 from omnifuse.errors import OmnifuseError
 
@@ -117,12 +116,12 @@ def _load_all(data_dir, download, sample_rate: int, num_samples: int) -> tuple[d
     path = locate(SOURCE, data_dir, download)
     key = _cache_key(path, sample_rate, num_samples)
     cache_file = cache_dir() / "parsed" / f"fsdd-{hashlib.sha256(key.encode()).hexdigest()[:16]}.npz"
-    arrays = _read_cache(cache_file, key)
+    arrays = read_parsed_cache(cache_file, key)
     if arrays is None:
         log.info("Decoding %s (cached afterwards in %s)", path, cache_file)
         wavs = _read_folder(path) if path.is_dir() else _read_archive(path)
         arrays = _to_arrays(wavs, path, sample_rate, num_samples)
-        _write_cache(cache_file, key, arrays)
+        write_parsed_cache(cache_file, key, arrays)
     return arrays, path
 
 
@@ -219,32 +218,3 @@ def _cache_key(path: Path, sample_rate: int, num_samples: int) -> str:
         stat = path.stat()
         fingerprint = f"file {stat.st_size} {stat.st_mtime_ns}"
     return f"omnifuse fsdd v{_CACHE_VERSION} {path.resolve()} {fingerprint} rate={sample_rate} length={num_samples}"
-
-
-def _read_cache(cache_file: Path, key: str) -> dict[str, np.ndarray] | None:
-    if not cache_file.is_file():
-        return None
-    try:
-        with np.load(cache_file, allow_pickle=False) as npz:
-            if str(npz["key"]) != key:
-                return None
-            return {name: npz[name] for name in npz.files if name != "key"}
-    except Exception as exc:  # our own cache: anything wrong with it just means decoding again
-        log.warning("Ignoring unreadable parsed cache %s (%s)", cache_file, exc)
-        return None
-
-
-def _write_cache(cache_file: Path, key: str, arrays: dict[str, np.ndarray]) -> None:
-    tmp = None
-    try:
-        cache_file.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=cache_file.parent, prefix=f".{cache_file.name}.", suffix=".part")
-        with os.fdopen(fd, "wb") as f:
-            np.savez(f, key=np.array(key), **arrays)
-        os.replace(tmp, cache_file)
-        tmp = None
-    except OSError as exc:  # a read-only or full cache must not stop loading
-        log.warning("Could not write parsed cache %s (%s)", cache_file, exc)
-    finally:
-        if tmp is not None:
-            Path(tmp).unlink(missing_ok=True)

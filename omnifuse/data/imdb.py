@@ -15,7 +15,6 @@ import lzma
 import os
 import re
 import tarfile
-import tempfile
 import zlib
 from pathlib import Path
 
@@ -23,7 +22,7 @@ import numpy as np
 
 from omnifuse.data import Dataset, Split
 from omnifuse.data.decode import decode_text
-from omnifuse.data.sources import Source, cache_dir, locate
+from omnifuse.data.sources import Source, cache_dir, locate, read_parsed_cache, write_parsed_cache
 from omnifuse.errors import OmnifuseError
 
 log = logging.getLogger(__name__)
@@ -65,12 +64,12 @@ def load(data_dir=None, download: bool | None = None) -> Dataset:
     cache_file = (
         cache_dir() / "parsed" / f"imdb-{hashlib.sha256(str(path.resolve()).encode()).hexdigest()[:16]}.npz"
     )
-    arrays = _read_cache(cache_file, key)
+    arrays = read_parsed_cache(cache_file, key)
     if arrays is None:
         log.info("Parsing %s (cached afterwards in %s)", path, cache_file)
         reviews = _read_folder(path) if path.is_dir() else _read_archive(path)
         arrays = _to_arrays(reviews, path)
-        _write_cache(cache_file, key, arrays)
+        write_parsed_cache(cache_file, key, arrays)
     return Dataset(
         name="imdb",
         splits={split: _split(arrays, split) for split in SPLITS},
@@ -206,33 +205,3 @@ def _cache_key(path: Path) -> str:
 def _size_mtime(entry: os.DirEntry) -> tuple[int, int]:
     stat = entry.stat()
     return stat.st_size, stat.st_mtime_ns
-
-
-def _read_cache(cache_file: Path, key: str) -> dict[str, np.ndarray] | None:
-    if not cache_file.is_file():
-        return None
-    try:
-        with np.load(cache_file, allow_pickle=False) as npz:
-            if str(npz["key"]) != key:
-                return None
-            return {name: npz[name] for name in npz.files if name != "key"}
-    except Exception as exc:  # our own cache: anything wrong with it just means parsing again
-        log.warning("Ignoring unreadable parsed cache %s (%s)", cache_file, exc)
-        return None
-
-
-def _write_cache(cache_file: Path, key: str, arrays: dict[str, np.ndarray]) -> None:
-    tmp = None
-    try:
-        cache_file.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=cache_file.parent, prefix=f".{cache_file.name}.", suffix=".part")
-        with os.fdopen(fd, "wb") as f:
-            np.savez(f, key=np.array(key), **arrays)
-        os.chmod(tmp, 0o644)  # mkstemp makes files private; a cache is not secret
-        os.replace(tmp, cache_file)
-        tmp = None
-    except OSError as exc:  # a read-only or full cache must not stop loading
-        log.warning("Could not write parsed cache %s (%s)", cache_file, exc)
-    finally:
-        if tmp is not None:
-            Path(tmp).unlink(missing_ok=True)

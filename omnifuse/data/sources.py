@@ -19,6 +19,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
+
 from omnifuse.errors import OmnifuseError
 
 log = logging.getLogger(__name__)
@@ -224,3 +226,35 @@ def _download(source: Source, dest_dir: Path, url: str | None = None, timeout: f
         return final
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def read_parsed_cache(cache_file: Path, key: str) -> dict[str, np.ndarray] | None:
+    """The arrays a loader saved under ``key`` (None when absent, stale or unreadable: the loader parses again)."""
+    if not cache_file.is_file():
+        return None
+    try:
+        with np.load(cache_file, allow_pickle=False) as npz:
+            if str(npz["key"]) != key:
+                return None
+            return {name: npz[name] for name in npz.files if name != "key"}
+    except Exception as exc:  # our own cache: anything wrong with it just means parsing again
+        log.warning("Ignoring unreadable parsed cache %s (%s)", cache_file, exc)
+        return None
+
+
+def write_parsed_cache(cache_file: Path, key: str, arrays: dict[str, np.ndarray]) -> None:
+    """Save a loader's parsed arrays atomically; a read-only or full cache only logs a warning."""
+    tmp = None
+    try:
+        cache_file.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=cache_file.parent, prefix=f".{cache_file.name}.", suffix=".part")
+        with os.fdopen(fd, "wb") as f:
+            np.savez(f, key=np.array(key), **arrays)
+        os.chmod(tmp, 0o644)  # mkstemp makes files private; a cache is not secret
+        os.replace(tmp, cache_file)
+        tmp = None
+    except OSError as exc:  # a read-only or full cache must not stop loading
+        log.warning("Could not write parsed cache %s (%s)", cache_file, exc)
+    finally:
+        if tmp is not None:
+            Path(tmp).unlink(missing_ok=True)
