@@ -8,6 +8,8 @@ their features cannot reach the output. The weights are returned for the model t
 import keras
 from keras import layers, ops
 
+from omnifuse.fusion import presence
+
 
 @keras.saving.register_keras_serializable(package="omnifuse")
 class AttentionFusion(layers.Layer):
@@ -32,14 +34,14 @@ class AttentionFusion(layers.Layer):
         self.score.build((batch, len(self.modalities), self.hidden))
 
     def call(self, features, masks, training=None):
-        present = ops.stack(
-            [ops.reshape(ops.cast(masks[m], "float32"), (-1,)) for m in self.modalities], axis=1
-        )
+        present = presence(masks, self.modalities)
         projected = ops.stack([self.proj[m](features[m]) for m in self.modalities], axis=1)  # (B, M, dim)
         projected = projected * present[..., None]
         scores = ops.squeeze(self.score(self.score_hidden(projected)), axis=-1)  # (B, M)
         scores = ops.where(present > 0, scores, -1e9)
-        if len(self.modalities) == 1:  # a softmax over one entry is 1 where present: skip it (and Keras's warning)
+        if (
+            len(self.modalities) == 1
+        ):  # a softmax over one entry is 1 where present: skip it (and Keras's warning)
             weights = present
         else:  # exactly 0 where absent; all 0 if nothing is present
             weights = ops.softmax(scores, axis=-1) * present

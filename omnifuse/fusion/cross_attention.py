@@ -26,6 +26,8 @@ import keras
 import numpy as np
 from keras import layers, ops
 
+from omnifuse.fusion import presence
+
 
 @keras.saving.register_keras_serializable(package="omnifuse")
 class CrossAttentionFusion(layers.Layer):
@@ -65,9 +67,7 @@ class CrossAttentionFusion(layers.Layer):
 
     def call(self, features, masks, training=None):
         n, k, d = len(self.modalities), self.tokens, self.dim
-        present = ops.stack(
-            [ops.reshape(ops.cast(masks[m], "float32"), (-1,)) for m in self.modalities], axis=1
-        )  # (B, M)
+        present = presence(masks, self.modalities)  # (B, M)
         tokens = ops.concatenate(
             [
                 ops.reshape(self.to_tokens[m](features[m] * present[:, i : i + 1]), (-1, k, d))

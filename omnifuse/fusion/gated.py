@@ -12,6 +12,8 @@ The per-sample modality weights are the gates averaged over the dimensions: they
 import keras
 from keras import layers, ops
 
+from omnifuse.fusion import presence
+
 
 @keras.saving.register_keras_serializable(package="omnifuse")
 class GatedFusion(layers.Layer):
@@ -34,9 +36,7 @@ class GatedFusion(layers.Layer):
         self.gate.build((batch, width))
 
     def call(self, features, masks, training=None):
-        present = ops.stack(
-            [ops.reshape(ops.cast(masks[m], "float32"), (-1,)) for m in self.modalities], axis=1
-        )  # (B, M)
+        present = presence(masks, self.modalities)  # (B, M)
         masked = [features[m] * present[:, i : i + 1] for i, m in enumerate(self.modalities)]
         hidden = ops.stack([self.hidden[m](x) for m, x in zip(self.modalities, masked)], axis=1)  # (B, M, D)
         # the gate sees which modalities are present, not only their (zeroed) features

@@ -13,6 +13,8 @@ absent one: fixed by design, not learned.
 import keras
 from keras import layers, ops
 
+from omnifuse.fusion import presence
+
 
 @keras.saving.register_keras_serializable(package="omnifuse")
 class LateFusion(layers.Layer):
@@ -31,9 +33,7 @@ class LateFusion(layers.Layer):
             self.proj[m].build(features_shape[m])
 
     def call(self, features, masks, training=None):
-        present = ops.stack(
-            [ops.reshape(ops.cast(masks[m], "float32"), (-1,)) for m in self.modalities], axis=1
-        )  # (B, M)
+        present = presence(masks, self.modalities)  # (B, M)
         weights = present / ops.maximum(ops.sum(present, axis=1, keepdims=True), 1.0)
         projected = ops.stack(
             [self.proj[m](features[m] * present[:, i : i + 1]) for i, m in enumerate(self.modalities)], axis=1
