@@ -39,9 +39,8 @@ class AttentionFusion(layers.Layer):
         projected = projected * present[..., None]
         scores = ops.squeeze(self.score(self.score_hidden(projected)), axis=-1)  # (B, M)
         scores = ops.where(present > 0, scores, -1e9)
-        if (
-            len(self.modalities) == 1
-        ):  # a softmax over one entry is 1 where present: skip it (and Keras's warning)
+        # a softmax over one entry is 1 where present: skip it (and Keras's warning about it)
+        if len(self.modalities) == 1:
             weights = present
         else:  # exactly 0 where absent; all 0 if nothing is present
             weights = ops.softmax(scores, axis=-1) * present
