@@ -38,22 +38,27 @@ import numpy as np
 
 from omnifuse.errors import OmnifuseError
 
-# A suite is a named list of runs (label, preset, overrides) benchmarked together; add one with one line, e.g.
-# "brain-mri-cv": [(f"fold{k}", "brain-mri", [f"data.fold={k}"]) for k in range(5)].
+# A suite is a named list of runs (label, preset, overrides) benchmarked together; add one with one line.
+FSDD_SPEAKERS = ("george", "jackson", "lucas", "nicolas", "theo", "yweweler")  # the 6 speakers of FSDD's 2024 snapshot
+FUSIONS = ("concat", "attention", "gated", "tensor", "cross_attention", "late")
 SUITES: dict[str, list[tuple[str, str, list[str]]]] = {
     "cifar10": [("cnn", "cifar10-cnn", []), ("fast", "cifar10-fast", [])],
-    # each single modality, every fusion, and every fusion trained with modality dropout (per-subset and corruption
-    # accuracies land in each run's report/metrics.json, under "robustness")
+    # leave-one-speaker-out: each run tests on one speaker never heard in training
+    "fsdd-loso": [(f"loso-{s}", "fsdd", [f"data.split=loso:{s}"]) for s in FSDD_SPEAKERS],
+    # stratified 5-fold cross-validation: each run tests on one fold
+    "brain-mri-cv": [(f"fold{k}", "brain-mri", [f"data.fold={k}"]) for k in range(5)],
+    # each single modality, every fusion, and attention fusion trained with modality dropout (per-subset and
+    # corruption accuracies land in each record under "robustness")
     "av-digits-fusions": [
         ("image-only", "av-digits", ["data.modalities=['image']"]),
         ("audio-only", "av-digits", ["data.modalities=['audio']"]),
-        *[
-            (f"{fusion}{tag}", "av-digits", [f"model.fusion={fusion}", *extra])
-            for tag, extra in (("", []), ("-dropout", ["train.modality_dropout=0.5"]))
-            for fusion in ("concat", "attention", "gated", "tensor", "cross_attention", "late")
-        ],
+        *[(fusion, "av-digits", [f"model.fusion={fusion}"]) for fusion in FUSIONS],
+        ("attention-dropout", "av-digits", ["model.fusion=attention", "train.modality_dropout=0.5"]),
     ],
 }
+# Suites whose entries are the folds of one protocol: the table adds a row pooling all their runs (mean ± std
+# across folds) beside the per-fold rows.
+POOLED = {"fsdd-loso", "brain-mri-cv"}
 DEFAULT_THRESHOLDS = (0.80, 0.85, 0.88, 0.90, 0.92, 0.93, 0.94)
 REFERENCE_DIR = Path("benchmarks") / "reference"
 BEGIN, END = "<!-- bench:begin -->", "<!-- bench:end -->"
@@ -364,6 +369,7 @@ def run_one(
         final=metrics["tasks"],
         wall_seconds=time.perf_counter() - start,
         run_dir=str(run_dir),
+        **({"robustness": metrics["robustness"]} if metrics.get("robustness") else {}),
     )
 
 
@@ -561,15 +567,18 @@ def load_records(results: str | Path) -> list[dict[str, Any]]:
     return sorted(records, key=lambda r: r.get("started", ""))
 
 
-def final_accuracy(record: dict[str, Any]) -> dict[str, float]:
-    """Per task: the final evaluation's accuracy, or else the last epoch's test accuracy."""
-    final = {
-        t: m["accuracy"] for t, m in (record.get("final") or {}).items() if m.get("accuracy") is not None
-    }
-    if final:
+def final_metric(record: dict[str, Any], metric: str = "accuracy") -> dict[str, float]:
+    """Per task: the final evaluation's ``metric``; for accuracy, else the last epoch's test accuracy."""
+    final = {t: m[metric] for t, m in (record.get("final") or {}).items() if m.get(metric) is not None}
+    if final or metric != "accuracy":
         return final
     epochs = record.get("epochs") or []
     return dict(epochs[-1]["test_accuracy"]) if epochs else {}
+
+
+def final_accuracy(record: dict[str, Any]) -> dict[str, float]:
+    """Per task: the final evaluation's accuracy, or else the last epoch's test accuracy."""
+    return final_metric(record, "accuracy")
 
 
 def _mean(values: list[float]) -> float | None:
@@ -665,18 +674,26 @@ def render_table(records: list[dict[str, Any]], source: str = "results/") -> str
     if not records:
         return "_No benchmark records yet: run `omnifuse bench NAME`._"
     head = (
-        "| benchmark | run | seeds | test accuracy % | train time s | time to test accuracy | first step s "
-        "| samples/s | vs reference | commit | hardware |"
+        "| benchmark | run | seeds | test accuracy % | ROC-AUC % | train time s | time to test accuracy "
+        "| first step s | samples/s | vs reference | commit | hardware |"
     )
-    lines = [head, "|---|---|---:|---|---:|---|---:|---:|---|---|---|"]
+    lines = [head, "|---|---|---:|---|---|---:|---|---:|---:|---|---|---|"]
     groups = _groups(records)
-    for (name, label), runs in groups.items():
+    rows = list(groups.items())
+    for name in sorted({n for n, _ in groups} & POOLED):
+        runs = [r for (n, _), rs in groups.items() if n == name for r in rs if r.get("role") == "main"]
+        folds = len({r["label"] for r in runs})
+        rows.append(((name, f"**all {folds} folds pooled**"), runs))
+    for (name, label), runs in rows:
         tasks = list(dict.fromkeys(t for r in runs for t in final_accuracy(r)))
-        accuracy = "<br>".join(
-            (f"{t}: " if len(tasks) > 1 else "")
-            + _mean_std([final_accuracy(r).get(t) for r in runs], scale=100.0)
-            for t in tasks
-        )
+
+        def per_task(metric: str) -> str:
+            return "<br>".join(
+                (f"{t}: " if len(tasks) > 1 else "")
+                + _mean_std([final_metric(r, metric).get(t) for r in runs], scale=100.0)
+                for t in tasks
+            )
+
         vs = []
         for ref_label in runs[0].get("references") or []:
             r = ratios(runs, groups[(name, ref_label)]) if (name, ref_label) in groups else None
@@ -696,7 +713,8 @@ def render_table(records: list[dict[str, Any]], source: str = "results/") -> str
             name,
             f"{label}{role}",
             str(len(runs)),
-            accuracy or "—",
+            per_task("accuracy") or "—",
+            per_task("roc_auc") or "—",
             _mean_std([r.get("train_seconds") for r in runs], digits=0),
             _thresholds_text(runs),
             _mean_std([r.get("first_step_seconds") for r in runs], digits=2),
@@ -706,12 +724,58 @@ def render_table(records: list[dict[str, Any]], source: str = "results/") -> str
             "; ".join(hardware),
         ]
         lines.append("| " + " | ".join(c.replace("|", "/") for c in cells) + " |")
+    robust = render_robustness(records)
     note = (
         f"Generated by `omnifuse bench` from the JSON records in `{source}`: mean ± std over the seeds; "
         "train time excludes the per-epoch test evaluation; time to accuracy is the training time until the "
         "first epoch whose test accuracy reached it (— never reached); ratios are omnifuse / reference."
     )
-    return note + "\n\n" + "\n".join(lines)
+    return note + "\n\n" + "\n".join(lines) + (f"\n\n{robust}" if robust else "")
+
+
+def render_robustness(records: list[dict[str, Any]]) -> str:
+    """For the runs whose records carry a robustness evaluation: test accuracy from each subset of modalities,
+    and each modality's mean fusion weight on clean input and at the strongest corruption of that modality
+    (mean ± std over seeds). Empty when no record has one."""
+    lines = []
+    for (name, label), runs in _groups(records).items():
+        found = [next(iter(r["robustness"].values())) for r in runs if r.get("robustness")]
+        if not found:
+            continue
+        task = next(iter(final_accuracy(runs[0])), None)
+        subsets = list(dict.fromkeys(" + ".join(s["modalities"]) for f in found for s in f["subsets"]))
+        cells = []
+        for subset in subsets:
+            values = [
+                s["accuracy"].get(task)
+                for f in found
+                for s in f["subsets"]
+                if " + ".join(s["modalities"]) == subset
+            ]
+            cells.append(f"{subset}: {_mean_std(values, scale=100.0)}")
+        weights = []
+        for m in found[0]["corruption"]:
+            curves = [f["corruption"][m] for f in found if m in f["corruption"]]
+            clean = [(c.get("weights") or {}).get(m, [None])[0] for c in curves]
+            worst = [(c.get("weights") or {}).get(m, [None])[-1] for c in curves]
+            accs = [c["accuracy"].get(task, [None])[-1] for c in curves]
+            level = f"{curves[0]['corruption']} {curves[0]['levels'][-1]:g}"
+            text = f"{m} at {level}: acc {_mean_std(accs, scale=100.0)}"
+            if any(w is not None for w in clean):
+                text += f", weight of {m} {_mean_std(clean)} → {_mean_std(worst)}"
+            weights.append(text)
+        lines.append(
+            f"| {name} | {label} | {len(found)} | {'<br>'.join(cells) or '—'} | {'<br>'.join(weights) or '—'} |"
+        )
+    if not lines:
+        return ""
+    head = (
+        "Robustness of the runs evaluated on several modalities (accuracy % on the test set from each subset of "
+        "modalities; then under the strongest corruption of each modality, with that modality's mean fusion "
+        "weight clean → corrupted):\n\n"
+        "| benchmark | run | seeds | accuracy by modality subset % | strongest corruption |\n|---|---|---:|---|---|"
+    )
+    return head + "\n" + "\n".join(lines)
 
 
 def update_results(results: str | Path, path: str | Path | None = None) -> Path:

@@ -167,11 +167,44 @@ def test_table_has_mean_std_ratio_and_unreached_thresholds(tmp_path):
     cells = [c.strip() for c in row.strip("|").split("|")]
     assert cells[2] == "2"  # seeds
     assert cells[3] == "91.00 ± 1.41"  # accuracy mean ± std (ddof 1)
-    assert cells[4] == "60 ± 14"  # train seconds
-    assert cells[5] == "80% 21 ± 1 s, 85% 30 s (1/2), 90% —"
-    assert cells[8] == "acc ×1.517, time ×0.600 vs ref"  # 0.91 / 0.60, 60 / 100
-    assert cells[9] == "abc1234" and cells[10] == "Test CPU, 2 cores"
+    assert cells[4] == "90.00 ± 0.00"  # ROC-AUC
+    assert cells[5] == "60 ± 14"  # train seconds
+    assert cells[6] == "80% 21 ± 1 s, 85% 30 s (1/2), 90% —"
+    assert cells[9] == "acc ×1.517, time ×0.600 vs ref"  # 0.91 / 0.60, 60 / 100
+    assert cells[10] == "abc1234" and cells[11] == "Test CPU, 2 cores"
     assert bench.compare_lines(main + refs) == ["[bench] cifar10-x: fast / ref: acc ×1.517, time ×0.600"]
+
+
+def test_fold_suites_get_a_pooled_row_and_robustness_gets_its_own_table(tmp_path):
+    folds = [_record(f"fold{k}", acc, 10.0) for k, acc in enumerate((0.80, 0.90, 0.70))]
+    for r in folds:
+        r["name"] = "brain-mri-cv"
+    fused = _record("attention", 0.9, 10.0)
+    fused["robustness"] = {
+        "av_digits": {
+            "modalities": ["audio", "image"],
+            "subsets": [
+                {"modalities": ["audio"], "accuracy": {"cifar10": 0.6}},
+                {"modalities": ["audio", "image"], "accuracy": {"cifar10": 0.9}},
+            ],
+            "corruption": {
+                "audio": {
+                    "corruption": "noise std",
+                    "levels": [0.0, 0.5],
+                    "accuracy": {"cifar10": [0.9, 0.4]},
+                    "weights": {"audio": [0.7, 0.2], "image": [0.3, 0.8]},
+                }
+            },
+        }
+    }
+    table = bench.render_table(folds + [fused])
+    pooled = next(line for line in table.splitlines() if "pooled" in line)
+    cells = [c.strip() for c in pooled.strip("|").split("|")]
+    assert cells[:4] == ["brain-mri-cv", "**all 3 folds pooled**", "3", "80.00 ± 10.00"]
+    row = next(line for line in table.splitlines() if line.startswith("| cifar10-x | attention | 1 | audio"))
+    assert "audio: 60.00<br>audio + image: 90.00" in row
+    assert "audio at noise std 0.5: acc 40.00, weight of audio 0.70 → 0.20" in row
+    assert "| fold0 | 1 | audio" not in table  # runs without a robustness evaluation stay out of that table
 
 
 def test_results_region_is_the_only_part_rewritten(tmp_path):
