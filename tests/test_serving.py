@@ -72,6 +72,40 @@ def test_multipart_and_json_answers_match_the_predictor(client, predictor):
     assert image_only.json()["modalities_used"] == ["image"]
 
 
+def test_a_batch_of_instances_answers_each_sample_in_order(client, predictor):
+    pngs = [png_bytes(label=k, seed=k) for k in range(3)]
+    samples = [
+        {"image": base64.b64encode(pngs[0]).decode(), "text": "a wonderful, moving film"},
+        {"text": "dull and far too long"},
+        {"image": base64.b64encode(pngs[2]).decode()},
+    ]
+    want = [
+        predictor.predict(image=pngs[0], text="a wonderful, moving film"),
+        predictor.predict(text="dull and far too long"),
+        predictor.predict(image=pngs[2]),
+    ]
+    response = client.post("/predict", json={"instances": samples})
+    assert response.status_code == 200, response.text
+    got = response.json()["predictions"]
+    assert len(got) == 3
+    for answer, expected in zip(got, want):
+        _assert_same_answer(answer, expected)
+
+    bad = [
+        ({"instances": [samples[1], {"image": "not base64!"}]}, 422, "instances[1].image", "base64"),
+        ({"instances": [samples[1], {"colour": "red"}]}, 422, "instances[1].colour", "image, text"),
+        ({"instances": [samples[1], {}]}, 422, "instances[1]", "at least one"),
+        ({"instances": [samples[1], "great"]}, 422, "instances[1]", "JSON object"),
+        ({"instances": []}, 422, "instances", "non-empty list"),
+        ({"instances": [samples[1]], "text": "x"}, 422, "text", "only 'instances'"),
+        ({"instances": [{"text": "ok"}] * 2000}, 413, "instances", "at most 1024"),
+    ]
+    for body, status, field, words in bad:
+        response = client.post("/predict", json=body)
+        assert response.status_code == status, (field, response.text)
+        assert response.json()["field"] == field and words in response.json()["detail"], response.json()
+
+
 def test_metadata_describes_inputs_tasks_and_classes(client, run):
     meta = client.get("/metadata").json()
     saved = json.loads((run / "meta.json").read_text())
@@ -205,3 +239,17 @@ def test_cli_serve_builds_the_app_and_runs_uvicorn(run, monkeypatch, tmp_path):
 
     missing = CliRunner().invoke(cli_app, ["serve", str(tmp_path / "no-run")])
     assert missing.exit_code != 0 and "no-run" in str(missing.exception)
+
+
+def test_serving_benchmark_measures_single_concurrent_and_batched_requests(run):
+    from omnifuse.serving import bench as serving_bench
+
+    record = serving_bench.run(run, requests=8, concurrency=2, batch_sizes=(2,), instances=4, max_seconds=60)
+    assert record["errors"] == 0 and not record["stopped_by_deadline"]
+    assert record["single"]["requests"] == 8 and record["single"]["p50_ms"] > 0
+    (phase,) = record["throughput"]
+    assert phase["requests"] == 8 and phase["max_batch"] == 2 and phase["largest_batch"] <= 2
+    batched = record["batched_requests"]
+    assert batched["requests"] == 10 and batched["samples_per_request"] == 4
+    # samples/s counts every sample of a batched request
+    assert batched["samples_per_s"] == pytest.approx(4 * batched["requests"] / batched["wall_s"], rel=0.01)

@@ -1,9 +1,11 @@
 """The HTTP API and web page of a trained run: ``POST /predict``, ``GET /metadata``, ``GET /health``, ``/``.
 
 ``POST /predict`` takes one sample, as multipart form data (files for images and audio, fields for text: what a
-browser or ``curl -F`` sends) or as JSON with base64 files. Each request is decoded on its own, so a bad input is
-answered with a 4xx JSON error naming its field, ``{"detail": ..., "field": "image"}``; requests that wait for the
-model at the same time go through it as one batch (:class:`MicroBatcher`).
+browser or ``curl -F`` sends) or as JSON with base64 files; or many samples at once as JSON
+``{"instances": [{...}, {...}]}`` (each object as for one sample), answered as ``{"predictions": [...]}`` in the same
+order. Each request is decoded on its own, so a bad input is answered with a 4xx JSON error naming its field,
+``{"detail": ..., "field": "image"}`` (``"instances[3].image"`` in a batch); requests that wait for the model at the
+same time go through it as one batch (:class:`MicroBatcher`).
 
 >>> app = create_app("runs/cifar10-imdb")   # serve with uvicorn, or `omnifuse serve runs/cifar10-imdb`
 """
@@ -141,9 +143,12 @@ class MicroBatcher:
                     fut.set_result(answer)
 
 
-def _predict_batch(predictor: Predictor, feeds: list[dict[str, np.ndarray]]) -> list[dict[str, Any]]:
+def _predict_batch(predictor: Predictor, feeds: list[dict[str, np.ndarray]]) -> list[list[dict[str, Any]]]:
+    """One model call for the feeds of several requests (each one or more samples): each request's answers."""
     merged = {k: np.concatenate([f[k] for f in feeds]) for k in feeds[0]}
-    return predictor.predict_feed(merged)
+    answers = predictor.predict_feed(merged)
+    sizes = np.cumsum([0] + [len(next(iter(f.values()))) for f in feeds])
+    return [answers[a:b] for a, b in zip(sizes[:-1], sizes[1:])]
 
 
 def _error(exc: RequestError) -> JSONResponse:
@@ -241,33 +246,42 @@ class _Fields:
                 f"Expected {field!r} as JSON (a list of numbers or an object). Received: {value!r}",
             ) from exc
 
-    def from_json(self, body: Any) -> dict[str, Any]:
+    def from_json(self, body: Any, where: str = "") -> dict[str, Any]:
+        """One sample's inputs from a JSON object; errors name ``where + field`` (e.g. ``instances[2].image``)."""
         if not isinstance(body, dict):
             raise RequestError(
-                422, "body", f"Expected a JSON object keyed by field. Received: {type(body).__name__}"
+                422,
+                where.rstrip(".") or "body",
+                f"Expected a JSON object keyed by field. Received: {type(body).__name__}",
             )
         inputs: dict[str, Any] = {}
         for field, value in body.items():
-            kind = self.kind(field)
-            if value is None or value == "":
-                continue
-            if kind in FILE_KINDS:
-                inputs[field] = _b64(field, value)
-            elif kind == "text" and not isinstance(value, str):
-                raise RequestError(
-                    422, field, f"Expected {field!r} as a string. Received: {type(value).__name__}"
-                )
-            else:
-                inputs[field] = value
+            try:
+                self._json_field(inputs, field, value)
+            except RequestError as exc:
+                raise RequestError(exc.status, f"{where}{exc.field}", exc.message) from exc
         return inputs
 
+    def _json_field(self, inputs: dict[str, Any], field: str, value: Any) -> None:
+        kind = self.kind(field)
+        if value is None or value == "":
+            return
+        if kind in FILE_KINDS:
+            inputs[field] = _b64(field, value)
+        elif kind == "text" and not isinstance(value, str):
+            raise RequestError(
+                422, field, f"Expected {field!r} as a string. Received: {type(value).__name__}"
+            )
+        else:
+            inputs[field] = value
 
-def _encode(predictor: Predictor, inputs: dict[str, Any]) -> dict[str, np.ndarray]:
-    """The model arrays for one request; an error names the field that caused it."""
+
+def _encode(predictor: Predictor, inputs: dict[str, Any], where: str = "") -> dict[str, np.ndarray]:
+    """The model arrays for one sample; an error names the field that caused it (prefixed by ``where``)."""
     if not inputs:
         raise RequestError(
             422,
-            None,
+            where.rstrip(".") or None,
             f"Expected at least one of the fields {', '.join(predictor.modalities)}. Received: none",
         )
     try:
@@ -277,8 +291,16 @@ def _encode(predictor: Predictor, inputs: dict[str, Any]) -> dict[str, np.ndarra
             try:
                 predictor.encode(**{field: value})
             except OmnifuseError as alone:
-                raise RequestError(422, field, str(alone)) from alone
-        raise RequestError(422, None, str(exc)) from exc
+                raise RequestError(422, f"{where}{field}", str(alone)) from alone
+        raise RequestError(422, where.rstrip(".") or None, str(exc)) from exc
+
+
+def _encode_all(predictor: Predictor, inputs: dict[str, Any] | list[dict[str, Any]]) -> dict[str, np.ndarray]:
+    """One request's model arrays: a single sample, or the samples of ``{"instances": [...]}`` concatenated."""
+    if isinstance(inputs, dict):
+        return _encode(predictor, inputs)
+    feeds = [_encode(predictor, x, f"instances[{i}].") for i, x in enumerate(inputs)]
+    return {k: np.concatenate([f[k] for f in feeds]) for k in feeds[0]}
 
 
 def _openapi_body(fields: dict[str, str]) -> dict[str, Any]:
@@ -324,11 +346,13 @@ def create_app(
     max_upload_bytes: int = 10 * 2**20,
     max_batch: int = 64,
     batch_wait_ms: float = 0.0,
+    max_instances: int = 1024,
 ) -> FastAPI:
     """The FastAPI app serving a run (a run directory or a loaded :class:`Predictor`).
 
-    ``max_upload_bytes``: the largest request body accepted (413 above it). ``max_batch``: the most samples run
-    through the model at once. ``batch_wait_ms``: how long a batch waits for more requests before it runs (0: it
+    ``max_upload_bytes``: the largest request body accepted (413 above it). ``max_batch``: the most requests run
+    through the model at once (a batched request counts as one). ``max_instances``: the most samples in one ``{"instances": [...]}`` request.
+    ``batch_wait_ms``: how long a batch waits for more requests before it runs (0: it
     takes only what is already waiting).
     """
     predictor = (
@@ -378,7 +402,11 @@ def create_app(
             if info["kind"] in CONTENT_TYPES:
                 info["content_types"] = list(CONTENT_TYPES[info["kind"]])
         meta["fields"] = dict(fields.kinds)
-        meta["limits"] = {"max_upload_bytes": max_upload_bytes, "max_batch": max_batch}
+        meta["limits"] = {
+            "max_upload_bytes": max_upload_bytes,
+            "max_batch": max_batch,
+            "max_instances": max_instances,
+        }
         return meta
 
     @app.post(
@@ -391,13 +419,14 @@ def create_app(
     )
     async def predict(request: Request) -> dict[str, Any]:
         try:
-            inputs = await _read(request, fields, max_upload_bytes)
-            feed = await run_in_threadpool(_encode, predictor, inputs)
+            inputs = await _read(request, fields, max_upload_bytes, max_instances)
+            feed = await run_in_threadpool(_encode_all, predictor, inputs)
         except RequestError as exc:
             counts["bad_requests"] += 1
             return _error(exc)
         try:
-            return await batcher.submit(feed)
+            answers = await batcher.submit(feed)
+            return {"predictions": answers} if isinstance(inputs, list) else answers[0]
         except Exception:
             counts["server_errors"] += 1
             log.exception("prediction failed")
@@ -406,8 +435,11 @@ def create_app(
     return app
 
 
-async def _read(request: Request, fields: _Fields, max_bytes: int) -> dict[str, Any]:
-    """The request's inputs by field, from multipart/urlencoded form data or a JSON object."""
+async def _read(
+    request: Request, fields: _Fields, max_bytes: int, max_instances: int
+) -> dict[str, Any] | list[dict[str, Any]]:
+    """The request's inputs by field, from multipart/urlencoded form data or a JSON object; a list of them for a
+    JSON ``{"instances": [...]}``."""
     length = request.headers.get("content-length")
     if length is None:
         raise RequestError(411, "content-length", "Expected a Content-Length header. Received: none")
@@ -436,12 +468,35 @@ async def _read(request: Request, fields: _Fields, max_bytes: int) -> dict[str, 
             raise RequestError(
                 400, "body", f"Expected a JSON object. Received: invalid JSON ({exc})"
             ) from exc
+        if isinstance(body, dict) and "instances" in body and "instances" not in fields.kinds:
+            return _instances(body, fields, max_instances)
         return fields.from_json(body)
     raise RequestError(
         415,
         "content-type",
         f"Expected multipart/form-data or application/json. Received: {ctype or 'no content type'}",
     )
+
+
+def _instances(body: dict[str, Any], fields: _Fields, max_instances: int) -> list[dict[str, Any]]:
+    instances = body["instances"]
+    if len(body) > 1:
+        extra = next(k for k in body if k != "instances")
+        raise RequestError(
+            422, extra, f"Expected only 'instances' beside a batch of samples. Received: {extra!r}"
+        )
+    if not isinstance(instances, list) or not instances:
+        raise RequestError(
+            422,
+            "instances",
+            "Expected 'instances' as a non-empty list of objects keyed by field. "
+            f"Received: {type(instances).__name__ if instances != [] else 'an empty list'}",
+        )
+    if len(instances) > max_instances:
+        raise RequestError(
+            413, "instances", f"Expected at most {max_instances} instances. Received: {len(instances)}"
+        )
+    return [fields.from_json(x, f"instances[{i}].") for i, x in enumerate(instances)]
 
 
 def _warm_up(predictor: Predictor) -> None:

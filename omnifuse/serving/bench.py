@@ -1,8 +1,9 @@
 """Serving benchmark: a bounded HTTP client against ``omnifuse serve`` on 127.0.0.1, in a server process of its own.
 
 Measures single-request latency (one request in flight: p50/p99), then throughput with ``concurrency`` requests in
-flight for each server ``max_batch`` in ``batch_sizes`` (1 = no batching), counting errors and the server's
-resident memory after warm-up and after each phase. Every phase sends a fixed number of requests and the whole run
+flight for each server ``max_batch`` in ``batch_sizes`` (1 = no batching), then (``instances`` > 0) the throughput
+of batched requests, each carrying ``instances`` samples as JSON ``{"instances": [...]}``; it counts errors and the
+server's resident memory after warm-up and after each phase. Every phase sends a fixed number of requests and the whole run
 has a deadline, so it always stops by itself.
 
     python -m omnifuse.serving.bench runs/av-digits --requests 200 --concurrency 32 --batch-sizes 1,32
@@ -126,14 +127,33 @@ class _Server:
         self.close()
 
 
-async def _load(url: str, files: dict, data: dict, requests: int, concurrency: int, deadline: float) -> dict:
-    """``requests`` POST /predict with at most ``concurrency`` in flight; latencies in ms and error count."""
+def batch_body(files: dict[str, tuple], data: dict[str, str], instances: int) -> dict[str, Any]:
+    """The JSON body of one batched request: ``instances`` copies of the sample ``(files, data)``."""
+    import base64
+
+    one = {k: base64.b64encode(v[1]).decode() for k, v in files.items()}
+    one.update(data)
+    return {"instances": [one] * instances}
+
+
+async def _load(
+    url: str,
+    files: dict,
+    data: dict,
+    requests: int,
+    concurrency: int,
+    deadline: float,
+    body: dict | None = None,
+) -> dict:
+    """``requests`` POST /predict with at most ``concurrency`` in flight (the JSON ``body`` if given, else the
+    multipart ``files`` + ``data``); latencies in ms, error count, and samples per second."""
     import httpx
 
     limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
     latencies: list[float] = []
     errors: list[str] = []
     sent = 0
+    per_request = len(body["instances"]) if body is not None else 1
 
     async with httpx.AsyncClient(base_url=url, limits=limits, timeout=30.0) as client:
 
@@ -143,8 +163,12 @@ async def _load(url: str, files: dict, data: dict, requests: int, concurrency: i
                 sent += 1
                 start = time.perf_counter()
                 try:
-                    response = await client.post("/predict", files=files, data=data)
-                    ok = response.status_code == 200 and "tasks" in response.json()
+                    if body is None:
+                        response = await client.post("/predict", files=files, data=data)
+                    else:
+                        response = await client.post("/predict", json=body)
+                    got = response.json() if response.status_code == 200 else {}
+                    ok = "tasks" in got or len(got.get("predictions", [])) == per_request
                     if not ok:
                         errors.append(f"{response.status_code}: {response.text[:200]}")
                 except httpx.HTTPError as exc:
@@ -159,7 +183,8 @@ async def _load(url: str, files: dict, data: dict, requests: int, concurrency: i
         "requests": len(latencies),
         "concurrency": concurrency,
         "wall_s": round(wall, 3),
-        "samples_per_s": round(len(latencies) / wall, 1) if wall > 0 else 0.0,
+        "samples_per_request": per_request,
+        "samples_per_s": round(per_request * len(latencies) / wall, 1) if wall > 0 else 0.0,
         "p50_ms": round(float(np.percentile(lat, 50)), 2),
         "p99_ms": round(float(np.percentile(lat, 99)), 2),
         "mean_ms": round(float(lat.mean()), 2),
@@ -175,6 +200,7 @@ def run(
     batch_sizes: tuple[int, ...] | list[int] = (1, 32),
     batch_wait_ms: float = 0.0,
     max_seconds: float = 120.0,
+    instances: int = 64,
 ) -> dict[str, Any]:
     """Benchmark serving ``run_dir``; returns a JSON-able record (see the module docstring).
 
@@ -190,10 +216,10 @@ def run(
     started = time.perf_counter()
     budget = {"left": float(max_seconds), "cut": False}
 
-    def load(url: str, files: dict, data: dict, n: int, in_flight: int) -> dict:
+    def load(url: str, files: dict, data: dict, n: int, in_flight: int, body: dict | None = None) -> dict:
         # the deadline counts load time only (not server start-ups), shared by all phases
         start = time.monotonic()
-        result = asyncio.run(_load(url, files, data, n, in_flight, start + budget["left"]))
+        result = asyncio.run(_load(url, files, data, n, in_flight, start + budget["left"], body))
         budget["left"] -= time.monotonic() - start
         budget["cut"] |= result["requests"] < n
         return result
@@ -230,10 +256,21 @@ def run(
                 server_errors=after["server_errors"],
             )
             record["throughput"].append(phase)
-    phases = [record.get("single", {})] + record["throughput"]
+            if instances > 0 and i == len(batch_sizes) - 1:
+                body = batch_body(files, data, instances)
+                load(server.url, files, data, 4, 2, body)  # warm the traces for this batch size
+                rss_start = server.rss_mb()
+                phase = load(server.url, files, data, max(10, requests // 4), 2, body)
+                phase.update(
+                    max_batch=max_batch,
+                    rss_mb_start=round(rss_start, 1),
+                    rss_mb_end=round(server.rss_mb(), 1),
+                )
+                record["batched_requests"] = phase
+    phases = [record.get("single", {})] + record["throughput"] + [record.get("batched_requests", {})]
     record["errors"] = sum(p.get("errors", 0) + p.get("server_errors", 0) for p in phases)
     record["rss_growth_mb"] = max(
-        (p["rss_mb_end"] - p["rss_mb_start"] for p in record["throughput"]), default=0.0
+        (p["rss_mb_end"] - p["rss_mb_start"] for p in phases if "rss_mb_end" in p), default=0.0
     )
     record["stopped_by_deadline"] = budget["cut"]
     record["wall_s"] = round(time.perf_counter() - started, 1)
@@ -250,6 +287,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--batch-sizes", default="1,32", help="server max_batch per throughput phase")
     parser.add_argument("--batch-wait-ms", type=float, default=0.0)
     parser.add_argument("--max-seconds", type=float, default=120.0, help="deadline of the load phases")
+    parser.add_argument("--instances", type=int, default=64, help="samples per batched request (0: none)")
     parser.add_argument("--json", type=Path, help="also write the record here")
     args = parser.parse_args(argv)
     try:
@@ -261,6 +299,7 @@ def main(argv: list[str] | None = None) -> None:
             batch_sizes=sizes,
             batch_wait_ms=args.batch_wait_ms,
             max_seconds=args.max_seconds,
+            instances=args.instances,
         )
     except (OmnifuseError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
