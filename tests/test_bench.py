@@ -205,6 +205,28 @@ def test_fold_suites_get_a_pooled_row_and_robustness_gets_its_own_table(tmp_path
     assert "audio: 60.00<br>audio + image: 90.00" in row
     assert "audio at noise std 0.5: acc 40.00, weight of audio 0.70 → 0.20" in row
     assert "| fold0 | 1 | audio" not in table  # runs without a robustness evaluation stay out of that table
+    summary = bench.render_summary(folds)  # the README's table shows the pooled row only
+    assert (
+        "| brain-mri-cv | **all 3 folds pooled** | 3 | 80.00 ± 10.00 |" in summary and "fold0" not in summary
+    )
+
+
+def test_the_readme_summary_is_regenerated_between_its_markers(tmp_path):
+    results = tmp_path / "benchmarks" / "results"
+    _write(
+        results, [_record("a", 0.5, 10.0), _record("a", 0.7, 12.0), _record("r", 0.1, 5.0, role="reference")]
+    )
+    readme = tmp_path / "README.md"
+    readme.write_text(f"# Tool\n\n{bench.README_BEGIN}\nold table\n{bench.README_END}\n\nafter\n")
+    bench.update_results(results)
+    text = readme.read_text()
+    assert text.startswith(f"# Tool\n\n{bench.README_BEGIN}\n| benchmark |") and text.endswith("\n\nafter\n")
+    assert "| cifar10-x | a | 2 | 60.00 ± 14.14 | 90.00 ± 0.00 |" in text and "old table" not in text
+    assert "| r |" not in text  # reference runs stay in RESULTS.md
+    no_markers = "# Tool without a generated table\n"
+    readme.write_text(no_markers)
+    bench.update_results(results)
+    assert readme.read_text() == no_markers
 
 
 def test_results_region_is_the_only_part_rewritten(tmp_path):
