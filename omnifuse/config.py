@@ -47,13 +47,23 @@ class DataConfig:
     num_samples: int = 8000  # ... and centre-padded or cropped to this many samples
     degrade: str = "noise+occlude"  # av_digits image degradation: noise+occlude | noise | occlude | none
     noise_std: float = 150.0  # av_digits: Gaussian noise on the images, 0-255 pixel units
-    csv: str = ""  # table: the user's CSV (image/audio paths relative to its folder, texts, numbers, categories) ...
+    csv: str = (
+        ""  # table: the user's CSV (image/audio paths relative to its folder, texts, numbers, categories) ...
+    )
     folder: str = ""  # ... or a folder root/<class>/<stem>.{png,txt,wav,...}
     label: str = ""  # table: the label column (a folder's task is named "class" unless this is set)
-    kinds: dict[str, str] = field(default_factory=dict)  # table: column -> image|text|audio|number|category|ignore
-    skip_bad_rows: bool = False  # table: skip (and count) rows with a missing/undecodable file or an empty label
-    test_fraction: float = 0.2  # table: share held out as test (stratified, seeded) when there is no split column
-    modalities: tuple[str, ...] = ()  # keep only these modalities (e.g. ["audio"]: an audio-only model); () = all
+    kinds: dict[str, str] = field(
+        default_factory=dict
+    )  # table: column -> image|text|audio|number|category|ignore
+    skip_bad_rows: bool = (
+        False  # table: skip (and count) rows with a missing/undecodable file or an empty label
+    )
+    test_fraction: float = (
+        0.2  # table: share held out as test (stratified, seeded) when there is no split column
+    )
+    modalities: tuple[
+        str, ...
+    ] = ()  # keep only these modalities (e.g. ["audio"]: an audio-only model); () = all
 
 
 @dataclass(frozen=True)
@@ -78,7 +88,9 @@ class TextConfig:
 
 @dataclass(frozen=True)
 class AudioConfig:
-    encoder: str = "cnn"  # log-mel CNN (the waveform's rate and length are data.sample_rate / data.num_samples)
+    encoder: str = (
+        "cnn"  # log-mel CNN (the waveform's rate and length are data.sample_rate / data.num_samples)
+    )
     cnn: AudioCNNConfig = field(default_factory=AudioCNNConfig)
 
 
@@ -111,6 +123,9 @@ class TrainConfig:
     warmup_fraction: float = 0.2  # onecycle: share of steps spent rising
     weight_decay: float = 0.0
     label_smoothing: float = 0.0
+    # "balanced": each class's loss weighted by n / (k * n_class) over its task's training labels (for imbalanced
+    # classes, or a test set whose class mix differs from train's); "none": every sample counts the same
+    class_weight: typing.Literal["none", "balanced"] = "none"
     momentum: float = 0.9  # sgd (Nesterov)
     # lookahead > 0: every lookahead_every steps the weights restart from a slow average whose decay ramps up
     # as (step/total)^3 to `lookahead`; training ends on the average
@@ -167,6 +182,14 @@ def _coerce(value: Any, tp: Any, key: str, source: str) -> Any:
         if not isinstance(value, dict):
             raise OmnifuseError(f"Expected a table for config key '{key}'{where}. Received: {value!r}")
         return _build(tp, value, key, source)
+    if origin is typing.Literal:
+        allowed = typing.get_args(tp)
+        if value not in allowed:
+            raise OmnifuseError(
+                f"Expected one of {', '.join(repr(a) for a in allowed)} for config key '{key}'{where}. "
+                f"Received: {value!r}"
+            )
+        return value
     if origin is tuple:
         item_tp = typing.get_args(tp)[0]
         if not isinstance(value, (list, tuple)):

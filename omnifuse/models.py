@@ -13,6 +13,7 @@ import dataclasses
 from collections.abc import Iterable
 
 import keras
+import numpy as np
 from keras import layers, ops
 
 from omnifuse.config import Config
@@ -83,22 +84,43 @@ class MaskedSparseCrossentropy(keras.losses.Loss):
     """Cross-entropy that counts only samples carrying a label (label -1 = this sample has no label for the task).
 
     The mean is over labelled samples, so a task's loss has the same scale whatever share of the batch it labels.
+    ``class_weights`` (one per class, optional) multiply each sample's loss by its true class's weight.
     """
 
-    def __init__(self, label_smoothing=0.0, name="masked_sparse_crossentropy", **kwargs):
+    def __init__(self, label_smoothing=0.0, class_weights=None, name="masked_sparse_crossentropy", **kwargs):
         super().__init__(name=name, **kwargs)
         self.label_smoothing = label_smoothing
+        self.class_weights = None if class_weights is None else [float(w) for w in class_weights]
 
     def call(self, y_true, y_pred):
         y_true = ops.reshape(ops.cast(y_true, "int32"), (-1,))
         valid = ops.cast(y_true >= 0, y_pred.dtype)
         onehot = ops.one_hot(ops.maximum(y_true, 0), ops.shape(y_pred)[-1], dtype=y_pred.dtype)
         loss = keras.losses.categorical_crossentropy(onehot, y_pred, label_smoothing=self.label_smoothing)
+        if self.class_weights is not None:
+            weights = ops.convert_to_tensor(self.class_weights, dtype=y_pred.dtype)
+            loss = loss * ops.take(weights, ops.maximum(y_true, 0))
         scale = ops.cast(ops.shape(y_true)[0], y_pred.dtype) / ops.maximum(ops.sum(valid), 1.0)
         return loss * valid * scale
 
     def get_config(self):
-        return {**super().get_config(), "label_smoothing": self.label_smoothing}
+        return {
+            **super().get_config(),
+            "label_smoothing": self.label_smoothing,
+            "class_weights": self.class_weights,
+        }
+
+
+def balanced_class_weights(labels: np.ndarray, num_classes: int) -> list[float]:
+    """``n / (k * n_c)`` per class ``c`` over the labelled samples (label >= 0), as scikit-learn's "balanced":
+    every class then weighs the same in the loss; a class absent from ``labels`` gets weight 1.
+
+    Example: ``balanced_class_weights(np.array([0, 0, 0, 1]), 2) == [2/3, 2.0]``.
+    """
+    labels = np.asarray(labels)
+    labels = labels[labels >= 0]
+    counts = np.bincount(labels, minlength=num_classes).astype(float)
+    return [len(labels) / (num_classes * c) if c else 1.0 for c in counts]
 
 
 @keras.saving.register_keras_serializable(package="omnifuse")
@@ -170,7 +192,9 @@ def _text_branch(cfg: Config, name: str, x, mask, texts: list[str]):
                 standardize=standardize_text,
                 name=f"{name}_vectorize{suffix}",
             )
-            options = dict(vocab_size=txt.vocab_size, **dataclasses.asdict(txt.rnn if part == "rnn" else txt.bag))
+            options = dict(
+                vocab_size=txt.vocab_size, **dataclasses.asdict(txt.rnn if part == "rnn" else txt.bag)
+            )
         vectorize.adapt(texts, batch_size=1024)
         encoder = cls(**options, name=f"{name}_encoder{suffix}")
         feats.append(ModalityBranch(encoder, name=f"{name}_branch{suffix}")([vectorize(x), mask]))
@@ -256,7 +280,13 @@ def build_model(
     return keras.Model(inputs, outputs, name="multimodal_classifier")
 
 
-def compile_model(model: keras.Model, cfg: Config, tasks: Iterable[str], steps_per_epoch: int) -> None:
+def compile_model(
+    model: keras.Model,
+    cfg: Config,
+    tasks: Iterable[str],
+    steps_per_epoch: int,
+    class_weights: dict[str, list[float]] | None = None,
+) -> None:
     """Attach optimizer (with the configured schedule), masked losses and metrics."""
     tasks = list(tasks)
     t = cfg.train
@@ -287,7 +317,10 @@ def compile_model(model: keras.Model, cfg: Config, tasks: Iterable[str], steps_p
     optimizer = lookup(optimizers, t.optimizer, "optimizer")()
     model.compile(
         optimizer=optimizer,
-        loss={task: MaskedSparseCrossentropy(t.label_smoothing) for task in tasks},
+        loss={
+            task: MaskedSparseCrossentropy(t.label_smoothing, (class_weights or {}).get(task))
+            for task in tasks
+        },
         metrics={name: [MaskedAccuracy()] if name in tasks else None for name in model.output_names},
         jit_compile=t.jit_compile,
     )

@@ -22,7 +22,7 @@ import numpy as np
 from omnifuse import distributed, pipeline
 from omnifuse.config import Config, from_dict, read_toml
 from omnifuse.errors import OmnifuseError
-from omnifuse.models import WEIGHTS_OUTPUT, build_model, compile_model
+from omnifuse.models import WEIGHTS_OUTPUT, balanced_class_weights, build_model, compile_model
 
 CHECKPOINTS = "checkpoints"
 
@@ -175,6 +175,17 @@ def load_datasets(cfg: Config, data_dir: str | None):
     return [load_dataset(name, data_dir or d.data_dir or None, **options) for name in d.sets]
 
 
+def _class_weights(cfg: Config, prepared: pipeline.Prepared) -> dict[str, list[float]] | None:
+    """Per task, the loss weight of each class (``train.class_weight``), from the training labels."""
+    if cfg.train.class_weight == "none":
+        return None
+    out = {}
+    for task, classes in prepared.tasks.items():
+        labels = [p.train.labels[task] for p in prepared.parts if task in p.train.labels]
+        out[task] = balanced_class_weights(np.concatenate(labels), len(classes))
+    return out
+
+
 def _numbers_rows(prepared: pipeline.Prepared) -> dict[str, np.ndarray]:
     """Per numbers modality, the training rows that have it: the tabular encoder is normalised with them."""
     rows = {}
@@ -309,7 +320,7 @@ def train(
         )
     if not model.compiled:
         with distributed.scope(dist):
-            compile_model(model, cfg, prepared.tasks, steps)
+            compile_model(model, cfg, prepared.tasks, steps, _class_weights(cfg, prepared))
     if dist is not None:
         train_ds = dist.shard(train_ds)
         val_ds = dist.shard(val_ds) if val_ds is not None else None

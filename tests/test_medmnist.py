@@ -115,3 +115,54 @@ def test_auc_acc_errors():
         medmnist.auc_acc(
             [0, 0, 0], np.full((3, 3), 1 / 3), "multi-class"
         )  # classes 1, 2 absent: AUC undefined
+
+
+def test_balanced_class_weights_make_each_class_weigh_the_same_in_the_loss():
+    import keras
+
+    from omnifuse.models import MaskedSparseCrossentropy, balanced_class_weights
+
+    labels = np.array([0, 0, 0, 1, -1])  # -1: no label for this task, ignored
+    weights = balanced_class_weights(labels, 3)
+    assert weights == pytest.approx([4 / 9, 4 / 3, 1.0])  # class 2 absent: weight 1
+    probs = np.array([[0.7, 0.2, 0.1], [0.6, 0.3, 0.1], [0.5, 0.4, 0.1], [0.2, 0.7, 0.1], [0.3, 0.3, 0.4]])
+    plain = keras.ops.convert_to_numpy(MaskedSparseCrossentropy()(labels, probs))
+    weighted = keras.ops.convert_to_numpy(MaskedSparseCrossentropy(class_weights=weights)(labels, probs))
+    per_sample = -np.log(probs[np.arange(4), labels[:4]])
+    assert plain == pytest.approx(per_sample.mean(), rel=1e-5)
+    assert weighted == pytest.approx((per_sample * np.array(weights)[labels[:4]]).mean(), rel=1e-5)
+    restored = MaskedSparseCrossentropy.from_config(
+        MaskedSparseCrossentropy(class_weights=weights).get_config()
+    )
+    assert restored.class_weights == pytest.approx(weights)
+
+
+def test_training_with_balanced_class_weights_weights_the_minority_class(tmp_path):
+    import keras
+
+    import omnifuse
+    from omnifuse.config import load_config
+
+    # train labels: 3 of class 0 for each of class 1
+    path = write_medmnist_npz(tmp_path / "medical" / "pneumoniamnist_reassembled.npz", n=(40, 10, 20))
+    with np.load(path) as raw:
+        arrays = dict(raw)
+    arrays["train_labels"] = (np.arange(40) % 4 == 3).astype(np.uint8)[:, None]
+    np.savez(path, **arrays)
+    overrides = [
+        "train.epochs=1",
+        "train.batch_size=20",
+        "train.class_weight=balanced",
+        "train.verbose=0",
+        "model.image.encoder=cnn",
+        "model.image.cnn.filters=[4]",
+        "model.image.cnn.dense_units=8",
+    ]
+    run = omnifuse.train(load_config("pneumonia", overrides), runs_root=tmp_path / "runs", data_dir=tmp_path)
+    model = keras.saving.load_model(run / "model.keras")
+    loss = model.loss["pneumoniamnist"] if isinstance(model.loss, dict) else model.loss
+    assert loss.class_weights == pytest.approx([40 / 60, 40 / 20])
+    with pytest.raises(
+        OmnifuseError, match="Expected one of 'none', 'balanced' for config key 'train.class_weight'"
+    ):
+        load_config("pneumonia", ["train.class_weight=inverse"])
