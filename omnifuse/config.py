@@ -137,6 +137,9 @@ class TrainConfig:
     verbose: int = 1  # Keras progress bar: 0 silent, 1 bar, 2 one line per epoch
     # per training sample with >= 2 modalities: drop each present one with this probability (never all of them)
     modality_dropout: float = 0.0
+    # per training sample with >= 2 modalities: corrupt each present one with this probability, at a random level up
+    # to the robustness evaluation's strongest (noise for images/audio/numbers, token dropout for text)
+    modality_noise: float = 0.0
     distribution: str = "none"  # none | mirrored (local devices) | multi_worker (omnifuse/distributed.py)
     workers: tuple[str, ...] = ()  # multi_worker: host:port of every worker (else $TF_CONFIG) ...
     worker_index: int = 0  # ... and this process's place in that list

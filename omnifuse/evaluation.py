@@ -78,8 +78,14 @@ def _confusion_png(path: Path, matrix: list[list[int]], classes: list[str], titl
     tmp.replace(path)
 
 
-NOISE_LEVELS = (0.0, 0.25, 0.5, 1.0, 2.0)  # noise std / the signal's std (image, audio, numbers)
-DROP_LEVELS = (0.0, 0.25, 0.5, 0.75, 1.0)  # share of text tokens dropped
+NOISE_LEVELS = (
+    0.0,
+    0.25,
+    0.5,
+    1.0,
+    pipeline.MAX_NOISE,
+)  # noise std / the signal's std (image, audio, numbers)
+DROP_LEVELS = (0.0, 0.25, 0.5, 0.75, pipeline.MAX_DROP)  # share of text tokens dropped
 CORRUPTION = {
     "image": ("Gaussian noise, std / image std", NOISE_LEVELS),
     "audio": ("Gaussian noise, std / RMS", NOISE_LEVELS),

@@ -40,7 +40,9 @@ class Prepared:
     audio_length: int = 0
     # numbers modality -> {"features": [names], "columns": [...]} (its width F is len(features))
     numbers: dict[str, dict] = field(default_factory=dict)
-    skipped_rows: dict[str, dict] = field(default_factory=dict)  # data set -> {"count", "rows"}: bad rows skipped
+    skipped_rows: dict[str, dict] = field(
+        default_factory=dict
+    )  # data set -> {"count", "rows"}: bad rows skipped
 
 
 def _holdout(split: Split, fraction: float, seed: int, stratify: np.ndarray | None) -> tuple[Split, Split]:
@@ -182,6 +184,69 @@ def drop_modalities(ds: tf.data.Dataset, modalities: dict, rate: float, seed: in
     return ds.enumerate().map(drop, num_parallel_calls=tf.data.AUTOTUNE)
 
 
+# The strongest corruption that train.modality_noise draws (and the robustness evaluation's last level): noise of
+# twice the signal's own std / RMS for images, audio and numbers; every token dropped for text.
+MAX_NOISE = 2.0
+MAX_DROP = 1.0
+
+
+def corrupt_modalities(ds: tf.data.Dataset, modalities: dict, rate: float, seed: int) -> tf.data.Dataset:
+    """Corruption augmentation (``train.modality_noise``) on a stream of filled ``(x, y)`` batches.
+
+    In each sample with at least 2 modalities present, each present modality is corrupted with probability
+    ``rate``, at a level drawn uniformly from [0, strongest] with the robustness evaluation's rules: Gaussian noise
+    of ``level`` times the sample's own standard deviation (images, clipped to 0-255; numbers) or RMS (audio), up to
+    :data:`MAX_NOISE`; for text each token dropped with probability ``level`` (up to :data:`MAX_DROP`). The masks
+    stay 1: the model sees a present but unreliable modality, so a fusion that weights modalities learns to trust
+    a noisy one less. Draws are stateless, seeded by ``seed`` and the batch's position in the stream.
+    """
+    if isinstance(rate, bool) or not 0.0 <= rate <= 1.0:
+        raise OmnifuseError(f"Expected train.modality_noise in [0, 1]. Received: {rate!r}")
+    names = sorted(modalities)
+
+    def noisy(value, level, key, kind):
+        x = tf.cast(value, tf.float32)
+        axes = list(range(1, len(value.shape)))
+        if kind == "audio":
+            scale = tf.sqrt(tf.reduce_mean(tf.square(x), axis=axes, keepdims=True))
+        else:
+            scale = tf.math.reduce_std(x, axis=axes, keepdims=True)
+        shape = tf.concat([tf.shape(level), tf.ones([len(axes)], tf.int32)], axis=0)
+        x = x + tf.random.stateless_normal(tf.shape(x), seed=key) * scale * tf.reshape(level, shape)
+        if value.dtype == tf.uint8:
+            return tf.cast(tf.clip_by_value(tf.round(x), 0.0, 255.0), tf.uint8)
+        return tf.cast(x, value.dtype)
+
+    def dropped_tokens(text, level, key):
+        tokens = tf.strings.split(text)
+        draw = tf.random.stateless_uniform(tf.shape(tokens.flat_values), seed=key)
+        keep = tokens.with_flat_values(draw >= tf.gather(level, tokens.value_rowids()))
+        return tf.strings.reduce_join(tf.ragged.boolean_mask(tokens, keep), axis=1, separator=" ")
+
+    def corrupt(step, batch):
+        x, y = batch
+        present = tf.stack([x[mask_name(m)] > 0 for m in names], axis=1)  # (B, M)
+        keys = tf.random.experimental.stateless_split(
+            tf.stack([tf.constant(seed, tf.int64), step]), 2 + 2 * len(names)
+        )
+        chosen = tf.random.stateless_uniform(tf.shape(present), seed=keys[0]) < rate
+        several = tf.reduce_sum(tf.cast(present, tf.int32), axis=1, keepdims=True) >= 2
+        chosen = chosen & present & several
+        levels = tf.random.stateless_uniform(tf.shape(present), seed=keys[1])
+        out = dict(x)
+        for i, m in enumerate(names):
+            kind = modalities[m]
+            top = MAX_DROP if kind == "text" else MAX_NOISE
+            level = tf.where(chosen[:, i], levels[:, i] * top, 0.0)
+            if kind == "text":
+                out[m] = tf.where(chosen[:, i], dropped_tokens(x[m], level, keys[2 + 2 * i]), x[m])
+            else:
+                out[m] = noisy(x[m], level, keys[3 + 2 * i], kind)
+        return out, y
+
+    return ds.enumerate().map(corrupt, num_parallel_calls=tf.data.AUTOTUNE)
+
+
 def _record_numbers(prepared: Prepared, ds: Dataset, part: Part) -> None:
     """The feature names (and, for a CSV, column specs) of each numbers modality; one width per name."""
     for name, kind in ds.modalities.items():
@@ -203,7 +268,9 @@ def _cross_validation(ds: Dataset, cfg: Config) -> dict[str, Split]:
     """train/test for a data set without an official split: fold ``data.fold`` of its k folds is the test set."""
     whole = ds.splits.get("all")
     if whole is None or "fold" not in whole.extra:
-        raise OmnifuseError(f"Data set {ds.name!r} has no train split and no folds. Splits: {', '.join(ds.splits)}")
+        raise OmnifuseError(
+            f"Data set {ds.name!r} has no train split and no folds. Splits: {', '.join(ds.splits)}"
+        )
     folds = sorted(set(whole.extra["fold"].tolist()))
     if cfg.data.fold not in folds:
         raise OmnifuseError(f"Expected data.fold in {folds} for {ds.name!r}. Received: {cfg.data.fold}")
@@ -273,12 +340,14 @@ def stream(
     repeat: bool = False,
     fractions: tuple[float, ...] = (),
     modality_dropout: float = 0.0,
+    modality_noise: float = 0.0,
 ) -> tuple[tf.data.Dataset, int]:
     """A tf.data stream over ``splits`` (one per part) in batches that each come from one split; and its length.
 
     With ``repeat`` the stream is endless and its length is one epoch: ``fractions[i]`` of a pass over split ``i``
     (default 1.0 each), drawn afresh every epoch; without it, the stream is exactly one pass over every split.
-    ``modality_dropout``: see :func:`drop_modalities` (the training stream only).
+    ``modality_dropout``: see :func:`drop_modalities`; ``modality_noise``: see :func:`corrupt_modalities` (both for
+    the training stream only; corruption comes first, so a dropped modality is blank, not noisy).
     """
     tasks = list(prepared.tasks)
     if fractions and len(fractions) != len(splits):
@@ -324,6 +393,8 @@ def stream(
     if repeat:
         choice = choice.repeat()
     combined = tf.data.Dataset.choose_from_datasets(streams, choice) if len(streams) > 1 else streams[0]
+    if modality_noise:
+        combined = corrupt_modalities(combined, prepared.modalities, modality_noise, seed + 7919)
     if modality_dropout:
         combined = drop_modalities(combined, prepared.modalities, modality_dropout, seed)
     return combined.prefetch(tf.data.AUTOTUNE), int(sum(counts))

@@ -311,6 +311,7 @@ def train(
         with_weights,
         True,
         modality_dropout=t.modality_dropout,
+        modality_noise=t.modality_noise,
     )
     has_val = any(len(p.val) for p in prepared.parts)  # data.val_fraction = 0: train on all of train
     val_ds = None

@@ -112,6 +112,44 @@ def test_modality_dropout_drops_each_present_modality_never_all():
         pipeline.drop_modalities(ds, {"image": "image", "text": "text"}, 1.5, seed=0)
 
 
+def test_modality_noise_corrupts_present_modalities_at_random_levels_and_keeps_masks():
+    n = 2000
+    rng = np.random.default_rng(0)
+    text_present = np.arange(n) % 4 != 0  # a quarter of the samples have the image and audio only
+    clean = {
+        "image": rng.integers(50, 200, (n, 4, 4, 1)).astype(np.uint8),
+        "image_mask": np.ones(n, np.float32),
+        "audio": np.tile(np.sin(np.arange(64) / 3.0).astype(np.float32), (n, 1)),
+        "audio_mask": (np.arange(n) % 2 == 0).astype(np.float32),  # half of them without audio
+        "text": np.array(["a b c d e f g h"] * n, dtype=object),
+        "text_mask": text_present.astype(np.float32),
+    }
+    kinds = {"image": "image", "audio": "audio", "text": "text"}
+    ds = tf.data.Dataset.from_tensor_slices((clean, {"y": np.zeros(n, np.int64)})).batch(100)
+    x = _collect(pipeline.corrupt_modalities(ds, kinds, 0.5, seed=3))
+    for key in ("image_mask", "audio_mask", "text_mask"):
+        np.testing.assert_array_equal(x[key], clean[key])  # corrupted, not missing
+    several = (clean["image_mask"] + clean["audio_mask"] + clean["text_mask"]) >= 2
+    image_hit = np.any(x["image"] != clean["image"], axis=(1, 2, 3))
+    audio_hit = np.any(x["audio"] != clean["audio"], axis=1)
+    text_hit = x["text"] != b"a b c d e f g h"
+    assert image_hit[several].mean() == pytest.approx(0.5, abs=0.05)
+    assert audio_hit[several & (clean["audio_mask"] > 0)].mean() == pytest.approx(0.5, abs=0.05)
+    assert text_hit[several & text_present].mean() == pytest.approx(0.5, abs=0.06)  # level ~0 can drop none
+    assert not (image_hit | audio_hit | text_hit)[~several].any(), "a sample with one modality stays clean"
+    # the levels vary up to twice the signal's RMS: noise power relative to the signal spans 0 .. 4
+    ratio = np.mean((x["audio"] - clean["audio"]) ** 2, axis=1)[audio_hit] / np.mean(clean["audio"] ** 2)
+    assert ratio.min() < 0.1 and 2.0 < ratio.max() < 6.0
+    # text: tokens are only dropped, the rest keep their order
+    for text in x["text"][text_hit][:50]:
+        kept = text.decode().split()
+        assert kept == [t for t in "a b c d e f g h".split() if t in kept]
+    again = _collect(pipeline.corrupt_modalities(ds, kinds, 0.5, seed=3))
+    np.testing.assert_array_equal(again["audio"], x["audio"])
+    with pytest.raises(OmnifuseError, match="train.modality_noise"):
+        pipeline.corrupt_modalities(ds, kinds, -0.1, seed=0)
+
+
 def test_modality_dropout_applies_to_the_training_stream_only():
     cfg = Config().replace(["data.val_fraction=0.25"])
     prepared = pipeline.prepare(cfg, [_two_modality_set()])
@@ -232,6 +270,8 @@ def test_robustness_report_and_predictions_csv(weighted_run):
 def test_corrupting_the_image_lowers_its_weight(weighted_run):
     # The images' reliability varies in training (a random square hides part of the digit's bar), so the attention
     # has learned to give a degraded image less weight; noise added at test time must be read the same way.
+    # (Audio noise is not checked here: on these fixtures the audio weight does not fall with it; the AV-digits
+    # benchmark in benchmarks/RESULTS.md reports both on real data.)
     _, metrics = weighted_run
     curve = metrics["robustness"]["av_digits"]["corruption"]["image"]
     weights, accuracy = curve["weights"]["image"], curve["accuracy"]["digit"]
