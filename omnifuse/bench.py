@@ -68,13 +68,14 @@ SUITES: dict[str, list[tuple[str, str, list[str]]]] = {
     "fsdd-loso": [(f"loso-{s}", "fsdd", [f"data.split=loso:{s}"]) for s in FSDD_SPEAKERS],
     # stratified 5-fold cross-validation: each run tests on one fold (fold suites are listed in bench_report.POOLED)
     "brain-mri-cv": [(f"fold{k}", "brain-mri", [f"data.fold={k}"]) for k in range(5)],
-    # each single modality, every fusion, and attention fusion trained with modality dropout (per-subset and
-    # corruption accuracies land in each record under "robustness")
+    # each single modality, every fusion, and attention fusion trained with modality dropout or with corruption
+    # augmentation (per-subset and corruption accuracies land in each record under "robustness")
     "av-digits-fusions": [
         ("image-only", "av-digits", ["data.modalities=['image']"]),
         ("audio-only", "av-digits", ["data.modalities=['audio']"]),
         *[(fusion, "av-digits", [f"model.fusion={fusion}"]) for fusion in FUSIONS],
         ("attention-dropout", "av-digits", ["model.fusion=attention", "train.modality_dropout=0.5"]),
+        ("attention-noise", "av-digits", ["model.fusion=attention", "train.modality_noise=0.5"]),
     ],
 }
 DEFAULT_THRESHOLDS = (0.80, 0.85, 0.88, 0.90, 0.92, 0.93, 0.94)
