@@ -1,10 +1,14 @@
-"""Serving benchmark: a bounded HTTP client against ``omnifuse serve`` on 127.0.0.1, in a server process of its own.
+"""Serving benchmark: a bounded load generator against ``omnifuse serve`` on 127.0.0.1, in a server process of its own.
+
+The load generator replays one prepared request (built once by httpx, sent as raw bytes over keep-alive
+connections, as wrk does), so on a small machine the client takes little of the CPU the server needs; each answer is
+still parsed and checked.
 
 Measures single-request latency (one request in flight: p50/p99), then throughput with ``concurrency`` requests in
 flight for each server ``max_batch`` in ``batch_sizes`` (1 = no batching), then (``instances`` > 0) the throughput
 of batched requests, each carrying ``instances`` samples as JSON ``{"instances": [...]}``; it counts errors and the
-server's resident memory after warm-up and after each phase. Every phase sends a fixed number of requests and the whole run
-has a deadline, so it always stops by itself.
+server's resident memory after warm-up and after each phase. Every phase sends a fixed number of requests and the
+whole run has a deadline, so it always stops by itself.
 
     python -m omnifuse.serving.bench runs/av-digits --requests 200 --concurrency 32 --batch-sizes 1,32
 """
@@ -136,48 +140,70 @@ def batch_body(files: dict[str, tuple], data: dict[str, str], instances: int) ->
     return {"instances": [one] * instances}
 
 
-async def _load(
-    url: str,
-    files: dict,
-    data: dict,
-    requests: int,
-    concurrency: int,
-    deadline: float,
-    body: dict | None = None,
-) -> dict:
-    """``requests`` POST /predict with at most ``concurrency`` in flight (the JSON ``body`` if given, else the
-    multipart ``files`` + ``data``); latencies in ms, error count, and samples per second."""
+def encode_request(url: str, files: dict, data: dict, body: dict | None = None) -> bytes:
+    """The bytes of one ``POST /predict`` (multipart ``files`` + ``data``, or the JSON ``body``), built once by httpx
+    and replayed by the load generator, as wrk replays a prepared request: the client then costs almost nothing."""
     import httpx
 
-    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
+    if body is None:
+        request = httpx.Request("POST", url + "/predict", files=files, data=data)
+    else:
+        request = httpx.Request("POST", url + "/predict", json=body)
+    payload = request.read()
+    head = [f"POST {request.url.raw_path.decode()} HTTP/1.1", f"Host: {request.url.netloc.decode()}"]
+    head += [f"{k}: {v}" for k, v in request.headers.items() if k.lower() != "host"]
+    return ("\r\n".join(head) + "\r\n\r\n").encode() + payload
+
+
+async def _exchange(
+    reader: asyncio.StreamReader, writer: asyncio.StreamWriter, raw: bytes
+) -> tuple[int, bytes]:
+    """Send one prepared request on a keep-alive connection; the status and body of the answer."""
+    writer.write(raw)
+    await writer.drain()
+    head = await reader.readuntil(b"\r\n\r\n")
+    lines = head.decode("latin-1").split("\r\n")
+    status = int(lines[0].split()[1])
+    length = next(
+        (int(v) for k, _, v in (h.partition(":") for h in lines[1:]) if k.lower() == "content-length"), 0
+    )
+    return status, await reader.readexactly(length)
+
+
+async def _load(
+    url: str, raw: bytes, requests: int, concurrency: int, deadline: float, per_request: int = 1
+) -> dict:
+    """``requests`` replays of the prepared request ``raw`` with at most ``concurrency`` in flight (one keep-alive
+    connection each); latencies in ms, error count, and samples per second (``per_request`` samples each)."""
+    host, port = url.removeprefix("http://").rsplit(":", 1)
     latencies: list[float] = []
     errors: list[str] = []
     sent = 0
-    per_request = len(body["instances"]) if body is not None else 1
 
-    async with httpx.AsyncClient(base_url=url, limits=limits, timeout=30.0) as client:
-
-        async def worker() -> None:
-            nonlocal sent
+    async def worker() -> None:
+        nonlocal sent
+        reader, writer = await asyncio.open_connection(host, int(port))
+        try:
             while sent < requests and time.monotonic() < deadline:
                 sent += 1
                 start = time.perf_counter()
                 try:
-                    if body is None:
-                        response = await client.post("/predict", files=files, data=data)
-                    else:
-                        response = await client.post("/predict", json=body)
-                    got = response.json() if response.status_code == 200 else {}
+                    status, answer = await asyncio.wait_for(_exchange(reader, writer, raw), 30.0)
+                    got = json.loads(answer) if status == 200 else {}
                     ok = "tasks" in got or len(got.get("predictions", [])) == per_request
                     if not ok:
-                        errors.append(f"{response.status_code}: {response.text[:200]}")
-                except httpx.HTTPError as exc:
+                        errors.append(f"{status}: {answer[:200]!r}")
+                except (OSError, asyncio.TimeoutError, asyncio.IncompleteReadError, ValueError) as exc:
                     errors.append(f"{type(exc).__name__}: {exc}")
+                    writer.close()
+                    reader, writer = await asyncio.open_connection(host, int(port))
                 latencies.append(1000 * (time.perf_counter() - start))
+        finally:
+            writer.close()
 
-        start = time.perf_counter()
-        await asyncio.gather(*(worker() for _ in range(concurrency)))
-        wall = time.perf_counter() - start
+    start = time.perf_counter()
+    await asyncio.gather(*(worker() for _ in range(concurrency)))
+    wall = time.perf_counter() - start
     lat = np.asarray(latencies) if latencies else np.zeros(1)
     return {
         "requests": len(latencies),
@@ -219,7 +245,9 @@ def run(
     def load(url: str, files: dict, data: dict, n: int, in_flight: int, body: dict | None = None) -> dict:
         # the deadline counts load time only (not server start-ups), shared by all phases
         start = time.monotonic()
-        result = asyncio.run(_load(url, files, data, n, in_flight, start + budget["left"], body))
+        raw = encode_request(url, files, data, body)
+        per_request = len(body["instances"]) if body is not None else 1
+        result = asyncio.run(_load(url, raw, n, in_flight, start + budget["left"], per_request))
         budget["left"] -= time.monotonic() - start
         budget["cut"] |= result["requests"] < n
         return result
