@@ -47,6 +47,9 @@ class DataConfig:
     num_samples: int = 8000  # ... and centre-padded or cropped to this many samples
     degrade: str = "noise+occlude"  # av_digits image degradation: noise+occlude | noise | occlude | none
     noise_std: float = 150.0  # av_digits: Gaussian noise on the images, 0-255 pixel units
+    audio_noise: float = (
+        0.0  # av_digits: Gaussian noise on the recordings, std / the recording's RMS (1.0 = 0 dB SNR)
+    )
     csv: str = (
         ""  # table: the user's CSV (image/audio paths relative to its folder, texts, numbers, categories) ...
     )

@@ -164,6 +164,7 @@ def load_datasets(cfg: Config, data_dir: str | None):
         num_samples=d.num_samples,
         degrade=d.degrade,
         noise_std=d.noise_std,
+        audio_noise=d.audio_noise,
         csv=d.csv,
         folder=d.folder,
         label=d.label,

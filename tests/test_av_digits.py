@@ -110,3 +110,19 @@ def test_missing_digit_in_mnist_is_an_error(tmp_path):
     write_mnist(tmp_path / "mnist", n_train=9, n_test=10)  # train lacks digit 9
     with pytest.raises(OmnifuseError, match=r"MNIST train images of digit 9.*Received: none"):
         av_digits.load(data_dir=tmp_path)
+
+
+def test_audio_noise_is_seeded_per_recording_at_the_asked_snr(data_dir):
+    clean = av_digits.load(data_dir=data_dir, degrade=False)["test"]
+    noisy = av_digits.load(data_dir=data_dir, degrade=False, audio_noise=1.0)["test"]
+    again = av_digits.load(data_dir=data_dir, degrade=False, audio_noise=1.0)["test"]
+    np.testing.assert_array_equal(noisy.inputs["audio"], again.inputs["audio"])
+    np.testing.assert_array_equal(noisy.inputs["image"], clean.inputs["image"])  # images untouched
+    noise = noisy.inputs["audio"] - clean.inputs["audio"]
+    rms = np.sqrt(np.mean(clean.inputs["audio"].astype(np.float64) ** 2, axis=1))
+    ratio = np.sqrt(np.mean(noise.astype(np.float64) ** 2, axis=1)) / rms
+    np.testing.assert_allclose(ratio, 1.0, rtol=0.1)  # noise std = 1 x the recording's RMS: 0 dB SNR
+    other = av_digits.load(data_dir=data_dir, degrade=False, audio_noise=1.0, seed=3)["test"]
+    assert not np.array_equal(other.inputs["audio"], noisy.inputs["audio"])
+    with pytest.raises(OmnifuseError, match="audio_noise"):
+        av_digits.load(data_dir=data_dir, audio_noise=-0.5)

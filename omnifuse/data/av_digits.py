@@ -2,8 +2,9 @@
 
 Each sample is one FSDD recording (the ``audio``) plus one MNIST image of the same digit (the ``image``); the label
 is the digit. Neither modality alone is meant to be enough: by default the images are degraded (Gaussian noise and
-an occluding square) so an image-only model stays clearly below perfect, and a model that fuses both should beat
-either alone.
+an occluding square) so an image-only model stays clearly below perfect; the ``av-digits`` preset also adds noise to
+the recordings (``audio_noise``), since a spoken-digit model on FSDD's official split is otherwise near-perfect, and
+a model that fuses both should beat either alone.
 
 Pairing rule (seeded and deterministic):
 
@@ -18,6 +19,9 @@ Pairing rule (seeded and deterministic):
   (``r`` the FSDD file stem), so a recording's image is degraded the same way on every load: first a square of
   ``occlude`` pixels at a random position is set to 0, then Gaussian noise of standard deviation ``noise_std``
   (in 0-255 pixel units) is added, and the result is rounded and clipped to uint8.
+- Audio noise (``audio_noise`` > 0) on recording ``r`` uses ``numpy.random.default_rng([seed, 3, crc32(r)])``: Gaussian
+  noise whose standard deviation is ``audio_noise`` times the RMS of the recording's fixed-length waveform (1.0 is an
+  SNR of 0 dB, 2.0 of -6 dB) is added over its whole length.
 
 ``extra["mnist_index"]`` is the position of the paired image in its MNIST split (train or test), so a pairing can be
 checked against ``mnist.load()``.
@@ -57,6 +61,7 @@ def load(
     sample_rate: int = 8000,
     num_samples: int = 8000,
     fsdd_split: str = "official",
+    audio_noise: float = 0.0,
 ) -> Dataset:
     """AV-digits: splits ``train``/``test`` with ``image`` uint8 (N, 28, 28, 1) and ``audio`` float32 (N, samples).
 
@@ -76,6 +81,14 @@ def load(
         )
     if isinstance(occlude, bool) or not isinstance(occlude, (int, np.integer)) or not 0 <= occlude < 28:
         raise OmnifuseError(f"Expected occlude to be an integer in 0..27 (pixels). Received: {occlude!r}")
+    if (
+        isinstance(audio_noise, bool)
+        or not isinstance(audio_noise, (int, float))
+        or not 0 <= audio_noise < 1e3
+    ):
+        raise OmnifuseError(
+            f"Expected audio_noise to be a number >= 0 (noise std / the recording's RMS). Received: {audio_noise!r}"
+        )
     audio = fsdd.load(data_dir, download, split=fsdd_split, sample_rate=sample_rate, num_samples=num_samples)
     digits = mnist.load(data_dir, download)
     splits = {}
@@ -91,8 +104,11 @@ def load(
                 noise_std=noise_std if "noise" in modes else 0.0,
                 occlude=occlude if "occlude" in modes else 0,
             )
+        waves = recordings.inputs["audio"]
+        if audio_noise:
+            waves = degrade_audio(waves, recordings.ids, seed, audio_noise)
         splits[name] = Split(
-            inputs={"image": images, "audio": recordings.inputs["audio"]},
+            inputs={"image": images, "audio": waves},
             labels={"digit": recordings.labels["digit"].copy()},
             ids=recordings.ids,
             extra={
@@ -145,4 +161,14 @@ def degrade_images(
         if noise_std:
             pixels += rng.normal(0.0, noise_std, size=pixels.shape).astype(np.float32)
         out[i] = np.clip(np.rint(pixels), 0, 255).astype(np.uint8)
+    return out
+
+
+def degrade_audio(waves: np.ndarray, ids: np.ndarray, seed: int, level: float) -> np.ndarray:
+    """``waves`` (float32 (N, samples)) with Gaussian noise of ``level`` times each one's RMS, seeded by its id."""
+    out = np.empty_like(waves)
+    for i, (wave, sample_id) in enumerate(zip(waves, ids)):
+        rng = np.random.default_rng([seed, 3, zlib.crc32(str(sample_id).encode("utf-8"))])
+        rms = float(np.sqrt(np.mean(np.square(wave, dtype=np.float64))))
+        out[i] = wave + rng.normal(0.0, level * rms, size=wave.shape).astype(np.float32)
     return out

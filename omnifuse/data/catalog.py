@@ -43,6 +43,7 @@ OPTIONS: dict[str, dict[str, str]] = {
         "num_samples": "num_samples",
         "degrade": "degrade",
         "noise_std": "noise_std",
+        "audio_noise": "audio_noise",
     },
     "table": {
         key: key
