@@ -206,7 +206,17 @@ def environment() -> dict[str, Any]:
         cores = len(os.sched_getaffinity(0))
     except AttributeError:  # not on Linux
         cores = os.cpu_count()
-    status = _git("status", "--porcelain", "--untracked-files=no")
+    # dirty = tracked source changes; the files the harness itself rewrites (the tables, the records) do not count
+    status = _git(
+        "status",
+        "--porcelain",
+        "--untracked-files=no",
+        "--",
+        ".",
+        ":!benchmarks/RESULTS.md",
+        ":!README.md",
+        ":!benchmarks/results",
+    )
     versions = {
         "python": platform.python_version(),
         "keras": keras.__version__,
