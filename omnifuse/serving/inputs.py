@@ -184,9 +184,17 @@ def _encode(predictor: Predictor, inputs: dict[str, Any], where: str = "") -> di
 
 
 def encode_all(predictor: Predictor, inputs: dict[str, Any] | list[dict[str, Any]]) -> dict[str, np.ndarray]:
-    """One request's model arrays: a single sample, or the samples of ``{"instances": [...]}`` concatenated."""
+    """One request's model arrays: a single sample, or the samples of ``{"instances": [...]}`` decoded in one batch
+    call (a field an instance lacks is an absent modality there); if that fails, each instance is decoded on its own
+    so the error names the culprit (``instances[3].image``)."""
     if isinstance(inputs, dict):
         return _encode(predictor, inputs)
+    fields = list(dict.fromkeys(k for x in inputs for k in x))
+    if all(inputs) and fields:
+        try:
+            return predictor.encode(batch=True, **{k: [x.get(k) for x in inputs] for k in fields})
+        except OmnifuseError:
+            pass  # found and named below
     feeds = [_encode(predictor, x, f"instances[{i}].") for i, x in enumerate(inputs)]
     return {k: np.concatenate([f[k] for f in feeds]) for k in feeds[0]}
 
