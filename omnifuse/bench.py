@@ -101,14 +101,29 @@ def _repo_root() -> Path:
 
 
 def bench_name(name: str) -> str:
-    """The folder name of a benchmark: the preset or suite name, or a config file's stem."""
-    return Path(name).stem if name.endswith((".toml", ".py")) else name
+    """The folder name of a benchmark: the preset or suite name (``SUITE:LABELS`` is its suite's), or a config
+    file's stem."""
+    if name.endswith((".toml", ".py")):
+        return Path(name).stem
+    return name.partition(":")[0] if name.partition(":")[0] in SUITES else name
 
 
 def resolve(name: str) -> list[Entry]:
-    """The runs that NAME stands for: a suite's entries, or one preset / .toml config."""
+    """The runs that NAME stands for: a suite's entries (``SUITE:LABEL,LABEL`` for some of them), or one preset /
+    .toml config."""
     from omnifuse.config import presets
 
+    suite, _, labels = name.partition(":")
+    if labels and suite in SUITES:
+        wanted = [label.strip() for label in labels.split(",") if label.strip()]
+        entries = {e.label: e for e in resolve(suite)}
+        unknown = [label for label in wanted if label not in entries]
+        if unknown or not wanted:
+            raise OmnifuseError(
+                f"Expected labels of suite {suite!r} after the colon. Received: {labels!r}. "
+                f"Labels: {', '.join(entries)}"
+            )
+        return [entries[label] for label in wanted]
     if name in SUITES:
         return [Entry(label, "omnifuse", preset, tuple(o)) for label, preset, o in SUITES[name]]
     if name in presets() or (name.endswith(".toml") and Path(name).is_file()):
@@ -486,8 +501,10 @@ def run_bench(
     ref_epochs: int | None = None,
     runs_root: str | Path = Path("runs") / "bench",
     echo: Callable[[str], None] = print,
+    first_seed: int = 0,
 ) -> list[dict[str, Any]]:
-    """Run NAME's entries for seeds 0..seeds-1 (each run a fresh process), alternating with ``compare``'s runs;
+    """Run NAME's entries for seeds first_seed..first_seed+seeds-1 (each run a fresh process), alternating with
+    ``compare``'s runs;
     write the records, regenerate the results table, print the comparison; return this invocation's records.
 
     ``overrides`` apply to every omnifuse run of the invocation (NAME's, and a preset given as ``compare``).
@@ -518,7 +535,9 @@ def run_bench(
     main = {"name": bench_name(name), "role": "main", "references": ref_labels, "invocation": invocation}
     reference = {**main, "role": "reference", "references": []}
     records = []
-    for seed in range(seeds):
+    if first_seed < 0:
+        raise OmnifuseError(f"Expected --first-seed of at least 0. Received: {first_seed}")
+    for seed in range(first_seed, first_seed + seeds):
         for entry in entries:
             records.append(_run_entry(entry, seed, folder, main, options, echo))
         for ref in refs:

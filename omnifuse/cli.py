@@ -32,9 +32,7 @@ DataDirOpt = Annotated[str | None, typer.Option("--data-dir", help="Folder searc
 def train(
     config: Annotated[str | None, typer.Argument(help="Preset name or config .toml file")] = None,
     set_: SetOpt = None,
-    resume: Annotated[
-        Path | None, typer.Option(help="Continue a killed run from its run directory")
-    ] = None,
+    resume: Annotated[Path | None, typer.Option(help="Continue a killed run from its run directory")] = None,
     run_dir: Annotated[Path | None, typer.Option(help="Write the run here (default runs/<name>)")] = None,
     runs_root: Annotated[Path, typer.Option(help="Parent folder of new run directories")] = Path("runs"),
     data_dir: DataDirOpt = None,
@@ -68,7 +66,7 @@ def train(
         cfg = load_config(config or "table", _own_data(data, label, skip_bad_rows, config is None))
         if "table" not in cfg.data.sets:
             raise OmnifuseError(
-                "--data needs a config with data.sets = [\"table\"]. "
+                '--data needs a config with data.sets = ["table"]. '
                 f"Received: data.sets = {list(cfg.data.sets)}"
             )
         cfg = cfg.replace(set_ or [])
@@ -264,9 +262,15 @@ def demo(
 @app.command()
 def bench(
     name: Annotated[
-        str, typer.Argument(help="A preset, a config .toml, a suite (omnifuse.bench.SUITES) or 'serve'")
+        str,
+        typer.Argument(
+            help="A preset, a config .toml, a suite (omnifuse.bench.SUITES), SUITE:LABEL,LABEL or 'serve'"
+        ),
     ],
     seeds: Annotated[int, typer.Option(help="Runs with train.seed = 0..N-1, each in a fresh process")] = 1,
+    first_seed: Annotated[
+        int, typer.Option(help="Start the seeds here (add seeds to a benchmark: --seeds 2 --first-seed 1)")
+    ] = 0,
     compare: Annotated[
         str | None,
         typer.Option(
@@ -305,6 +309,7 @@ def bench(
         thresholds=parse_thresholds(thresholds),
         ref_epochs=ref_epochs,
         echo=typer.echo,
+        first_seed=first_seed,
     )
 
 
@@ -355,12 +360,14 @@ def launch(
     workers: Annotated[int, typer.Option(help="Number of worker processes to start on 127.0.0.1")] = 2,
     set_: SetOpt = None,
     run_dir: Annotated[
-        Path | None, typer.Option(help="The run directory (default a new runs/<name>); an unfinished one is continued")
+        Path | None,
+        typer.Option(help="The run directory (default a new runs/<name>); an unfinished one is continued"),
     ] = None,
     runs_root: Annotated[Path, typer.Option(help="Parent folder of new run directories")] = Path("runs"),
     data_dir: DataDirOpt = None,
     max_restarts: Annotated[
-        int, typer.Option(help="Restart all workers this many times when one fails (they resume from backups)")
+        int,
+        typer.Option(help="Restart all workers this many times when one fails (they resume from backups)"),
     ] = 0,
 ):
     """Train with N local worker processes (train.distribution = multi_worker on 127.0.0.1), to try it out."""

@@ -77,7 +77,8 @@ def test_bench_command_writes_records_table_and_ratio(data_dir, tmp_path, monkey
     md = results.parent / "RESULTS.md"
     md.write_text(HAND_WRITTEN_HEAD + f"{bench.BEGIN}\nan old table\n{bench.END}" + HAND_WRITTEN_TAIL)
 
-    args = ["bench", "tiny.toml", "--seeds", "1", "--compare", "fake_ref.py", "--data-dir", str(data_dir)]
+    args = ["bench", "tiny.toml", "--seeds", "1", "--first-seed", "2", "--compare", "fake_ref.py"]
+    args += ["--data-dir", str(data_dir)]
     args += ["--results", str(results), "--thresholds", "0.01,0.999"]
     result = CliRunner().invoke(app, args, catch_exceptions=False)
     assert result.exit_code == 0, result.output
@@ -85,13 +86,13 @@ def test_bench_command_writes_records_table_and_ratio(data_dir, tmp_path, monkey
     files = sorted((results / "tiny").glob("*.json"))
     records = {json.loads(f.read_text())["label"]: json.loads(f.read_text()) for f in files}
     assert set(records) == {"tiny", "keras-fake_ref"}
-    assert all(f.name.endswith("-seed0.json") for f in files)
+    assert all(f.name.endswith("-seed2.json") for f in files)  # --first-seed 2
     rec = records["tiny"]
     assert rec["name"] == "tiny" and rec["role"] == "main" and rec["references"] == ["keras-fake_ref"]
     assert set(rec["commit"]) == {"sha", "dirty"}
     assert rec["hardware"]["cores"] >= 1 and rec["hardware"]["cpu"]
     assert rec["versions"]["keras"] == keras.__version__ and rec["versions"]["tensorflow"]
-    assert rec["backend"] == "tensorflow" and rec["os"] and rec["seed"] == 0
+    assert rec["backend"] == "tensorflow" and rec["os"] and rec["seed"] == 2
     # the resolved config: the file's values and the defaults it left out
     assert rec["config"]["train"]["epochs"] == 2 and rec["config"]["model"]["image"]["fastnet"]["tta"] == 1
     assert [e["epoch"] for e in rec["epochs"]] == [1, 2]
@@ -277,6 +278,10 @@ def test_names_suites_and_references_resolve(monkeypatch):
     ]
     assert bench.resolve("cifar10-fast") == [bench.Entry("cifar10-fast", "omnifuse", "cifar10-fast")]
     assert bench.resolve_reference("two-folds:fold1") == [entries[1]]
+    assert bench.resolve("two-folds:fold1") == [entries[1]]  # some entries of a suite ...
+    assert bench.bench_name("two-folds:fold1") == "two-folds"  # ... recorded with the whole suite
+    with pytest.raises(OmnifuseError, match="Labels: fold0, fold1"):
+        bench.resolve("two-folds:fold9")
     with pytest.raises(OmnifuseError, match="Labels: fold0, fold1"):
         bench.resolve_reference("two-folds:fold7")
     ref = bench.resolve_reference("cifar10_cnn")[0]
