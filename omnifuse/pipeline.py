@@ -150,6 +150,13 @@ def select_modalities(datasets: list[Dataset], keep: tuple[str, ...]) -> list[Da
     return out
 
 
+def _presence(x: dict, names: list[str]) -> tuple[tf.Tensor, tf.Tensor]:
+    """For a filled batch: which of ``names`` each sample has (B, M), and whether it has 2 or more (B, 1)."""
+    present = tf.stack([x[mask_name(m)] > 0 for m in names], axis=1)
+    several = tf.reduce_sum(tf.cast(present, tf.int32), axis=1, keepdims=True) >= 2
+    return present, several
+
+
 def drop_modalities(ds: tf.data.Dataset, modalities: dict, rate: float, seed: int) -> tf.data.Dataset:
     """Modality dropout (``train.modality_dropout``) on a stream of filled ``(x, y)`` batches.
 
@@ -164,10 +171,9 @@ def drop_modalities(ds: tf.data.Dataset, modalities: dict, rate: float, seed: in
 
     def drop(step, batch):
         x, y = batch
-        present = tf.stack([x[mask_name(m)] > 0 for m in names], axis=1)  # (B, M)
+        present, several = _presence(x, names)
         key = tf.stack([tf.constant(seed, tf.int64), step])
         draw = tf.random.stateless_uniform(tf.shape(present), seed=key)
-        several = tf.reduce_sum(tf.cast(present, tf.int32), axis=1, keepdims=True) >= 2
         dropped = present & several & (draw < rate)
         every = tf.reduce_all(dropped | ~present, axis=1, keepdims=True)
         keeper = tf.one_hot(tf.argmax(tf.where(present, draw, -1.0), axis=1), len(names), True, False)
@@ -225,12 +231,11 @@ def corrupt_modalities(ds: tf.data.Dataset, modalities: dict, rate: float, seed:
 
     def corrupt(step, batch):
         x, y = batch
-        present = tf.stack([x[mask_name(m)] > 0 for m in names], axis=1)  # (B, M)
+        present, several = _presence(x, names)
         keys = tf.random.experimental.stateless_split(
             tf.stack([tf.constant(seed, tf.int64), step]), 2 + 2 * len(names)
         )
         chosen = tf.random.stateless_uniform(tf.shape(present), seed=keys[0]) < rate
-        several = tf.reduce_sum(tf.cast(present, tf.int32), axis=1, keepdims=True) >= 2
         chosen = chosen & present & several
         levels = tf.random.stateless_uniform(tf.shape(present), seed=keys[1])
         out = dict(x)
