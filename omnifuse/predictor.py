@@ -18,11 +18,40 @@ from omnifuse.models import WEIGHTS_OUTPUT, mask_name
 from omnifuse.training import read_meta
 
 
-class Predictor:
-    """A trained run, ready to answer. ``omnifuse.load(run_dir)`` returns one."""
+PRECISIONS = ("float32", "bfloat16")
 
-    def __init__(self, run_dir: str | Path):
+
+def set_inference_precision(precision: str) -> None:
+    """Run this process's model graphs in ``precision``: ``"bfloat16"`` lets TensorFlow's graph optimiser rewrite
+    convolutions and matrix products to bfloat16 (oneDNN; fast on CPUs with AMX or AVX512-BF16, where it cut the
+    AV-digits model's batch time by about a fifth), keeping softmax, logs and reductions in float32. Process-wide:
+    it applies to every graph traced afterwards. ``"float32"`` turns it off again."""
+    if precision not in PRECISIONS:
+        raise OmnifuseError(f"Expected precision to be one of {', '.join(PRECISIONS)}. Received: {precision!r}")
+    if keras.backend.backend() != "tensorflow":
+        if precision == "float32":
+            return
+        raise OmnifuseError(
+            f"Expected the tensorflow backend for precision 'bfloat16'. Received: {keras.backend.backend()!r}"
+        )
+    import tensorflow as tf
+
+    tf.config.optimizer.set_experimental_options(
+        {"auto_mixed_precision_onednn_bfloat16": precision == "bfloat16"}
+    )
+
+
+class Predictor:
+    """A trained run, ready to answer. ``omnifuse.load(run_dir)`` returns one.
+
+    ``precision``: ``"float32"`` (default) or ``"bfloat16"`` (see :func:`set_inference_precision`; probabilities
+    then differ from float32 by up to ~0.02).
+    """
+
+    def __init__(self, run_dir: str | Path, precision: str = "float32"):
         self.run_dir = Path(run_dir)
+        set_inference_precision(precision)
+        self.precision = precision
         model_path = self.run_dir / "model.keras"
         if not model_path.is_file():
             raise OmnifuseError(
@@ -261,9 +290,10 @@ class Predictor:
             "modalities": modalities,
             "tasks": {task: list(classes) for task, classes in self.tasks.items()},
             "modality_weights": WEIGHTS_OUTPUT in self.model.output_names,
+            "precision": self.precision,
         }
 
 
-def load(run_dir: str | Path) -> Predictor:
-    """Load a trained run for prediction."""
-    return Predictor(run_dir)
+def load(run_dir: str | Path, precision: str = "float32") -> Predictor:
+    """Load a trained run for prediction (``precision``: ``"float32"`` or ``"bfloat16"``)."""
+    return Predictor(run_dir, precision)

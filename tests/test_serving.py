@@ -253,3 +253,35 @@ def test_serving_benchmark_measures_single_concurrent_and_batched_requests(run):
     assert batched["requests"] == 10 and batched["samples_per_request"] == 4
     # samples/s counts every sample of a batched request
     assert batched["samples_per_s"] == pytest.approx(4 * batched["requests"] / batched["wall_s"], rel=0.01)
+
+
+@pytest.fixture
+def float32_after():
+    """Precision is process-wide (graphs traced afterwards): put it back so later tests run in float32."""
+    from omnifuse.predictor import set_inference_precision
+
+    yield
+    set_inference_precision("float32")
+
+
+def test_bfloat16_inference_answers_like_float32_and_a_bad_precision_is_named(run, predictor, float32_after):
+    png = png_bytes(label=2)
+    want = predictor.predict(image=png, text="a wonderful, moving film")
+    fast = omnifuse.load(run, precision="bfloat16")
+    assert fast.metadata()["precision"] == "bfloat16"
+    got = fast.predict(image=png, text="a wonderful, moving film")
+    for task, probs in _probabilities(want).items():
+        assert got["tasks"][task]["probabilities"] == pytest.approx(probs, abs=0.03)
+    assert got["modality_weights"] == pytest.approx(want["modality_weights"], abs=0.03)
+
+    with pytest.raises(omnifuse.OmnifuseError, match="float32, bfloat16.*'half'"):
+        omnifuse.load(run, precision="half")
+
+    import uvicorn
+
+    seen = {}
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(uvicorn, "run", lambda app, host, port, **kw: seen.update(app=app))
+        result = CliRunner().invoke(cli_app, ["serve", str(run), "--precision", "bfloat16"])
+    assert result.exit_code == 0, result.output
+    assert seen["app"].state.predictor.precision == "bfloat16"

@@ -73,11 +73,18 @@ def sample_request(meta: dict[str, Any], seed: int = 0) -> tuple[dict[str, tuple
 class _Server:
     """``omnifuse serve`` in a child process; stopped (and killed if need be) on exit."""
 
-    def __init__(self, run_dir: Path, max_batch: int, batch_wait_ms: float, startup_s: float = 180.0):
+    def __init__(
+        self,
+        run_dir: Path,
+        max_batch: int,
+        batch_wait_ms: float,
+        precision: str = "float32",
+        startup_s: float = 180.0,
+    ):
         self.port = _free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         cmd = [sys.executable, "-m", "omnifuse.cli", "serve", str(run_dir), "--port", str(self.port)]
-        cmd += ["--max-batch", str(max_batch), "--batch-wait-ms", str(batch_wait_ms)]
+        cmd += ["--max-batch", str(max_batch), "--batch-wait-ms", str(batch_wait_ms), "--precision", precision]
         self.log = tempfile.TemporaryFile()  # a file, not a pipe: a full pipe would block the server
         self.proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=self.log)
         self._wait(startup_s)
@@ -227,12 +234,14 @@ def run(
     batch_wait_ms: float = 0.0,
     max_seconds: float = 120.0,
     instances: int = 64,
+    precision: str = "float32",
 ) -> dict[str, Any]:
     """Benchmark serving ``run_dir``; returns a JSON-able record (see the module docstring).
 
     ``requests``: per phase. ``concurrency``: requests in flight in the throughput phases. ``batch_sizes``: the
     server's ``max_batch`` per throughput phase (a fresh server each). ``max_seconds``: deadline of the load
-    phases, after which each stops sending (server start-up is not counted).
+    phases, after which each stops sending (server start-up is not counted). ``precision``: the server's
+    ``--precision``.
     """
     import httpx
 
@@ -256,13 +265,14 @@ def run(
         "run": run_dir.name,
         "requests_per_phase": requests,
         "batch_wait_ms": batch_wait_ms,
+        "precision": precision,
         "cpu": platform.processor() or platform.machine(),
         "cpu_count": os.cpu_count(),
         "python": platform.python_version(),
         "throughput": [],
     }
     for i, max_batch in enumerate(batch_sizes):
-        with _Server(run_dir, max_batch, batch_wait_ms) as server:
+        with _Server(run_dir, max_batch, batch_wait_ms, precision) as server:
             meta = httpx.get(server.url + "/metadata", timeout=10.0).json()
             files, data = sample_request(meta)
             # a few requests first, so sockets and per-shape traces are warm before anything is timed
@@ -316,6 +326,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--batch-wait-ms", type=float, default=0.0)
     parser.add_argument("--max-seconds", type=float, default=120.0, help="deadline of the load phases")
     parser.add_argument("--instances", type=int, default=64, help="samples per batched request (0: none)")
+    parser.add_argument("--precision", default="float32", help="the server's --precision")
     parser.add_argument("--json", type=Path, help="also write the record here")
     args = parser.parse_args(argv)
     try:
@@ -328,6 +339,7 @@ def main(argv: list[str] | None = None) -> None:
             batch_wait_ms=args.batch_wait_ms,
             max_seconds=args.max_seconds,
             instances=args.instances,
+            precision=args.precision,
         )
     except (OmnifuseError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
