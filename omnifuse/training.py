@@ -311,6 +311,7 @@ def train(
         t.seed + initial_epoch,
         with_weights,
         True,
+        fractions=tuple(cfg.data.epoch_fraction),
         modality_dropout=t.modality_dropout,
         modality_noise=t.modality_noise,
     )
@@ -329,6 +330,7 @@ def train(
         dist.prepare(model, train_ds.element_spec)
         meta["distribution"] = dist.describe()
     meta["progress"]["setup_seconds"] = round(data_seconds + time.perf_counter() - start, 3)
+    meta["progress"]["steps_per_epoch"] = int(steps)
     atomic_write_text(run_dir / "meta.json", json.dumps(meta, indent=2))
 
     early = None

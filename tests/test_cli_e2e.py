@@ -82,6 +82,19 @@ def test_train_writes_the_run_directory(trained_run):
     assert not list(trained_run.rglob(".*tmp*")), "no temporary files may be left behind"
 
 
+def test_epoch_fraction_sets_how_much_of_each_data_set_an_epoch_sees(trained_run, data_dir, tiny_config, tmp_path):
+    # 160 CIFAR-10 training images (after the 20% hold-out) = 10 batches of 16; 96 reviews = 6 batches
+    full = json.loads((trained_run / "meta.json").read_text())["progress"]["steps_per_epoch"]
+    assert full == 10 + 6
+    run = omnifuse.train(
+        tiny_config,
+        overrides=["train.epochs=1", "data.epoch_fraction=[1.0, 0.5]"],
+        runs_root=tmp_path,
+        data_dir=str(data_dir),
+    )
+    assert json.loads((run / "meta.json").read_text())["progress"]["steps_per_epoch"] == 10 + 3
+
+
 def test_evaluate_reports_per_task_metrics(trained_run, data_dir):
     result = CliRunner().invoke(app, ["evaluate", str(trained_run), "--data-dir", str(data_dir)])
     assert result.exit_code == 0, result.output
