@@ -8,23 +8,19 @@ their features cannot reach the output. The weights are returned for the model t
 import keras
 from keras import layers, ops
 
-from omnifuse.fusion import presence
+from omnifuse.fusion import Fusion, masked_softmax, presence
 
 
 @keras.saving.register_keras_serializable(package="omnifuse")
-class AttentionFusion(layers.Layer):
+class AttentionFusion(Fusion):
     returns_weights = True
 
     def __init__(self, modalities, dim=128, hidden=64, dropout=0.0, **kwargs):
-        super().__init__(**kwargs)
-        self.modalities = list(modalities)
-        self.dim = dim
+        super().__init__(modalities, dim, dropout, **kwargs)
         self.hidden = hidden
-        self.dropout = dropout
         self.proj = {m: layers.Dense(dim, activation="relu", name=f"proj_{m}") for m in self.modalities}
         self.score_hidden = layers.Dense(hidden, activation="tanh", name="score_hidden")
         self.score = layers.Dense(1, use_bias=False, name="score")
-        self.drop = layers.Dropout(dropout)
 
     def build(self, features_shape, masks_shape=None):
         batch = next(iter(features_shape.values()))[0]
@@ -38,24 +34,9 @@ class AttentionFusion(layers.Layer):
         projected = ops.stack([self.proj[m](features[m]) for m in self.modalities], axis=1)  # (B, M, dim)
         projected = projected * present[..., None]
         scores = ops.squeeze(self.score(self.score_hidden(projected)), axis=-1)  # (B, M)
-        scores = ops.where(present > 0, scores, -1e9)
-        # a softmax over one entry is 1 where present: skip it (and Keras's warning about it)
-        if len(self.modalities) == 1:
-            weights = present
-        else:  # exactly 0 where absent; all 0 if nothing is present
-            weights = ops.softmax(scores, axis=-1) * present
+        weights = masked_softmax(scores, present)  # exactly 0 where absent; all 0 if nothing is present
         fused = ops.sum(projected * weights[..., None], axis=1)
         return self.drop(fused, training=training), weights
 
-    def compute_output_shape(self, features_shape, masks_shape=None):
-        batch = next(iter(features_shape.values()))[0]
-        return (batch, self.dim), (batch, len(self.modalities))
-
     def get_config(self):
-        return {
-            **super().get_config(),
-            "modalities": self.modalities,
-            "dim": self.dim,
-            "hidden": self.hidden,
-            "dropout": self.dropout,
-        }
+        return {**super().get_config(), "hidden": self.hidden}

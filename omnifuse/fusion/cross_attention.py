@@ -26,20 +26,17 @@ import keras
 import numpy as np
 from keras import layers, ops
 
-from omnifuse.fusion import presence
+from omnifuse.fusion import Fusion, presence
 
 
 @keras.saving.register_keras_serializable(package="omnifuse")
-class CrossAttentionFusion(layers.Layer):
+class CrossAttentionFusion(Fusion):
     returns_weights = True
 
     def __init__(self, modalities, dim=128, tokens=4, heads=4, dropout=0.0, **kwargs):
-        super().__init__(**kwargs)
-        self.modalities = list(modalities)
-        self.dim = dim
+        super().__init__(modalities, dim, dropout, **kwargs)
         self.tokens = tokens
         self.heads = heads
-        self.dropout = dropout
         key_dim = max(1, dim // heads)
         self.to_tokens = {m: layers.Dense(tokens * dim, name=f"tokens_{m}") for m in self.modalities}
         self.attend = layers.MultiHeadAttention(heads, key_dim, name="attend")
@@ -48,7 +45,6 @@ class CrossAttentionFusion(layers.Layer):
         self.ff2 = layers.Dense(dim, name="ff2")
         self.norm2 = layers.LayerNormalization(name="norm2")
         self.pool = layers.MultiHeadAttention(heads, key_dim, name="pool")
-        self.drop = layers.Dropout(dropout)
         owner = np.repeat(np.arange(len(self.modalities)), tokens)
         self._other = owner[:, None] != owner[None, :]  # (M k, M k): token i may attend to token j
 
@@ -70,8 +66,8 @@ class CrossAttentionFusion(layers.Layer):
         present = presence(masks, self.modalities)  # (B, M)
         tokens = ops.concatenate(
             [
-                ops.reshape(self.to_tokens[m](features[m] * present[:, i : i + 1]), (-1, k, d))
-                for i, m in enumerate(self.modalities)
+                ops.reshape(self.to_tokens[m](x), (-1, k, d))
+                for m, x in zip(self.modalities, self.masked(features, present))
             ],
             axis=1,
         )  # (B, M k, d)
@@ -92,16 +88,5 @@ class CrossAttentionFusion(layers.Layer):
         weights = ops.mean(per_modality, axis=1) * present  # exactly 0 where absent
         return self.drop(ops.reshape(fused, (-1, d)), training=training), weights
 
-    def compute_output_shape(self, features_shape, masks_shape=None):
-        batch = next(iter(features_shape.values()))[0]
-        return (batch, self.dim), (batch, len(self.modalities))
-
     def get_config(self):
-        return {
-            **super().get_config(),
-            "modalities": self.modalities,
-            "dim": self.dim,
-            "tokens": self.tokens,
-            "heads": self.heads,
-            "dropout": self.dropout,
-        }
+        return {**super().get_config(), "tokens": self.tokens, "heads": self.heads}

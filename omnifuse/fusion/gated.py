@@ -12,21 +12,17 @@ The per-sample modality weights are the gates averaged over the dimensions: they
 import keras
 from keras import layers, ops
 
-from omnifuse.fusion import presence
+from omnifuse.fusion import Fusion, masked_softmax, presence
 
 
 @keras.saving.register_keras_serializable(package="omnifuse")
-class GatedFusion(layers.Layer):
+class GatedFusion(Fusion):
     returns_weights = True
 
     def __init__(self, modalities, dim=128, dropout=0.0, **kwargs):
-        super().__init__(**kwargs)
-        self.modalities = list(modalities)
-        self.dim = dim
-        self.dropout = dropout
+        super().__init__(modalities, dim, dropout, **kwargs)
         self.hidden = {m: layers.Dense(dim, activation="tanh", name=f"hidden_{m}") for m in self.modalities}
         self.gate = layers.Dense(dim * len(self.modalities), name="gate")
-        self.drop = layers.Dropout(dropout)
 
     def build(self, features_shape, masks_shape=None):
         batch = next(iter(features_shape.values()))[0]
@@ -37,28 +33,13 @@ class GatedFusion(layers.Layer):
 
     def call(self, features, masks, training=None):
         present = presence(masks, self.modalities)  # (B, M)
-        masked = [features[m] * present[:, i : i + 1] for i, m in enumerate(self.modalities)]
+        masked = self.masked(features, present)
         hidden = ops.stack([self.hidden[m](x) for m, x in zip(self.modalities, masked)], axis=1)  # (B, M, D)
         # the gate sees which modalities are present, not only their (zeroed) features
         logits = ops.reshape(
             self.gate(ops.concatenate([*masked, present], axis=-1)), (-1, len(self.modalities), self.dim)
         )
-        # softmax over the present modalities (written out: keras warns on a softmax over one modality)
-        logits = ops.where(present[..., None] > 0, logits, -1e9)
-        scaled = ops.exp(logits - ops.max(logits, axis=1, keepdims=True)) * present[..., None]
-        gates = scaled / ops.maximum(ops.sum(scaled, axis=1, keepdims=True), 1e-12)  # exactly 0 where absent
+        gates = masked_softmax(logits, present)  # over the present modalities, per dimension; 0 where absent
         fused = ops.sum(gates * hidden, axis=1)
         weights = ops.mean(gates, axis=-1)
         return self.drop(fused, training=training), weights
-
-    def compute_output_shape(self, features_shape, masks_shape=None):
-        batch = next(iter(features_shape.values()))[0]
-        return (batch, self.dim), (batch, len(self.modalities))
-
-    def get_config(self):
-        return {
-            **super().get_config(),
-            "modalities": self.modalities,
-            "dim": self.dim,
-            "dropout": self.dropout,
-        }

@@ -13,20 +13,16 @@ absent one: fixed by design, not learned.
 import keras
 from keras import layers, ops
 
-from omnifuse.fusion import presence
+from omnifuse.fusion import Fusion, presence
 
 
 @keras.saving.register_keras_serializable(package="omnifuse")
-class LateFusion(layers.Layer):
+class LateFusion(Fusion):
     returns_weights = True
 
     def __init__(self, modalities, dim=128, dropout=0.0, **kwargs):
-        super().__init__(**kwargs)
-        self.modalities = list(modalities)
-        self.dim = dim
-        self.dropout = dropout
+        super().__init__(modalities, dim, dropout, **kwargs)
         self.proj = {m: layers.Dense(dim, activation="relu", name=f"proj_{m}") for m in self.modalities}
-        self.drop = layers.Dropout(dropout)
 
     def build(self, features_shape, masks_shape=None):
         for m in self.modalities:
@@ -36,19 +32,7 @@ class LateFusion(layers.Layer):
         present = presence(masks, self.modalities)  # (B, M)
         weights = present / ops.maximum(ops.sum(present, axis=1, keepdims=True), 1.0)
         projected = ops.stack(
-            [self.proj[m](features[m] * present[:, i : i + 1]) for i, m in enumerate(self.modalities)], axis=1
+            [self.proj[m](x) for m, x in zip(self.modalities, self.masked(features, present))], axis=1
         )
         fused = ops.sum(projected * weights[..., None], axis=1)
         return self.drop(fused, training=training), weights
-
-    def compute_output_shape(self, features_shape, masks_shape=None):
-        batch = next(iter(features_shape.values()))[0]
-        return (batch, self.dim), (batch, len(self.modalities))
-
-    def get_config(self):
-        return {
-            **super().get_config(),
-            "modalities": self.modalities,
-            "dim": self.dim,
-            "dropout": self.dropout,
-        }

@@ -14,20 +14,18 @@ fusion mixes modalities multiplicatively and has no per-modality weight to repor
 """
 
 import keras
-from keras import layers, ops
+from keras import ops
+
+from omnifuse.fusion import Fusion, presence
 
 
 @keras.saving.register_keras_serializable(package="omnifuse")
-class TensorFusion(layers.Layer):
+class TensorFusion(Fusion):
     returns_weights = False
 
     def __init__(self, modalities, dim=128, rank=4, dropout=0.0, **kwargs):
-        super().__init__(**kwargs)
-        self.modalities = list(modalities)
-        self.dim = dim
+        super().__init__(modalities, dim, dropout, **kwargs)
         self.rank = rank
-        self.dropout = dropout
-        self.drop = layers.Dropout(dropout)
 
     def build(self, features_shape, masks_shape=None):
         self.factors = {
@@ -43,22 +41,12 @@ class TensorFusion(layers.Layer):
 
     def call(self, features, masks, training=None):
         product = None
-        for m in self.modalities:
-            x = features[m] * ops.reshape(ops.cast(masks[m], features[m].dtype), (-1, 1))
+        for m, x in zip(self.modalities, self.masked(features, presence(masks, self.modalities))):
             z = ops.concatenate([x, ops.ones_like(x[:, :1])], axis=-1)  # the appended constant 1
             term = ops.reshape(ops.matmul(z, self.factors[m]), (-1, self.rank, self.dim))
             product = term if product is None else product * term
         fused = ops.einsum("brd,r->bd", product, self.rank_weights) / self.rank + self.bias
         return self.drop(fused, training=training)
 
-    def compute_output_shape(self, features_shape, masks_shape=None):
-        return (next(iter(features_shape.values()))[0], self.dim)
-
     def get_config(self):
-        return {
-            **super().get_config(),
-            "modalities": self.modalities,
-            "dim": self.dim,
-            "rank": self.rank,
-            "dropout": self.dropout,
-        }
+        return {**super().get_config(), "rank": self.rank}
