@@ -61,7 +61,9 @@ def train(
     return _train(cfg, run_dir=run_dir, runs_root=runs_root, data_dir=data_dir)
 
 
-def evaluate(run_dir: str | Path, data_dir: str | None = None, robustness: bool | None = None) -> dict[str, Any]:
+def evaluate(
+    run_dir: str | Path, data_dir: str | None = None, robustness: bool | None = None
+) -> dict[str, Any]:
     """Evaluate a run on its test sets and write its report; return the metrics.
 
     ``robustness``: accuracy per modality subset and under corruption (default: where samples have 2+ modalities).

@@ -78,6 +78,12 @@ SUITES: dict[str, list[tuple[str, str, list[str]]]] = {
         ("attention-noise", "av-digits", ["model.fusion=attention", "train.modality_noise=0.5"]),
         # more single-modality samples: each modality dropped with p = 0.7 - 0.7**2 / 2 = 0.455, both kept in 9%
         ("attention-dropout70", "av-digits", ["model.fusion=attention", "train.modality_dropout=0.7"]),
+        # projections at unit scale, so only the weights can turn a modality down; with corruption augmentation
+        (
+            "attention-norm-noise",
+            "av-digits",
+            ["model.fusion=attention", "model.fusion_normalize=true", "train.modality_noise=0.5"],
+        ),
     ],
     # PneumoniaMNIST variants beside the preset (records in their own rows): the test set has 62.5% pneumonia,
     # train and val 74%, so class weighting moves the decision threshold the paper's ACC is taken at

@@ -327,7 +327,9 @@ def serve(
     max_upload_mb: Annotated[float, typer.Option(help="Largest request body accepted, in MiB")] = 10.0,
     precision: Annotated[
         str,
-        typer.Option(help="float32, or bfloat16 (faster on CPUs with AMX/AVX512-BF16; probabilities within ~0.02)"),
+        typer.Option(
+            help="float32, or bfloat16 (faster on CPUs with AMX/AVX512-BF16; probabilities within ~0.02)"
+        ),
     ] = "float32",
 ):
     """Serve a run over HTTP: the web page at /, POST /predict, GET /metadata, GET /health, docs at /docs."""

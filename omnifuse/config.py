@@ -108,6 +108,9 @@ class ModelConfig:
     fusion: str = "attention"  # concat | attention | gated | tensor | cross_attention | late
     fusion_dim: int = 128
     fusion_dropout: float = 0.0
+    # attention fusion: each modality's projection scaled to unit variance before weighting, so the weights alone
+    # decide each modality's share of the fused vector (see omnifuse/fusion/attention.py)
+    fusion_normalize: bool = False
     head_hidden: int = 0  # 0 = a linear head on the fused vector
     head_dropout: float = 0.0
     image: ImageConfig = field(default_factory=ImageConfig)

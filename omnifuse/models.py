@@ -17,6 +17,7 @@ import numpy as np
 from keras import layers, ops
 
 from omnifuse.config import Config
+from omnifuse.errors import OmnifuseError
 from omnifuse.preprocessing import standardize_text
 from omnifuse.registry import AUDIO_ENCODERS, FUSIONS, IMAGE_ENCODERS, TABULAR_ENCODERS, TEXT_ENCODERS, lookup
 
@@ -259,11 +260,20 @@ def build_model(
         features[name], masks[name] = feat, mask
 
     fusion_cls = lookup(FUSIONS, cfg.model.fusion, "fusion")
+    options = {}
+    if cfg.model.fusion_normalize:
+        if cfg.model.fusion != "attention":
+            raise OmnifuseError(
+                "Expected model.fusion = 'attention' with model.fusion_normalize = true. "
+                f"Received: model.fusion = {cfg.model.fusion!r}"
+            )
+        options["normalize"] = True
     fusion = fusion_cls(
         modalities=sorted(modalities),
         dim=cfg.model.fusion_dim,
         dropout=cfg.model.fusion_dropout,
         name="fusion",
+        **options,
     )
     fused = fusion(features, masks)
     outputs = {}
@@ -304,8 +314,6 @@ def compile_model(
             warmup_steps=warm,
         )
     else:
-        from omnifuse.errors import OmnifuseError
-
         raise OmnifuseError(f"Unknown train.schedule {t.schedule!r}. Valid: constant, cosine, onecycle")
     optimizers = {
         "adam": lambda: keras.optimizers.Adam(lr),

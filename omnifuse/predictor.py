@@ -17,7 +17,6 @@ from omnifuse.errors import OmnifuseError
 from omnifuse.models import WEIGHTS_OUTPUT, mask_name
 from omnifuse.training import read_meta
 
-
 PRECISIONS = ("float32", "bfloat16")
 
 
@@ -27,7 +26,9 @@ def set_inference_precision(precision: str) -> None:
     AV-digits model's batch time by about a fifth), keeping softmax, logs and reductions in float32. Process-wide:
     it applies to every graph traced afterwards. ``"float32"`` turns it off again."""
     if precision not in PRECISIONS:
-        raise OmnifuseError(f"Expected precision to be one of {', '.join(PRECISIONS)}. Received: {precision!r}")
+        raise OmnifuseError(
+            f"Expected precision to be one of {', '.join(PRECISIONS)}. Received: {precision!r}"
+        )
     if keras.backend.backend() != "tensorflow":
         if precision == "float32":
             return
@@ -157,9 +158,7 @@ class Predictor:
 
     def _group_columns(self, inputs: dict[str, Any], batch: bool) -> dict[str, Any]:
         """Keywords named after a numbers modality's columns (``age=31``), gathered into its dicts."""
-        owners = {
-            c["name"]: m for m, spec in self.numbers.items() for c in spec.get("columns", [])
-        }
+        owners = {c["name"]: m for m, spec in self.numbers.items() for c in spec.get("columns", [])}
         out: dict[str, Any] = {}
         for key, value in inputs.items():
             owner = owners.get(key) if key not in self.modalities else None

@@ -82,7 +82,9 @@ def test_train_writes_the_run_directory(trained_run):
     assert not list(trained_run.rglob(".*tmp*")), "no temporary files may be left behind"
 
 
-def test_epoch_fraction_sets_how_much_of_each_data_set_an_epoch_sees(trained_run, data_dir, tiny_config, tmp_path):
+def test_epoch_fraction_sets_how_much_of_each_data_set_an_epoch_sees(
+    trained_run, data_dir, tiny_config, tmp_path
+):
     # 160 CIFAR-10 training images (after the 20% hold-out) = 10 batches of 16; 96 reviews = 6 batches
     full = json.loads((trained_run / "meta.json").read_text())["progress"]["steps_per_epoch"]
     assert full == 10 + 6

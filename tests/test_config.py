@@ -29,7 +29,12 @@ def test_joint_preset_holds_both_branches():
 def test_dotted_overrides_parse_values():
     cfg = load_config(
         "cifar10-cnn",
-        ["train.epochs=3", "train.learning_rate=1e-4", "model.fusion=attention", "model.image.cnn.filters=[8, 16]"],
+        [
+            "train.epochs=3",
+            "train.learning_rate=1e-4",
+            "model.fusion=attention",
+            "model.image.cnn.filters=[8, 16]",
+        ],
     )
     assert cfg.train.epochs == 3
     assert cfg.train.learning_rate == pytest.approx(1e-4)
@@ -61,7 +66,9 @@ def test_wrong_type_names_key_expected_and_received(tmp_path):
         load_config(path)
     with pytest.raises(OmnifuseError, match="Expected bool for config key 'model.image.augment'"):
         from_dict({"model": {"image": {"augment": 1}}})
-    with pytest.raises(OmnifuseError, match="Expected a list of int for config key 'model.image.cnn.filters'"):
+    with pytest.raises(
+        OmnifuseError, match="Expected a list of int for config key 'model.image.cnn.filters'"
+    ):
         load_config("cifar10-cnn", ["model.image.cnn.filters=32"])
 
 

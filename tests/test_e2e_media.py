@@ -32,7 +32,10 @@ def media_dir(tmp_path_factory):
 
 def test_fsdd_train_evaluate_predict(media_dir, tmp_path):
     run = omnifuse.train(
-        "fsdd", FAST + ["train.epochs=15", "train.learning_rate=5e-3"], runs_root=tmp_path, data_dir=str(media_dir)
+        "fsdd",
+        FAST + ["train.epochs=15", "train.learning_rate=5e-3"],
+        runs_root=tmp_path,
+        data_dir=str(media_dir),
     )
     metrics = omnifuse.evaluate(run, data_dir=str(media_dir))
     digit = metrics["tasks"]["digit"]
@@ -58,7 +61,9 @@ def test_fsdd_leave_one_speaker_out(media_dir):
     part = prepared.parts[0]
     assert len(part.test) == 10 * 8  # every take of bob ...
     assert set(part.test.extra["speaker"]) == {"bob"}
-    assert "bob" not in set(part.train.extra["speaker"]) | set(part.val.extra["speaker"])  # ... and none in training
+    assert "bob" not in set(part.train.extra["speaker"]) | set(
+        part.val.extra["speaker"]
+    )  # ... and none in training
 
 
 def test_av_digits_both_modalities_and_weights(media_dir, tmp_path):

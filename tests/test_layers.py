@@ -114,10 +114,10 @@ def _fusion_inputs(n=5, seed=0):
     return features, masks
 
 
-def _fusion_model(cls):
+def _fusion_model(cls, **kwargs):
     feats = {"image": keras.Input((7,), name="image"), "text": keras.Input((5,), name="text")}
     masks = {"image": keras.Input((), name="image_mask"), "text": keras.Input((), name="text_mask")}
-    fusion = cls(modalities=["image", "text"], dim=8, name="fusion")
+    fusion = cls(modalities=["image", "text"], dim=8, name="fusion", **kwargs)
     out = fusion(feats, masks)
     outputs = {}
     if fusion.returns_weights:
@@ -132,10 +132,14 @@ def _feed(features, masks):
     return {**features, **{f"{k}_mask": v for k, v in masks.items()}}
 
 
-@pytest.mark.parametrize("name", sorted(registry.FUSIONS))
-def test_fusion_contract(name, tmp_path):
+@pytest.mark.parametrize(
+    "name,kwargs",
+    [(name, {}) for name in sorted(registry.FUSIONS)] + [("attention", {"normalize": True})],
+    ids=lambda v: v if isinstance(v, str) else ",".join(f"{k}={x}" for k, x in v.items()) or "default",
+)
+def test_fusion_contract(name, kwargs, tmp_path):
     cls = registry.FUSIONS[name]
-    model, fusion = _fusion_model(cls)
+    model, fusion = _fusion_model(cls, **kwargs)
     features, masks = _fusion_inputs()
     out = model.predict(_feed(features, masks), verbose=0)
     assert out["y"].shape == (5, 3)
@@ -166,3 +170,16 @@ def test_fusion_contract(name, tmp_path):
     a, b = model.predict(_feed(features, masks), verbose=0), loaded.predict(_feed(features, masks), verbose=0)
     for key in a:
         np.testing.assert_allclose(a[key], b[key], rtol=1e-6, atol=1e-6)
+
+
+def test_fusion_normalize_is_an_attention_option_and_named_elsewhere():
+    from omnifuse.config import Config
+    from omnifuse.errors import OmnifuseError
+    from omnifuse.models import build_model
+
+    tasks = {"y": ["a", "b"]}
+    cfg = Config().replace(["model.fusion=attention", "model.fusion_normalize=true"])
+    model = build_model(cfg, {"image": "image"}, tasks)
+    assert model.get_layer("fusion").get_config()["normalize"] is True
+    with pytest.raises(OmnifuseError, match="model.fusion_normalize.*'gated'"):
+        build_model(cfg.replace(["model.fusion=gated"]), {"image": "image"}, tasks)

@@ -3,6 +3,11 @@
 Each modality is projected to a common ``dim`` (its own Dense); a shared scorer ``v . tanh(W h + b)`` gives one score
 per modality and sample; absent modalities (mask 0) are excluded from the softmax, so their weight is exactly 0 and
 their features cannot reach the output. The weights are returned for the model to expose.
+
+``normalize``: each projection is scaled to zero mean and unit variance over its ``dim`` features (a LayerNorm
+without learned scale) before it is scored and weighted. Then a modality's share of the fused vector is its weight
+alone: the projection's size can no longer carry how much it counts, so the scorer is the only way for the model to
+turn a modality down for one sample.
 """
 
 import keras
@@ -15,9 +20,13 @@ from omnifuse.fusion import Fusion, masked_softmax, presence
 class AttentionFusion(Fusion):
     returns_weights = True
 
-    def __init__(self, modalities, dim=128, hidden=64, dropout=0.0, **kwargs):
+    def __init__(self, modalities, dim=128, hidden=64, dropout=0.0, normalize=False, **kwargs):
         super().__init__(modalities, dim, dropout, **kwargs)
         self.hidden = hidden
+        self.normalize = bool(normalize)
+        self.norm = (
+            layers.LayerNormalization(center=False, scale=False, name="norm") if self.normalize else None
+        )
         self.proj = {m: layers.Dense(dim, activation="relu", name=f"proj_{m}") for m in self.modalities}
         self.score_hidden = layers.Dense(hidden, activation="tanh", name="score_hidden")
         self.score = layers.Dense(1, use_bias=False, name="score")
@@ -27,11 +36,15 @@ class AttentionFusion(Fusion):
         for m in self.modalities:
             self.proj[m].build(features_shape[m])
         self.score_hidden.build((batch, len(self.modalities), self.dim))
+        if self.norm is not None:
+            self.norm.build((batch, len(self.modalities), self.dim))
         self.score.build((batch, len(self.modalities), self.hidden))
 
     def call(self, features, masks, training=None):
         present = presence(masks, self.modalities)
         projected = ops.stack([self.proj[m](features[m]) for m in self.modalities], axis=1)  # (B, M, dim)
+        if self.norm is not None:
+            projected = self.norm(projected)
         projected = projected * present[..., None]
         scores = ops.squeeze(self.score(self.score_hidden(projected)), axis=-1)  # (B, M)
         weights = masked_softmax(scores, present)  # exactly 0 where absent; all 0 if nothing is present
@@ -39,4 +52,4 @@ class AttentionFusion(Fusion):
         return self.drop(fused, training=training), weights
 
     def get_config(self):
-        return {**super().get_config(), "hidden": self.hidden}
+        return {**super().get_config(), "hidden": self.hidden, "normalize": self.normalize}

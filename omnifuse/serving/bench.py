@@ -84,7 +84,14 @@ class _Server:
         self.port = _free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         cmd = [sys.executable, "-m", "omnifuse.cli", "serve", str(run_dir), "--port", str(self.port)]
-        cmd += ["--max-batch", str(max_batch), "--batch-wait-ms", str(batch_wait_ms), "--precision", precision]
+        cmd += [
+            "--max-batch",
+            str(max_batch),
+            "--batch-wait-ms",
+            str(batch_wait_ms),
+            "--precision",
+            precision,
+        ]
         self.log = tempfile.TemporaryFile()  # a file, not a pipe: a full pipe would block the server
         self.proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=self.log)
         self._wait(startup_s)
