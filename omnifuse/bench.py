@@ -85,6 +85,31 @@ SUITES: dict[str, list[tuple[str, str, list[str]]]] = {
             ["model.fusion=attention", "model.fusion_normalize=true", "train.modality_noise=0.5"],
         ),
     ],
+    # the training step's speed against a plain PyTorch loop (benchmarks/reference/resnet_torch.py trains the same
+    # network on the same 6,000 images with the same batch, augmentation and optimizer):
+    #   omnifuse bench step-overhead --compare resnet_torch
+    "step-overhead": [
+        (
+            "resnet",
+            "cifar10-cnn",
+            [
+                "model.image.encoder=resnet",
+                "model.image.resnet.widths=[64, 128, 256]",
+                "model.image.resnet.blocks=1",
+                "model.image.resnet.dense_units=256",
+                "model.image.resnet.dropout=0.0",
+                "model.fusion_dim=256",
+                "data.limit_train=6000",
+                "data.val_fraction=0.0",
+                "train.epochs=2",
+                "train.batch_size=128",
+                "train.optimizer=adam",
+                "train.learning_rate=1e-3",
+                "train.schedule=constant",
+                "train.early_stopping=0",
+            ],
+        )
+    ],
     # PneumoniaMNIST variants beside the preset (records in their own rows): the test set has 62.5% pneumonia,
     # train and val 74%, so class weighting moves the decision threshold the paper's ACC is taken at
     "pneumonia-variants": [

@@ -97,13 +97,22 @@ def ratios(main: list[dict], ref: list[dict]) -> dict[str, float | None] | None:
     a = _mean([r["train_seconds"] for r in main if r.get("train_seconds")])
     b = _mean([r["train_seconds"] for r in ref if r.get("train_seconds")])
     out["time"] = None if not a or not b else a / b
+    # training throughput (median steady step): where both sides record it, the per-step overhead compared
+    a = _mean([r["samples_per_second"] for r in main if r.get("samples_per_second")])
+    b = _mean([r["samples_per_second"] for r in ref if r.get("samples_per_second")])
+    if a and b:
+        out["speed"] = a / b
     return out
 
 
-def _ratio_text(r: dict[str, float | None], multi_task: bool) -> str:
+def _ratio_text(r: dict[str, float | None]) -> str:
+    multi_task = sum(k.startswith("accuracy:") for k in r) > 1
     parts = []
     for key, value in r.items():
-        what = "time" if key == "time" else ("acc" if not multi_task else f"acc {key.split(':', 1)[1]}")
+        if key in ("time", "speed"):
+            what = {"time": "time", "speed": "samples/s"}[key]
+        else:
+            what = "acc" if not multi_task else f"acc {key.split(':', 1)[1]}"
         parts.append(f"{what} ×{value:.3f}" if value is not None else f"{what} —")
     return ", ".join(parts)
 
@@ -117,7 +126,7 @@ def compare_lines(records: list[dict[str, Any]]) -> list[str]:
             ref = groups.get((name, ref_label))
             r = ratios(runs, ref) if ref else None
             if r is not None:
-                text = _ratio_text(r, sum(k != "time" for k in r) > 1)
+                text = _ratio_text(r)
                 lines.append(f"[bench] {name}: {label} / {ref_label}: {text}")
     return lines
 
@@ -184,7 +193,7 @@ def render_table(records: list[dict[str, Any]], source: str = "results/") -> str
         for ref_label in runs[0].get("references") or []:
             r = ratios(runs, groups[(name, ref_label)]) if (name, ref_label) in groups else None
             if r is not None:
-                vs.append(f"{_ratio_text(r, len(r) > 2)} vs {ref_label}")
+                vs.append(f"{_ratio_text(r)} vs {ref_label}")
         commits = _unique(
             (r.get("commit") or {}).get("sha", "")[:7]
             + ("+dirty" if (r.get("commit") or {}).get("dirty") else "")

@@ -125,7 +125,15 @@ def test_bench_command_writes_records_table_and_ratio(data_dir, tmp_path, monkey
 
 
 def _record(
-    label, acc, train_seconds, invocation="i1", role="main", references=(), reached=None, sha="abc1234"
+    label,
+    acc,
+    train_seconds,
+    invocation="i1",
+    role="main",
+    references=(),
+    reached=None,
+    sha="abc1234",
+    samples_per_second=100.0,
 ):
     epochs = [{"epoch": 1, "train_seconds": train_seconds, "cumulative_seconds": train_seconds}]
     epochs[0]["test_accuracy"] = {"cifar10": acc}
@@ -141,7 +149,7 @@ def _record(
         "epochs": epochs,
         "train_seconds": train_seconds,
         "first_step_seconds": 1.5,
-        "samples_per_second": 100.0,
+        "samples_per_second": samples_per_second,
         "final": {"cifar10": {"accuracy": acc, "macro_f1": acc, "roc_auc": 0.9}},
         "time_to_accuracy": {"cifar10": reached or {"0.8": None}},
     }
@@ -158,7 +166,7 @@ def test_table_has_mean_std_ratio_and_unreached_thresholds(tmp_path):
         _record("fast", 0.90, 50.0, references=["ref"], reached={"0.8": 20.0, "0.85": 30.0, "0.9": None}),
         _record("fast", 0.92, 70.0, references=["ref"], reached={"0.8": 22.0, "0.85": None, "0.9": None}),
     ]
-    refs = [_record("ref", 0.60, 100.0, role="reference", sha="def5678")]
+    refs = [_record("ref", 0.60, 100.0, role="reference", sha="def5678", samples_per_second=80.0)]
     _write(results, main + refs)
     path = bench.update_results(results)
     assert path == tmp_path / "RESULTS.md"
@@ -171,9 +179,12 @@ def test_table_has_mean_std_ratio_and_unreached_thresholds(tmp_path):
     assert cells[4] == "90.00 ± 0.00"  # ROC-AUC
     assert cells[5] == "60 ± 14"  # train seconds
     assert cells[6] == "80% 21 ± 1 s, 85% 30 s (1/2), 90% —"
-    assert cells[9] == "acc ×1.517, time ×0.600 vs ref"  # 0.91 / 0.60, 60 / 100
+    # 0.91 / 0.60, 60 / 100, and training throughput 100 / 80 samples/s
+    assert cells[9] == "acc ×1.517, time ×0.600, samples/s ×1.250 vs ref"
     assert cells[10] == "abc1234" and cells[11] == "Test CPU, 2 cores"
-    assert bench.compare_lines(main + refs) == ["[bench] cifar10-x: fast / ref: acc ×1.517, time ×0.600"]
+    assert bench.compare_lines(main + refs) == [
+        "[bench] cifar10-x: fast / ref: acc ×1.517, time ×0.600, samples/s ×1.250"
+    ]
 
 
 def test_fold_suites_get_a_pooled_row_and_robustness_gets_its_own_table(tmp_path):
