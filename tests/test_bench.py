@@ -261,8 +261,13 @@ def test_results_region_is_the_only_part_rewritten(tmp_path):
     assert text.startswith("# Only hand-written text\n\n" + bench.BEGIN) and text.rstrip().endswith(bench.END)
 
 
-@pytest.mark.parametrize("script,task", [("cifar10_cnn.py", "cifar10"), ("imdb_lstm.py", "sentiment")])
+@pytest.mark.parametrize(
+    "script,task",
+    [("cifar10_cnn.py", "cifar10"), ("imdb_lstm.py", "sentiment"), ("resnet_torch.py", "cifar10")],
+)
 def test_reference_scripts_write_the_same_record_fields(script, task, data_dir, tmp_path, monkeypatch):
+    if script == "resnet_torch.py":
+        pytest.importorskip("torch", reason="the PyTorch reference needs torch (the torch-reference extra)")
     out = tmp_path / "ref.json"
     argv = [script, "--epochs", "2", "--seed", "1", "--data-dir", str(data_dir), "--json", str(out)]
     monkeypatch.setattr(sys, "argv", [*argv, "--limit-train", "60"])
@@ -276,6 +281,29 @@ def test_reference_scripts_write_the_same_record_fields(script, task, data_dir, 
     assert set(rec["final"][task]) == {"accuracy", "macro_f1", "roc_auc"}
     assert rec["hardware"]["cores"] >= 1 and rec["versions"]["keras"] == keras.__version__
     assert bench.time_to_accuracy(rec["epochs"], [0.0])[task]["0"] == rec["epochs"][0]["cumulative_seconds"]
+
+
+def test_the_pytorch_reference_trains_the_step_overhead_suites_network():
+    pytest.importorskip("torch", reason="the PyTorch reference needs torch (the torch-reference extra)")
+    import numpy as np
+
+    from omnifuse.config import load_config
+    from omnifuse.models import build_model
+
+    ((_, preset, overrides),) = bench.SUITES["step-overhead"]
+    cfg = load_config(preset).replace(overrides)
+    model = build_model(cfg, {"image": "image"}, {"cifar10": [str(i) for i in range(10)]})
+    ref = runpy.run_path(str(REFERENCE / "resnet_torch.py"), run_name="reference")
+    r = cfg.model.image.resnet
+    net = ref["ResNet"](list(r.widths), r.blocks, r.dense_units, cfg.model.fusion_dim, 10, r.dropout)
+    assert sum(p.numel() for p in net.parameters()) == sum(
+        int(np.prod(w.shape)) for w in model.trainable_weights
+    )
+    assert sum(p.numel() for p in net.parameters()) > 10**6
+    x = ref["augment"](
+        ref["to_tensor"](np.zeros((4, 32, 32, 3), np.uint8) + 7), __import__("torch").Generator()
+    )
+    assert tuple(x.shape) == (4, 3, 32, 32) and float(x.min()) == pytest.approx(7 / 255, abs=1e-5)
 
 
 def test_names_suites_and_references_resolve(monkeypatch):
