@@ -78,6 +78,12 @@ SUITES: dict[str, list[tuple[str, str, list[str]]]] = {
         ("attention-noise", "av-digits", ["model.fusion=attention", "train.modality_noise=0.5"]),
         # more single-modality samples: each modality dropped with p = 0.7 - 0.7**2 / 2 = 0.455, both kept in 9%
         ("attention-dropout70", "av-digits", ["model.fusion=attention", "train.modality_dropout=0.7"]),
+        # modality dropout plus each modality's own auxiliary head, so no encoder leans on the other
+        (
+            "attention-dropout-unimodal",
+            "av-digits",
+            ["model.fusion=attention", "train.modality_dropout=0.5", "train.unimodal_loss=0.5"],
+        ),
         # projections at unit scale, so only the weights can turn a modality down; with corruption augmentation
         (
             "attention-norm-noise",

@@ -135,6 +135,10 @@ class TrainConfig:
     momentum: float = 0.9  # sgd (Nesterov)
     # lookahead > 0: every lookahead_every steps the weights restart from a slow average whose decay ramps up
     # as (step/total)^3 to `lookahead`; training ends on the average
+    # > 0 (models with 2+ modalities): each modality also gets its own linear head per task on its encoder's
+    # features, trained with this weight on the samples where that modality is present (unimodal auxiliary losses,
+    # as in Gradient Blending, Wang et al. 2020), so no encoder leans on the others; prediction uses the fused head
+    unimodal_loss: float = 0.0
     lookahead: float = 0.0
     lookahead_every: int = 5
     seed: int = 0

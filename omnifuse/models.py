@@ -24,6 +24,21 @@ from omnifuse.registry import AUDIO_ENCODERS, FUSIONS, IMAGE_ENCODERS, TABULAR_E
 WEIGHTS_OUTPUT = "modality_weights"
 
 
+def unimodal_name(task: str, modality: str) -> str:
+    """The output of ``task``'s auxiliary head on ``modality`` alone (``train.unimodal_loss``)."""
+    return f"{task}__{modality}"
+
+
+def unimodal_outputs(output_names, tasks) -> dict[str, tuple[str, str]]:
+    """The model's auxiliary unimodal outputs: output name -> (task, modality)."""
+    out = {}
+    for name in output_names:
+        task, sep, modality = name.partition("__")
+        if sep and task in tasks and modality:
+            out[name] = (task, modality)
+    return out
+
+
 def mask_name(modality: str) -> str:
     return f"{modality}_mask"
 
@@ -287,6 +302,10 @@ def build_model(
         if cfg.model.head_dropout:
             h = layers.Dropout(cfg.model.head_dropout, name=f"{task}_dropout")(h)
         outputs[task] = layers.Dense(len(classes), activation="softmax", name=task)(h)
+        if cfg.train.unimodal_loss > 0 and len(modalities) > 1:
+            for m in sorted(modalities):
+                name = unimodal_name(task, m)
+                outputs[name] = layers.Dense(len(classes), activation="softmax", name=name)(features[m])
     return keras.Model(inputs, outputs, name="multimodal_classifier")
 
 
@@ -323,12 +342,17 @@ def compile_model(
         ),
     }
     optimizer = lookup(optimizers, t.optimizer, "optimizer")()
+    losses = {
+        task: MaskedSparseCrossentropy(t.label_smoothing, (class_weights or {}).get(task)) for task in tasks
+    }
+    weights = dict.fromkeys(losses, 1.0)
+    for name, (task, _) in unimodal_outputs(model.output_names, tasks).items():
+        losses[name] = MaskedSparseCrossentropy(t.label_smoothing, (class_weights or {}).get(task))
+        weights[name] = float(t.unimodal_loss)
     model.compile(
         optimizer=optimizer,
-        loss={
-            task: MaskedSparseCrossentropy(t.label_smoothing, (class_weights or {}).get(task))
-            for task in tasks
-        },
+        loss=losses,
+        loss_weights=weights,
         metrics={name: [MaskedAccuracy()] if name in tasks else None for name in model.output_names},
         jit_compile=t.jit_compile,
     )

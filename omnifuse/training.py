@@ -22,7 +22,13 @@ import numpy as np
 from omnifuse import distributed, pipeline
 from omnifuse.config import Config, from_dict, read_toml
 from omnifuse.errors import OmnifuseError
-from omnifuse.models import WEIGHTS_OUTPUT, balanced_class_weights, build_model, compile_model
+from omnifuse.models import (
+    WEIGHTS_OUTPUT,
+    balanced_class_weights,
+    build_model,
+    compile_model,
+    unimodal_outputs,
+)
 
 CHECKPOINTS = "checkpoints"
 
@@ -303,6 +309,7 @@ def train(
                 images=_image_sample(prepared, t.seed),
             )
     with_weights = WEIGHTS_OUTPUT in model.output_names
+    unimodal = unimodal_outputs(model.output_names, prepared.tasks)
     train_ds, steps = pipeline.stream(
         prepared,
         [p.train for p in prepared.parts],
@@ -314,12 +321,13 @@ def train(
         fractions=tuple(cfg.data.epoch_fraction),
         modality_dropout=t.modality_dropout,
         modality_noise=t.modality_noise,
+        unimodal=unimodal,
     )
     has_val = any(len(p.val) for p in prepared.parts)  # data.val_fraction = 0: train on all of train
     val_ds = None
     if has_val:
         val_ds, _ = pipeline.stream(
-            prepared, [p.val for p in prepared.parts], t.batch_size, False, 0, with_weights
+            prepared, [p.val for p in prepared.parts], t.batch_size, False, 0, with_weights, unimodal=unimodal
         )
     if not model.compiled:
         with distributed.scope(dist):

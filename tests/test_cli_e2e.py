@@ -97,6 +97,26 @@ def test_epoch_fraction_sets_how_much_of_each_data_set_an_epoch_sees(
     assert json.loads((run / "meta.json").read_text())["progress"]["steps_per_epoch"] == 10 + 3
 
 
+def test_unimodal_loss_adds_auxiliary_heads_that_prediction_leaves_out(data_dir, tiny_config, tmp_path):
+    import keras
+
+    run = omnifuse.train(
+        tiny_config,
+        overrides=["train.epochs=1", "train.unimodal_loss=0.5", "train.modality_dropout=0.3"],
+        runs_root=tmp_path,
+        data_dir=str(data_dir),
+    )
+    model = keras.saving.load_model(run / "model.keras")
+    assert {"cifar10__image", "cifar10__text", "sentiment__image", "sentiment__text"} <= set(
+        model.output_names
+    )
+    rows = list(csv.DictReader((run / "metrics.csv").open()))
+    assert float(rows[0]["cifar10__image_loss"]) > 0  # trained: images carry cifar10 labels
+    answer = omnifuse.load(run).predict(text="a wonderful film")
+    assert set(answer["tasks"]) == {"cifar10", "sentiment"}
+    assert set(omnifuse.evaluate(run, data_dir=str(data_dir))["tasks"]) == {"cifar10", "sentiment"}
+
+
 def test_evaluate_reports_per_task_metrics(trained_run, data_dir):
     result = CliRunner().invoke(app, ["evaluate", str(trained_run), "--data-dir", str(data_dir)])
     assert result.exit_code == 0, result.output

@@ -162,6 +162,21 @@ def test_modality_dropout_applies_to_the_training_stream_only():
     assert np.all(val["image_mask"] == 1) and np.all(val["text_mask"] == 1)
 
 
+def test_unimodal_heads_get_labels_only_where_their_modality_survives_dropout():
+    cfg = Config().replace(["data.val_fraction=0.25"])
+    prepared = pipeline.prepare(cfg, [_two_modality_set()])
+    unimodal = {"y__image": ("y", "image"), "y__text": ("y", "text")}
+    train, _ = pipeline.stream(
+        prepared, [prepared.parts[0].train], 50, True, 0, False, True, modality_dropout=0.5, unimodal=unimodal
+    )
+    for x, y in train.take(4):
+        for name, (_, m) in unimodal.items():
+            present = x[f"{m}_mask"].numpy() > 0
+            assert 0 < present.sum() < len(present)
+            np.testing.assert_array_equal(y[name].numpy()[present], y["y"].numpy()[present])
+            assert np.all(y[name].numpy()[~present] == -1)
+
+
 def test_data_modalities_keeps_only_the_named_ones():
     present = np.arange(400) % 2 == 0  # half the samples have no text
     cfg = Config().replace(["data.modalities=['text']"])
