@@ -395,6 +395,42 @@ def record_run(
     }
 
 
+def reference_parser(doc: str, epochs: int, batch_size: int, limit_train: int = 0) -> argparse.ArgumentParser:
+    """The command line every reference script takes: what the harness passes (``--seed``, ``--json``,
+    ``--data-dir``, ``--epochs``) plus ``--batch-size`` and ``--limit-train``; a script adds its own options."""
+    parser = argparse.ArgumentParser(description=doc.split("\n")[0])
+    parser.add_argument("--epochs", type=int, default=epochs)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--data-dir", default=None)
+    parser.add_argument("--json", default=None, help="write the benchmark record here")
+    parser.add_argument("--batch-size", type=int, default=batch_size)
+    parser.add_argument(
+        "--limit-train", type=int, default=limit_train, help="train on N samples only (0: all)"
+    )
+    return parser
+
+
+def finish_reference(
+    args, recorder: EpochRecorder, task: str, final: dict[str, Any], started: float, params: int
+) -> None:
+    """What a reference script does at its end: print the test accuracy and, with ``--json``, write its record
+    (``args``: the script's parsed arguments, with ``seed``, ``batch_size`` and ``json``; ``started``: its
+    ``time.perf_counter()`` at the start)."""
+    print(f"test accuracy {100 * final['accuracy']:.2f}%")
+    if args.json:
+        record = record_run(
+            recorder,
+            kind="reference",
+            seed=args.seed,
+            config=vars(args),
+            batch_size=args.batch_size,
+            final={task: final},
+            wall_seconds=time.perf_counter() - started,
+            params=int(params),
+        )
+        write_json(args.json, record)
+
+
 def write_json(path: str | Path, record: dict[str, Any]) -> None:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)

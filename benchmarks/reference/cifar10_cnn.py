@@ -8,14 +8,13 @@ timed the same way. Run by ``omnifuse bench NAME --compare cifar10_cnn``, or alo
     python benchmarks/reference/cifar10_cnn.py --epochs 25 --data-dir DATA --json out.json
 """
 
-import argparse
 import time
 
 import keras
 import numpy as np
 from keras import layers
 
-from omnifuse.bench import EpochRecorder, record_run, write_json
+from omnifuse.bench import EpochRecorder, finish_reference, reference_parser
 from omnifuse.data import cifar10
 from omnifuse.evaluation import task_metrics
 
@@ -43,16 +42,8 @@ def build_model() -> keras.Model:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--epochs", type=int, default=50)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--data-dir", default=None)
-    parser.add_argument("--json", default=None, help="write the benchmark record here")
-    parser.add_argument("--batch-size", type=int, default=32)
+    parser = reference_parser(__doc__, epochs=50, batch_size=32)
     parser.add_argument("--optimizer", choices=["rmsprop", "adam"], default="rmsprop")
-    parser.add_argument(
-        "--limit-train", type=int, default=0, help="first N training images only (quick checks)"
-    )
     args = parser.parse_args()
     start = time.perf_counter()
     keras.utils.set_random_seed(args.seed)
@@ -74,19 +65,9 @@ def main() -> None:
 
     probs = model.predict(x_test, batch_size=256, verbose=0)
     final = task_metrics(y_test, probs, data.tasks["cifar10"])
-    print(f"test accuracy {100 * final['accuracy']:.2f}%")
-    if args.json:
-        record = record_run(
-            recorder,
-            kind="reference",
-            seed=args.seed,
-            config=vars(args),
-            batch_size=args.batch_size,
-            final={"cifar10": final},
-            wall_seconds=time.perf_counter() - start,
-            params=int(np.sum([np.prod(w.shape) for w in model.trainable_weights])),
-        )
-        write_json(args.json, record)
+    finish_reference(
+        args, recorder, "cifar10", final, start, np.sum([np.prod(w.shape) for w in model.trainable_weights])
+    )
 
 
 if __name__ == "__main__":

@@ -8,7 +8,6 @@ written with omnifuse's benchmark recorder, so both are timed the same way. Run 
     python benchmarks/reference/imdb_lstm.py --epochs 2 --data-dir DATA --json out.json
 """
 
-import argparse
 import time
 
 import keras
@@ -16,21 +15,15 @@ import numpy as np
 import tensorflow as tf
 from keras import layers
 
-from omnifuse.bench import EpochRecorder, record_run, write_json
+from omnifuse.bench import EpochRecorder, finish_reference, reference_parser
 from omnifuse.data import imdb
 from omnifuse.evaluation import task_metrics
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--epochs", type=int, default=2)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--data-dir", default=None)
-    parser.add_argument("--json", default=None, help="write the benchmark record here")
-    parser.add_argument("--batch-size", type=int, default=32)
+    parser = reference_parser(__doc__, epochs=2, batch_size=32)
     parser.add_argument("--max-tokens", type=int, default=20000)
     parser.add_argument("--maxlen", type=int, default=200)
-    parser.add_argument("--limit-train", type=int, default=0, help="N training reviews only (quick checks)")
     args = parser.parse_args()
     start = time.perf_counter()
     keras.utils.set_random_seed(args.seed)
@@ -67,19 +60,9 @@ def main() -> None:
 
     p = model.predict(test_ids, batch_size=256, verbose=0)[:, 0]
     final = task_metrics(y_test, np.stack([1 - p, p], axis=1), data.tasks["sentiment"])
-    print(f"test accuracy {100 * final['accuracy']:.2f}%")
-    if args.json:
-        record = record_run(
-            recorder,
-            kind="reference",
-            seed=args.seed,
-            config=vars(args),
-            batch_size=args.batch_size,
-            final={"sentiment": final},
-            wall_seconds=time.perf_counter() - start,
-            params=int(np.sum([np.prod(w.shape) for w in model.trainable_weights])),
-        )
-        write_json(args.json, record)
+    finish_reference(
+        args, recorder, "sentiment", final, start, np.sum([np.prod(w.shape) for w in model.trainable_weights])
+    )
 
 
 if __name__ == "__main__":

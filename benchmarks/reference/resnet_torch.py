@@ -12,7 +12,6 @@ Needs ``torch==2.13.0`` (a CPU build). Run by ``omnifuse bench step-overhead --c
     python benchmarks/reference/resnet_torch.py --epochs 2 --limit-train 6000 --data-dir DATA --json out.json
 """
 
-import argparse
 import os
 import time
 
@@ -21,7 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from omnifuse.bench import EpochRecorder, record_run, write_json
+from omnifuse.bench import EpochRecorder, finish_reference, reference_parser
 from omnifuse.data import cifar10
 from omnifuse.evaluation import task_metrics
 
@@ -107,14 +106,8 @@ class TorchRecorder(EpochRecorder):
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--epochs", type=int, default=2)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--data-dir", default=None)
-    parser.add_argument("--json", default=None, help="write the benchmark record here")
-    parser.add_argument("--batch-size", type=int, default=128)
+    parser = reference_parser(__doc__, epochs=2, batch_size=128, limit_train=6000)
     parser.add_argument("--learning-rate", type=float, default=1e-3)
-    parser.add_argument("--limit-train", type=int, default=6000, help="N training images (0: all)")
     parser.add_argument("--widths", default="64,128,256")
     parser.add_argument("--blocks", type=int, default=1)
     parser.add_argument("--dense-units", type=int, default=256)
@@ -161,19 +154,9 @@ def main() -> None:
         recorder.on_epoch_end(epoch)
 
     final = task_metrics(y_test, recorder.probabilities(), data.tasks["cifar10"])
-    print(f"test accuracy {100 * final['accuracy']:.2f}%")
-    if args.json:
-        record = record_run(
-            recorder,
-            kind="reference",
-            seed=args.seed,
-            config=vars(args),
-            batch_size=args.batch_size,
-            final={"cifar10": final},
-            wall_seconds=time.perf_counter() - start,
-            params=int(sum(p.numel() for p in net.parameters() if p.requires_grad)),
-        )
-        write_json(args.json, record)
+    finish_reference(
+        args, recorder, "cifar10", final, start, sum(p.numel() for p in net.parameters() if p.requires_grad)
+    )
 
 
 if __name__ == "__main__":
