@@ -133,6 +133,9 @@ class TrainConfig:
     # classes, or a test set whose class mix differs from train's); "none": every sample counts the same
     class_weight: typing.Literal["none", "balanced"] = "none"
     momentum: float = 0.9  # sgd (Nesterov)
+    # a variable whose gradient is exactly zero in a step (its modality absent from the whole batch) keeps its value
+    # and optimizer state, instead of moving by stale momentum (see omnifuse/optimizers.py)
+    lazy_updates: bool = True
     # lookahead > 0: every lookahead_every steps the weights restart from a slow average whose decay ramps up
     # as (step/total)^3 to `lookahead`; training ends on the average
     # > 0 (models with 2+ modalities): each modality also gets its own linear head per task on its encoder's

@@ -18,6 +18,7 @@ from keras import layers, ops
 
 from omnifuse.config import Config
 from omnifuse.errors import OmnifuseError
+from omnifuse.optimizers import LazyAdam, LazyAdamW, LazySGD
 from omnifuse.preprocessing import standardize_text
 from omnifuse.registry import AUDIO_ENCODERS, FUSIONS, IMAGE_ENCODERS, TABULAR_ENCODERS, TEXT_ENCODERS, lookup
 
@@ -334,12 +335,15 @@ def compile_model(
         )
     else:
         raise OmnifuseError(f"Unknown train.schedule {t.schedule!r}. Valid: constant, cosine, onecycle")
+    adam, adamw, sgd = (
+        (LazyAdam, LazyAdamW, LazySGD)
+        if t.lazy_updates
+        else (keras.optimizers.Adam, keras.optimizers.AdamW, keras.optimizers.SGD)
+    )
     optimizers = {
-        "adam": lambda: keras.optimizers.Adam(lr),
-        "adamw": lambda: keras.optimizers.AdamW(lr, weight_decay=t.weight_decay),
-        "sgd": lambda: keras.optimizers.SGD(
-            lr, momentum=t.momentum, nesterov=True, weight_decay=t.weight_decay or None
-        ),
+        "adam": lambda: adam(lr),
+        "adamw": lambda: adamw(lr, weight_decay=t.weight_decay),
+        "sgd": lambda: sgd(lr, momentum=t.momentum, nesterov=True, weight_decay=t.weight_decay or None),
     }
     optimizer = lookup(optimizers, t.optimizer, "optimizer")()
     losses = {

@@ -1,0 +1,57 @@
+"""Optimizers whose update skips the variables a batch did not reach (``train.lazy_updates``, on by default).
+
+A multimodal model trained on the union of data sets sees batches from one set at a time: a CIFAR-10 batch carries
+no text, so the text branch's gradient is exactly zero in that step. Keras's Adam and momentum SGD still move such a
+variable, by its stale momentum, in every step: with 7 image batches to each text batch, Adam's momentum (decay 0.9)
+moved the text branch about 4.7 times as far between its own batches as in them, and its test accuracy after one
+pass over IMDb was 73% in the joint model against 87.9% for the text model alone on the same schedule. The lazy
+variants leave a variable and its optimizer state as they were in a step where the variable's gradient is exactly
+zero, as TensorFlow's LazyAdam does for the rows of an embedding a batch does not use. For a variable that every
+batch reaches they are the same optimizer. (The step counter, and with it Adam's bias correction, still counts every
+step; weight decay, where an optimizer has it, still applies in every step.)
+"""
+
+from __future__ import annotations
+
+import keras
+from keras import ops
+
+
+def _reached(gradient):
+    """Whether any entry of ``gradient`` is non-zero (a sparse gradient: any of its values)."""
+    values = getattr(gradient, "values", gradient)  # tf.IndexedSlices of an embedding lookup
+    return ops.any(ops.not_equal(values, 0))
+
+
+class _Lazy:
+    """Mixin: ``update_step`` of the optimizer it precedes, undone for a variable whose gradient is all zeros."""
+
+    def _state(self, variable) -> list:
+        raise NotImplementedError
+
+    def update_step(self, gradient, variable, learning_rate):
+        reached = _reached(gradient)
+        held = [variable, *self._state(variable)]
+        before = [ops.copy(v) for v in held]  # a copy: a plain read may share the buffer the update writes
+        super().update_step(gradient, variable, learning_rate)
+        for v, old in zip(held, before):
+            v.assign(ops.where(reached, v, old))
+
+
+@keras.saving.register_keras_serializable(package="omnifuse")
+class LazyAdam(_Lazy, keras.optimizers.Adam):
+    def _state(self, variable) -> list:
+        i = self._get_variable_index(variable)
+        state = [self._momentums[i], self._velocities[i]]
+        return state + ([self._velocity_hats[i]] if self.amsgrad else [])
+
+
+@keras.saving.register_keras_serializable(package="omnifuse")
+class LazyAdamW(_Lazy, keras.optimizers.AdamW):
+    _state = LazyAdam._state
+
+
+@keras.saving.register_keras_serializable(package="omnifuse")
+class LazySGD(_Lazy, keras.optimizers.SGD):
+    def _state(self, variable) -> list:
+        return [self.momentums[self._get_variable_index(variable)]] if self.momentum != 0 else []

@@ -1,0 +1,54 @@
+"""Lazy optimizers: a variable no gradient reaches in a step keeps its value and its optimizer state."""
+
+import keras
+import numpy as np
+import pytest
+from keras import ops
+
+from omnifuse.optimizers import LazyAdam, LazyAdamW, LazySGD
+
+
+@pytest.mark.parametrize(
+    "lazy,plain,kwargs",
+    [
+        (LazyAdam, keras.optimizers.Adam, {}),
+        (LazyAdamW, keras.optimizers.AdamW, {"weight_decay": 0.0}),
+        (LazySGD, keras.optimizers.SGD, {"momentum": 0.9}),
+    ],
+)
+def test_a_variable_without_gradient_stays_put_and_the_rest_moves_as_before(lazy, plain, kwargs):
+    def run(cls):
+        a, b = keras.Variable(np.ones(3, "float32")), keras.Variable(np.ones(3, "float32"))
+        opt = cls(0.1, **kwargs)
+        opt.apply([ops.ones((3,)), ops.full((3,), 0.5)], [a, b])  # both reached: momentum builds up
+        after_first = b.numpy().copy()
+        opt.apply([ops.ones((3,)), ops.zeros((3,))], [a, b])  # b not reached
+        b_between = b.numpy().copy()
+        opt.apply([ops.ones((3,)), ops.full((3,), 0.5)], [a, b])
+        return a.numpy(), after_first, b_between, b.numpy()
+
+    a_lazy, first, between, _ = run(lazy)
+    np.testing.assert_array_equal(between, first)  # the lazy optimizer left b where it was
+    a_plain, first_plain, between_plain, _ = run(plain)
+    assert not np.allclose(between_plain, first_plain)  # the plain one moved it by stale momentum
+    np.testing.assert_allclose(a_lazy, a_plain, rtol=1e-6)  # a, reached every step, moved the same
+
+
+def test_a_model_with_an_embedding_trains_and_reloads_with_the_lazy_optimizer(tmp_path):
+    model = keras.Sequential(
+        [
+            keras.Input((4,), dtype="int32"),
+            keras.layers.Embedding(20, 3),
+            keras.layers.Flatten(),
+            keras.layers.Dense(2),
+        ]
+    )
+    model.compile(LazyAdam(0.01), keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    x, y = np.arange(32).reshape(8, 4) % 10, np.arange(8) % 2
+    unused = model.layers[0].embeddings.numpy()[10:].copy()  # ids 10-19 never appear
+    model.fit(x, y, epochs=2, verbose=0)
+    np.testing.assert_array_equal(model.layers[0].embeddings.numpy()[10:], unused)
+    model.save(tmp_path / "m.keras")
+    loaded = keras.saving.load_model(tmp_path / "m.keras")
+    assert isinstance(loaded.optimizer, LazyAdam)
+    np.testing.assert_allclose(loaded.predict(x, verbose=0), model.predict(x, verbose=0), rtol=1e-6)
