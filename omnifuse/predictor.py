@@ -230,7 +230,12 @@ class Predictor:
             self.model.predict_on_batch({k: v[i : i + chunk] for k, v in feed.items()})
             for i in range(0, n, chunk)
         ]
-        return {k: np.concatenate([np.asarray(p[k]) for p in parts]) for k in parts[0]}
+        out = {k: np.concatenate([np.asarray(p[k], dtype=np.float32) for p in parts]) for k in parts[0]}
+        if self.precision != "float32":  # a softmax rounded to bfloat16 need not sum to 1: renormalise
+            for k, v in out.items():
+                total = v.sum(axis=-1, keepdims=True)
+                out[k] = np.where(total > 0, v / np.where(total > 0, total, 1.0), v)
+        return out
 
     def predict_feed(self, feed: dict[str, np.ndarray]) -> list[dict[str, Any]]:
         """Answers (one per sample) for arrays made by :meth:`encode`."""

@@ -249,6 +249,11 @@ def test_serving_benchmark_measures_single_concurrent_and_batched_requests(run):
     assert record["single"]["requests"] == 8 and record["single"]["p50_ms"] > 0
     (phase,) = record["throughput"]
     assert phase["requests"] == 8 and phase["max_batch"] == 2 and phase["largest_batch"] <= 2
+    trace = phase["rss_mb_trace"]  # memory at the start, every 0.25 s, and at the end of the phase
+    assert len(trace) >= 2 and all(mb > 0 for _, mb in trace) and trace[0][0] == 0.0
+    assert phase["rss_mb_second_half_growth"] == pytest.approx(
+        trace[-1][1] - trace[len(trace) // 2][1], abs=0.2
+    )
     batched = record["batched_requests"]
     assert batched["requests"] == 10 and batched["samples_per_request"] == 4
     # samples/s counts every sample of a batched request
@@ -272,6 +277,7 @@ def test_bfloat16_inference_answers_like_float32_and_a_bad_precision_is_named(ru
     got = fast.predict(image=png, text="a wonderful, moving film")
     for task, probs in _probabilities(want).items():
         assert got["tasks"][task]["probabilities"] == pytest.approx(probs, abs=0.03)
+        assert sum(got["tasks"][task]["probabilities"].values()) == pytest.approx(1.0, abs=1e-5)
     assert got["modality_weights"] == pytest.approx(want["modality_weights"], abs=0.03)
 
     with pytest.raises(omnifuse.OmnifuseError, match="float32, bfloat16.*'half'"):

@@ -145,6 +145,46 @@ class _Server:
         self.close()
 
 
+class _MemoryTrace:
+    """The server's resident memory sampled every ``every_s`` seconds (a thread) while a phase runs: a leak keeps
+    growing through the phase, a warm-up levels off. ``summary()``: up to 40 samples and the growth over the
+    phase's second half."""
+
+    def __init__(self, server: _Server, every_s: float = 0.25):
+        import threading
+
+        self.server, self.every_s = server, every_s
+        self.samples: list[tuple[float, float]] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _sample(self) -> None:
+        self.samples.append((round(time.monotonic() - self._start, 2), round(self.server.rss_mb(), 1)))
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.every_s):
+            self._sample()
+
+    def __enter__(self):
+        self._start = time.monotonic()
+        self._sample()
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        self._thread.join()
+        self._sample()
+
+    def summary(self) -> dict[str, Any]:
+        step = max(1, len(self.samples) // 40)
+        half = self.samples[len(self.samples) // 2][1]
+        return {
+            "rss_mb_trace": self.samples[::step],
+            "rss_mb_second_half_growth": round(self.samples[-1][1] - half, 1),
+        }
+
+
 def batch_body(files: dict[str, tuple], data: dict[str, str], instances: int) -> dict[str, Any]:
     """The JSON body of one batched request: ``instances`` copies of the sample ``(files, data)``."""
     import base64
@@ -289,7 +329,8 @@ def run(
                 record["modalities"] = {k: v["kind"] for k, v in meta["modalities"].items()}
                 record["single"] = load(server.url, files, data, requests, 1)
             before = server.health()
-            phase = load(server.url, files, data, requests, concurrency)
+            with _MemoryTrace(server) as trace:
+                phase = load(server.url, files, data, requests, concurrency)
             after = server.health()
             batches = after["batches"] - before["batches"]
             phase.update(
@@ -299,6 +340,7 @@ def run(
                 rss_mb_start=round(rss_start, 1),
                 rss_mb_end=round(server.rss_mb(), 1),
                 server_errors=after["server_errors"],
+                **trace.summary(),
             )
             record["throughput"].append(phase)
             if instances > 0 and i == len(batch_sizes) - 1:
