@@ -24,6 +24,8 @@ NEW_RESULTS = (
 # Suites whose entries are the folds of one protocol: the table adds a row pooling all their runs (mean ± std
 # across folds) beside the per-fold rows.
 POOLED = {"fsdd-loso", "brain-mri-cv"}
+# speed benchmarks (a few steps on a subset): their accuracy says nothing, so the README's accuracy table leaves them out
+SPEED_ONLY = {"step-overhead"}
 
 
 def load_records(results: str | Path) -> list[dict[str, Any]]:
@@ -282,8 +284,12 @@ def render_summary(records: list[dict[str, Any]]) -> str:
     groups = _groups(records)
     pooled = _pooled(groups)
     for (name, label), runs in [*groups.items(), *pooled.items()]:
-        if runs[0].get("role") != "main" or ((name, label) not in pooled and name in POOLED):
-            continue  # reference runs, and the single folds of a fold suite, stay in RESULTS.md
+        if (
+            runs[0].get("role") != "main"
+            or ((name, label) not in pooled and name in POOLED)
+            or name in SPEED_ONLY
+        ):
+            continue  # reference runs, single folds of a fold suite and speed runs stay in RESULTS.md
         accuracy, auc = _per_task(runs, "accuracy"), _per_task(runs, "roc_auc")
         lines.append(f"| {name} | {label} | {len(runs)} | {accuracy} | {auc} |")
     return "\n".join(lines)

@@ -225,8 +225,10 @@ def test_fold_suites_get_a_pooled_row_and_robustness_gets_its_own_table(tmp_path
 
 def test_the_readme_summary_is_regenerated_between_its_markers(tmp_path):
     results = tmp_path / "benchmarks" / "results"
+    speed = dict(_record("resnet", 0.13, 100.0), name="step-overhead")
     _write(
-        results, [_record("a", 0.5, 10.0), _record("a", 0.7, 12.0), _record("r", 0.1, 5.0, role="reference")]
+        results,
+        [_record("a", 0.5, 10.0), _record("a", 0.7, 12.0), _record("r", 0.1, 5.0, role="reference"), speed],
     )
     readme = tmp_path / "README.md"
     readme.write_text(f"# Tool\n\n{bench.README_BEGIN}\nold table\n{bench.README_END}\n\nafter\n")
@@ -235,6 +237,8 @@ def test_the_readme_summary_is_regenerated_between_its_markers(tmp_path):
     assert text.startswith(f"# Tool\n\n{bench.README_BEGIN}\n| benchmark |") and text.endswith("\n\nafter\n")
     assert "| cifar10-x | a | 2 | 60.00 ± 14.14 | 90.00 ± 0.00 |" in text and "old table" not in text
     assert "| r |" not in text  # reference runs stay in RESULTS.md
+    assert "step-overhead" not in text  # so do speed runs, whose accuracy means nothing
+    assert "| step-overhead | resnet |" in (results.parent / "RESULTS.md").read_text()
     no_markers = "# Tool without a generated table\n"
     readme.write_text(no_markers)
     bench.update_results(results)
