@@ -23,8 +23,9 @@ PRECISIONS = ("float32", "bfloat16")
 def set_inference_precision(precision: str) -> None:
     """Run this process's model graphs in ``precision``: ``"bfloat16"`` lets TensorFlow's graph optimiser rewrite
     convolutions and matrix products to bfloat16 (oneDNN; fast on CPUs with AMX or AVX512-BF16, where it cut the
-    AV-digits model's batch time by about a fifth), keeping softmax, logs and reductions in float32. Process-wide:
-    it applies to every graph traced afterwards. ``"float32"`` turns it off again."""
+    AV-digits model's batch time by about a fifth); which other ops follow is TensorFlow's choice, and the softmax
+    outputs need not sum to 1 exactly (the Predictor renormalises them). Process-wide: it applies to every graph
+    traced afterwards. ``"float32"`` turns it off again."""
     if precision not in PRECISIONS:
         raise OmnifuseError(
             f"Expected precision to be one of {', '.join(PRECISIONS)}. Received: {precision!r}"
