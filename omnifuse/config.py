@@ -22,7 +22,7 @@ from typing import Any
 from omnifuse.encoders.audio import AudioCNNConfig
 from omnifuse.encoders.image import CNNConfig, FastNetConfig, ResNetConfig
 from omnifuse.encoders.tabular import TabularMLPConfig
-from omnifuse.encoders.text import BagConfig, RNNConfig, TfidfConfig
+from omnifuse.encoders.text import BagConfig, NBConfig, RNNConfig, TfidfConfig
 from omnifuse.errors import OmnifuseError
 
 if sys.version_info >= (3, 11):
@@ -80,13 +80,14 @@ class ImageConfig:
 
 @dataclass(frozen=True)
 class TextConfig:
-    encoder: str = "rnn"  # rnn | bag | tfidf, or several joined by "+" (rnn+tfidf), trained together
+    encoder: str = "rnn"  # rnn | bag | tfidf | nb, or several joined by "+" (rnn+nb), trained together
     vocab_size: int = 20000
     sequence_length: int = 200
     ngrams: int = 1  # token n-grams in the vocabulary (the bag encoder profits from 2)
     rnn: RNNConfig = field(default_factory=RNNConfig)
     bag: BagConfig = field(default_factory=BagConfig)
     tfidf: TfidfConfig = field(default_factory=TfidfConfig)
+    nb: NBConfig = field(default_factory=NBConfig)
 
 
 @dataclass(frozen=True)

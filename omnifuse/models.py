@@ -181,41 +181,60 @@ def _image_branch(cfg: Config) -> tuple[layers.Layer, layers.Layer | None]:
     return encoder, preprocess
 
 
-def _text_branch(cfg: Config, name: str, x, mask, texts: list[str]):
-    """Text → features. ``model.text.encoder`` names one encoder (``rnn``, ``bag``, ``tfidf``) or several joined
-    by ``+`` (``rnn+tfidf``): each gets its own vectorizer and branch, and their features are concatenated, so an
-    n-gram bag and an LSTM are trained together in one model."""
+def _text_branch(cfg: Config, name: str, x, mask, texts: list[str], labels=None, classes: int = 2):
+    """Text → features. ``model.text.encoder`` names one encoder (``rnn``, ``bag``, ``tfidf``, ``nb``) or several
+    joined by ``+`` (``rnn+nb``): each gets its own vectorizer and branch, and their features are concatenated, so an
+    n-gram bag and an LSTM are trained together in one model. ``labels`` (class index per text, -1 for none) set the
+    ``nb`` encoder's log-count ratios."""
     txt = cfg.model.text
     parts = txt.encoder.split("+")
     feats = []
     for part in parts:
         cls = lookup(TEXT_ENCODERS, part, "text encoder")
         suffix = "" if len(parts) == 1 else f"_{part}"
+        vectorizer = dict(standardize=standardize_text, name=f"{name}_vectorize{suffix}")
         if part == "tfidf":
             sub = txt.tfidf
             vectorize = layers.TextVectorization(
-                max_tokens=sub.vocab_size,
-                ngrams=sub.ngrams if sub.ngrams > 1 else None,
-                output_mode="tf_idf",
-                standardize=standardize_text,
-                name=f"{name}_vectorize{suffix}",
+                max_tokens=sub.vocab_size, ngrams=_ngrams(sub.ngrams), output_mode="tf_idf", **vectorizer
             )
             options = dict(units=sub.units, dropout=sub.dropout)
+        elif part == "nb":
+            sub = txt.nb
+            # every n-gram of a text, whatever its length (padded to the longest text of the batch)
+            vectorize = layers.TextVectorization(
+                max_tokens=sub.vocab_size, ngrams=_ngrams(sub.ngrams), **vectorizer
+            )
+            options = dict(classes=classes, **dataclasses.asdict(sub))
+            del options["ngrams"]
         else:
             vectorize = layers.TextVectorization(
                 max_tokens=txt.vocab_size,
                 output_sequence_length=txt.sequence_length,
-                ngrams=txt.ngrams if txt.ngrams > 1 else None,
-                standardize=standardize_text,
-                name=f"{name}_vectorize{suffix}",
+                ngrams=_ngrams(txt.ngrams),
+                **vectorizer,
             )
             options = dict(
                 vocab_size=txt.vocab_size, **dataclasses.asdict(txt.rnn if part == "rnn" else txt.bag)
             )
         vectorize.adapt(texts, batch_size=1024)
+        if part == "nb":
+            options["vocab_size"] = vectorize.vocabulary_size()
         encoder = cls(**options, name=f"{name}_encoder{suffix}")
+        if part == "nb" and labels is not None:
+            encoder.adapt(_text_batches(vectorize, texts, np.asarray(labels)))
         feats.append(ModalityBranch(encoder, name=f"{name}_branch{suffix}")([vectorize(x), mask]))
     return feats[0] if len(feats) == 1 else layers.Concatenate(name=f"{name}_features")(feats)
+
+
+def _ngrams(n: int):
+    return n if n > 1 else None
+
+
+def _text_batches(vectorize, texts: list[str], labels: np.ndarray, size: int = 1024):
+    """(``vectorize``'s ids, labels) of ``texts``, ``size`` texts at a time."""
+    for i in range(0, len(texts), size):
+        yield np.asarray(vectorize(texts[i : i + size])), labels[i : i + size]
 
 
 def _audio_encoder(cfg: Config) -> layers.Layer:
@@ -232,6 +251,7 @@ def build_model(
     image_shape: tuple[int, int, int] = (32, 32, 3),
     numbers: dict | None = None,
     images=None,
+    text_labels: tuple[str, np.ndarray] | None = None,
 ) -> keras.Model:
     """Build (uncompiled) the model for ``modalities`` (name -> kind) and ``tasks`` (name -> class names).
 
@@ -240,6 +260,8 @@ def build_model(
     tabular encoder learns its normalisation from them (needed when there is a numbers modality).
     ``images``: a sample of training images, uint8 (N, H, W, C), for image encoders that ``adapt`` to data
     (``fastnet`` sets its whitening filters from them); without it they keep their random start.
+    ``text_labels``: (task, class index per text of ``texts``, -1 for none), from which the ``nb`` text encoder
+    learns its n-gram log-count ratios; without it they stay 1.
     """
     inputs, features, masks = {}, {}, {}
     for name, kind in sorted(modalities.items()):
@@ -254,7 +276,9 @@ def build_model(
             x = keras.Input(shape=(), name=name, dtype="string")
             if texts is None:
                 raise ValueError("build_model needs `texts` to learn the vocabulary of a text modality.")
-            feat = _text_branch(cfg, name, x, mask, list(texts))
+            task, labels = text_labels if text_labels is not None else (None, None)
+            classes = len(tasks[task]) if task is not None else 2
+            feat = _text_branch(cfg, name, x, mask, list(texts), labels, classes)
         elif kind == "audio":
             x = keras.Input(shape=(cfg.data.num_samples,), name=name, dtype="float32")
             feat = ModalityBranch(_audio_encoder(cfg), name=f"{name}_branch")([x, mask])

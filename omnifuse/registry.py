@@ -3,7 +3,7 @@
 from omnifuse.encoders.audio import AudioCNN
 from omnifuse.encoders.image import ImageCNN, ImageFastNet, ImageResNet
 from omnifuse.encoders.tabular import TabularMLP
-from omnifuse.encoders.text import TextBag, TextRNN, TextTfidf
+from omnifuse.encoders.text import TextBag, TextNB, TextRNN, TextTfidf
 from omnifuse.fusion.attention import AttentionFusion
 from omnifuse.fusion.concat import ConcatFusion
 from omnifuse.fusion.cross_attention import CrossAttentionFusion
@@ -12,7 +12,7 @@ from omnifuse.fusion.late import LateFusion
 from omnifuse.fusion.tensor import TensorFusion
 
 IMAGE_ENCODERS = {"cnn": ImageCNN, "resnet": ImageResNet, "fastnet": ImageFastNet}
-TEXT_ENCODERS = {"rnn": TextRNN, "bag": TextBag, "tfidf": TextTfidf}
+TEXT_ENCODERS = {"rnn": TextRNN, "bag": TextBag, "tfidf": TextTfidf, "nb": TextNB}
 AUDIO_ENCODERS = {"cnn": AudioCNN}
 TABULAR_ENCODERS = {"mlp": TabularMLP}
 FUSIONS = {

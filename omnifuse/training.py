@@ -206,6 +206,26 @@ def _numbers_rows(prepared: pipeline.Prepared) -> dict[str, np.ndarray]:
     return rows
 
 
+def _training_texts(prepared: pipeline.Prepared) -> tuple[list[str], tuple[str, np.ndarray] | None]:
+    """Every training text (one vocabulary for every text modality: a CSV may have several text columns), and
+    (task, class index per text, -1 for none) for the first task that labels any of them, or None."""
+    named = [m for m, kind in prepared.modalities.items() if kind == "text"]
+    texts, labels = [], {task: [] for task in prepared.tasks}
+    for p in prepared.parts:
+        for m in named:
+            if m not in p.train.inputs:
+                continue
+            found = list(p.train.inputs[m])
+            texts += found
+            for task, rows in labels.items():
+                rows.append(np.asarray(p.train.labels.get(task, np.full(len(found), -1)), "int64"))
+    for task, rows in labels.items():
+        column = np.concatenate(rows) if rows else np.zeros(0, "int64")
+        if (column >= 0).any():
+            return texts, (task, column)
+    return texts, None
+
+
 def _image_sample(prepared: pipeline.Prepared, seed: int, size: int = 5000) -> np.ndarray | None:
     """Up to ``size`` training images (those present), drawn with ``seed``: data-initialised encoders adapt to them."""
     rng, chunks = np.random.default_rng(seed), []
@@ -293,11 +313,9 @@ def train(
             model = keras.saving.load_model(last)
         steps = None
     else:
-        texts = None
+        texts = text_labels = None
         if "text" in prepared.modalities.values():
-            # one vocabulary for every text modality (a CSV may have several text columns)
-            named = [m for m, kind in prepared.modalities.items() if kind == "text"]
-            texts = [s for p in prepared.parts for m in named for s in p.train.inputs.get(m, [])]
+            texts, text_labels = _training_texts(prepared)
         with distributed.scope(dist):
             model = build_model(
                 cfg,
@@ -307,6 +325,7 @@ def train(
                 prepared.image_shape or (32, 32, 3),
                 numbers=_numbers_rows(prepared),
                 images=_image_sample(prepared, t.seed),
+                text_labels=text_labels,
             )
     with_weights = WEIGHTS_OUTPUT in model.output_names
     unimodal = unimodal_outputs(model.output_names, prepared.tasks)

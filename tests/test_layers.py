@@ -21,6 +21,7 @@ SMALL_TEXT = {
     ),
     "bag": dict(vocab_size=50, embed_dim=8),
     "tfidf": dict(units=6, dropout=0.2),
+    "nb": dict(vocab_size=50, classes=3),
 }
 SMALL_TABULAR = {"mlp": dict(units=(8, 6), dropout=0.1)}
 
@@ -183,3 +184,61 @@ def test_fusion_normalize_is_an_attention_option_and_named_elsewhere():
     assert model.get_layer("fusion").get_config()["normalize"] is True
     with pytest.raises(OmnifuseError, match="model.fusion_normalize.*'gated'"):
         build_model(cfg.replace(["model.fusion=gated"]), {"image": "image"}, tasks)
+
+
+def test_nb_encoder_counts_each_ngram_once_and_learns_ratios_from_labels():
+    from omnifuse.encoders.text import TextNB
+
+    ids = np.array([[3, 3, 5, 0], [3, 3, 3, 0]], "int32")
+    assert sorted(np.asarray(TextNB.distinct(ids))[0].tolist()) == [0, 0, 3, 5]
+    assert sorted(np.asarray(TextNB.distinct(ids))[1].tolist()) == [0, 0, 0, 3]
+
+    # id 2 only in class-0 texts, id 3 only in class 1, id 4 in both; the unlabelled text (-1) is left out
+    texts = np.array([[2, 4, 0], [2, 4, 2], [3, 4, 0], [3, 0, 0], [3, 3, 3]], "int32")
+    labels = np.array([0, 0, 1, 1, -1])
+    layer = TextNB(vocab_size=6, classes=2, prior=1.0, scale=1.0, l2=0.0, smoothing=1.0)
+    layer.adapt([(texts[:2], labels[:2]), (texts[2:], labels[2:])])
+    ratio = np.asarray(layer.ratio)
+    # class 0: counts (id 2: 2, id 3: 0, id 4: 2) + 1 over total 3 + 6 ... against class 1: (0, 2, 1) + 1
+    own = np.array([1, 1, 3, 1, 3, 1], float)
+    rest = np.array([1, 1, 1, 3, 2, 1], float)
+    expected = np.log(own / own.sum()) - np.log(rest / rest.sum())
+    np.testing.assert_allclose(ratio[2:, 0], expected[2:], rtol=1e-5)
+    np.testing.assert_allclose(ratio[:, 1], -ratio[:, 0], atol=1e-6)  # two classes: one ratio, mirrored
+    assert ratio[0].tolist() == [0.0, 0.0]  # padding carries no evidence
+    # a text with id 2 twice counts it once; its class-0 evidence is the ratio of 2 plus that of 4
+    out = np.asarray(layer(np.array([[2, 2, 4, 0]], "int32")))
+    np.testing.assert_allclose(out[0, 0], expected[2] + expected[4], rtol=1e-5)
+    with pytest.raises(ValueError, match="class indices below 2"):
+        layer.adapt([(texts[:1], np.array([2]))])
+
+
+def test_rnn_nb_model_learns_ngram_ratios_from_training_labels():
+    from omnifuse.config import load_config
+    from omnifuse.models import build_model
+
+    cfg = load_config(
+        "imdb-lstm",
+        [
+            "model.text.encoder=rnn+nb",
+            "model.text.vocab_size=50",
+            "model.text.sequence_length=8",
+            "model.text.nb.ngrams=2",
+            "model.text.rnn.units=4",
+            "model.text.rnn.embed_dim=4",
+        ],
+    )
+    texts = ["good fun film", "great good acting", "bad boring film", "awful bad plot"]
+    labels = np.array([1, 1, 0, 0])
+    model = build_model(
+        cfg, {"text": "text"}, {"sentiment": ["neg", "pos"]}, texts, text_labels=("sentiment", labels)
+    )
+    layer = model.get_layer("text_branch_nb").encoder
+    vocab = model.get_layer("text_vectorize_nb").get_vocabulary()
+    ratio = np.asarray(layer.ratio)
+    assert ratio[vocab.index("good"), 1] > 0 > ratio[vocab.index("bad"), 1]
+    assert ratio[vocab.index("bad boring"), 0] > 0  # bigrams are features too
+    out = model.predict(
+        {"text": np.array(texts, dtype=object), "text_mask": np.ones(4, "float32")}, verbose=0
+    )
+    assert out["sentiment"].shape == (4, 2)

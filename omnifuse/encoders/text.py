@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import keras
+import numpy as np
 from keras import layers, ops
 
 from omnifuse.encoders import build_chain
@@ -36,6 +37,18 @@ class TfidfConfig:
     ngrams: int = 2  # unigrams up to this length
     units: int = 64
     dropout: float = 0.5
+
+
+@dataclass(frozen=True)
+class NBConfig:
+    vocab_size: int = 1000000  # n-grams kept (the most frequent in the training texts)
+    ngrams: int = 3  # unigrams up to this length
+    prior: float = (
+        0.4  # each present n-gram's weight starts at prior * its log-count ratio (NBSVM's interpolation)
+    )
+    scale: float = 0.1  # the summed evidence is multiplied by this before fusion
+    l2: float = 1e-6  # penalty on the learned corrections to the prior weights
+    smoothing: float = 1.0  # alpha added to every n-gram's count per class
 
 
 @keras.saving.register_keras_serializable(package="omnifuse")
@@ -185,3 +198,96 @@ class TextTfidf(layers.Layer):
 
     def get_config(self):
         return {**super().get_config(), "units": self.units, "dropout": self.dropout}
+
+
+@keras.saving.register_keras_serializable(package="omnifuse")
+class TextNB(layers.Layer):
+    """Naive-Bayes-weighted bag of n-grams (NBSVM, Wang & Manning 2012, as a trainable layer). Output (B, classes).
+
+    Input: n-gram ids (B, L) from a ``TextVectorization(output_mode="int", ngrams=...)``; each distinct n-gram of a
+    text counts once. Feature c of a text is ``scale * sum_j r[j, c] * (prior + w[j, c])`` over its n-grams j, where
+    ``r[:, c]`` is the n-gram's log-count ratio for class c against the rest, fixed from labelled training texts by
+    :meth:`adapt`, and ``w`` is learned from zero under an L2 penalty. Without :meth:`adapt` the ratios are 1: a plain
+    learned bag of n-grams.
+    """
+
+    output_kind = "vector"
+
+    def __init__(self, vocab_size=1000000, classes=2, prior=0.4, scale=0.1, l2=1e-6, smoothing=1.0, **kwargs):
+        super().__init__(**kwargs)
+        if classes < 2:
+            raise ValueError(f"Expected at least 2 classes. Received: classes={classes!r}")
+        self.vocab_size = vocab_size
+        self.classes = classes
+        self.prior = prior
+        self.scale = scale
+        self.l2 = l2
+        self.smoothing = smoothing
+        self.output_dim = classes
+
+    def build(self, input_shape):
+        self.ratio = self.add_weight(
+            shape=(self.vocab_size, self.classes), initializer="ones", trainable=False, name="log_count_ratio"
+        )
+        self.correction = self.add_weight(
+            shape=(self.vocab_size, self.classes),
+            initializer="zeros",
+            regularizer=keras.regularizers.L2(self.l2) if self.l2 else None,
+            name="correction",
+        )
+
+    @staticmethod
+    def distinct(ids):
+        """``ids`` (B, L) sorted per row, with every repeat of an id (and padding, id 0) replaced by 0."""
+        ids = ops.sort(ids, axis=-1)
+        repeat = ops.concatenate([ops.zeros_like(ids[:, :1]), ids[:, :-1]], axis=-1)
+        return ops.where(ops.equal(ids, repeat), ops.zeros_like(ids), ids)
+
+    def adapt(self, batches) -> None:
+        """Set the log-count ratios from training texts: ``batches`` yields (n-gram ids (n, L), class index (n,)).
+
+        Texts whose label is negative (no label for this task) are left out.
+        """
+        counts = np.zeros((self.classes, self.vocab_size))
+        for ids, labels in batches:
+            ids, labels = np.asarray(ids), np.asarray(labels)
+            if len(ids) != len(labels):
+                raise ValueError(
+                    f"Expected one label per text. Received: {len(ids)} texts, {len(labels)} labels"
+                )
+            if labels.size and labels.max() >= self.classes:
+                raise ValueError(f"Expected class indices below {self.classes}. Received: {labels.max()}")
+            keep = labels >= 0
+            ids, labels = np.asarray(self.distinct(ids[keep])), labels[keep]
+            for c in range(self.classes):
+                counts[c] += np.bincount(ids[labels == c].ravel(), minlength=self.vocab_size)[
+                    : self.vocab_size
+                ]
+        if not self.built:
+            self.build((None, None))
+        counts[:, 0] = 0.0  # padding
+        own = counts + self.smoothing
+        rest = counts.sum(axis=0, keepdims=True) - counts + self.smoothing
+        ratio = np.log(own / own.sum(axis=1, keepdims=True)) - np.log(rest / rest.sum(axis=1, keepdims=True))
+        ratio[:, 0] = 0.0
+        self.ratio.assign(ratio.T.astype("float32"))
+
+    def call(self, ids, training=None):
+        ids = self.distinct(ops.cast(ids, "int32"))
+        present = ops.cast(ops.not_equal(ids, 0), "float32")[..., None]
+        weights = ops.take(self.ratio, ids, axis=0) * (self.prior + ops.take(self.correction, ids, axis=0))
+        return self.scale * ops.sum(weights * present, axis=1)
+
+    def compute_output_shape(self, input_shape):
+        return (input_shape[0], self.output_dim)
+
+    def get_config(self):
+        return {
+            **super().get_config(),
+            "vocab_size": self.vocab_size,
+            "classes": self.classes,
+            "prior": self.prior,
+            "scale": self.scale,
+            "l2": self.l2,
+            "smoothing": self.smoothing,
+        }
