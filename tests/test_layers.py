@@ -196,7 +196,7 @@ def test_nb_encoder_counts_each_ngram_once_and_learns_ratios_from_labels():
     # id 2 only in class-0 texts, id 3 only in class 1, id 4 in both; the unlabelled text (-1) is left out
     texts = np.array([[2, 4, 0], [2, 4, 2], [3, 4, 0], [3, 0, 0], [3, 3, 3]], "int32")
     labels = np.array([0, 0, 1, 1, -1])
-    layer = TextNB(vocab_size=6, classes=2, prior=1.0, scale=1.0, l2=0.0, smoothing=1.0)
+    layer = TextNB(vocab_size=6, classes=2, fit="learn", prior=1.0, scale=1.0, l2=0.0, smoothing=1.0)
     layer.adapt([(texts[:2], labels[:2]), (texts[2:], labels[2:])])
     ratio = np.asarray(layer.ratio)
     # class 0: counts (id 2: 2, id 3: 0, id 4: 2) + 1 over total 3 + 6 ... against class 1: (0, 2, 1) + 1
@@ -211,6 +211,33 @@ def test_nb_encoder_counts_each_ngram_once_and_learns_ratios_from_labels():
     np.testing.assert_allclose(out[0, 0], expected[2] + expected[4], rtol=1e-5)
     with pytest.raises(ValueError, match="class indices below 2"):
         layer.adapt([(texts[:1], np.array([2]))])
+
+
+def test_nb_encoder_nbsvm_fit_separates_the_training_texts_and_stays_fixed():
+    from omnifuse.encoders.text import TextNB
+
+    rng = np.random.default_rng(0)
+    labels = np.arange(60) % 3
+    # ids 2-4 mark class 0, 5-7 class 1, 8-10 class 2; ids 11-40 are noise shared by all classes
+    texts = np.concatenate(
+        [2 + 3 * labels[:, None] + rng.integers(0, 3, (60, 2)), rng.integers(11, 41, (60, 6))], axis=1
+    ).astype("int32")
+    layer = TextNB(vocab_size=41, classes=3, c=10.0)
+    layer.adapt([(texts, labels)])
+    margins = np.asarray(layer(texts))
+    assert (margins.argmax(axis=1) == labels).all()
+    assert not layer.trainable_weights  # NBSVM's weights are fitted once, not trained further
+    # cross-fitting: in training, each text gets the margins of the fit on the other folds, chosen by its n-grams
+    folds = layer._fold_numpy([np.unique(row) for row in texts])
+    assert set(folds) == set(range(5))
+    seen = np.asarray(layer(texts, training=True))
+    assert not np.allclose(seen, margins)
+    table = np.asarray(layer.fold_weight).reshape(5, 41, 3)
+    k, row = folds[7], np.unique(texts[7])
+    expected = table[k, row].sum(axis=0) + np.asarray(layer.fold_bias)[k]
+    np.testing.assert_allclose(seen[7], expected, rtol=1e-5, atol=1e-5)
+    clone = TextNB.from_config(layer.get_config())
+    assert clone.fit == "nbsvm" and clone.c == 10.0
 
 
 def test_rnn_nb_model_learns_ngram_ratios_from_training_labels():
