@@ -326,11 +326,12 @@ def serve(
     ] = 0.0,
     max_upload_mb: Annotated[float, typer.Option(help="Largest request body accepted, in MiB")] = 10.0,
     precision: Annotated[
-        str,
+        str | None,
         typer.Option(
-            help="float32, or bfloat16 (faster on CPUs with AMX/AVX512-BF16; probabilities within ~0.02)"
+            help="float32, or bfloat16 (faster on CPUs with AMX/AVX512-BF16; probabilities within ~0.02); "
+            "default: the precision the run was trained in"
         ),
-    ] = "float32",
+    ] = None,
 ):
     """Serve a run over HTTP: the web page at /, POST /predict, GET /metadata, GET /health, docs at /docs."""
     import uvicorn

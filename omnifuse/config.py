@@ -137,17 +137,20 @@ class TrainConfig:
     # a variable whose gradient is exactly zero in a step (its modality absent from the whole batch) keeps its value
     # and optimizer state, instead of moving by stale momentum (see omnifuse/optimizers.py)
     lazy_updates: bool = True
-    # lookahead > 0: every lookahead_every steps the weights restart from a slow average whose decay ramps up
-    # as (step/total)^3 to `lookahead`; training ends on the average
     # > 0 (models with 2+ modalities): each modality also gets its own linear head per task on its encoder's
     # features, trained with this weight on the samples where that modality is present (unimodal auxiliary losses,
     # as in Gradient Blending, Wang et al. 2020), so no encoder leans on the others; prediction uses the fused head
     unimodal_loss: float = 0.0
+    # lookahead > 0: every lookahead_every steps the weights restart from a slow average whose decay ramps up
+    # as (step/total)^3 to `lookahead`; training ends on the average
     lookahead: float = 0.0
     lookahead_every: int = 5
     seed: int = 0
     early_stopping: int = 3  # patience in epochs on the validation loss; 0 = off
     jit_compile: bool = False
+    # "bfloat16": layers compute in bfloat16, variables stay float32 (Keras mixed_bfloat16; fast on CPUs with AMX or
+    # AVX512-BF16); the heads and the numerically delicate parts stay float32 (omnifuse/precision.py)
+    precision: typing.Literal["float32", "bfloat16"] = "float32"
     verbose: int = 1  # Keras progress bar: 0 silent, 1 bar, 2 one line per epoch
     # per training sample with >= 2 modalities: drop each present one with this probability (never all of them)
     modality_dropout: float = 0.0

@@ -31,6 +31,7 @@ import numpy as np
 
 from omnifuse import pipeline
 from omnifuse.models import WEIGHTS_OUTPUT, mask_name
+from omnifuse.precision import load_model
 from omnifuse.training import atomic_write_text, load_datasets, read_meta, read_run_config
 
 
@@ -106,7 +107,7 @@ def evaluate(
     run_dir = Path(run_dir)
     cfg = read_run_config(run_dir)
     meta = read_meta(run_dir)
-    model = keras.saving.load_model(run_dir / "model.keras")
+    model = load_model(run_dir / "model.keras")
     prepared = pipeline.prepare(cfg, load_datasets(cfg, data_dir))
     modalities = sorted(prepared.modalities)
     with_weights = WEIGHTS_OUTPUT in model.output_names

@@ -25,6 +25,7 @@ import numpy as np
 
 from omnifuse.errors import OmnifuseError
 from omnifuse.models import WEIGHTS_OUTPUT, ModalityBranch, mask_name
+from omnifuse.precision import load_model
 from omnifuse.predictor import Predictor
 
 FORMATS = ("keras", "savedmodel", "onnx")
@@ -150,7 +151,7 @@ def _write_keras(predictor: Predictor, path: Path, probe: dict) -> None:
 
 
 def _run_keras(path: Path, probes: list[dict]) -> list[dict[str, np.ndarray]]:
-    model = keras.saving.load_model(path)
+    model = load_model(path)
     return [_as_numpy(model.predict_on_batch(feed)) for feed in probes]
 
 

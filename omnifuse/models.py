@@ -19,6 +19,7 @@ from keras import layers, ops
 from omnifuse.config import Config
 from omnifuse.errors import OmnifuseError
 from omnifuse.optimizers import LazyAdam, LazyAdamW, LazySGD
+from omnifuse.precision import precision_scope
 from omnifuse.preprocessing import standardize_text
 from omnifuse.registry import AUDIO_ENCODERS, FUSIONS, IMAGE_ENCODERS, TABULAR_ENCODERS, TEXT_ENCODERS, lookup
 
@@ -57,6 +58,9 @@ class ModalityBranch(layers.Layer):
         super().__init__(**kwargs)
         self.encoder = encoder
         self.preprocess = preprocess
+        # the inputs reach the encoder as they are (a bfloat16 model would otherwise round raw waveforms and
+        # numbers here); each encoder decides what it computes in
+        self.autocast = False
 
     def build(self, input_shape):
         shape = tuple(input_shape[0])
@@ -73,7 +77,9 @@ class ModalityBranch(layers.Layer):
     def call(self, inputs, training=None):
         x, mask = inputs
         zeros = ops.zeros((ops.shape(x)[0], self.encoder.output_dim), dtype=self.compute_dtype)
-        return ops.cond(ops.any(mask > 0), lambda: self._encode(x, training), lambda: zeros)
+        return ops.cond(
+            ops.any(mask > 0), lambda: ops.cast(self._encode(x, training), self.compute_dtype), lambda: zeros
+        )
 
     def compute_output_shape(self, input_shape):
         return (input_shape[0][0], self.encoder.output_dim)
@@ -262,7 +268,15 @@ def build_model(
     (``fastnet`` sets its whitening filters from them); without it they keep their random start.
     ``text_labels``: (task, class index per text of ``texts``, -1 for none), from which the ``nb`` text encoder
     learns its n-gram log-count ratios; without it they stay 1.
+
+    ``cfg.train.precision`` = ``"bfloat16"`` builds the layers in Keras's ``mixed_bfloat16`` policy; the heads and
+    the modality-weight output stay float32 (see omnifuse/precision.py).
     """
+    with precision_scope(cfg.train.precision):
+        return _build_model(cfg, modalities, tasks, texts, image_shape, numbers, images, text_labels)
+
+
+def _build_model(cfg, modalities, tasks, texts, image_shape, numbers, images, text_labels) -> keras.Model:
     inputs, features, masks = {}, {}, {}
     for name, kind in sorted(modalities.items()):
         mask = keras.Input(shape=(), name=mask_name(name), dtype="float32")
@@ -319,18 +333,21 @@ def build_model(
     outputs = {}
     if fusion.returns_weights:
         fused, weights = fused
-        outputs[WEIGHTS_OUTPUT] = layers.Identity(name=WEIGHTS_OUTPUT)(weights)
+        outputs[WEIGHTS_OUTPUT] = layers.Identity(name=WEIGHTS_OUTPUT, dtype="float32")(weights)
     for task, classes in tasks.items():
         h = fused
         if cfg.model.head_hidden:
             h = layers.Dense(cfg.model.head_hidden, activation="relu", name=f"{task}_hidden")(h)
         if cfg.model.head_dropout:
             h = layers.Dropout(cfg.model.head_dropout, name=f"{task}_dropout")(h)
-        outputs[task] = layers.Dense(len(classes), activation="softmax", name=task)(h)
+        # heads in float32 whatever the precision: the softmax and the loss in full precision
+        outputs[task] = layers.Dense(len(classes), activation="softmax", name=task, dtype="float32")(h)
         if cfg.train.unimodal_loss > 0 and len(modalities) > 1:
             for m in sorted(modalities):
                 name = unimodal_name(task, m)
-                outputs[name] = layers.Dense(len(classes), activation="softmax", name=name)(features[m])
+                outputs[name] = layers.Dense(len(classes), activation="softmax", name=name, dtype="float32")(
+                    features[m]
+                )
     return keras.Model(inputs, outputs, name="multimodal_classifier")
 
 

@@ -10,50 +10,26 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import keras
 import numpy as np
 
 from omnifuse.errors import OmnifuseError
 from omnifuse.models import WEIGHTS_OUTPUT, mask_name
+from omnifuse.precision import check_precision, load_model, model_precision
 from omnifuse.training import read_meta
-
-PRECISIONS = ("float32", "bfloat16")
-
-
-def set_inference_precision(precision: str) -> None:
-    """Run this process's model graphs in ``precision``: ``"bfloat16"`` lets TensorFlow's graph optimiser rewrite
-    convolutions and matrix products to bfloat16 (oneDNN; fast on CPUs with AMX or AVX512-BF16, where it cut the
-    AV-digits model's batch time by about a fifth); which other ops follow is TensorFlow's choice, and the softmax
-    outputs need not sum to 1 exactly (the Predictor renormalises them). Process-wide: it applies to every graph
-    traced afterwards. ``"float32"`` turns it off again."""
-    if precision not in PRECISIONS:
-        raise OmnifuseError(
-            f"Expected precision to be one of {', '.join(PRECISIONS)}. Received: {precision!r}"
-        )
-    if keras.backend.backend() != "tensorflow":
-        if precision == "float32":
-            return
-        raise OmnifuseError(
-            f"Expected the tensorflow backend for precision 'bfloat16'. Received: {keras.backend.backend()!r}"
-        )
-    import tensorflow as tf
-
-    tf.config.optimizer.set_experimental_options(
-        {"auto_mixed_precision_onednn_bfloat16": precision == "bfloat16"}
-    )
 
 
 class Predictor:
     """A trained run, ready to answer. ``omnifuse.load(run_dir)`` returns one.
 
-    ``precision``: ``"float32"`` (default) or ``"bfloat16"`` (see :func:`set_inference_precision`; probabilities
-    then differ from float32 by up to ~0.02).
+    ``precision``: ``"float32"``, ``"bfloat16"`` (layers compute in bfloat16, several times faster on CPUs with AMX
+    or AVX512-BF16; probabilities then differ from float32 by up to ~0.02), or ``None``: the precision the model was
+    trained in (``train.precision``). See :mod:`omnifuse.precision`.
     """
 
-    def __init__(self, run_dir: str | Path, precision: str = "float32"):
+    def __init__(self, run_dir: str | Path, precision: str | None = None):
         self.run_dir = Path(run_dir)
-        set_inference_precision(precision)
-        self.precision = precision
+        if precision is not None:
+            check_precision(precision)
         model_path = self.run_dir / "model.keras"
         if not model_path.is_file():
             raise OmnifuseError(
@@ -61,7 +37,8 @@ class Predictor:
                 "(train it first, or resume it with `omnifuse train --resume`)"
             )
         self.meta = read_meta(self.run_dir)
-        self.model = keras.saving.load_model(model_path)
+        self.model = load_model(model_path, precision)
+        self.precision = model_precision(self.model)
         self.modalities: dict[str, str] = self.meta["modalities"]
         self.tasks: dict[str, list[str]] = self.meta["tasks"]
         self.image_shape = tuple(self.meta.get("image_shape") or (32, 32, 3))
@@ -231,12 +208,8 @@ class Predictor:
             self.model.predict_on_batch({k: v[i : i + chunk] for k, v in feed.items()})
             for i in range(0, n, chunk)
         ]
-        out = {k: np.concatenate([np.asarray(p[k], dtype=np.float32) for p in parts]) for k in parts[0]}
-        if self.precision != "float32":  # a softmax rounded to bfloat16 need not sum to 1: renormalise
-            for k, v in out.items():
-                total = v.sum(axis=-1, keepdims=True)
-                out[k] = np.where(total > 0, v / np.where(total > 0, total, 1.0), v)
-        return out
+        # the heads compute in float32 in either precision, so probabilities sum to 1
+        return {k: np.concatenate([np.asarray(p[k], dtype=np.float32) for p in parts]) for k in parts[0]}
 
     def predict_feed(self, feed: dict[str, np.ndarray]) -> list[dict[str, Any]]:
         """Answers (one per sample) for arrays made by :meth:`encode`."""
@@ -299,6 +272,7 @@ class Predictor:
         }
 
 
-def load(run_dir: str | Path, precision: str = "float32") -> Predictor:
-    """Load a trained run for prediction (``precision``: ``"float32"`` or ``"bfloat16"``)."""
+def load(run_dir: str | Path, precision: str | None = None) -> Predictor:
+    """Load a trained run for prediction (``precision``: ``"float32"``, ``"bfloat16"``, or ``None`` for the
+    precision it was trained in)."""
     return Predictor(run_dir, precision)

@@ -29,6 +29,7 @@ from omnifuse.models import (
     compile_model,
     unimodal_outputs,
 )
+from omnifuse.precision import load_model
 
 CHECKPOINTS = "checkpoints"
 
@@ -310,7 +311,7 @@ def train(
     last = run_dir / CHECKPOINTS / "last.keras"
     if resume is not None and last.is_file():
         with distributed.scope(dist):  # a strategy's variables are made (and loaded) under its scope
-            model = keras.saving.load_model(last)
+            model = load_model(last)
         steps = None
     else:
         texts = text_labels = None
@@ -394,7 +395,7 @@ def train(
         dist.record(model, meta)
     best = run_dir / CHECKPOINTS / "best.keras"
     if best.is_file():
-        model = keras.saving.load_model(best)
+        model = load_model(best)
     atomic_save_model(model, run_dir / "model.keras")
     meta["progress"]["finished"] = True
     atomic_write_text(run_dir / "meta.json", json.dumps(meta, indent=2))

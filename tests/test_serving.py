@@ -260,16 +260,7 @@ def test_serving_benchmark_measures_single_concurrent_and_batched_requests(run):
     assert batched["samples_per_s"] == pytest.approx(4 * batched["requests"] / batched["wall_s"], rel=0.01)
 
 
-@pytest.fixture
-def float32_after():
-    """Precision is process-wide (graphs traced afterwards): put it back so later tests run in float32."""
-    from omnifuse.predictor import set_inference_precision
-
-    yield
-    set_inference_precision("float32")
-
-
-def test_bfloat16_inference_answers_like_float32_and_a_bad_precision_is_named(run, predictor, float32_after):
+def test_bfloat16_inference_answers_like_float32_and_a_bad_precision_is_named(run, predictor):
     png = png_bytes(label=2)
     want = predictor.predict(image=png, text="a wonderful, moving film")
     fast = omnifuse.load(run, precision="bfloat16")

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import keras
 from keras import layers, ops
 
-from omnifuse.encoders import build_chain
+from omnifuse.encoders import BatchNormalization, apply_layers, build_chain
 
 _TOP_DB = (
     80.0  # dynamic range kept below each utterance's loudest mel bin, as librosa's power_to_db(top_db=80)
@@ -75,11 +75,14 @@ class AudioCNN(layers.Layer):
             power_to_db=False,  # its dB scaling clips against the max over the whole batch; ours is per utterance
             dtype="float32",
         )
+        self.autocast = (
+            False  # the waveform arrives unrounded; the CNN below casts itself to the compute dtype
+        )
         self.stack = []
         for i, f in enumerate(self.filters):
             self.stack += [
                 layers.Conv2D(f, 3, padding="same", use_bias=False, name=f"b{i}_conv"),
-                layers.BatchNormalization(name=f"b{i}_bn"),
+                BatchNormalization(name=f"b{i}_bn"),
                 layers.Activation("relu", name=f"b{i}_relu"),
                 layers.MaxPooling2D(
                     2, padding="same", name=f"b{i}_pool"
@@ -111,9 +114,7 @@ class AudioCNN(layers.Layer):
         var = ops.var(x, axis=(1, 2), keepdims=True)
         x = (x - mean) / ops.sqrt(var + _STD_EPS)
         x = ops.expand_dims(ops.transpose(x, (0, 2, 1)), -1)
-        x = ops.cast(x, self.compute_dtype)
-        for layer in self.stack:
-            x = layer(x, training=training)
+        x = apply_layers(self.stack, ops.cast(x, self.compute_dtype), training)
         # Pool over time only (mean and max): the mel axis keeps its position, because pitch and formant position
         # are what tell digits and speakers apart; global pooling over frequency would throw that away.
         _, _, mels, channels = x.shape

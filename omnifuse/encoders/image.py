@@ -11,7 +11,7 @@ import keras
 import numpy as np
 from keras import layers, ops
 
-from omnifuse.encoders import build_chain
+from omnifuse.encoders import BatchNormalization, apply_layers, build_chain
 
 
 @dataclass(frozen=True)
@@ -37,7 +37,7 @@ class ResNetConfig:
 def _conv_bn(filters: int, batchnorm: bool, name: str) -> list[layers.Layer]:
     out = [layers.Conv2D(filters, 3, padding="same", use_bias=not batchnorm, name=f"{name}_conv")]
     if batchnorm:
-        out.append(layers.BatchNormalization(name=f"{name}_bn"))
+        out.append(BatchNormalization(name=f"{name}_bn"))
     out.append(layers.Activation("relu", name=f"{name}_relu"))
     return out
 
@@ -62,16 +62,15 @@ class ImageCNN(layers.Layer):
             self.stack += [layers.MaxPooling2D(2), layers.Dropout(dropout)]
         self.flatten = layers.Flatten()
         self.dense = layers.Dense(dense_units, use_bias=not batchnorm)
-        self.dense_bn = layers.BatchNormalization() if batchnorm else None
+        self.dense_bn = BatchNormalization() if batchnorm else None
         self.out_dropout = layers.Dropout(min(2 * dropout, 0.5))
+        self.autocast = False  # apply_layers folds batch norms from the float32 variables
 
     def build(self, input_shape):
         build_chain([*self.stack, self.flatten, self.dense, self.dense_bn], input_shape)
 
     def call(self, x, training=None):
-        x = self.rescale(ops.cast(x, "float32"))
-        for layer in self.stack:
-            x = layer(x, training=training)
+        x = apply_layers(self.stack, self.rescale(ops.cast(x, "float32")), training)
         x = self.dense(self.flatten(x))
         if self.dense_bn is not None:
             x = self.dense_bn(x, training=training)
@@ -118,6 +117,7 @@ class ImageResNet(layers.Layer):
         self.pool = layers.GlobalMaxPooling2D()
         self.dense = layers.Dense(dense_units, activation="relu")
         self.drop = layers.Dropout(dropout)
+        self.autocast = False  # apply_layers folds batch norms from the float32 variables
 
     def build(self, input_shape):
         shape = build_chain(self.stem, input_shape)
@@ -128,18 +128,13 @@ class ImageResNet(layers.Layer):
                 build_chain(block, shape)
         build_chain([self.pool, self.dense], shape)
 
-    def _run(self, seq, x, training):
-        for layer in seq:
-            x = layer(x, training=training)
-        return x
-
     def call(self, x, training=None):
-        x = self._run(self.stem, self.rescale(ops.cast(x, "float32")), training)
+        x = apply_layers(self.stem, self.rescale(ops.cast(x, "float32")), training)
         for stage in self.stages:
             if stage["proj"] is not None:
-                x = stage["pool"](self._run(stage["proj"], x, training))
+                x = stage["pool"](apply_layers(stage["proj"], x, training))
             for block in stage["blocks"]:
-                x = x + self._run(block, x, training)
+                x = x + apply_layers(block, x, training)
         return self.drop(self.dense(self.pool(x)), training=training)
 
     def compute_output_shape(self, input_shape):
@@ -248,10 +243,11 @@ class ImageFastNet(layers.Layer):
                 )
                 if j == "a":
                     group.append(layers.MaxPooling2D(2, name=f"g{i}_pool"))
-                group.append(layers.BatchNormalization(momentum=bn_momentum, scale=False, name=f"g{i}{j}_bn"))
+                group.append(BatchNormalization(momentum=bn_momentum, scale=False, name=f"g{i}{j}_bn"))
                 group.append(layers.Activation("gelu", name=f"g{i}{j}_gelu"))
             self.groups.append(group)
         self.pool = layers.GlobalMaxPooling2D()
+        self.autocast = False  # apply_layers folds batch norms from the float32 variables
 
     def build(self, input_shape):
         k, channels = self.whiten_kernel, input_shape[-1]
@@ -314,15 +310,14 @@ class ImageFastNet(layers.Layer):
         return x
 
     def _features(self, x, training):
-        x = ops.conv(x, self.whiten_w, padding="valid") + self.whiten_b
+        x = ops.conv(x, ops.cast(self.whiten_w, x.dtype), padding="valid") + ops.cast(self.whiten_b, x.dtype)
         x = ops.gelu(x)
         for group in self.groups:
-            for layer in group:
-                x = layer(x, training=training)
+            x = apply_layers(group, x, training)
         return self.pool(x)
 
     def call(self, x, training=None):
-        x = ops.cast(x, "float32") / 255.0
+        x = ops.cast(x, self.compute_dtype) / 255.0
         if training:
             return self._features(self._augment(x), training)
         if self.tta == 0:

@@ -47,6 +47,7 @@ class TabularMLP(layers.Layer):
         self.output_dim = self.units[-1]
         self.hidden = [layers.Dense(u, activation="relu") for u in self.units]
         self.drops = [layers.Dropout(self.dropout) for _ in self.units]
+        self.autocast = False  # raw numbers are standardised in float32, then cast to the compute dtype
 
     def build(self, input_shape):
         features = int(input_shape[-1])
@@ -81,10 +82,9 @@ class TabularMLP(layers.Layer):
         self.std.assign(np.where(std > _MIN_STD, std, 1.0).astype("float32"))
 
     def call(self, x, training=None):
-        x = ops.cast(x, self.compute_dtype)
+        x = ops.cast(x, "float32")
         missing = ops.isnan(x)
-        mean = ops.cast(self.mean, x.dtype)
-        z = (ops.where(missing, mean, x) - mean) / ops.cast(self.std, x.dtype)
+        z = ops.cast((ops.where(missing, self.mean, x) - self.mean) / self.std, self.compute_dtype)
         if self.missing_indicator:
             z = ops.concatenate([z, ops.cast(missing, z.dtype)], axis=-1)
         for dense, drop in zip(self.hidden, self.drops):

@@ -159,7 +159,7 @@ class TextBag(layers.Layer):
         self.embedding.build(input_shape)
 
     def call(self, ids, training=None):
-        present = ops.cast(ops.not_equal(ids, 0), "float32")[..., None]
+        present = ops.cast(ops.not_equal(ids, 0), self.compute_dtype)[..., None]
         total = ops.sum(self.embedding(ids) * present, axis=1)
         return self.drop(total / ops.maximum(ops.sum(present, axis=1), 1.0), training=training)
 
@@ -196,7 +196,7 @@ class TextTfidf(layers.Layer):
         self.dense.build(input_shape)
 
     def call(self, x, training=None):
-        return self.dense(self.drop(ops.cast(x, "float32"), training=training))
+        return self.dense(self.drop(ops.cast(x, self.compute_dtype), training=training))
 
     def compute_output_shape(self, input_shape):
         return (input_shape[0], self.output_dim)
@@ -253,6 +253,8 @@ class TextNB(layers.Layer):
         self.smoothing = smoothing
         self.output_dim = classes
         self.seed_generator = keras.random.SeedGenerator()
+        # margins are sums over thousands of n-grams: computed in float32 whatever the model's precision
+        self.autocast = False
 
     def build(self, input_shape):
         learn = self.fit == "learn"
@@ -363,6 +365,9 @@ class TextNB(layers.Layer):
         return np.array([int((row % self.folds).sum()) % self.folds for row in rows], "int64")
 
     def call(self, ids, training=None):
+        return ops.cast(self._margins(ids, training), self.compute_dtype)
+
+    def _margins(self, ids, training):
         ids = self.distinct(ops.cast(ids, "int32"))
         present = ops.cast(ops.not_equal(ids, 0), "float32")[..., None]
         if training and self.folds and self.fit == "nbsvm":

@@ -8,9 +8,9 @@ A modality whose mask is 0 gets weight 0 and its features cannot change the outp
 from keras import layers, ops
 
 
-def presence(masks, modalities):
-    """The presence masks of ``modalities`` (in that order) as one float32 (B, M) tensor, 1 = present."""
-    return ops.stack([ops.reshape(ops.cast(masks[m], "float32"), (-1,)) for m in modalities], axis=1)
+def presence(masks, modalities, dtype="float32"):
+    """The presence masks of ``modalities`` (in that order) as one (B, M) tensor of ``dtype``, 1 = present."""
+    return ops.stack([ops.reshape(ops.cast(masks[m], dtype), (-1,)) for m in modalities], axis=1)
 
 
 def masked_softmax(logits, present):

@@ -41,7 +41,7 @@ class AttentionFusion(Fusion):
         self.score.build((batch, len(self.modalities), self.hidden))
 
     def call(self, features, masks, training=None):
-        present = presence(masks, self.modalities)
+        present = presence(masks, self.modalities, self.compute_dtype)
         projected = ops.stack([self.proj[m](features[m]) for m in self.modalities], axis=1)  # (B, M, dim)
         if self.norm is not None:
             projected = self.norm(projected)

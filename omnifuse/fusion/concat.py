@@ -19,5 +19,5 @@ class ConcatFusion(Fusion):
         self.proj.build((batch, sum(features_shape[m][-1] for m in self.modalities)))
 
     def call(self, features, masks, training=None):
-        parts = self.masked(features, presence(masks, self.modalities))
+        parts = self.masked(features, presence(masks, self.modalities, self.compute_dtype))
         return self.drop(self.proj(ops.concatenate(parts, axis=-1)), training=training)

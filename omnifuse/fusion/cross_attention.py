@@ -63,7 +63,7 @@ class CrossAttentionFusion(Fusion):
 
     def call(self, features, masks, training=None):
         n, k, d = len(self.modalities), self.tokens, self.dim
-        present = presence(masks, self.modalities)  # (B, M)
+        present = presence(masks, self.modalities, self.compute_dtype)  # (B, M)
         tokens = ops.concatenate(
             [
                 ops.reshape(self.to_tokens[m](x), (-1, k, d))

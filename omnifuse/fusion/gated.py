@@ -32,7 +32,7 @@ class GatedFusion(Fusion):
         self.gate.build((batch, width))
 
     def call(self, features, masks, training=None):
-        present = presence(masks, self.modalities)  # (B, M)
+        present = presence(masks, self.modalities, self.compute_dtype)  # (B, M)
         masked = self.masked(features, present)
         hidden = ops.stack([self.hidden[m](x) for m, x in zip(self.modalities, masked)], axis=1)  # (B, M, D)
         # the gate sees which modalities are present, not only their (zeroed) features

@@ -29,7 +29,7 @@ class LateFusion(Fusion):
             self.proj[m].build(features_shape[m])
 
     def call(self, features, masks, training=None):
-        present = presence(masks, self.modalities)  # (B, M)
+        present = presence(masks, self.modalities, self.compute_dtype)  # (B, M)
         weights = present / ops.maximum(ops.sum(present, axis=1, keepdims=True), 1.0)
         projected = ops.stack(
             [self.proj[m](x) for m, x in zip(self.modalities, self.masked(features, present))], axis=1

@@ -41,7 +41,9 @@ class TensorFusion(Fusion):
 
     def call(self, features, masks, training=None):
         product = None
-        for m, x in zip(self.modalities, self.masked(features, presence(masks, self.modalities))):
+        for m, x in zip(
+            self.modalities, self.masked(features, presence(masks, self.modalities, self.compute_dtype))
+        ):
             z = ops.concatenate([x, ops.ones_like(x[:, :1])], axis=-1)  # the appended constant 1
             term = ops.reshape(ops.matmul(z, self.factors[m]), (-1, self.rank, self.dim))
             product = term if product is None else product * term

@@ -88,15 +88,15 @@ def create_app(
     max_batch: int = 64,
     batch_wait_ms: float = 0.0,
     max_instances: int = 1024,
-    precision: str = "float32",
+    precision: str | None = None,
 ) -> FastAPI:
     """The FastAPI app serving a run (a run directory or a loaded :class:`Predictor`).
 
     ``max_upload_bytes``: the largest request body accepted (413 above it). ``max_batch``: the most requests run
     through the model at once (a batched request counts as one). ``max_instances``: the most samples in one ``{"instances": [...]}`` request.
     ``batch_wait_ms``: how long a batch waits for more requests before it runs (0: it
-    takes only what is already waiting). ``precision``: of a run directory's model, ``"float32"`` or ``"bfloat16"``
-    (see :func:`omnifuse.predictor.set_inference_precision`).
+    takes only what is already waiting). ``precision``: of a run directory's model, ``"float32"``, ``"bfloat16"``
+    or ``None`` (as trained; see :mod:`omnifuse.precision`).
     """
     predictor = (
         run_dir_or_predictor

@@ -1,0 +1,119 @@
+"""Numeric precision of a model: ``"float32"``, or ``"bfloat16"`` (Keras's ``mixed_bfloat16`` policy).
+
+In ``"bfloat16"`` the layers compute in bfloat16 while their variables stay float32, so training updates and saved
+weights keep full precision. On CPUs with AMX or AVX512-BF16 the oneDNN kernels behind convolutions and matrix
+products run several times faster in bfloat16 (see benchmarks/RESULTS.md). What stays float32 whatever the
+precision: the task heads and the modality-weight output (softmax and loss in full precision), and the parts of
+encoders that need it: the raw waveform and its log-mel spectrogram, the tabular standardisation, and the ``nb``
+text encoder's n-gram margins (sums of thousands of terms). Their layers pin themselves, so a model saved in one
+precision loads in the other with :func:`load_model` and the same weights.
+
+Example: ``with precision_scope("bfloat16"): model = build_model(...)`` builds a bfloat16 model.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import tempfile
+import zipfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import keras
+
+from omnifuse.errors import OmnifuseError
+
+PRECISIONS = ("float32", "bfloat16")
+_POLICIES = {"float32": "float32", "bfloat16": "mixed_bfloat16"}
+_CONFIG_FILE = "config.json"
+
+
+def check_precision(precision: str) -> str:
+    """``precision`` itself if it is one of :data:`PRECISIONS`, else an error naming the valid ones."""
+    if precision not in PRECISIONS:
+        raise OmnifuseError(
+            f"Expected precision to be one of {', '.join(PRECISIONS)}. Received: {precision!r}"
+        )
+    return precision
+
+
+@contextlib.contextmanager
+def precision_scope(precision: str) -> Iterator[None]:
+    """Layers created inside take ``precision``'s dtype policy (Keras's global default), restored on exit."""
+    policy = _POLICIES[check_precision(precision)]
+    before = keras.config.dtype_policy()
+    keras.config.set_dtype_policy(policy)
+    try:
+        yield
+    finally:
+        keras.config.set_dtype_policy(before)
+
+
+def model_precision(model: keras.Model) -> str:
+    """``"bfloat16"`` if any layer of ``model`` computes in bfloat16, else ``"float32"``."""
+    return "bfloat16" if any(layer.compute_dtype == "bfloat16" for layer in model.layers) else "float32"
+
+
+def _set_policy(config: Any, policy: str) -> Any:
+    """``config`` (a serialized layer or part of one) with every float dtype policy in it set to ``policy``."""
+    if isinstance(config, dict):
+        if config.get("class_name") in ("DTypePolicy", "FloatDTypePolicy"):
+            name = (config.get("config") or {}).get("name")
+            if name in _POLICIES.values():
+                return {**config, "config": {**config["config"], "name": policy}}
+            return config
+        return {key: _set_policy(value, policy) for key, value in config.items()}
+    if isinstance(config, list):
+        return [_set_policy(value, policy) for value in config]
+    return config
+
+
+def _output_layers(config: dict) -> set[str]:
+    """Names of the layers a functional model's config lists as its outputs."""
+    found: set[str] = set()
+
+    def walk(node: Any) -> None:
+        if isinstance(node, dict):
+            for value in node.values():
+                walk(value)
+        elif isinstance(node, list) and len(node) == 3 and isinstance(node[0], str):
+            found.add(node[0])
+        elif isinstance(node, list):
+            for value in node:
+                walk(value)
+
+    walk(config.get("config", {}).get("output_layers", []))
+    return found
+
+
+def load_model(path: str | Path, precision: str | None = None) -> keras.Model:
+    """Load a ``.keras`` model in ``precision``, or in the precision it was saved in (``None``).
+
+    For another precision the saved config's dtype policies are rewritten, all but the model's output layers (the
+    heads stay float32), and the weights and vocabularies load unchanged: variables are float32 in both.
+    """
+    path = Path(path)
+    with zipfile.ZipFile(path) as archive:
+        text = archive.read(_CONFIG_FILE).decode()
+        saved = "bfloat16" if f'"{_POLICIES["bfloat16"]}"' in text else "float32"
+        if precision is None or check_precision(precision) == saved:
+            with precision_scope(saved):  # layers that encoders create in __init__ take it too
+                return keras.saving.load_model(path)
+        config = json.loads(text)
+        heads = _output_layers(config)
+        policy = _POLICIES[precision]
+        layers = config.get("config", {}).get("layers", [])
+        for i, layer in enumerate(layers):
+            if layer.get("config", {}).get("name") not in heads:
+                layers[i] = _set_policy(layer, policy)
+        with tempfile.TemporaryDirectory() as tmp:
+            copy = Path(tmp) / path.name
+            with zipfile.ZipFile(copy, "w") as out:
+                for item in archive.infolist():
+                    out.writestr(
+                        item, json.dumps(config) if item.filename == _CONFIG_FILE else archive.read(item)
+                    )
+            with precision_scope(precision):
+                return keras.saving.load_model(copy)

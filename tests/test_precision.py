@@ -1,0 +1,172 @@
+"""bfloat16 models: layers compute in bfloat16, variables and heads stay float32, a saved model loads in either
+precision with the same weights, and the parts pinned to float32 really see float32."""
+
+import keras
+import numpy as np
+import pytest
+from test_layers import _encoder_cases, _feed, _fusion_inputs, _fusion_model, _sample
+
+from omnifuse import registry
+from omnifuse.config import load_config
+from omnifuse.encoders import BatchNormalization, apply_layers
+from omnifuse.encoders.audio import AudioCNN
+from omnifuse.models import ModalityBranch, build_model
+from omnifuse.precision import load_model, model_precision, precision_scope
+
+AUDIO_CASE = pytest.param(
+    AudioCNN, dict(filters=(4, 8), dense_units=6, num_mel_bins=16), "audio", id="audio-cnn"
+)
+
+
+def _audio(n=6, seed=0):
+    rng = np.random.default_rng(seed)
+    t = np.arange(2000) / 8000
+    return (np.sin(2 * np.pi * rng.uniform(200, 900, (n, 1)) * t) + 0.1 * rng.normal(size=(n, 2000))).astype(
+        "float32"
+    )
+
+
+def _branch_model(cls, kwargs, x):
+    inp = keras.Input(x.shape[1:], dtype=x.dtype)
+    mask = keras.Input((), dtype="float32")
+    feat = ModalityBranch(cls(**kwargs))([inp, mask])
+    out = keras.layers.Dense(3, activation="softmax", dtype="float32")(feat)
+    return keras.Model([inp, mask], out)
+
+
+@pytest.mark.parametrize("cls,kwargs,kind", [*_encoder_cases(), AUDIO_CASE])
+def test_every_encoder_trains_in_bfloat16_and_answers_like_float32(cls, kwargs, kind):
+    x = _audio() if kind == "audio" else _sample(kind)
+    feed = [x, np.ones(len(x), "float32")]
+    with precision_scope("bfloat16"):
+        fast = _branch_model(cls, kwargs, x)
+    assert keras.config.dtype_policy().name == "float32", "the scope restores the global policy"
+    assert model_precision(fast) == "bfloat16"
+    assert all(w.dtype == "float32" for w in fast.weights), "variables stay float32"
+    inner = [sub for layer in fast.layers for sub in layer._flatten_layers() if sub.weights]
+    assert any(sub.compute_dtype == "bfloat16" for sub in inner), (
+        "the encoder's own layers compute in bfloat16"
+    )
+
+    fast.compile("adam", "sparse_categorical_crossentropy")
+    hist = fast.fit(feed, np.arange(len(x)) % 3, epochs=1, verbose=0)
+    assert np.isfinite(hist.history["loss"][0])
+
+    exact = _branch_model(cls, kwargs, x)
+    exact.set_weights(fast.get_weights())
+    got, want = fast.predict(feed, verbose=0), exact.predict(feed, verbose=0)
+    assert got.dtype == np.float32
+    np.testing.assert_allclose(got.sum(axis=1), 1.0, rtol=1e-5)
+    np.testing.assert_allclose(got, want, atol=0.05)
+
+
+@pytest.mark.parametrize("name", sorted(registry.FUSIONS))
+def test_every_fusion_keeps_its_contract_in_bfloat16(name):
+    features, masks = _fusion_inputs()
+    with precision_scope("bfloat16"):
+        model, fusion = _fusion_model(registry.FUSIONS[name])
+    assert fusion.compute_dtype == "bfloat16"
+    out = model.predict(_feed(features, masks), verbose=0)
+    if fusion.returns_weights:
+        w = np.asarray(out["weights"], "float32")
+        np.testing.assert_allclose(w.sum(axis=1), 1.0, atol=1e-2)
+        assert np.all(w[masks["text"] == 0, 1] == 0.0), "a masked modality gets weight exactly 0"
+    changed = dict(features, text=features["text"] * 100 + 7)
+    out2 = model.predict(_feed(changed, masks), verbose=0)
+    absent = masks["text"] == 0
+    np.testing.assert_array_equal(out["y"][absent], out2["y"][absent])
+    model.compile("adam", {"y": "sparse_categorical_crossentropy"})
+    hist = model.fit(_feed(features, masks), {"y": np.arange(5) % 3}, epochs=1, verbose=0)
+    assert np.isfinite(hist.history["loss"][0])
+
+
+def _conv_bn(seed=0):
+    rng = np.random.default_rng(seed)
+    conv = keras.layers.Conv2D(6, 3, padding="same", use_bias=False)
+    norm = BatchNormalization()
+    conv.build((None, 8, 8, 3))
+    norm.build((None, 8, 8, 6))
+    conv.kernel.assign(rng.normal(size=(3, 3, 3, 6)).astype("float32"))
+    norm.gamma.assign(rng.uniform(0.5, 2, 6).astype("float32"))
+    norm.beta.assign(rng.normal(size=6).astype("float32"))
+    norm.moving_mean.assign(rng.normal(size=6).astype("float32"))
+    norm.moving_variance.assign(rng.uniform(0.5, 4, 6).astype("float32"))
+    return conv, norm
+
+
+def test_batch_norm_folded_into_the_convolution_at_bfloat16_inference_matches_float32():
+    x = np.random.default_rng(1).normal(size=(4, 8, 8, 3)).astype("float32")
+    conv, norm = _conv_bn()
+    want = np.asarray(norm(conv(x), training=False))
+    with precision_scope("bfloat16"):
+        fast_conv, fast_norm = _conv_bn()
+    got = apply_layers([fast_conv, None, fast_norm], x, training=False)
+    assert got.dtype == "bfloat16"
+    np.testing.assert_allclose(np.asarray(keras.ops.cast(got, "float32")), want, atol=0.1, rtol=0.03)
+    # training normalises with the batch's own statistics (not the folded moving ones): per channel mean = beta
+    trained = np.asarray(keras.ops.cast(apply_layers([fast_conv, fast_norm], x, training=True), "float32"))
+    np.testing.assert_allclose(trained.mean(axis=(0, 1, 2)), np.asarray(fast_norm.beta), atol=0.05)
+
+
+def test_numbers_are_standardised_before_they_are_rounded_to_bfloat16():
+    from omnifuse.encoders.tabular import TabularMLP
+
+    rows = np.array(
+        [[123456.0], [123458.0]], "float32"
+    )  # bfloat16 keeps 8 bits: 123456 and 123458 are equal there
+    with precision_scope("bfloat16"):
+        encoder = TabularMLP(units=(4,), dropout=0.0, missing_indicator=False)
+        branch = ModalityBranch(encoder)
+        encoder.adapt(rows)
+    exact = TabularMLP(units=(4,), dropout=0.0, missing_indicator=False)
+    exact.adapt(rows)
+    exact.set_weights(encoder.get_weights())
+    got = np.asarray(keras.ops.cast(branch([rows, np.ones(2, "float32")]), "float32"))
+    np.testing.assert_allclose(got, np.asarray(exact(rows)), atol=0.05)
+    assert not np.allclose(got[0], got[1]), "the two rows must stay apart"
+
+
+def test_a_saved_model_loads_in_the_precision_it_was_trained_in_or_the_other_one(tmp_path):
+    cfg = load_config(
+        "av-digits",
+        [
+            "train.precision=bfloat16",
+            "data.num_samples=2000",
+            "model.audio.cnn.filters=[4, 8]",
+            "model.audio.cnn.dense_units=8",
+            "model.image.cnn.filters=[4]",
+            "model.image.cnn.dense_units=8",
+            "model.fusion_dim=8",
+        ],
+    )
+    model = build_model(
+        cfg,
+        {"image": "image", "audio": "audio"},
+        {"digit": [str(d) for d in range(10)]},
+        image_shape=(28, 28, 1),
+    )
+    assert model_precision(model) == "bfloat16"
+    assert model.get_layer("digit").compute_dtype == "float32", "heads stay float32"
+    path = tmp_path / "model.keras"
+    model.save(path)
+    rng = np.random.default_rng(0)
+    feed = {
+        "image": rng.integers(0, 256, (4, 28, 28, 1)).astype("uint8"),
+        "image_mask": np.ones(4, "float32"),
+        "audio": _audio(4)[:, :2000],
+        "audio_mask": np.array([1, 1, 0, 0], "float32"),
+    }
+
+    same = load_model(path)
+    conv = same.get_layer("audio_branch").encoder.stack[0]
+    assert conv.compute_dtype == "bfloat16", "layers made inside the encoders take the saved precision too"
+    exact = load_model(path, "float32")
+    assert model_precision(exact) == "float32"
+    for a, b in zip(same.get_weights(), exact.get_weights()):
+        np.testing.assert_array_equal(a, b)
+    got, want = same.predict_on_batch(feed), exact.predict_on_batch(feed)
+    assert got["digit"].dtype == np.float32
+    np.testing.assert_allclose(got["digit"], want["digit"], atol=0.03)
+    np.testing.assert_allclose(got["modality_weights"], want["modality_weights"], atol=0.03)
+    with pytest.raises(Exception, match="float32, bfloat16.*'half'"):
+        load_model(path, "half")
