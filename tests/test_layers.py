@@ -269,3 +269,28 @@ def test_rnn_nb_model_learns_ngram_ratios_from_training_labels():
         {"text": np.array(texts, dtype=object), "text_mask": np.ones(4, "float32")}, verbose=0
     )
     assert out["sentiment"].shape == (4, 2)
+
+
+@pytest.mark.parametrize(
+    "options",
+    [
+        dict(conv_filters=8, conv_pool=4, pooling="max"),
+        dict(pooling="last", bidirectional=True),
+        dict(conv_filters=8, conv_pool=2, pooling="last", bidirectional=True, cell="gru"),
+    ],
+    ids=["conv-pool4-max", "bidirectional-last", "conv-pool2-gru"],
+)
+def test_rnn_encoder_answers_a_short_text_alone_as_beside_a_long_one(options):
+    """At inference the RNN encoder drops the padding after the batch's longest text (a short sentence runs a few
+    steps, not sequence_length / conv_pool); that must not change any answer."""
+    from omnifuse.encoders.text import TextRNN
+
+    encoder = TextRNN(vocab_size=50, embed_dim=8, units=6, **options)
+    rng = np.random.default_rng(0)
+    ids = np.zeros((2, 40), "int32")
+    ids[0, :7] = rng.integers(1, 50, 7)
+    ids[1, :] = rng.integers(1, 50, 40)
+    alone = np.asarray(encoder(ids[:1], training=False))
+    beside = np.asarray(encoder(ids, training=False))
+    np.testing.assert_allclose(alone, beside[:1], rtol=1e-5, atol=1e-6)
+    assert encoder._trim_padding(ids[:1]).shape[1] < 40 <= encoder._trim_padding(ids).shape[1]

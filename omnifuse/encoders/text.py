@@ -104,7 +104,19 @@ class TextRNN(layers.Layer):
     def build(self, input_shape):
         build_chain([self.embedding, self.conv, self.conv_pooling, self.rnn], input_shape)
 
+    def _trim_padding(self, ids):
+        """``ids`` without the padding columns after the batch's longest text, but for what the convolution
+        around the last pooled step reads: a short sentence then runs a few recurrent steps instead of
+        ``sequence_length / conv_pool``. Padding is masked everywhere after that, so the output is the same."""
+        pool, reach = (self.conv_pool, 2) if self.conv is not None else (1, 0)  # the conv's kernel is 5 wide
+        positions = ops.arange(1, ops.shape(ids)[1] + 1, dtype="int32")[None, :]
+        longest = ops.max(ops.where(ops.not_equal(ids, 0), positions, 0))
+        keep = ops.minimum(ops.shape(ids)[1], ops.maximum((longest + pool - 1) // pool, 1) * pool + reach)
+        return ids[:, :keep]
+
     def call(self, ids, training=None):
+        if not training:
+            ids = self._trim_padding(ids)
         present = ops.cast(ops.not_equal(ids, 0), "bool")
         x = self.embed_drop(self.embedding(ids), training=training)
         if self.conv is not None:
