@@ -46,12 +46,18 @@ def export(
     """Write the model of ``run_dir`` (or of a loaded :class:`Predictor`) as ``format`` into ``out`` (default
     ``<run_dir>/export/<format>``), check it, and write ``MODEL_CARD.md`` and ``model_info.json`` beside it.
 
+    A ``keras`` artifact keeps the run's precision; ``savedmodel`` and ``onnx`` artifacts are float32 (a run
+    trained, or loaded, in bfloat16 is exported with float32 layers and the same weights).
+
     Returns ``{"artifact", "card", "info", "format", "max_abs_diff", "tolerance", "probe_samples"}``. Raises
     :class:`OmnifuseError` for an unknown format, a model ONNX cannot express, or a missing converter.
     """
     if format not in FORMATS:
         raise OmnifuseError(f"Expected --format to be one of {', '.join(FORMATS)}. Received: {format!r}")
     predictor = run_dir if isinstance(run_dir, Predictor) else Predictor(run_dir)
+    if format != "keras" and predictor.precision != "float32":
+        # SavedModel and ONNX artifacts are float32 graphs, which every runtime runs: the same weights, float32 layers
+        predictor = Predictor(predictor.run_dir, "float32")
     if format == "onnx":
         _check_onnx_possible(predictor)
     out = Path(out) if out is not None else predictor.run_dir / "export" / format

@@ -94,6 +94,13 @@ def test_onnx_export_of_an_image_model_runs_in_onnxruntime(image_run, tmp_path):
     _assert_close(outputs, image_run, feed)
     assert "onnxruntime" in result["card"].read_text()
 
+    # a model loaded in bfloat16 is exported as float32 layers with the same weights: it answers as float32 does
+    fast = omnifuse.load(image_run.run_dir, precision="bfloat16")
+    result = export(fast, "onnx", tmp_path / "from-bfloat16")
+    session = ort.InferenceSession(str(result["artifact"]), providers=["CPUExecutionProvider"])
+    outputs = dict(zip(names, session.run(None, {i.name: feed[i.name] for i in session.get_inputs()})))
+    _assert_close(outputs, image_run, feed)
+
 
 def test_onnx_export_of_a_text_model_is_a_clear_error(joint, tmp_path):
     with pytest.raises(omnifuse.OmnifuseError, match="text input 'text'.*--format savedmodel"):
