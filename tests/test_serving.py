@@ -256,8 +256,12 @@ def test_serving_benchmark_measures_single_concurrent_and_batched_requests(run):
     )
     batched = record["batched_requests"]
     assert batched["requests"] == 10 and batched["samples_per_request"] == 4
-    # samples/s counts every sample of a batched request
-    assert batched["samples_per_s"] == pytest.approx(4 * batched["requests"] / batched["wall_s"], rel=0.01)
+    # samples/s counts every sample of a batched request (wall_s is rounded to the millisecond: on a fast machine
+    # the phase lasts a few tens of ms, so that rounding alone moves the ratio by up to 0.0005 / wall_s)
+    rounding = 0.0005 / batched["wall_s"]
+    assert batched["samples_per_s"] == pytest.approx(
+        4 * batched["requests"] / batched["wall_s"], rel=0.002 + rounding
+    )
 
 
 def test_bfloat16_inference_answers_like_float32_and_a_bad_precision_is_named(run, predictor):
