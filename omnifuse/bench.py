@@ -135,8 +135,7 @@ SUITES: dict[str, list[tuple[str, str, list[str]]]] = {
     "pneumonia-variants": [
         ("augment", "pneumonia", ["model.image.augment=true"]),
         ("augment-balanced", "pneumonia", ["model.image.augment=true", "train.class_weight=balanced"]),
-        # plus lookahead weight averaging: the kept epoch's weights are a slow average, so its calibration (and the
-        # threshold ACC is taken at) moves less from epoch to epoch
+        # plus lookahead weight averaging: the kept epoch's weights are a slow average of the recent ones
         (
             "augment-balanced-lookahead",
             "pneumonia",

@@ -40,24 +40,25 @@ class BatchNormalization(keras.layers.BatchNormalization):
             or not last
         ):
             return super().call(inputs, training=training, mask=mask)
-        scale = keras.ops.rsqrt(keras.ops.cast(self.moving_variance, "float32") + self.epsilon)
-        if self.scale:
-            scale = scale * keras.ops.cast(self.gamma, "float32")
-        offset = -keras.ops.cast(self.moving_mean, "float32") * scale
-        if self.center:
-            offset = offset + keras.ops.cast(self.beta, "float32")
+        scale, offset = self.folded()
         return inputs * keras.ops.cast(scale, dtype) + keras.ops.cast(offset, dtype)
+
+    def folded(self):
+        """Inference as ``x * scale + offset`` per channel: (scale, offset), float32, from the moving statistics."""
+        ops = keras.ops
+        scale = ops.rsqrt(ops.cast(self.moving_variance, "float32") + self.epsilon)
+        if self.scale:
+            scale = scale * ops.cast(self.gamma, "float32")
+        offset = -ops.cast(self.moving_mean, "float32") * scale
+        if self.center:
+            offset = offset + ops.cast(self.beta, "float32")
+        return scale, offset
 
 
 def _folded_conv(conv, norm, x):
     """``norm(conv(x))`` at inference as one convolution: the normalisation folded into the kernel and a bias."""
     ops = keras.ops
-    scale = ops.rsqrt(ops.cast(norm.moving_variance, "float32") + norm.epsilon)
-    if norm.scale:
-        scale = scale * ops.cast(norm.gamma, "float32")
-    offset = -ops.cast(norm.moving_mean, "float32") * scale
-    if norm.center:
-        offset = offset + ops.cast(norm.beta, "float32")
+    scale, offset = norm.folded()
     if conv.use_bias:
         offset = offset + ops.cast(conv.bias, "float32") * scale
     dtype = conv.compute_dtype
