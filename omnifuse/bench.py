@@ -63,7 +63,7 @@ FSDD_SPEAKERS = (
 )  # the 6 speakers of FSDD's 2024 snapshot
 FUSIONS = ("concat", "attention", "gated", "tensor", "cross_attention", "late")
 SUITES: dict[str, list[tuple[str, str, list[str]]]] = {
-    "cifar10": [("cnn", "cifar10-cnn", []), ("fast", "cifar10-fast", [])],
+    "cifar10": [("cnn", "cifar10-cnn", []), ("fast", "cifar10-fast", []), ("94", "cifar10-94", [])],
     # leave-one-speaker-out: each run tests on one speaker never heard in training
     "fsdd-loso": [(f"loso-{s}", "fsdd", [f"data.split=loso:{s}"]) for s in FSDD_SPEAKERS],
     # stratified 5-fold cross-validation: each run tests on one fold (fold suites are listed in bench_report.POOLED)
