@@ -277,8 +277,11 @@ def test_rnn_nb_model_learns_ngram_ratios_from_training_labels():
         dict(conv_filters=8, conv_pool=4, pooling="max"),
         dict(pooling="last", bidirectional=True),
         dict(conv_filters=8, conv_pool=2, pooling="last", bidirectional=True, cell="gru"),
+        dict(
+            conv_filters=8, conv_pool=2, pooling="maxmean", bidirectional=True, cell="gru", word_dropout=0.3
+        ),
     ],
-    ids=["conv-pool4-max", "bidirectional-last", "conv-pool2-gru"],
+    ids=["conv-pool4-max", "bidirectional-last", "conv-pool2-gru", "conv-pool2-maxmean"],
 )
 def test_rnn_encoder_answers_a_short_text_alone_as_beside_a_long_one(options):
     """At inference the RNN encoder drops the padding after the batch's longest text (a short sentence runs a few
@@ -294,3 +297,20 @@ def test_rnn_encoder_answers_a_short_text_alone_as_beside_a_long_one(options):
     beside = np.asarray(encoder(ids, training=False))
     np.testing.assert_allclose(alone, beside[:1], rtol=1e-5, atol=1e-6)
     assert encoder._trim_padding(ids[:1]).shape[1] < 40 <= encoder._trim_padding(ids).shape[1]
+    assert beside.shape == (2, encoder.output_dim)
+
+
+def test_rnn_encoder_word_dropout_drops_whole_tokens_in_training_only():
+    from omnifuse.encoders.text import TextRNN
+
+    encoder = TextRNN(vocab_size=50, embed_dim=8, units=6, word_dropout=0.5, dropout=0.0, pooling="maxmean")
+    ids = np.random.default_rng(0).integers(1, 50, (4, 30)).astype("int32")
+    encoder(ids)  # build
+    embedded = encoder.embedding(ids)
+    dropped = np.asarray(encoder.word_drop(embedded, training=True))
+    token_zero = np.all(dropped == 0, axis=-1)
+    value_zero = dropped == 0
+    assert 0.3 < token_zero.mean() < 0.7  # about half the tokens, each as a whole
+    np.testing.assert_array_equal(value_zero, np.broadcast_to(token_zero[..., None], value_zero.shape))
+    np.testing.assert_allclose(np.asarray(encoder(ids)), np.asarray(encoder(ids)))  # inference: no dropout
+    assert encoder.output_dim == 6 * 2  # max and mean of 6 units

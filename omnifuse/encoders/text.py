@@ -17,12 +17,14 @@ class RNNConfig:
     cell: str = "lstm"  # lstm | gru
     units: int = 64
     bidirectional: bool = False
-    pooling: str = "last"  # last (final state) | max (over all steps, padding excluded)
+    # last (final state) | max (over all steps, padding excluded) | maxmean (max and mean over the steps, concatenated)
+    pooling: str = "last"
     conv_filters: int = (
         0  # > 0: Conv1D + max-pool before the RNN (the CNN-LSTM combination), shortening the sequence
     )
     conv_pool: int = 4
-    dropout: float = 0.2
+    dropout: float = 0.2  # on each embedding value and on the output
+    word_dropout: float = 0.0  # training: each token's whole embedding is dropped with this probability
 
 
 @dataclass(frozen=True)
@@ -73,13 +75,16 @@ class TextRNN(layers.Layer):
         conv_filters=0,
         conv_pool=4,
         dropout=0.2,
+        word_dropout=0.0,
         **kwargs,
     ):
         super().__init__(**kwargs)
         if cell not in ("lstm", "gru"):
             raise ValueError(f"Expected cell 'lstm' or 'gru'. Received: {cell!r}")
-        if pooling not in ("last", "max"):
-            raise ValueError(f"Expected pooling 'last' or 'max'. Received: {pooling!r}")
+        if pooling not in ("last", "max", "maxmean"):
+            raise ValueError(f"Expected pooling 'last', 'max' or 'maxmean'. Received: {pooling!r}")
+        if not 0.0 <= word_dropout < 1.0:
+            raise ValueError(f"Expected word_dropout in [0, 1). Received: {word_dropout!r}")
         self.vocab_size = vocab_size
         self.embed_dim = embed_dim
         self.cell = cell
@@ -89,15 +94,17 @@ class TextRNN(layers.Layer):
         self.conv_filters = conv_filters
         self.conv_pool = conv_pool
         self.dropout = dropout
-        self.output_dim = units * (2 if bidirectional else 1)
+        self.word_dropout = word_dropout
+        self.output_dim = units * (2 if bidirectional else 1) * (2 if pooling == "maxmean" else 1)
         self.embedding = layers.Embedding(vocab_size, embed_dim)
+        self.word_drop = layers.Dropout(word_dropout, noise_shape=(None, None, 1)) if word_dropout else None
         self.embed_drop = layers.Dropout(dropout)
         self.conv = (
             layers.Conv1D(conv_filters, 5, padding="same", activation="relu") if conv_filters else None
         )
         self.conv_pooling = layers.MaxPooling1D(conv_pool) if conv_filters else None
         rnn_cls = layers.LSTM if cell == "lstm" else layers.GRU
-        rnn = rnn_cls(units, return_sequences=pooling == "max")
+        rnn = rnn_cls(units, return_sequences=pooling != "last")
         self.rnn = layers.Bidirectional(rnn) if bidirectional else rnn
         self.out_drop = layers.Dropout(dropout)
 
@@ -118,7 +125,10 @@ class TextRNN(layers.Layer):
         if not training:
             ids = self._trim_padding(ids)
         present = ops.cast(ops.not_equal(ids, 0), "bool")
-        x = self.embed_drop(self.embedding(ids), training=training)
+        x = self.embedding(ids)
+        if self.word_drop is not None:
+            x = self.word_drop(x, training=training)
+        x = self.embed_drop(x, training=training)
         if self.conv is not None:
             x = self.conv_pooling(self.conv(x))
             # a pooled step is padding only if every token it covers was padding
@@ -127,12 +137,20 @@ class TextRNN(layers.Layer):
                 ops.reshape(present[:, : steps * self.conv_pool], (-1, steps, self.conv_pool)), axis=-1
             )
         x = self.rnn(x, mask=present, training=training)
-        if self.pooling == "max":
-            x = ops.max(ops.where(present[..., None], x, -1e9), axis=1)
-            x = ops.where(
-                ops.any(present, axis=1, keepdims=True), x, 0.0
-            )  # an empty text gives zeros, not -1e9
+        if self.pooling != "last":
+            x = self._pool(x, present)
         return self.out_drop(x, training=training)
+
+    def _pool(self, x, present):
+        """Max (and for ``maxmean`` also mean) over the steps that are not padding; an empty text gives zeros."""
+        keep = present[..., None]
+        top = ops.max(ops.where(keep, x, -1e9), axis=1)
+        top = ops.where(ops.any(present, axis=1, keepdims=True), top, 0.0)
+        if self.pooling == "max":
+            return top
+        weights = ops.cast(keep, x.dtype)
+        mean = ops.sum(x * weights, axis=1) / ops.maximum(ops.sum(weights, axis=1), 1.0)
+        return ops.concatenate([top, mean], axis=-1)
 
     def compute_output_shape(self, input_shape):
         return (input_shape[0], self.output_dim)
@@ -149,6 +167,7 @@ class TextRNN(layers.Layer):
             "conv_filters": self.conv_filters,
             "conv_pool": self.conv_pool,
             "dropout": self.dropout,
+            "word_dropout": self.word_dropout,
         }
 
 
