@@ -94,6 +94,8 @@ def load_model(path: str | Path, precision: str | None = None) -> keras.Model:
     For another precision the saved config's dtype policies are rewritten, all but the model's output layers (the
     heads stay float32), and the weights and vocabularies load unchanged: variables are float32 in both.
     """
+    import omnifuse.models  # noqa: F401  (registers omnifuse's layers, losses and text standardizer for loading)
+
     path = Path(path)
     with zipfile.ZipFile(path) as archive:
         text = archive.read(_CONFIG_FILE).decode()

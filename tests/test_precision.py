@@ -1,6 +1,9 @@
 """bfloat16 models: layers compute in bfloat16, variables and heads stay float32, a saved model loads in either
 precision with the same weights, and the parts pinned to float32 really see float32."""
 
+import subprocess
+import sys
+
 import keras
 import numpy as np
 import pytest
@@ -170,3 +173,9 @@ def test_a_saved_model_loads_in_the_precision_it_was_trained_in_or_the_other_one
     np.testing.assert_allclose(got["modality_weights"], want["modality_weights"], atol=0.03)
     with pytest.raises(Exception, match="float32, bfloat16.*'half'"):
         load_model(path, "half")
+    # a fresh interpreter that imports nothing but this function can load it (omnifuse's layers get registered)
+    code = "import sys; from omnifuse.precision import load_model; print(load_model(sys.argv[1]).name)"
+    done = subprocess.run(
+        [sys.executable, "-c", code, str(path)], capture_output=True, text=True, timeout=300
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
