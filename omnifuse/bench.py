@@ -118,7 +118,30 @@ SUITES: dict[str, list[tuple[str, str, list[str]]]] = {
     ],
     # cifar10-fast with the layers computing in bfloat16 (variables, heads float32): the same recipe, faster steps
     # on CPUs with AMX or AVX512-BF16
-    "cifar10-fast-variants": [("bfloat16", "cifar10-fast", ["train.precision=bfloat16"])],
+    "cifar10-fast-variants": [
+        ("bfloat16", "cifar10-fast", ["train.precision=bfloat16"]),
+        # BN biases learning 64 times faster (airbench's bias_scaler), in bfloat16
+        ("bias64", "cifar10-fast", ["train.precision=bfloat16", "model.image.fastnet.bias_lr_scale=64"]),
+        # airbench94's parametrisation translated to batches of 256 (its lr 11.5, momentum 0.85, wd 0.0153 per
+        # 1024 images and summed loss): a bias-free linear head right on the features with logits times 1/9, BN
+        # biases at 64x the learning rate, the same step and weight-decay sizes per image, and lookahead syncs
+        # every 20 steps (every 5,120 images, as its every 5 steps of 1,024)
+        (
+            "airbench-hyp",
+            "cifar10-fast",
+            [
+                "train.precision=bfloat16",
+                "model.image.fastnet.bias_lr_scale=64",
+                "model.fusion_dim=0",
+                "model.head_bias=false",
+                "model.head_scale=0.1111111",
+                "train.momentum=0.85",
+                "train.learning_rate=0.375",
+                "train.weight_decay=0.0089",
+                "train.lookahead_every=20",
+            ],
+        ),
+    ],
     # imdb-bigru with lookahead weight averaging (it lifted PneumoniaMNIST's test accuracy), and with more dropout
     "imdb-bigru-variants": [
         ("lookahead", "imdb-bigru", ["train.lookahead=0.9"]),

@@ -107,13 +107,17 @@ class TabularConfig:
 @dataclass(frozen=True)
 class ModelConfig:
     fusion: str = "attention"  # concat | attention | gated | tensor | cross_attention | late
-    fusion_dim: int = 128
+    fusion_dim: int = 128  # concat: 0 = no projection, the encoders' features go to the heads as they are
     fusion_dropout: float = 0.0
     # attention fusion: each modality's projection scaled to unit variance before weighting, so the weights alone
     # decide each modality's share of the fused vector (see omnifuse/fusion/attention.py)
     fusion_normalize: bool = False
     head_hidden: int = 0  # 0 = a linear head on the fused vector
     head_dropout: float = 0.0
+    head_bias: bool = True  # the output layer's bias
+    # the logits times this before the softmax: a small scale slows the output layer's learning and shrinks the
+    # gradients it sends down (airbench: 1/9, with a bias-free head right on the encoder's features)
+    head_scale: float = 1.0
     image: ImageConfig = field(default_factory=ImageConfig)
     text: TextConfig = field(default_factory=TextConfig)
     audio: AudioConfig = field(default_factory=AudioConfig)

@@ -170,6 +170,34 @@ class MaskedAccuracy(keras.metrics.Metric):
         self.count.assign(0.0)
 
 
+@keras.saving.register_keras_serializable(package="omnifuse")
+class ScaledSoftmax(layers.Layer):
+    """``softmax(scale * logits)``: the output of a head whose logits are scaled (``model.head_scale``)."""
+
+    def __init__(self, scale=1.0, **kwargs):
+        super().__init__(**kwargs)
+        self.scale = float(scale)
+
+    def call(self, logits):
+        return ops.softmax(logits * self.scale, axis=-1)
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+    def get_config(self):
+        return {**super().get_config(), "scale": self.scale}
+
+
+def _head(model_cfg, classes: int, name: str):
+    """The output layer of one task: a float32 dense layer and softmax named ``name`` (the task), or with
+    ``model.head_scale`` != 1 a dense layer ``{name}_logits`` followed by :class:`ScaledSoftmax` named ``name``."""
+    if model_cfg.head_scale == 1.0:
+        return layers.Dense(classes, "softmax", use_bias=model_cfg.head_bias, name=name, dtype="float32")
+    dense = layers.Dense(classes, use_bias=model_cfg.head_bias, name=f"{name}_logits", dtype="float32")
+    scaled = ScaledSoftmax(model_cfg.head_scale, name=name, dtype="float32")
+    return lambda h: scaled(dense(h))
+
+
 def _image_branch(cfg: Config) -> tuple[layers.Layer, layers.Layer | None]:
     img = cfg.model.image
     sub = img.cnn if img.encoder == "cnn" else img.resnet
@@ -314,6 +342,11 @@ def _build_model(cfg, modalities, tasks, texts, image_shape, numbers, images, te
         features[name], masks[name] = feat, mask
 
     fusion_cls = lookup(FUSIONS, cfg.model.fusion, "fusion")
+    if cfg.model.fusion_dim <= 0 and cfg.model.fusion != "concat":
+        raise OmnifuseError(
+            "Expected model.fusion_dim > 0 (only model.fusion = 'concat' can pass its features on unprojected, "
+            f"with 0). Received: model.fusion = {cfg.model.fusion!r}, model.fusion_dim = {cfg.model.fusion_dim}"
+        )
     options = {}
     if cfg.model.fusion_normalize:
         if cfg.model.fusion != "attention":
@@ -341,7 +374,7 @@ def _build_model(cfg, modalities, tasks, texts, image_shape, numbers, images, te
         if cfg.model.head_dropout:
             h = layers.Dropout(cfg.model.head_dropout, name=f"{task}_dropout")(h)
         # heads in float32 whatever the precision: the softmax and the loss in full precision
-        outputs[task] = layers.Dense(len(classes), activation="softmax", name=task, dtype="float32")(h)
+        outputs[task] = _head(cfg.model, len(classes), task)(h)
         if cfg.train.unimodal_loss > 0 and len(modalities) > 1:
             for m in sorted(modalities):
                 name = unimodal_name(task, m)

@@ -420,3 +420,57 @@ def test_lookahead_ends_training_on_the_slow_weights():
     assert look.step == 8
     for weight, slow in zip(model.get_weights(), slow_at_end):
         np.testing.assert_allclose(weight, slow, rtol=1e-6)
+
+
+def test_batch_norm_beta_grad_scale_multiplies_only_betas_gradient():
+    import tensorflow as tf
+
+    from omnifuse.encoders import BatchNormalization
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(16, 4, 4, 3)).astype("float32")
+    probe = rng.normal(size=x.shape).astype("float32")  # a loss whose gradient reaches beta unevenly
+    plain, fast = BatchNormalization(scale=False), BatchNormalization(scale=False, beta_grad_scale=64)
+    outs, grads = [], []
+    for layer in (plain, fast):
+        layer.build(x.shape)
+        layer.beta.assign([0.1, -0.2, 0.3])
+        with tf.GradientTape() as tape:
+            out = layer(x, training=True)
+            loss = tf.reduce_sum(out * probe)
+        outs.append(out.numpy())
+        grads.append(tape.gradient(loss, layer.beta).numpy())
+    np.testing.assert_array_equal(outs[0], outs[1])  # the outputs are unchanged
+    assert np.abs(grads[0]).min() > 1e-3
+    np.testing.assert_allclose(grads[1], 64 * grads[0], rtol=1e-5)
+    np.testing.assert_array_equal(fast(x, training=False), plain(x, training=False))
+    assert BatchNormalization.from_config(fast.get_config()).beta_grad_scale == 64
+    net = ImageFastNet(widths=(4, 8), bias_lr_scale=8)
+    assert net.get_config()["bias_lr_scale"] == 8
+    assert all(
+        layer.beta_grad_scale == 8 for g in net.groups for layer in g if isinstance(layer, BatchNormalization)
+    )
+
+
+def test_unprojected_concat_and_a_scaled_bias_free_head_train_save_and_load(data_dir, tmp_path):
+    from omnifuse.config import from_dict, read_toml
+    from omnifuse.models import ScaledSoftmax
+    from omnifuse.precision import load_model
+    from omnifuse.training import train
+
+    (tmp_path / "tiny.toml").write_text(TINY)
+    overrides = ["model.fusion_dim=0", "model.head_bias=false", "model.head_scale=0.125", "train.epochs=1"]
+    cfg = from_dict(read_toml(tmp_path / "tiny.toml")).replace(overrides)
+    run = train(cfg, runs_root=tmp_path / "runs", data_dir=str(data_dir))
+    model = load_model(run / "model.keras")
+    logits = model.get_layer("cifar10_logits")
+    assert not logits.use_bias and logits.kernel.shape == (16, 10)  # right on the encoder's 16 features
+    assert isinstance(model.get_layer("cifar10"), ScaledSoftmax) and model.get_layer("cifar10").scale == 0.125
+    images = np.random.default_rng(0).integers(0, 256, (5, 32, 32, 3)).astype("uint8")
+    feed = {"image": images, "image_mask": np.ones(5, "float32")}
+    probs = model.predict_on_batch(feed)["cifar10"]
+    features = keras.Model(model.inputs, model.get_layer("fusion").output).predict_on_batch(feed)
+    want = keras.ops.convert_to_numpy(keras.ops.softmax(0.125 * (features @ logits.get_weights()[0])))
+    np.testing.assert_allclose(probs, want, rtol=1e-4, atol=1e-6)
+    with pytest.raises(OmnifuseError, match="model.fusion_dim > 0"):
+        train(cfg.replace(["model.fusion=attention"]), runs_root=tmp_path / "runs", data_dir=str(data_dir))

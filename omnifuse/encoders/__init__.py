@@ -30,7 +30,22 @@ class BatchNormalization(keras.layers.BatchNormalization):
     axis than the last go to Keras's own ``call``.
     """
 
+    def __init__(self, *args, beta_grad_scale=1.0, **kwargs):
+        super().__init__(*args, **kwargs)
+        # the gradient reaching beta is multiplied by this: with SGD, beta learns that many times faster, and
+        # (decoupled) weight decay still shrinks it at the usual rate; the outputs are unchanged
+        self.beta_grad_scale = float(beta_grad_scale)
+
     def call(self, inputs, training=None, mask=None):
+        out = self._call(inputs, training, mask)
+        if training and self.trainable and self.center and self.beta_grad_scale != 1.0:
+            # zero in value; its gradient adds (scale - 1) times beta's own
+            beta = keras.ops.cast(self.beta, "float32")
+            extra = (self.beta_grad_scale - 1.0) * (beta - keras.ops.stop_gradient(beta))
+            out = out + keras.ops.cast(extra, out.dtype)
+        return out
+
+    def _call(self, inputs, training, mask):
         dtype = keras.backend.standardize_dtype(inputs.dtype)
         last = self.axis in (-1, len(inputs.shape) - 1)
         if (
@@ -42,6 +57,9 @@ class BatchNormalization(keras.layers.BatchNormalization):
             return super().call(inputs, training=training, mask=mask)
         scale, offset = self.folded()
         return inputs * keras.ops.cast(scale, dtype) + keras.ops.cast(offset, dtype)
+
+    def get_config(self):
+        return {**super().get_config(), "beta_grad_scale": self.beta_grad_scale}
 
     def folded(self):
         """Inference as ``x * scale + offset`` per channel: (scale, offset), float32, from the moving statistics."""

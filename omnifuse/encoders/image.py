@@ -165,6 +165,7 @@ class FastNetConfig:
     flip: bool = True  # training: random horizontal flip ...
     translate: int = 2  # ... and random shift by up to this many pixels (reflect padding), inside the step
     tta: int = 1  # inference: 0 = plain, 1 = average with the mirror image, 2 = also two 1-pixel shifts
+    bias_lr_scale: float = 1.0  # with SGD, the BN biases learn this many times faster (airbench: 64)
 
 
 @keras.saving.register_keras_serializable(package="omnifuse")
@@ -214,6 +215,7 @@ class ImageFastNet(layers.Layer):
         flip=True,
         translate=2,
         tta=1,
+        bias_lr_scale=1.0,
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -225,6 +227,7 @@ class ImageFastNet(layers.Layer):
         self.flip = flip
         self.translate = translate
         self.tta = tta
+        self.bias_lr_scale = float(bias_lr_scale)
         self.output_dim = self.widths[-1]
         self.seed_generator = keras.random.SeedGenerator()  # seeded by keras.utils.set_random_seed
         self.groups = []
@@ -243,7 +246,14 @@ class ImageFastNet(layers.Layer):
                 )
                 if j == "a":
                     group.append(layers.MaxPooling2D(2, name=f"g{i}_pool"))
-                group.append(BatchNormalization(momentum=bn_momentum, scale=False, name=f"g{i}{j}_bn"))
+                group.append(
+                    BatchNormalization(
+                        momentum=bn_momentum,
+                        scale=False,
+                        beta_grad_scale=self.bias_lr_scale,
+                        name=f"g{i}{j}_bn",
+                    )
+                )
                 group.append(layers.Activation("gelu", name=f"g{i}{j}_gelu"))
             self.groups.append(group)
         self.pool = layers.GlobalMaxPooling2D()
@@ -346,4 +356,5 @@ class ImageFastNet(layers.Layer):
             "flip": self.flip,
             "translate": self.translate,
             "tta": self.tta,
+            "bias_lr_scale": self.bias_lr_scale,
         }

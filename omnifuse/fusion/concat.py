@@ -1,4 +1,5 @@
-"""Concatenation fusion: the masked features side by side, projected to ``dim``."""
+"""Concatenation fusion: the masked features side by side, projected to ``dim`` (ReLU); ``dim = 0`` passes the
+concatenated features on unprojected, so a single-modality model's head sits right on its encoder."""
 
 import keras
 from keras import layers, ops
@@ -12,12 +13,22 @@ class ConcatFusion(Fusion):
 
     def __init__(self, modalities, dim=128, dropout=0.0, **kwargs):
         super().__init__(modalities, dim, dropout, **kwargs)
-        self.proj = layers.Dense(dim, activation="relu")
+        self.proj = layers.Dense(dim, activation="relu") if dim else None
 
     def build(self, features_shape, masks_shape=None):
         batch = next(iter(features_shape.values()))[0]
-        self.proj.build((batch, sum(features_shape[m][-1] for m in self.modalities)))
+        if self.proj is not None:
+            self.proj.build((batch, sum(features_shape[m][-1] for m in self.modalities)))
 
     def call(self, features, masks, training=None):
         parts = self.masked(features, presence(masks, self.modalities, self.compute_dtype))
-        return self.drop(self.proj(ops.concatenate(parts, axis=-1)), training=training)
+        fused = ops.concatenate(parts, axis=-1)
+        if self.proj is not None:
+            fused = self.proj(fused)
+        return self.drop(fused, training=training)
+
+    def compute_output_shape(self, features_shape, masks_shape=None):
+        if self.proj is not None:
+            return super().compute_output_shape(features_shape, masks_shape)
+        batch = next(iter(features_shape.values()))[0]
+        return (batch, sum(features_shape[m][-1] for m in self.modalities))
