@@ -580,7 +580,7 @@ def _command(entry: Entry, seed: int, out: Path, data_dir, ref_epochs, runs_root
             cmd += ["--data-dir", str(data_dir)]
         if ref_epochs:
             cmd += ["--epochs", str(ref_epochs)]
-        return cmd
+        return cmd + list(entry.overrides)  # a reference's extra arguments
     cmd = [
         sys.executable,
         "-m",
@@ -629,6 +629,11 @@ def _run_entry(
     return record
 
 
+def _with_args(label: str, args: Sequence[str]) -> str:
+    """A reference's label with its extra arguments: ``keras-resnet_torch+channels-last``."""
+    return "+".join([label, *(a.lstrip("-").replace("=", "-") for a in args)])
+
+
 def run_bench(
     name: str,
     seeds: int = 1,
@@ -638,6 +643,7 @@ def run_bench(
     results: str | Path = Path("benchmarks") / "results",
     thresholds: Sequence[float] = DEFAULT_THRESHOLDS,
     ref_epochs: int | None = None,
+    ref_args: Sequence[str] = (),
     runs_root: str | Path = Path("runs") / "bench",
     echo: Callable[[str], None] = print,
     first_seed: int = 0,
@@ -647,16 +653,23 @@ def run_bench(
     write the records, regenerate the results table, print the comparison; return this invocation's records.
 
     ``overrides`` apply to every omnifuse run of the invocation (NAME's, and a preset given as ``compare``).
+    ``ref_args`` are passed on to a reference script, and its label names them (``keras-resnet_torch+channels-last``).
     """
     if seeds < 1:
         raise OmnifuseError(f"Expected --seeds of at least 1. Received: {seeds}")
     entries = [Entry(e.label, e.kind, e.target, (*e.overrides, *overrides)) for e in resolve(name)]
     refs = []
+    if ref_args and not compare:
+        raise OmnifuseError("--ref-arg needs --compare naming a reference script.")
     if compare:
         refs = [
-            Entry(r.label, r.kind, r.target, (*r.overrides, *overrides) if r.kind == "omnifuse" else ())
+            Entry(r.label, r.kind, r.target, (*r.overrides, *overrides))
+            if r.kind == "omnifuse"
+            else Entry(_with_args(r.label, ref_args), r.kind, r.target, tuple(ref_args))
             for r in resolve_reference(compare)
         ]
+        if ref_args and not any(r.kind == "reference" for r in refs):
+            raise OmnifuseError(f"--ref-arg is for a reference script; --compare {compare!r} names none.")
         clash = {e.label for e in entries} & {r.label for r in refs}
         if clash:
             refs = [Entry(f"ref-{r.label}", r.kind, r.target, r.overrides) for r in refs]

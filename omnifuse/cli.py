@@ -289,6 +289,13 @@ def bench(
     ref_epochs: Annotated[
         int | None, typer.Option(help="--epochs for a reference script (default: the script's own)")
     ] = None,
+    ref_arg: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="An extra argument for a reference script, repeatable (--ref-arg=--channels-last); the "
+            "reference's label names them"
+        ),
+    ] = None,
     run: Annotated[
         Path | None, typer.Option(help="serve: the run to serve (--set requests=100 ... set its options)")
     ] = None,
@@ -308,6 +315,7 @@ def bench(
         results=results,
         thresholds=parse_thresholds(thresholds),
         ref_epochs=ref_epochs,
+        ref_args=list(ref_arg or []),
         echo=typer.echo,
         first_seed=first_seed,
     )

@@ -474,3 +474,31 @@ def test_unprojected_concat_and_a_scaled_bias_free_head_train_save_and_load(data
     np.testing.assert_allclose(probs, want, rtol=1e-4, atol=1e-6)
     with pytest.raises(OmnifuseError, match="model.fusion_dim > 0"):
         train(cfg.replace(["model.fusion=attention"]), runs_root=tmp_path / "runs", data_dir=str(data_dir))
+
+
+def test_reference_scripts_get_extra_arguments_and_a_label_that_names_them(tmp_path, monkeypatch):
+    (tmp_path / "tiny.toml").write_text(TINY)
+    ran = []
+
+    def fake_run(entry, seed, folder, meta, options, echo):
+        command = bench._command(
+            entry, seed, folder / "x.json", None, options["ref_epochs"], options["runs_root"]
+        )
+        ran.append((entry.label, command))
+        return {"label": entry.label}
+
+    monkeypatch.setattr(bench, "_run_entry", fake_run)
+    monkeypatch.setattr(bench, "update_results", lambda results: results)
+    monkeypatch.setattr(bench, "compare_lines", lambda records: [])
+    args = dict(compare="resnet_torch", ref_epochs=1, results=tmp_path / "results")
+    bench.run_bench(str(tmp_path / "tiny.toml"), ref_args=["--channels-last"], **args)
+    (main_label, main_cmd), (ref_label, ref_cmd) = ran
+    assert main_label == "tiny" and "--channels-last" not in main_cmd
+    assert ref_label == "keras-resnet_torch+channels-last"
+    assert ref_cmd[1].endswith("resnet_torch.py") and ref_cmd[-3:] == ["--epochs", "1", "--channels-last"]
+    with pytest.raises(OmnifuseError, match="--ref-arg needs --compare"):
+        bench.run_bench(str(tmp_path / "tiny.toml"), ref_args=["--channels-last"], results=tmp_path / "r")
+    with pytest.raises(OmnifuseError, match="names none"):
+        bench.run_bench(
+            str(tmp_path / "tiny.toml"), ref_args=["--x"], compare="cifar10-fast", results=tmp_path / "r"
+        )
