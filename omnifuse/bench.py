@@ -657,13 +657,17 @@ def run_bench(
     """
     if seeds < 1:
         raise OmnifuseError(f"Expected --seeds of at least 1. Received: {seeds}")
-    entries = [Entry(e.label, e.kind, e.target, (*e.overrides, *overrides)) for e in resolve(name)]
+    # runs on another Keras backend than TensorFlow (KERAS_BACKEND=jax) get their own label, so their records are
+    # never averaged with TensorFlow's
+    backend = os.environ.get("KERAS_BACKEND", "tensorflow")
+    suffix = "" if backend == "tensorflow" else f"+{backend}"
+    entries = [Entry(e.label + suffix, e.kind, e.target, (*e.overrides, *overrides)) for e in resolve(name)]
     refs = []
     if ref_args and not compare:
         raise OmnifuseError("--ref-arg needs --compare naming a reference script.")
     if compare:
         refs = [
-            Entry(r.label, r.kind, r.target, (*r.overrides, *overrides))
+            Entry(r.label + suffix, r.kind, r.target, (*r.overrides, *overrides))
             if r.kind == "omnifuse"
             else Entry(_with_args(r.label, ref_args), r.kind, r.target, tuple(ref_args))
             for r in resolve_reference(compare)

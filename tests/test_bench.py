@@ -476,7 +476,7 @@ def test_unprojected_concat_and_a_scaled_bias_free_head_train_save_and_load(data
         train(cfg.replace(["model.fusion=attention"]), runs_root=tmp_path / "runs", data_dir=str(data_dir))
 
 
-def test_reference_scripts_get_extra_arguments_and_a_label_that_names_them(tmp_path, monkeypatch):
+def test_reference_arguments_and_other_backends_are_named_in_the_labels(tmp_path, monkeypatch):
     (tmp_path / "tiny.toml").write_text(TINY)
     ran = []
 
@@ -496,6 +496,11 @@ def test_reference_scripts_get_extra_arguments_and_a_label_that_names_them(tmp_p
     assert main_label == "tiny" and "--channels-last" not in main_cmd
     assert ref_label == "keras-resnet_torch+channels-last"
     assert ref_cmd[1].endswith("resnet_torch.py") and ref_cmd[-3:] == ["--epochs", "1", "--channels-last"]
+    ran.clear()  # omnifuse runs on another Keras backend are labelled apart; the reference script is not
+    monkeypatch.setenv("KERAS_BACKEND", "jax")
+    bench.run_bench(str(tmp_path / "tiny.toml"), ref_args=["--channels-last"], **args)
+    assert [label for label, _ in ran] == ["tiny+jax", "keras-resnet_torch+channels-last"]
+    monkeypatch.delenv("KERAS_BACKEND")
     with pytest.raises(OmnifuseError, match="--ref-arg needs --compare"):
         bench.run_bench(str(tmp_path / "tiny.toml"), ref_args=["--channels-last"], results=tmp_path / "r")
     with pytest.raises(OmnifuseError, match="names none"):
