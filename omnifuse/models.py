@@ -76,6 +76,10 @@ class ModalityBranch(layers.Layer):
 
     def call(self, inputs, training=None):
         x, mask = inputs
+        if keras.backend.backend() == "jax":
+            # JAX cannot trace a stateful layer (batch-norm statistics, random augmentation) inside a cond: the
+            # encoder runs on every batch, and a batch without this modality updates its batch-norm statistics too
+            return ops.cast(self._encode(x, training), self.compute_dtype)
         zeros = ops.zeros((ops.shape(x)[0], self.encoder.output_dim), dtype=self.compute_dtype)
         return ops.cond(
             ops.any(mask > 0), lambda: ops.cast(self._encode(x, training), self.compute_dtype), lambda: zeros

@@ -32,10 +32,11 @@ class _Lazy:
     def update_step(self, gradient, variable, learning_rate):
         reached = _reached(gradient)
         held = [variable, *self._state(variable)]
-        before = [ops.copy(v) for v in held]  # a copy: a plain read may share the buffer the update writes
+        # copies: a plain read may share the buffer the update writes (``.value``: JAX takes tensors, not variables)
+        before = [ops.copy(v.value) for v in held]
         super().update_step(gradient, variable, learning_rate)
         for v, old in zip(held, before):
-            v.assign(ops.where(reached, v, old))
+            v.assign(ops.where(reached, v.value, old))
 
 
 @keras.saving.register_keras_serializable(package="omnifuse")
