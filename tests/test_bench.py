@@ -507,3 +507,31 @@ def test_reference_arguments_and_other_backends_are_named_in_the_labels(tmp_path
         bench.run_bench(
             str(tmp_path / "tiny.toml"), ref_args=["--x"], compare="cifar10-fast", results=tmp_path / "r"
         )
+
+
+JAX_RUN = """
+import json, sys
+from pathlib import Path
+from omnifuse.config import from_dict, read_toml
+from omnifuse.training import train
+cfg = from_dict(read_toml(Path(sys.argv[1]))).replace(["train.epochs=1", "train.lookahead=0"])
+run = train(cfg, runs_root=sys.argv[2], data_dir=sys.argv[3])
+import keras
+print(json.dumps({"backend": keras.backend.backend(), "run": str(run)}))
+"""
+
+
+def test_a_fastnet_model_trains_and_saves_on_the_jax_backend(data_dir, tmp_path):
+    pytest.importorskip("jax", reason="the JAX backend needs jax (the jax extra)")
+    import os
+    import subprocess
+
+    (tmp_path / "tiny.toml").write_text(TINY)
+    env = {**os.environ, "KERAS_BACKEND": "jax"}
+    cmd = [sys.executable, "-c", JAX_RUN, str(tmp_path / "tiny.toml"), str(tmp_path / "runs"), str(data_dir)]
+    done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    out = json.loads(done.stdout.strip().splitlines()[-1])
+    assert out["backend"] == "jax"
+    meta = json.loads((Path(out["run"]) / "meta.json").read_text())
+    assert (Path(out["run"]) / "model.keras").is_file() and meta
