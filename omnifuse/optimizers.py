@@ -23,6 +23,11 @@ def _reached(gradient):
     return ops.any(ops.not_equal(values, 0))
 
 
+def _tensor(variable):
+    """A Keras variable's value as a tensor (JAX's ops take no variables); TensorFlow's own variables as they are."""
+    return variable.value if isinstance(variable, keras.Variable) else variable
+
+
 class _Lazy:
     """Mixin: ``update_step`` of the optimizer it precedes, undone for a variable whose gradient is all zeros."""
 
@@ -32,11 +37,12 @@ class _Lazy:
     def update_step(self, gradient, variable, learning_rate):
         reached = _reached(gradient)
         held = [variable, *self._state(variable)]
-        # copies: a plain read may share the buffer the update writes (``.value``: JAX takes tensors, not variables)
-        before = [ops.copy(v.value) for v in held]
+        before = [
+            ops.copy(_tensor(v)) for v in held
+        ]  # a copy: a plain read may share the buffer the update writes
         super().update_step(gradient, variable, learning_rate)
         for v, old in zip(held, before):
-            v.assign(ops.where(reached, v.value, old))
+            v.assign(ops.where(reached, _tensor(v), old))
 
 
 @keras.saving.register_keras_serializable(package="omnifuse")
