@@ -15,10 +15,13 @@ class ConcatFusion(Fusion):
         super().__init__(modalities, dim, dropout, **kwargs)
         self.proj = layers.Dense(dim, activation="relu") if dim else None
 
-    def build(self, features_shape, masks_shape=None):
+    def _concatenated_shape(self, features_shape):
         batch = next(iter(features_shape.values()))[0]
+        return (batch, sum(features_shape[m][-1] for m in self.modalities))
+
+    def build(self, features_shape, masks_shape=None):
         if self.proj is not None:
-            self.proj.build((batch, sum(features_shape[m][-1] for m in self.modalities)))
+            self.proj.build(self._concatenated_shape(features_shape))
 
     def call(self, features, masks, training=None):
         parts = self.masked(features, presence(masks, self.modalities, self.compute_dtype))
@@ -30,5 +33,4 @@ class ConcatFusion(Fusion):
     def compute_output_shape(self, features_shape, masks_shape=None):
         if self.proj is not None:
             return super().compute_output_shape(features_shape, masks_shape)
-        batch = next(iter(features_shape.values()))[0]
-        return (batch, sum(features_shape[m][-1] for m in self.modalities))
+        return self._concatenated_shape(features_shape)
