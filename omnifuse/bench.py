@@ -62,6 +62,23 @@ FSDD_SPEAKERS = (
     "yweweler",
 )  # the 6 speakers of FSDD's 2024 snapshot
 FUSIONS = ("concat", "attention", "gated", "tensor", "cross_attention", "late")
+# the ResNet of the step-overhead suite, on 6,000 CIFAR-10 images, as benchmarks/reference/resnet_torch.py builds it
+STEP_RESNET = [
+    "model.image.encoder=resnet",
+    "model.image.resnet.widths=[64, 128, 256]",
+    "model.image.resnet.blocks=1",
+    "model.image.resnet.dense_units=256",
+    "model.image.resnet.dropout=0.0",
+    "model.fusion_dim=256",
+    "data.limit_train=6000",
+    "data.val_fraction=0.0",
+    "train.epochs=2",
+    "train.batch_size=128",
+    "train.optimizer=adam",
+    "train.learning_rate=1e-3",
+    "train.schedule=constant",
+    "train.early_stopping=0",
+]
 SUITES: dict[str, list[tuple[str, str, list[str]]]] = {
     "cifar10": [("cnn", "cifar10-cnn", []), ("fast", "cifar10-fast", []), ("94", "cifar10-94", [])],
     # leave-one-speaker-out: each run tests on one speaker never heard in training
@@ -94,27 +111,11 @@ SUITES: dict[str, list[tuple[str, str, list[str]]]] = {
     # the training step's speed against a plain PyTorch loop (benchmarks/reference/resnet_torch.py trains the same
     # network on the same 6,000 images with the same batch, augmentation and optimizer):
     #   omnifuse bench step-overhead --compare resnet_torch
+    # "v2": measured since a one-modality model runs its encoder without the modality-skip conditional (the
+    # records labelled "resnet" measured the step with it); "-xla" with train.jit_compile
     "step-overhead": [
-        (
-            "resnet",
-            "cifar10-cnn",
-            [
-                "model.image.encoder=resnet",
-                "model.image.resnet.widths=[64, 128, 256]",
-                "model.image.resnet.blocks=1",
-                "model.image.resnet.dense_units=256",
-                "model.image.resnet.dropout=0.0",
-                "model.fusion_dim=256",
-                "data.limit_train=6000",
-                "data.val_fraction=0.0",
-                "train.epochs=2",
-                "train.batch_size=128",
-                "train.optimizer=adam",
-                "train.learning_rate=1e-3",
-                "train.schedule=constant",
-                "train.early_stopping=0",
-            ],
-        )
+        ("resnet-v2", "cifar10-cnn", STEP_RESNET),
+        ("resnet-v2-xla", "cifar10-cnn", [*STEP_RESNET, "train.jit_compile=true"]),
     ],
     # cifar10-fast with the layers computing in bfloat16 (variables, heads float32): the same recipe, faster steps
     # on CPUs with AMX or AVX512-BF16

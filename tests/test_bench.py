@@ -294,7 +294,8 @@ def test_the_pytorch_reference_trains_the_step_overhead_suites_network():
     from omnifuse.config import load_config
     from omnifuse.models import build_model
 
-    ((_, preset, overrides),) = bench.SUITES["step-overhead"]
+    (_, preset, overrides), (_, preset_xla, overrides_xla) = bench.SUITES["step-overhead"]
+    assert (preset_xla, overrides_xla) == (preset, [*overrides, "train.jit_compile=true"])
     cfg = load_config(preset).replace(overrides)
     model = build_model(cfg, {"image": "image"}, {"cifar10": [str(i) for i in range(10)]})
     ref = runpy.run_path(str(REFERENCE / "resnet_torch.py"), run_name="reference")

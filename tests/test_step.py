@@ -1,0 +1,134 @@
+"""The training step: image augmentation XLA can compile, the modality-skip conditional only where it pays, and a
+clear error where ``train.jit_compile`` cannot apply."""
+
+import keras
+import numpy as np
+import pytest
+from keras import layers, ops
+
+from omnifuse.config import load_config
+from omnifuse.encoders.image import ImageAugment, _translated
+from omnifuse.errors import OmnifuseError
+from omnifuse.models import ModalityBranch, build_model, compile_model
+
+CLASSES = {"cifar10": [str(i) for i in range(10)]}
+SMALL_RESNET = [
+    "model.image.encoder=resnet",
+    "model.image.resnet.widths=[4, 8]",
+    "model.image.resnet.dense_units=8",
+    "model.fusion_dim=8",
+    "train.optimizer=adam",
+    "train.schedule=constant",
+]
+
+
+def _images(n=3, size=8, seed=0):
+    return np.random.default_rng(seed).random((n, size, size, 2)).astype("float32")
+
+
+def test_whole_pixel_translation_is_a_window_of_the_mirrored_image():
+    x = _images()
+    shifts = [(2, 0), (-1, 3), (0, -2)]
+    ty, tx = (np.array(s, "float32") for s in zip(*shifts))
+    y = ops.convert_to_numpy(_translated(x, ty, tx, 0.5))
+    mirrored = np.pad(x, [[0, 0], [8, 8], [8, 8], [0, 0]], mode="symmetric")
+    for b, (dy, dx) in enumerate(shifts):
+        np.testing.assert_array_equal(y[b], mirrored[b, 8 - dy : 16 - dy, 8 - dx : 16 - dx])
+
+
+def test_fractional_translation_interpolates_and_matches_keras_random_translation():
+    x = _images()
+    half = ops.convert_to_numpy(_translated(x, np.full(3, 0.5, "float32"), np.zeros(3, "float32"), 0.25))
+    mirrored = np.pad(x, [[0, 0], [1, 1], [0, 0], [0, 0]], mode="symmetric")
+    np.testing.assert_allclose(half, 0.5 * (mirrored[:, 1:9] + mirrored[:, :8]), atol=1e-6)
+    # Keras's layer with its range pinned to one value: rows down by 0.25 of 8 = 2 pixels, columns left by 1.5
+    fixed = layers.RandomTranslation((0.25, 0.25), (-0.1875, -0.1875), fill_mode="reflect")
+    expected = ops.convert_to_numpy(fixed(x, training=True))
+    ours = _translated(x, np.full(3, 2.0, "float32"), np.full(3, -1.5, "float32"), 0.25)
+    np.testing.assert_allclose(ops.convert_to_numpy(ours), expected, atol=1e-5)
+
+
+def test_image_augment_flips_and_shifts_in_training_only_and_is_seeded():
+    x = np.repeat(_images(1, 16), 64, axis=0)
+    augment = ImageAugment(translate=0.125, seed=3)
+    np.testing.assert_array_equal(ops.convert_to_numpy(augment(x, training=False)), x)
+    out = ops.convert_to_numpy(augment(x, training=True))
+    assert out.shape == x.shape
+    changed = np.abs(out - x).reshape(len(x), -1).max(axis=1) > 1e-6
+    assert 0.8 < changed.mean() <= 1.0  # almost every copy moved or flipped
+    assert len({o.tobytes() for o in out.round(5)}) > 32  # and not all the same way
+    again = ImageAugment(translate=0.125, seed=3)
+    np.testing.assert_array_equal(ops.convert_to_numpy(again(x, training=True)), out)
+    restored = ImageAugment.from_config(augment.get_config())
+    assert (restored.flip, restored.translate, restored.seed) == (True, 0.125, 3)
+    with pytest.raises(ValueError, match="translate in"):
+        ImageAugment(translate=1.5)
+
+
+def test_image_augment_compiles_with_xla():
+    import tensorflow as tf
+
+    augment = ImageAugment(translate=0.125, seed=0)
+    x = _images(4, 16)
+    out = tf.function(lambda v: augment(v, training=True), jit_compile=True)(x)
+    assert tuple(out.shape) == x.shape and np.isfinite(ops.convert_to_numpy(out)).all()
+
+
+def _branches(model):
+    return [layer for layer in model.layers if isinstance(layer, ModalityBranch)]
+
+
+def test_one_modality_runs_its_encoder_unconditionally_several_skip_absent_ones():
+    one = build_model(load_config("cifar10-cnn").replace(SMALL_RESNET), {"image": "image"}, CLASSES)
+    assert [b.skip_absent for b in _branches(one)] == [False]
+    assert isinstance(_branches(one)[0].preprocess, ImageAugment)
+    numbers = {"vitals": np.random.default_rng(0).random((20, 3)).astype("float32")}
+    modalities = {"image": "image", "vitals": "numbers"}
+    cfg = load_config("cifar10-cnn").replace(SMALL_RESNET)
+    two = build_model(cfg, modalities, CLASSES, numbers=numbers)
+    assert [b.skip_absent for b in _branches(two)] == [True, True]
+    xla = build_model(cfg.replace(["train.jit_compile=true"]), modalities, CLASSES, numbers=numbers)
+    assert [b.skip_absent for b in _branches(xla)] == [False, False]
+    branch = ModalityBranch.from_config(_branches(one)[0].get_config())
+    assert branch.skip_absent is False
+
+
+def test_branch_without_skip_encodes_a_batch_that_lacks_the_modality():
+    from omnifuse.encoders.tabular import TabularMLP
+
+    x = np.random.default_rng(0).random((4, 3)).astype("float32")
+    encoder = TabularMLP(units=(5,), dropout=0.0)
+    encoder.adapt(x)
+    absent = np.zeros(4, "float32")
+    assert np.all(ops.convert_to_numpy(ModalityBranch(encoder)([x, absent])) == 0)
+    assert np.any(ops.convert_to_numpy(ModalityBranch(encoder, skip_absent=False)([x, absent])) != 0)
+
+
+def test_jit_compile_trains_a_resnet_with_augmentation():
+    cfg = load_config("cifar10-cnn").replace(
+        [*SMALL_RESNET, "model.image.augment=true", "train.jit_compile=true"]
+    )
+    keras.utils.set_random_seed(0)
+    model = build_model(cfg, {"image": "image"}, CLASSES)
+    compile_model(model, cfg, ["cifar10"], steps_per_epoch=2)
+    assert model.jit_compile is True  # Keras kept it: every layer supports XLA
+    rng = np.random.default_rng(0)
+    x = {"image": rng.integers(0, 255, (8, 32, 32, 3)).astype("uint8"), "image_mask": np.ones(8, "float32")}
+    logs = model.train_on_batch(x, {"cifar10": rng.integers(0, 10, 8)}, return_dict=True)
+    assert np.isfinite(logs["loss"])
+
+
+def test_jit_compile_names_the_layers_xla_cannot_compile():
+    cfg = load_config("imdb-bigru").replace(
+        [
+            "model.text.vocab_size=50",
+            "model.text.sequence_length=8",
+            "model.text.rnn.units=4",
+            "model.text.rnn.embed_dim=4",
+            "model.text.rnn.conv_filters=0",
+            "train.jit_compile=true",
+        ]
+    )
+    model = build_model(cfg, {"text": "text"}, {"sentiment": ["neg", "pos"]}, texts=["good film", "bad film"])
+    with pytest.raises(OmnifuseError, match=r"TextVectorization.*train.jit_compile = false"):
+        compile_model(model, cfg, ["sentiment"], steps_per_epoch=1)
