@@ -12,9 +12,7 @@ if even that does not beat the binary NBSVM, the ratings add nothing this way.
 import time
 
 import numpy as np
-from nbsvm_tokenizers import words
-from sklearn.feature_extraction.text import CountVectorizer
-from sklearn.linear_model import LogisticRegression
+from nbsvm_tokenizers import nbsvm_margins, ngram_rows, words
 
 from omnifuse.data import imdb
 
@@ -27,32 +25,11 @@ COMBINATIONS = {
 }
 
 
-def nbsvm_margins(train, y, test, c=0.1, beta=0.25) -> np.ndarray:
-    """Test margins of an NBSVM (alpha = 1, liblinear, interpolation beta) fitted on binary n-gram rows."""
-    pos = np.asarray(train[y == 1].sum(0)).ravel() + 1.0
-    neg = np.asarray(train[y == 0].sum(0)).ravel() + 1.0
-    ratio = np.log((pos / pos.sum()) / (neg / neg.sum())).astype(np.float32)
-    fit = LogisticRegression(C=c, solver="liblinear", max_iter=1000).fit(train.multiply(ratio).tocsr(), y)
-    weight = fit.coef_.ravel()
-    weight = beta * weight + (1 - beta) * np.abs(weight).mean()
-    return test.multiply(ratio).tocsr() @ weight + beta * fit.intercept_[0]
-
-
 def main() -> None:
     start = time.perf_counter()
     data = imdb.load()
     train, test = data["train"], data["test"]
-    vectorizer = CountVectorizer(
-        tokenizer=words,
-        lowercase=False,
-        token_pattern=None,
-        ngram_range=(1, 3),
-        binary=True,
-        max_features=1_000_000,
-        dtype=np.float32,
-    )
-    x_train = vectorizer.fit_transform(list(train.inputs["text"]))
-    x_test = vectorizer.transform(list(test.inputs["text"]))
+    x_train, x_test = ngram_rows(words, list(train.inputs["text"]), list(test.inputs["text"]))
     y_test = test.labels["sentiment"]
     margins = {"binary": nbsvm_margins(x_train, train.labels["sentiment"], x_test)}
     for t in THRESHOLDS:

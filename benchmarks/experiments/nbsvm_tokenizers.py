@@ -49,7 +49,8 @@ def letters_punct(text: str) -> list[str]:
 TOKENIZERS = {f.__name__: f for f in (letters, words, words_nobr, letters_punct)}
 
 
-def nbsvm_accuracy(tokenize, x_train, y_train, x_test, y_test, c=0.1, beta=0.25) -> float:
+def ngram_rows(tokenize, x_train, x_test):
+    """Binary rows of the million most frequent 1-3-grams of the training texts: (train, test), sparse."""
     vectorizer = CountVectorizer(
         tokenizer=tokenize,
         lowercase=False,
@@ -59,7 +60,11 @@ def nbsvm_accuracy(tokenize, x_train, y_train, x_test, y_test, c=0.1, beta=0.25)
         max_features=1_000_000,
         dtype=np.float32,
     )
-    train, test = vectorizer.fit_transform(x_train), vectorizer.transform(x_test)
+    return vectorizer.fit_transform(x_train), vectorizer.transform(x_test)
+
+
+def nbsvm_margins(train, y_train, test, c=0.1, beta=0.25) -> np.ndarray:
+    """Test margins of an NBSVM (alpha = 1, liblinear, interpolation beta) fitted on binary n-gram rows."""
     pos = np.asarray(train[y_train == 1].sum(0)).ravel() + 1.0
     neg = np.asarray(train[y_train == 0].sum(0)).ravel() + 1.0
     ratio = np.log((pos / pos.sum()) / (neg / neg.sum())).astype(np.float32)
@@ -68,8 +73,12 @@ def nbsvm_accuracy(tokenize, x_train, y_train, x_test, y_test, c=0.1, beta=0.25)
     )
     weight = fit.coef_.ravel()
     weight = beta * weight + (1 - beta) * np.abs(weight).mean()
-    margin = test.multiply(ratio).tocsr() @ weight + beta * fit.intercept_[0]
-    return float(np.mean((margin > 0) == y_test))
+    return test.multiply(ratio).tocsr() @ weight + beta * fit.intercept_[0]
+
+
+def nbsvm_accuracy(tokenize, x_train, y_train, x_test, y_test, c=0.1, beta=0.25) -> float:
+    train, test = ngram_rows(tokenize, x_train, x_test)
+    return float(np.mean((nbsvm_margins(train, y_train, test, c, beta) > 0) == y_test))
 
 
 def main(names: list[str]) -> None:
