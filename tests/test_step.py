@@ -51,7 +51,7 @@ def test_fractional_translation_interpolates_and_matches_keras_random_translatio
 def test_image_augment_flips_and_shifts_in_training_only_and_is_seeded():
     x = np.repeat(_images(1, 16), 64, axis=0)
     augment = ImageAugment(translate=0.125, seed=3)
-    np.testing.assert_array_equal(ops.convert_to_numpy(augment(x, training=False)), x)
+    np.testing.assert_array_equal(ops.convert_to_numpy(augment(x, training=False)), x)  # floats pass through
     out = ops.convert_to_numpy(augment(x, training=True))
     assert out.shape == x.shape
     changed = np.abs(out - x).reshape(len(x), -1).max(axis=1) > 1e-6
@@ -63,6 +63,15 @@ def test_image_augment_flips_and_shifts_in_training_only_and_is_seeded():
     assert (restored.flip, restored.translate, restored.seed) == (True, 0.125, 3)
     with pytest.raises(ValueError, match="translate in"):
         ImageAugment(translate=1.5)
+
+
+def test_image_augment_interpolates_uint8_pixels():
+    x = np.zeros((1, 8, 8, 1), "uint8")
+    x[:, ::2] = 200  # stripes: a half-pixel vertical shift averages neighbouring rows
+    augment = ImageAugment(flip=False, translate=0.125)
+    assert keras.backend.standardize_dtype(augment(x, training=False).dtype) == "float32"
+    out = ops.convert_to_numpy(augment(np.repeat(x, 16, axis=0), training=True))
+    assert np.logical_and(out > 1, out < 199).any()  # values between the two stripes' levels
 
 
 def test_image_augment_compiles_with_xla():

@@ -220,7 +220,8 @@ def _translated(x, ty, tx, reach: float):
 
 @keras.saving.register_keras_serializable(package="omnifuse")
 class ImageAugment(layers.Layer):
-    """Random horizontal flip and translation of each training image, inside the training step; identity otherwise.
+    """Random horizontal flip and translation of each training image, inside the training step; otherwise only the
+    cast of the pixels to the layer's compute dtype.
 
     Each image moves by a uniform random fraction of up to ``translate`` of its height and of its width, resampled
     bilinearly with a mirrored border, as Keras's ``RandomFlip("horizontal")`` + ``RandomTranslation(translate,
@@ -238,6 +239,8 @@ class ImageAugment(layers.Layer):
         self.seed_generator = keras.random.SeedGenerator(seed)
 
     def call(self, x, training=None):
+        # uint8 pixels become floats (exact, also in bfloat16), so the resampling can interpolate between them
+        x = ops.cast(x, self.compute_dtype)
         if not training:
             return x
         batch = ops.shape(x)[0]
