@@ -208,33 +208,17 @@ def _importable(module: str) -> bool:
     return importlib.util.find_spec(module) is not None
 
 
-class _AlwaysEncode(keras.layers.Layer):
-    """A modality branch for export: the encoder on every batch, without the augmentation of training.
-
-    The run's ``ModalityBranch`` skips its encoder (``cond``) for a batch without the modality; the fusion zeroes
-    absent samples' features either way, so always encoding gives the same answers, in a graph tf2onnx can
-    convert (it cannot infer shapes inside ``If`` branches).
-    """
-
-    def __init__(self, encoder, **kwargs):
-        super().__init__(**kwargs)
-        self.encoder = encoder
-
-    def call(self, inputs):
-        x, _mask = inputs
-        return self.encoder(x, training=False)
-
-    def compute_output_shape(self, input_shape):
-        return (input_shape[0][0], self.encoder.output_dim)
-
-
 def _write_onnx(predictor: Predictor, path: Path, probe: dict) -> None:
     for name in ("tf2onnx", "onnx"):  # the converter logs every pass; errors still raise
         logging.getLogger(name).setLevel(logging.ERROR)
     plain = keras.models.clone_model(
         predictor.model,
+        # each branch without its skip conditional (tf2onnx cannot infer shapes inside ``If`` branches; the fusion
+        # zeroes absent samples' features either way, so the answers are the same) and without the augmentation
         clone_function=lambda layer: (
-            _AlwaysEncode(layer.encoder, name=layer.name) if isinstance(layer, ModalityBranch) else layer
+            ModalityBranch(layer.encoder, skip_absent=False, name=layer.name)
+            if isinstance(layer, ModalityBranch)
+            else layer
         ),
     )
     plain(probe)  # Keras exports only a model that has been called
