@@ -187,6 +187,12 @@ class IdentityCentreUniform(keras.initializers.Initializer):
         return ops.where(touched, ops.cast(centre, kernel.dtype), kernel)
 
 
+def _random_flip(x, seed_generator):
+    """Each image of ``x`` (B, H, W, C) mirrored left-right with probability 1/2."""
+    coin = keras.random.uniform((ops.shape(x)[0],), seed=seed_generator) < 0.5
+    return ops.where(coin[:, None, None, None], ops.flip(x, axis=2), x)
+
+
 def _window(padded, start, size: int, axis: int):
     """``size`` consecutive rows (axis 1) or columns (axis 2) of each image of ``padded`` (B, H, W, C), the window of
     image b beginning at ``start[b]`` (int (B,))."""
@@ -245,8 +251,7 @@ class ImageAugment(layers.Layer):
             return x
         batch = ops.shape(x)[0]
         if self.flip:
-            coin = keras.random.uniform((batch,), seed=self.seed_generator) < 0.5
-            x = ops.where(coin[:, None, None, None], ops.flip(x, axis=2), x)
+            x = _random_flip(x, self.seed_generator)
         if self.translate:
             shifts = keras.random.uniform(
                 (2, batch), -self.translate, self.translate, seed=self.seed_generator
@@ -374,8 +379,7 @@ class ImageFastNet(layers.Layer):
     def _augment(self, x):
         batch = ops.shape(x)[0]
         if self.flip:
-            coin = keras.random.uniform((batch,), seed=self.seed_generator) < 0.5
-            x = ops.where(coin[:, None, None, None], ops.flip(x, axis=2), x)
+            x = _random_flip(x, self.seed_generator)
         if self.translate:
             r = self.translate
             dy = keras.random.randint((batch,), 0, 2 * r + 1, seed=self.seed_generator)
