@@ -107,7 +107,9 @@ class TabularConfig:
 @dataclass(frozen=True)
 class ModelConfig:
     fusion: str = "attention"  # concat | attention | gated | tensor | cross_attention | late
-    fusion_dim: int = 128  # concat: 0 = no projection, the encoders' features go to the heads as they are
+    # 0 = no projection: concat passes the encoders' features to the heads as they are; attention passes a modality
+    # of the widest width as it is and projects only narrower ones to that width
+    fusion_dim: int = 128
     fusion_dropout: float = 0.0
     # attention fusion: each modality's projection scaled to unit variance before weighting, so the weights alone
     # decide each modality's share of the fused vector (see omnifuse/fusion/attention.py)

@@ -474,7 +474,7 @@ def test_unprojected_concat_and_a_scaled_bias_free_head_train_save_and_load(data
     want = keras.ops.convert_to_numpy(keras.ops.softmax(0.125 * (features @ logits.get_weights()[0])))
     np.testing.assert_allclose(probs, want, rtol=1e-4, atol=1e-6)
     with pytest.raises(OmnifuseError, match="model.fusion_dim > 0"):
-        train(cfg.replace(["model.fusion=attention"]), runs_root=tmp_path / "runs", data_dir=str(data_dir))
+        train(cfg.replace(["model.fusion=gated"]), runs_root=tmp_path / "runs", data_dir=str(data_dir))
 
 
 def test_reference_arguments_and_other_backends_are_named_in_the_labels(tmp_path, monkeypatch):

@@ -118,7 +118,7 @@ def _fusion_inputs(n=5, seed=0):
 def _fusion_model(cls, **kwargs):
     feats = {"image": keras.Input((7,), name="image"), "text": keras.Input((5,), name="text")}
     masks = {"image": keras.Input((), name="image_mask"), "text": keras.Input((), name="text_mask")}
-    fusion = cls(modalities=["image", "text"], dim=8, name="fusion", **kwargs)
+    fusion = cls(modalities=["image", "text"], name="fusion", **{"dim": 8, **kwargs})
     out = fusion(feats, masks)
     outputs = {}
     if fusion.returns_weights:
@@ -135,7 +135,8 @@ def _feed(features, masks):
 
 @pytest.mark.parametrize(
     "name,kwargs",
-    [(name, {}) for name in sorted(registry.FUSIONS)] + [("attention", {"normalize": True})],
+    [(name, {}) for name in sorted(registry.FUSIONS)]
+    + [("attention", {"normalize": True}), ("attention", {"dim": 0}), ("concat", {"dim": 0})],
     ids=lambda v: v if isinstance(v, str) else ",".join(f"{k}={x}" for k, x in v.items()) or "default",
 )
 def test_fusion_contract(name, kwargs, tmp_path):
@@ -171,6 +172,22 @@ def test_fusion_contract(name, kwargs, tmp_path):
     a, b = model.predict(_feed(features, masks), verbose=0), loaded.predict(_feed(features, masks), verbose=0)
     for key in a:
         np.testing.assert_allclose(a[key], b[key], rtol=1e-6, atol=1e-6)
+
+
+def test_unprojected_attention_passes_the_widest_modality_on_and_projects_the_narrower():
+    from omnifuse.fusion.attention import AttentionFusion
+
+    model, fusion = _fusion_model(AttentionFusion, dim=0)
+    assert (
+        sorted(fusion.proj) == ["text"] and fusion.proj["text"].units == 7
+    )  # image (7 wide) has no projection
+    features, masks = _fusion_inputs()
+    fused = keras.Model(model.inputs, fusion.output[0]).predict_on_batch(_feed(features, masks))
+    assert fused.shape == (5, 7)
+    alone = masks["text"] == 0  # the image alone: its features pass on exactly
+    np.testing.assert_allclose(fused[alone], features["image"][alone], rtol=1e-6)
+    both = ~alone
+    assert not np.allclose(fused[both], features["image"][both])
 
 
 def test_fusion_normalize_is_an_attention_option_and_named_elsewhere():
