@@ -152,6 +152,12 @@ SUITES: dict[str, list[tuple[str, str, list[str]]]] = {
     ],
     # imdb-bigru with lookahead weight averaging (it lifted PneumoniaMNIST's test accuracy), and with more dropout
     "imdb-bigru-variants": [
+        # each position also reads a learned embedding of its word pair (500,000 hashed buckets), with dropout 0.5
+        (
+            "bigrams",
+            "imdb-bigru",
+            ["model.text.rnn.dropout=0.5", "model.text.rnn.bigram_buckets=500000"],
+        ),
         ("lookahead", "imdb-bigru", ["train.lookahead=0.9"]),
         ("dropout-lookahead", "imdb-bigru", ["train.lookahead=0.9", "model.text.rnn.dropout=0.5"]),
         # two epochs, as the best single run so far (89.76%), with the averaging ramped over those two

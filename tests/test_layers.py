@@ -317,6 +317,25 @@ def test_rnn_encoder_answers_a_short_text_alone_as_beside_a_long_one(options):
     assert beside.shape == (2, encoder.output_dim)
 
 
+def test_rnn_encoder_bigram_embedding_hashes_each_word_pair_and_sees_word_order():
+    from omnifuse.encoders.text import TextRNN
+
+    encoder = TextRNN(vocab_size=50, embed_dim=8, units=6, bigram_buckets=97, dropout=0.0, pooling="max")
+    ids = np.array([[5, 7, 5, 7, 0, 0], [7, 5, 9, 0, 0, 0]], "int32")
+    buckets = np.asarray(encoder.bigram_ids(ids))
+    pair = lambda a, b: (a * 1000003 + b) % 97 + 1  # noqa: E731
+    np.testing.assert_array_equal(
+        buckets, [[0, pair(5, 7), pair(7, 5), pair(5, 7), 0, 0], [0, pair(7, 5), pair(5, 9), 0, 0, 0]]
+    )
+    out = np.asarray(encoder(ids))
+    assert encoder.bigram_embedding.embeddings.shape == (98, 8)
+    # the bigram table takes part: zeroing it changes the answer
+    encoder.bigram_embedding.embeddings.assign(np.zeros((98, 8), "float32"))
+    assert not np.allclose(out, np.asarray(encoder(ids)))
+    clone = TextRNN.from_config(encoder.get_config())
+    assert clone.bigram_buckets == 97
+
+
 def test_rnn_encoder_word_dropout_drops_whole_tokens_in_training_only():
     from omnifuse.encoders.text import TextRNN
 

@@ -25,6 +25,9 @@ class RNNConfig:
     conv_pool: int = 4
     dropout: float = 0.2  # on each embedding value and on the output
     word_dropout: float = 0.0  # training: each token's whole embedding is dropped with this probability
+    # > 0: each position also gets the learned embedding of its bigram (the word before and this one), hashed into
+    # this many buckets and added to the word's embedding, so the recurrent net reads "not good" as one unit
+    bigram_buckets: int = 0
 
 
 @dataclass(frozen=True)
@@ -60,7 +63,11 @@ class NBConfig:
 
 @keras.saving.register_keras_serializable(package="omnifuse")
 class TextRNN(layers.Layer):
-    """Embedding -> [Conv1D + pool] -> LSTM/GRU (optionally bidirectional). Output (B, units * directions)."""
+    """Embedding -> [Conv1D + pool] -> LSTM/GRU (optionally bidirectional). Output (B, units * directions).
+
+    ``bigram_buckets > 0``: a second embedding table, indexed by a hash of each position's (previous word, word) ids
+    (:meth:`bigram_ids`), is added to the word embedding.
+    """
 
     output_kind = "vector"
 
@@ -76,6 +83,7 @@ class TextRNN(layers.Layer):
         conv_pool=4,
         dropout=0.2,
         word_dropout=0.0,
+        bigram_buckets=0,
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -95,8 +103,13 @@ class TextRNN(layers.Layer):
         self.conv_pool = conv_pool
         self.dropout = dropout
         self.word_dropout = word_dropout
+        self.bigram_buckets = int(bigram_buckets)
         self.output_dim = units * (2 if bidirectional else 1) * (2 if pooling == "maxmean" else 1)
         self.embedding = layers.Embedding(vocab_size, embed_dim)
+        # bucket 0: no bigram (the first word, padding)
+        self.bigram_embedding = (
+            layers.Embedding(self.bigram_buckets + 1, embed_dim) if self.bigram_buckets else None
+        )
         self.word_drop = layers.Dropout(word_dropout, noise_shape=(None, None, 1)) if word_dropout else None
         self.embed_drop = layers.Dropout(dropout)
         self.conv = (
@@ -109,7 +122,18 @@ class TextRNN(layers.Layer):
         self.out_drop = layers.Dropout(dropout)
 
     def build(self, input_shape):
+        if self.bigram_embedding is not None:
+            self.bigram_embedding.build(input_shape)
         build_chain([self.embedding, self.conv, self.conv_pooling, self.rnn], input_shape)
+
+    def bigram_ids(self, ids):
+        """Per position, the bucket (1..bigram_buckets) of the bigram that ends there: the pair of word ids
+        ``previous * 1000003 + id`` (distinct for vocabularies under a million) modulo the bucket count, plus 1;
+        0 where the position or the one before is padding, and at the first position."""
+        ids = ops.cast(ids, "int64")
+        previous = ops.pad(ids[:, :-1], [[0, 0], [1, 0]])
+        buckets = ops.mod(previous * 1000003 + ids, self.bigram_buckets) + 1
+        return ops.where(ops.logical_and(ops.not_equal(previous, 0), ops.not_equal(ids, 0)), buckets, 0)
 
     def _trim_padding(self, ids):
         """``ids`` without the padding columns after the batch's longest text, but for what the convolution
@@ -126,6 +150,8 @@ class TextRNN(layers.Layer):
             ids = self._trim_padding(ids)
         present = ops.cast(ops.not_equal(ids, 0), "bool")
         x = self.embedding(ids)
+        if self.bigram_embedding is not None:
+            x = x + self.bigram_embedding(self.bigram_ids(ids))
         if self.word_drop is not None:
             x = self.word_drop(x, training=training)
         x = self.embed_drop(x, training=training)
@@ -168,6 +194,7 @@ class TextRNN(layers.Layer):
             "conv_pool": self.conv_pool,
             "dropout": self.dropout,
             "word_dropout": self.word_dropout,
+            "bigram_buckets": self.bigram_buckets,
         }
 
 
