@@ -3,7 +3,8 @@ process, optionally alternating with a reference run; it writes one JSON record 
 
 Records: ``<results>/<name>/<timestamp>-<label>-seed<k>.json``. Tables (:mod:`omnifuse.bench_report`): the region of
 ``<results>/../RESULTS.md`` between ``<!-- bench:begin -->`` and ``<!-- bench:end -->`` and the README's summary,
-rebuilt from every record under ``<results>``; the rest of those files is hand-written and kept as it is.
+rebuilt from every record under ``<results>`` (but ``<results>/<name>/superseded/``, where the records of a preset
+whose recipe has since changed are kept); the rest of those files is hand-written and kept as it is.
 
 What the times mean (the same for omnifuse and the plain-Keras reference scripts, which use :class:`EpochRecorder`
 too): an epoch's ``train_seconds`` is the span of ``fit``'s epoch; the test set is evaluated after it, timed apart
@@ -42,6 +43,7 @@ from omnifuse.bench_report import (  # noqa: F401  (re-exported: the tables are 
     POOLED,
     README_BEGIN,
     README_END,
+    SUPERSEDED,
     compare_lines,
     final_accuracy,
     load_records,

@@ -187,6 +187,15 @@ def test_table_has_mean_std_ratio_and_unreached_thresholds(tmp_path):
     ]
 
 
+def test_superseded_records_stay_on_disk_but_out_of_the_tables(tmp_path):
+    results = tmp_path / "results"
+    _write(results, [_record("fast", 0.90, 50.0)])
+    bench.write_json(results / "cifar10-x" / bench.SUPERSEDED / "old-fast.json", _record("fast", 0.70, 90.0))
+    assert [r["final"]["cifar10"]["accuracy"] for r in bench.load_records(results)] == [0.90]
+    row = next(line for line in bench.update_results(results).read_text().splitlines() if "| fast |" in line)
+    assert "90.00" in row and "| 1 |" in row
+
+
 def test_fold_suites_get_a_pooled_row_and_robustness_gets_its_own_table(tmp_path):
     folds = [_record(f"fold{k}", acc, 10.0) for k, acc in enumerate((0.80, 0.90, 0.70))]
     for r in folds:
