@@ -339,7 +339,8 @@ def model_card(
         encoders.append(f"numbers: {cfg.model.tabular.encoder}")
     lines += [
         f"- Encoders: {'; '.join(encoders)}",
-        f"- Fusion: {cfg.model.fusion} (dimension {cfg.model.fusion_dim})",
+        f"- Fusion: {cfg.model.fusion} "
+        + (f"(dimension {cfg.model.fusion_dim})" if cfg.model.fusion_dim > 0 else "(no common projection)"),
         f"- Parameters: {predictor.model.count_params():,}",
         f"- Training: {meta.get('progress', {}).get('epochs_done', '?')} epochs, batch size "
         f"{cfg.train.batch_size}, learning rate {cfg.train.learning_rate:g} ({cfg.train.schedule}), seed "
