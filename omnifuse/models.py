@@ -356,10 +356,11 @@ def _build_model(cfg, modalities, tasks, texts, image_shape, numbers, images, te
         features[name], masks[name] = feat, mask
 
     fusion_cls = lookup(FUSIONS, cfg.model.fusion, "fusion")
-    if cfg.model.fusion_dim <= 0 and cfg.model.fusion not in ("concat", "attention"):
+    if cfg.model.fusion_dim <= 0 and not fusion_cls.unprojected:
+        able = " or ".join(repr(name) for name, cls in FUSIONS.items() if cls.unprojected)
         raise OmnifuseError(
-            "Expected model.fusion_dim > 0 (only model.fusion = 'concat' or 'attention' can pass features on "
-            f"unprojected, with 0). Received: model.fusion = {cfg.model.fusion!r}, model.fusion_dim = {cfg.model.fusion_dim}"
+            f"Expected model.fusion_dim > 0 (only model.fusion = {able} can pass features on unprojected, with 0). "
+            f"Received: model.fusion = {cfg.model.fusion!r}, model.fusion_dim = {cfg.model.fusion_dim}"
         )
     options = {}
     if cfg.model.fusion_normalize:

@@ -31,6 +31,8 @@ class Fusion(layers.Layer):
     options to :meth:`get_config`."""
 
     returns_weights = False
+    # whether ``dim = 0`` is accepted: the features pass on without a common projection
+    unprojected = False
 
     def __init__(self, modalities, dim=128, dropout=0.0, **kwargs):
         super().__init__(**kwargs)

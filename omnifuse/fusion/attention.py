@@ -24,6 +24,7 @@ from omnifuse.fusion import Fusion, masked_softmax, presence
 @keras.saving.register_keras_serializable(package="omnifuse")
 class AttentionFusion(Fusion):
     returns_weights = True
+    unprojected = True
 
     def __init__(self, modalities, dim=128, hidden=64, dropout=0.0, normalize=False, **kwargs):
         super().__init__(modalities, dim, dropout, **kwargs)

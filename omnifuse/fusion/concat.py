@@ -10,6 +10,7 @@ from omnifuse.fusion import Fusion, presence
 @keras.saving.register_keras_serializable(package="omnifuse")
 class ConcatFusion(Fusion):
     returns_weights = False
+    unprojected = True
 
     def __init__(self, modalities, dim=128, dropout=0.0, **kwargs):
         super().__init__(modalities, dim, dropout, **kwargs)
