@@ -193,6 +193,19 @@ SUITES: dict[str, list[tuple[str, str, list[str]]]] = {
             "imdb-bigru",
             ["model.text.rnn.dropout=0.5", "model.text.rnn.embed_dim=256", "model.text.rnn.conv_filters=128"],
         ),
+        # the wider front end reading 100,000 words instead of 30,000 (rarer sentiment words get their own vector)
+        (
+            "dropout-wide-vocab100k",
+            "imdb-bigru",
+            [
+                "model.text.rnn.dropout=0.5",
+                "model.text.rnn.embed_dim=256",
+                "model.text.rnn.conv_filters=128",
+                "model.text.vocab_size=100000",
+            ],
+        ),
+        # the convolution pooling 2 words per recurrent step instead of 4 (400 steps for 800 tokens)
+        ("dropout-pool2", "imdb-bigru", ["model.text.rnn.dropout=0.5", "model.text.rnn.conv_pool=2"]),
     ],
     # imdb-nbsvm keeping the 3 million most frequent 1-3-grams instead of 1 million
     "imdb-nbsvm-variants": [("vocab3m", "imdb-nbsvm", ["model.text.nb.vocab_size=3000000"])],
