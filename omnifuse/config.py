@@ -141,7 +141,8 @@ class TrainConfig:
     class_weight: typing.Literal["none", "balanced"] = "none"
     momentum: float = 0.9  # sgd (Nesterov)
     # a variable whose gradient is exactly zero in a step (its modality absent from the whole batch) keeps its value
-    # and optimizer state, instead of moving by stale momentum (see omnifuse/optimizers.py)
+    # and optimizer state, instead of moving by stale momentum (see omnifuse/optimizers.py); applies to models with
+    # more than one modality or task (in the others every batch reaches every variable)
     lazy_updates: bool = True
     # > 0 (models with 2+ modalities): each modality also gets its own linear head per task on its encoder's
     # features, trained with this weight on the samples where that modality is present (unimodal auxiliary losses,

@@ -399,6 +399,15 @@ def _build_model(cfg, modalities, tasks, texts, image_shape, numbers, images, te
     return keras.Model(inputs, outputs, name="multimodal_classifier")
 
 
+def _batches_can_miss_variables(model: keras.Model, tasks: list[str]) -> bool:
+    """Whether a training batch can leave some variable without gradient: a batch from one of several data sets
+    lacks the other sets' modalities and tasks. With one modality and one task every batch reaches every variable,
+    and the lazy optimizers would only copy each variable and its state in every step for nothing (for a
+    100,000-word embedding of 256 dimensions, 25.6 M weights three times over)."""
+    modalities = [x for x in model.inputs if x.name.endswith("_mask")]
+    return len(tasks) > 1 or len(modalities) > 1
+
+
 def compile_model(
     model: keras.Model,
     cfg: Config,
@@ -426,7 +435,7 @@ def compile_model(
         raise OmnifuseError(f"Unknown train.schedule {t.schedule!r}. Valid: constant, cosine, onecycle")
     adam, adamw, sgd = (
         (LazyAdam, LazyAdamW, LazySGD)
-        if t.lazy_updates
+        if t.lazy_updates and _batches_can_miss_variables(model, tasks)
         else (keras.optimizers.Adam, keras.optimizers.AdamW, keras.optimizers.SGD)
     )
     optimizers = {

@@ -102,6 +102,26 @@ def test_one_modality_runs_its_encoder_unconditionally_several_skip_absent_ones(
     assert branch.skip_absent is False
 
 
+def test_lazy_optimizer_only_where_a_batch_can_miss_a_modality_or_task():
+    from omnifuse.optimizers import LazyAdam
+
+    cfg = load_config("cifar10-cnn").replace(SMALL_RESNET)
+    numbers = {"vitals": np.random.default_rng(0).random((20, 3)).astype("float32")}
+
+    def optimizer(modalities, tasks, settings=()):
+        c = cfg.replace(list(settings))
+        model = build_model(c, modalities, tasks, numbers=numbers)
+        compile_model(model, c, list(tasks), steps_per_epoch=2)
+        return model.optimizer
+
+    one = optimizer({"image": "image"}, CLASSES)
+    assert isinstance(one, keras.optimizers.Adam) and not isinstance(one, LazyAdam)
+    assert isinstance(optimizer({"image": "image", "vitals": "numbers"}, CLASSES), LazyAdam)
+    assert isinstance(optimizer({"image": "image"}, {**CLASSES, "coarse": ["a", "b"]}), LazyAdam)
+    two_off = optimizer({"image": "image", "vitals": "numbers"}, CLASSES, ["train.lazy_updates=false"])
+    assert not isinstance(two_off, LazyAdam)
+
+
 def test_branch_without_skip_encodes_a_batch_that_lacks_the_modality():
     from omnifuse.encoders.tabular import TabularMLP
 
