@@ -571,6 +571,7 @@ def run_one(
     from omnifuse import pipeline
     from omnifuse.config import load_config
     from omnifuse.evaluation import evaluate
+    from omnifuse.precision import check_precision
     from omnifuse.training import load_datasets, train
 
     cfg = load_config(target, ["train.verbose=2", *overrides, f"train.seed={seed}"])
@@ -589,6 +590,7 @@ def run_one(
         final=metrics["tasks"],
         wall_seconds=time.perf_counter() - start,
         run_dir=str(run_dir),
+        precision=check_precision(cfg.train.precision),  # what "auto" became on this machine
         **({"robustness": metrics["robustness"]} if metrics.get("robustness") else {}),
     )
 

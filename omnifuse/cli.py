@@ -336,8 +336,8 @@ def serve(
     precision: Annotated[
         str | None,
         typer.Option(
-            help="float32, or bfloat16 (faster on CPUs with AMX/AVX512-BF16; probabilities within ~0.02); "
-            "default: the precision the run was trained in"
+            help="float32, bfloat16 (faster on CPUs with AMX/AVX512-BF16; probabilities within ~0.02), or auto "
+            "(bfloat16 where the hardware has it natively); default: the precision the run was trained in"
         ),
     ] = None,
 ):

@@ -8,12 +8,17 @@ encoders that need it: the raw waveform and its log-mel spectrogram, the tabular
 text encoder's n-gram margins (sums of thousands of terms). Their layers pin themselves, so a model saved in one
 precision loads in the other with :func:`load_model` and the same weights.
 
+``"auto"`` is bfloat16 where the hardware computes it natively (a GPU, or a CPU with AVX512-BF16 or AMX) and float32
+elsewhere: on a CPU without them bfloat16 is emulated, and cifar10-fast's training step took 11 times as long in
+bfloat16 as in float32 on an AVX2-only CPU (benchmarks/RESULTS.md). The fast CIFAR-10 presets use it.
+
 Example: ``with precision_scope("bfloat16"): model = build_model(...)`` builds a bfloat16 model.
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import tempfile
 import zipfile
@@ -25,18 +30,60 @@ import keras
 
 from omnifuse.errors import OmnifuseError
 
-PRECISIONS = ("float32", "bfloat16")
+PRECISIONS = ("float32", "bfloat16", "auto")
 _POLICIES = {"float32": "float32", "bfloat16": "mixed_bfloat16"}
 _CONFIG_FILE = "config.json"
+_BF16_CPU_FLAGS = ("avx512_bf16", "amx_bf16")  # /proc/cpuinfo's names for native bfloat16 arithmetic
 
 
 def check_precision(precision: str) -> str:
-    """``precision`` itself if it is one of :data:`PRECISIONS`, else an error naming the valid ones."""
+    """``precision`` resolved: ``"float32"`` or ``"bfloat16"`` as given, ``"auto"`` as :func:`native_bfloat16`
+    decides; anything else is an error naming the valid values."""
     if precision not in PRECISIONS:
         raise OmnifuseError(
             f"Expected precision to be one of {', '.join(PRECISIONS)}. Received: {precision!r}"
         )
+    if precision == "auto":
+        return "bfloat16" if native_bfloat16() else "float32"
     return precision
+
+
+@functools.cache
+def native_bfloat16() -> bool:
+    """Whether this machine computes bfloat16 natively: the Keras backend sees a GPU, or the CPU (as Linux's
+    ``/proc/cpuinfo`` lists it) has AVX512-BF16 or AMX. False where neither can be told (float32 is the safe side)."""
+    if _backend_has_gpu():
+        return True
+    try:
+        return cpuinfo_has_bfloat16(Path("/proc/cpuinfo").read_text())
+    except OSError:
+        return False
+
+
+def cpuinfo_has_bfloat16(cpuinfo: str) -> bool:
+    """Whether a ``/proc/cpuinfo`` text lists AVX512-BF16 or AMX-BF16 among the CPU's flags."""
+    flags = set(cpuinfo.split())
+    return any(flag in flags for flag in _BF16_CPU_FLAGS)
+
+
+def _backend_has_gpu() -> bool:
+    backend = keras.backend.backend()
+    try:
+        if backend == "tensorflow":
+            import tensorflow as tf
+
+            return bool(tf.config.list_physical_devices("GPU"))
+        if backend == "jax":
+            import jax
+
+            return jax.default_backend() == "gpu"
+        if backend == "torch":
+            import torch
+
+            return torch.cuda.is_available()
+    except Exception:  # noqa: BLE001  (a backend that cannot say: treat as CPU)
+        return False
+    return False
 
 
 @contextlib.contextmanager
@@ -100,7 +147,8 @@ def load_model(path: str | Path, precision: str | None = None) -> keras.Model:
     with zipfile.ZipFile(path) as archive:
         text = archive.read(_CONFIG_FILE).decode()
         saved = "bfloat16" if f'"{_POLICIES["bfloat16"]}"' in text else "float32"
-        if precision is None or check_precision(precision) == saved:
+        precision = None if precision is None else check_precision(precision)
+        if precision is None or precision == saved:
             with precision_scope(saved):  # layers that encoders create in __init__ take it too
                 return keras.saving.load_model(path)
         config = json.loads(text)

@@ -22,8 +22,9 @@ class Predictor:
     """A trained run, ready to answer. ``omnifuse.load(run_dir)`` returns one.
 
     ``precision``: ``"float32"``, ``"bfloat16"`` (layers compute in bfloat16, several times faster on CPUs with AMX
-    or AVX512-BF16; probabilities then differ from float32 by up to ~0.02), or ``None``: the precision the model was
-    trained in (``train.precision``). See :mod:`omnifuse.precision`.
+    or AVX512-BF16; probabilities then differ from float32 by up to ~0.02), ``"auto"`` (bfloat16 where the hardware
+    computes it natively, else float32), or ``None``: the precision the model was trained in. See
+    :mod:`omnifuse.precision`.
     """
 
     def __init__(self, run_dir: str | Path, precision: str | None = None):

@@ -179,3 +179,28 @@ def test_a_saved_model_loads_in_the_precision_it_was_trained_in_or_the_other_one
         [sys.executable, "-c", code, str(path)], capture_output=True, text=True, timeout=300
     )
     assert done.returncode == 0, done.stderr[-2000:]
+
+
+def test_cpu_flags_tell_native_bfloat16():
+    from omnifuse.precision import cpuinfo_has_bfloat16
+
+    assert cpuinfo_has_bfloat16("flags\t\t: fpu sse2 avx2 avx512f avx512_bf16 avx512_vnni")
+    assert cpuinfo_has_bfloat16("flags\t\t: fpu avx2 amx_bf16 amx_tile amx_int8")
+    assert not cpuinfo_has_bfloat16("flags\t\t: fpu sse2 avx2 avx512f avx512_vnni")  # AVX-512 without BF16
+    assert not cpuinfo_has_bfloat16("flags\t\t: fpu sse2 avx avx2 fma")
+    assert not cpuinfo_has_bfloat16("")
+
+
+@pytest.mark.parametrize("native,expected", [(True, "bfloat16"), (False, "float32")])
+def test_auto_precision_is_bfloat16_only_where_the_hardware_computes_it(monkeypatch, native, expected):
+    from omnifuse import precision
+
+    monkeypatch.setattr(precision, "native_bfloat16", lambda: native)
+    assert precision.check_precision("auto") == expected
+    assert precision.check_precision("float32") == "float32"  # explicit choices stay as given
+    assert precision.check_precision("bfloat16") == "bfloat16"
+    cfg = load_config("cifar10-fast")
+    assert cfg.train.precision == "auto"
+    small = cfg.replace(["model.image.fastnet.widths=[4, 8]", "model.image.fastnet.tta=0"])
+    model = build_model(small, {"image": "image"}, {"cifar10": [str(i) for i in range(10)]})
+    assert model_precision(model) == expected
