@@ -404,7 +404,8 @@ def _batches_can_miss_variables(model: keras.Model, tasks: list[str]) -> bool:
     lacks the other sets' modalities and tasks. With one modality and one task every batch reaches every variable,
     and the lazy optimizers would only copy each variable and its state in every step for nothing (for a
     100,000-word embedding of 256 dimensions, 25.6 M weights three times over)."""
-    modalities = [x for x in model.inputs if x.name.endswith("_mask")]
+    names = {x.name for x in model.inputs}
+    modalities = [name for name in names if mask_name(name) in names]
     return len(tasks) > 1 or len(modalities) > 1
 
 
