@@ -430,7 +430,7 @@ class EpochRecorder(keras.callbacks.Callback):
         train_seconds = time.perf_counter() - self._epoch_start
         self.cumulative += train_seconds
         start = time.perf_counter()
-        accuracy = self.test_accuracy()
+        accuracy, members = self._accuracies()
         row = {
             "epoch": epoch + 1,
             "train_seconds": round(train_seconds, 3),
@@ -438,24 +438,37 @@ class EpochRecorder(keras.callbacks.Callback):
             "eval_seconds": round(time.perf_counter() - start, 3),
             "test_accuracy": accuracy,
         }
+        if members:  # an ensemble (model.members > 1): each member's own test accuracy, beside the ensemble's
+            row["member_accuracy"] = members
         self.epochs.append(row)
         if self.verbose:
             shown = ", ".join(f"{t} {100 * a:.2f}%" for t, a in accuracy.items())
             print(f"[bench] epoch {epoch + 1}: test {shown}; training {self.cumulative:.1f} s", flush=True)
 
     def test_accuracy(self) -> dict[str, float]:
+        return self._accuracies()[0]
+
+    def _accuracies(self) -> tuple[dict[str, float], dict[str, list[float]]]:
+        """Per task the test accuracy, and for an ensemble per task each member's (else an empty dict)."""
+        from omnifuse.models import member_outputs
+
         is_stream = not isinstance(self.test_inputs, (np.ndarray, dict, list, tuple))
         kwargs = {} if is_stream else {"batch_size": self.batch_size}
         out = self.model.predict(self.test_inputs, verbose=0, **kwargs)
         if not isinstance(out, dict):
             out = {next(iter(self.test_labels)): out}
-        accuracy = {}
-        for task, labels in self.test_labels.items():
-            probs = np.asarray(out[task])
+
+        def score(probs, labels):
+            probs = np.asarray(probs)
             pred = (probs[:, 0] > 0.5).astype(int) if probs.shape[-1] == 1 else probs.argmax(axis=-1)
             keep = labels >= 0
-            accuracy[task] = float(np.mean(pred[keep] == labels[keep])) if keep.any() else float("nan")
-        return accuracy
+            return float(np.mean(pred[keep] == labels[keep])) if keep.any() else float("nan")
+
+        accuracy = {task: score(out[task], labels) for task, labels in self.test_labels.items()}
+        members: dict[str, list[float]] = {}
+        for name, task in member_outputs(list(out), self.test_labels).items():
+            members.setdefault(task, []).append(score(out[name], self.test_labels[task]))
+        return accuracy, members
 
     def summary(self, batch_size: int) -> dict[str, Any]:
         steady = self.step_times[1:]

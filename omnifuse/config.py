@@ -120,6 +120,9 @@ class ModelConfig:
     # the logits times this before the softmax: a small scale slows the output layer's learning and shrinks the
     # gradients it sends down (airbench: 1/9, with a bias-free head right on the encoder's features)
     head_scale: float = 1.0
+    # > 1: an ensemble of this many copies of the model, each initialised apart and trained with its own loss on the
+    # same batches (a deep ensemble in one Keras model); the task outputs and modality weights are their means
+    members: int = 1
     image: ImageConfig = field(default_factory=ImageConfig)
     text: TextConfig = field(default_factory=TextConfig)
     audio: AudioConfig = field(default_factory=AudioConfig)

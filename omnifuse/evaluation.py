@@ -30,7 +30,7 @@ import keras
 import numpy as np
 
 from omnifuse import pipeline
-from omnifuse.models import WEIGHTS_OUTPUT, mask_name
+from omnifuse.models import WEIGHTS_OUTPUT, mask_name, member_outputs
 from omnifuse.precision import load_model
 from omnifuse.training import atomic_write_text, load_datasets, read_meta, read_run_config
 
@@ -121,10 +121,17 @@ def evaluate(
             continue
         feed = _feed(prepared, part.test, batch_size)
         out = _predict(model, feed, batch_size)
+        members = member_outputs(list(out), prepared.tasks)
         for task, labels in part.test.labels.items():
             keep = labels >= 0
             m = task_metrics(labels[keep], out[task][keep], prepared.tasks[task])
             m["data_set"] = part.name
+            # an ensemble (model.members > 1): each member's accuracy alone, beside the ensemble's
+            found = [
+                out[name][keep].argmax(axis=1) == labels[keep] for name, t in members.items() if t == task
+            ]
+            if found:
+                m["member_accuracy"] = [float(hits.mean()) for hits in found]
             results["tasks"][task] = m
         if with_weights:
             w = out[WEIGHTS_OUTPUT].mean(axis=0)
@@ -411,6 +418,12 @@ def render_report(
             f"| {task} | {m['data_set']} | {m['n']} | {_fmt(m['accuracy'])} | {_fmt(m['macro_f1'])} | "
             f"{_fmt(m['roc_auc'])} |"
         )
+    ensembles = {
+        task: m["member_accuracy"] for task, m in results["tasks"].items() if m.get("member_accuracy")
+    }
+    if ensembles:
+        lines += ["", "The model is an ensemble (`model.members`); each member's test accuracy alone:", ""]
+        lines += [f"- {task}: " + ", ".join(f"{_fmt(a)}%" for a in accs) for task, accs in ensembles.items()]
     if results["modality_weights"]:
         names = list(next(iter(results["modality_weights"].values())))
         lines += [

@@ -32,13 +32,48 @@ def unimodal_name(task: str, modality: str) -> str:
     return f"{task}__{modality}"
 
 
+MEMBER_SEPARATOR = "__member"
+
+
+def member_name(name: str, member: int) -> str:
+    """The output (or layer) ``name`` of ensemble member ``member`` (1, 2, ...; ``model.members`` > 1)."""
+    return f"{name}{MEMBER_SEPARATOR}{member}"
+
+
+def _split_member(name: str) -> tuple[str, int | None]:
+    """``"sentiment__member2"`` -> ``("sentiment", 2)``; a name without a member suffix -> ``(name, None)``."""
+    base, sep, index = name.rpartition(MEMBER_SEPARATOR)
+    if sep and base and index.isdigit():
+        return base, int(index)
+    return name, None
+
+
 def unimodal_outputs(output_names, tasks) -> dict[str, tuple[str, str]]:
-    """The model's auxiliary unimodal outputs: output name -> (task, modality)."""
+    """The model's auxiliary unimodal outputs: output name -> (task, modality), an ensemble member's included."""
     out = {}
     for name in output_names:
-        task, sep, modality = name.partition("__")
+        base, _ = _split_member(name)
+        task, sep, modality = base.partition("__")
         if sep and task in tasks and modality:
             out[name] = (task, modality)
+    return out
+
+
+def member_outputs(output_names, tasks) -> dict[str, str]:
+    """An ensemble's per-member task outputs (``model.members`` > 1): output name -> task."""
+    out = {}
+    for name in output_names:
+        base, member = _split_member(name)
+        if member is not None and base in tasks:
+            out[name] = base
+    return out
+
+
+def auxiliary_outputs(output_names, tasks) -> dict[str, tuple[str, str | None]]:
+    """Every output trained with its own loss beside the task outputs: output -> (task, modality whose presence
+    it needs, or None). Unimodal heads (``train.unimodal_loss``) and the members of an ensemble (``model.members``)."""
+    out: dict[str, tuple[str, str | None]] = dict(unimodal_outputs(output_names, tasks))
+    out.update({name: (task, None) for name, task in member_outputs(output_names, tasks).items()})
     return out
 
 
@@ -225,15 +260,26 @@ def _image_branch(cfg: Config) -> tuple[layers.Layer, layers.Layer | None]:
 
 
 def _text_branch(
-    cfg: Config, name: str, x, mask, texts: list[str], labels=None, classes: int = 2, skip_absent: bool = True
+    cfg: Config,
+    name: str,
+    x,
+    mask,
+    texts: list[str],
+    labels=None,
+    classes: int = 2,
+    skip_absent: bool = True,
+    member: str = "",
+    vectorized: dict | None = None,
 ):
     """Text → features. ``model.text.encoder`` names one encoder (``rnn``, ``bag``, ``tfidf``, ``nb``) or several
     joined by ``+`` (``rnn+nb``): each gets its own vectorizer and branch, and their features are concatenated, so an
     n-gram bag and an LSTM are trained together in one model. ``labels`` (class index per text, -1 for none) set the
-    ``nb`` encoder's log-count ratios."""
+    ``nb`` encoder's log-count ratios. ``member``: the suffix of an ensemble member's layer names; ``vectorized``:
+    the token ids of ``x`` per vectorizer name, filled by the first member and reused by the others."""
     txt = cfg.model.text
     parts = txt.encoder.split("+")
     feats = []
+    vectorized = {} if vectorized is None else vectorized
     for part in parts:
         cls = lookup(TEXT_ENCODERS, part, "text encoder")
         suffix = "" if len(parts) == 1 else f"_{part}"
@@ -262,15 +308,20 @@ def _text_branch(
             options = dict(
                 vocab_size=txt.vocab_size, **dataclasses.asdict(txt.rnn if part == "rnn" else txt.bag)
             )
-        vectorize.adapt(texts, batch_size=1024)
+        if vectorizer["name"] in vectorized:
+            vectorize, ids = vectorized[vectorizer["name"]]
+        else:
+            vectorize.adapt(texts, batch_size=1024)
+            ids = vectorize(x)
+            vectorized[vectorizer["name"]] = vectorize, ids
         if part == "nb":
             options["vocab_size"] = vectorize.vocabulary_size()
         encoder = cls(**options, name=f"{name}_encoder{suffix}")
         if part == "nb" and labels is not None:
             encoder.adapt(_text_batches(vectorize, texts, np.asarray(labels)))
-        branch = ModalityBranch(encoder, skip_absent=skip_absent, name=f"{name}_branch{suffix}")
-        feats.append(branch([vectorize(x), mask]))
-    return feats[0] if len(feats) == 1 else layers.Concatenate(name=f"{name}_features")(feats)
+        branch = ModalityBranch(encoder, skip_absent=skip_absent, name=f"{name}_branch{suffix}{member}")
+        feats.append(branch([ids, mask]))
+    return feats[0] if len(feats) == 1 else layers.Concatenate(name=f"{name}_features{member}")(feats)
 
 
 def _ngrams(n: int):
@@ -317,42 +368,81 @@ def build_model(
 
 
 def _build_model(cfg, modalities, tasks, texts, image_shape, numbers, images, text_labels) -> keras.Model:
-    inputs, features, masks = {}, {}, {}
-    # skipping an absent modality's encoder pays only where batches can lack it, and XLA cannot afford it
-    skip = len(modalities) > 1 and not cfg.train.jit_compile
+    members = cfg.model.members
+    if isinstance(members, bool) or members < 1:
+        raise OmnifuseError(f"Expected model.members to be an integer >= 1. Received: {members!r}")
+    inputs = {}
     for name, kind in sorted(modalities.items()):
-        mask = keras.Input(shape=(), name=mask_name(name), dtype="float32")
         if kind == "image":
-            x = keras.Input(shape=tuple(image_shape), name=name, dtype="uint8")
-            encoder, preprocess = _image_branch(cfg)
-            feat = ModalityBranch(encoder, preprocess, skip_absent=skip, name=f"{name}_branch")([x, mask])
-            if images is not None and hasattr(encoder, "adapt"):
-                encoder.adapt(images)
+            inputs[name] = keras.Input(shape=tuple(image_shape), name=name, dtype="uint8")
         elif kind == "text":
-            x = keras.Input(shape=(), name=name, dtype="string")
             if texts is None:
                 raise ValueError("build_model needs `texts` to learn the vocabulary of a text modality.")
-            task, labels = text_labels if text_labels is not None else (None, None)
-            classes = len(tasks[task]) if task is not None else 2
-            feat = _text_branch(cfg, name, x, mask, list(texts), labels, classes, skip)
+            inputs[name] = keras.Input(shape=(), name=name, dtype="string")
         elif kind == "audio":
-            x = keras.Input(shape=(cfg.data.num_samples,), name=name, dtype="float32")
-            feat = ModalityBranch(_audio_encoder(cfg), skip_absent=skip, name=f"{name}_branch")([x, mask])
+            inputs[name] = keras.Input(shape=(cfg.data.num_samples,), name=name, dtype="float32")
         elif kind == "numbers":
             if numbers is None or name not in numbers:
                 raise ValueError(f"build_model needs `numbers[{name!r}]`, the training rows of {name!r}.")
-            x = keras.Input(shape=(numbers[name].shape[1],), name=name, dtype="float32")
+            inputs[name] = keras.Input(shape=(numbers[name].shape[1],), name=name, dtype="float32")
+        else:
+            raise ValueError(
+                f"Unsupported modality kind {kind!r} for {name!r}. Supported: image, text, audio, numbers"
+            )
+        inputs[mask_name(name)] = keras.Input(shape=(), name=mask_name(name), dtype="float32")
+    data = dict(texts=texts, numbers=numbers, images=images, text_labels=text_labels)
+    if members == 1:
+        return keras.Model(
+            inputs, _member(cfg, inputs, modalities, tasks, **data), name="multimodal_classifier"
+        )
+    # an ensemble: independently initialised members on the same inputs, each trained with its own loss (each
+    # member's variables get only its own gradient, so training them side by side is training them apart, on the
+    # same batches); the task outputs and modality weights are the members' means
+    vectorized: dict = {}  # the text vocabularies are learned once and the token ids computed once for all members
+    found = [
+        _member(cfg, inputs, modalities, tasks, **data, suffix=member_name("", i), vectorized=vectorized)
+        for i in range(1, members + 1)
+    ]
+    outputs = {}
+    for key in found[0]:
+        if key in tasks or key == WEIGHTS_OUTPUT:
+            outputs[key] = layers.Average(name=key, dtype="float32")([out[key] for out in found])
+    for i, out in enumerate(found, 1):
+        outputs.update({member_name(key, i): value for key, value in out.items() if key != WEIGHTS_OUTPUT})
+    return keras.Model(inputs, outputs, name="multimodal_ensemble")
+
+
+def _member(
+    cfg, inputs, modalities, tasks, texts, numbers, images, text_labels, suffix: str = "", vectorized=None
+) -> dict:
+    """One member's encoders, fusion and heads on ``inputs``; its outputs by task (and ``modality_weights``, and
+    the unimodal heads' names). Every layer's name ends in ``suffix`` (``"__member2"``; ``""`` for a lone model)."""
+    features, masks = {}, {}
+    # skipping an absent modality's encoder pays only where batches can lack it, and XLA cannot afford it
+    skip = len(modalities) > 1 and not cfg.train.jit_compile
+    for name, kind in sorted(modalities.items()):
+        x, mask = inputs[name], inputs[mask_name(name)]
+        if kind == "image":
+            encoder, preprocess = _image_branch(cfg)
+            branch = ModalityBranch(encoder, preprocess, skip_absent=skip, name=f"{name}_branch{suffix}")
+            feat = branch([x, mask])
+            if images is not None and hasattr(encoder, "adapt"):
+                encoder.adapt(images)
+        elif kind == "text":
+            task, labels = text_labels if text_labels is not None else (None, None)
+            classes = len(tasks[task]) if task is not None else 2
+            feat = _text_branch(cfg, name, x, mask, list(texts), labels, classes, skip, suffix, vectorized)
+        elif kind == "audio":
+            feat = ModalityBranch(_audio_encoder(cfg), skip_absent=skip, name=f"{name}_branch{suffix}")(
+                [x, mask]
+            )
+        else:  # numbers
             tab = cfg.model.tabular
             encoder = lookup(TABULAR_ENCODERS, tab.encoder, "tabular encoder")(
                 **dataclasses.asdict(tab.mlp), name=f"{name}_encoder"
             )
             encoder.adapt(numbers[name])
-            feat = ModalityBranch(encoder, skip_absent=skip, name=f"{name}_branch")([x, mask])
-        else:
-            raise ValueError(
-                f"Unsupported modality kind {kind!r} for {name!r}. Supported: image, text, audio, numbers"
-            )
-        inputs[name], inputs[mask_name(name)] = x, mask
+            feat = ModalityBranch(encoder, skip_absent=skip, name=f"{name}_branch{suffix}")([x, mask])
         features[name], masks[name] = feat, mask
 
     fusion_cls = lookup(FUSIONS, cfg.model.fusion, "fusion")
@@ -374,29 +464,29 @@ def _build_model(cfg, modalities, tasks, texts, image_shape, numbers, images, te
         modalities=sorted(modalities),
         dim=cfg.model.fusion_dim,
         dropout=cfg.model.fusion_dropout,
-        name="fusion",
+        name=f"fusion{suffix}",
         **options,
     )
     fused = fusion(features, masks)
     outputs = {}
     if fusion.returns_weights:
         fused, weights = fused
-        outputs[WEIGHTS_OUTPUT] = layers.Identity(name=WEIGHTS_OUTPUT, dtype="float32")(weights)
+        outputs[WEIGHTS_OUTPUT] = layers.Identity(name=f"{WEIGHTS_OUTPUT}{suffix}", dtype="float32")(weights)
     for task, classes in tasks.items():
         h = fused
         if cfg.model.head_hidden:
-            h = layers.Dense(cfg.model.head_hidden, activation="relu", name=f"{task}_hidden")(h)
+            h = layers.Dense(cfg.model.head_hidden, activation="relu", name=f"{task}_hidden{suffix}")(h)
         if cfg.model.head_dropout:
-            h = layers.Dropout(cfg.model.head_dropout, name=f"{task}_dropout")(h)
+            h = layers.Dropout(cfg.model.head_dropout, name=f"{task}_dropout{suffix}")(h)
         # heads in float32 whatever the precision: the softmax and the loss in full precision
-        outputs[task] = _head(cfg.model, len(classes), task)(h)
+        outputs[task] = _head(cfg.model, len(classes), f"{task}{suffix}")(h)
         if cfg.train.unimodal_loss > 0 and len(modalities) > 1:
             for m in sorted(modalities):
                 name = unimodal_name(task, m)
-                outputs[name] = layers.Dense(len(classes), activation="softmax", name=name, dtype="float32")(
-                    features[m]
-                )
-    return keras.Model(inputs, outputs, name="multimodal_classifier")
+                outputs[name] = layers.Dense(
+                    len(classes), activation="softmax", name=f"{name}{suffix}", dtype="float32"
+                )(features[m])
+    return outputs
 
 
 def _batches_can_miss_variables(model: keras.Model, tasks: list[str]) -> bool:
@@ -445,8 +535,12 @@ def compile_model(
         "sgd": lambda: sgd(lr, momentum=t.momentum, nesterov=True, weight_decay=t.weight_decay or None),
     }
     optimizer = lookup(optimizers, t.optimizer, "optimizer")()
+    members = member_outputs(model.output_names, tasks)
+    # an ensemble trains each member on its own loss; its task outputs (the members' mean) only report accuracy
+    trained = members or {task: task for task in tasks}
     losses = {
-        task: MaskedSparseCrossentropy(t.label_smoothing, (class_weights or {}).get(task)) for task in tasks
+        name: MaskedSparseCrossentropy(t.label_smoothing, (class_weights or {}).get(task))
+        for name, task in trained.items()
     }
     weights = dict.fromkeys(losses, 1.0)
     for name, (task, _) in unimodal_outputs(model.output_names, tasks).items():
@@ -465,6 +559,9 @@ def compile_model(
         optimizer=optimizer,
         loss=losses,
         loss_weights=weights,
-        metrics={name: [MaskedAccuracy()] if name in tasks else None for name in model.output_names},
+        metrics={
+            name: [MaskedAccuracy()] if name in tasks or name in members else None
+            for name in model.output_names
+        },
         jit_compile=t.jit_compile,
     )

@@ -346,7 +346,7 @@ def stream(
     fractions: tuple[float, ...] = (),
     modality_dropout: float = 0.0,
     modality_noise: float = 0.0,
-    unimodal: dict[str, tuple[str, str]] | None = None,
+    auxiliary: dict[str, tuple[str, str | None]] | None = None,
 ) -> tuple[tf.data.Dataset, int]:
     """A tf.data stream over ``splits`` (one per part) in batches that each come from one split; and its length.
 
@@ -354,8 +354,9 @@ def stream(
     (default 1.0 each), drawn afresh every epoch; without it, the stream is exactly one pass over every split.
     ``modality_dropout``: see :func:`drop_modalities`; ``modality_noise``: see :func:`corrupt_modalities` (both for
     the training stream only; corruption comes first, so a dropped modality is blank, not noisy).
-    ``unimodal``: the model's auxiliary unimodal outputs (output -> (task, modality)); each gets its task's labels
-    where its modality is present (after dropout) and -1 elsewhere.
+    ``auxiliary``: the model's outputs trained beside its tasks (output -> (task, modality or None), see
+    :func:`omnifuse.models.auxiliary_outputs`); each gets its task's labels, and one that names a modality gets -1
+    where that modality is absent (after dropout).
     """
     tasks = list(prepared.tasks)
     if fractions and len(fractions) != len(splits):
@@ -405,18 +406,21 @@ def stream(
         combined = corrupt_modalities(combined, prepared.modalities, modality_noise, seed + 7919)
     if modality_dropout:
         combined = drop_modalities(combined, prepared.modalities, modality_dropout, seed)
-    if unimodal:
-        combined = combined.map(_unimodal_labels(unimodal), num_parallel_calls=tf.data.AUTOTUNE)
+    if auxiliary:
+        combined = combined.map(_auxiliary_labels(auxiliary), num_parallel_calls=tf.data.AUTOTUNE)
     return combined.prefetch(tf.data.AUTOTUNE), int(sum(counts))
 
 
-def _unimodal_labels(unimodal: dict[str, tuple[str, str]]):
-    """A batch-level map: each auxiliary unimodal output's labels, -1 where its modality is absent."""
+def _auxiliary_labels(auxiliary: dict[str, tuple[str, str | None]]):
+    """A batch-level map: each auxiliary output's labels, -1 where the modality it needs is absent."""
 
     def add(x, y):
         y = dict(y)
-        for name, (task, modality) in unimodal.items():
-            y[name] = tf.where(x[mask_name(modality)] > 0, y[task], tf.constant(-1, tf.int64))
+        for name, (task, modality) in auxiliary.items():
+            if modality is None:
+                y[name] = y[task]
+            else:
+                y[name] = tf.where(x[mask_name(modality)] > 0, y[task], tf.constant(-1, tf.int64))
         return x, y
 
     return add

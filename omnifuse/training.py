@@ -24,10 +24,10 @@ from omnifuse.config import Config, from_dict, read_toml
 from omnifuse.errors import OmnifuseError
 from omnifuse.models import (
     WEIGHTS_OUTPUT,
+    auxiliary_outputs,
     balanced_class_weights,
     build_model,
     compile_model,
-    unimodal_outputs,
 )
 from omnifuse.precision import load_model
 
@@ -329,7 +329,7 @@ def train(
                 text_labels=text_labels,
             )
     with_weights = WEIGHTS_OUTPUT in model.output_names
-    unimodal = unimodal_outputs(model.output_names, prepared.tasks)
+    auxiliary = auxiliary_outputs(model.output_names, prepared.tasks)
     train_ds, steps = pipeline.stream(
         prepared,
         [p.train for p in prepared.parts],
@@ -341,13 +341,19 @@ def train(
         fractions=tuple(cfg.data.epoch_fraction),
         modality_dropout=t.modality_dropout,
         modality_noise=t.modality_noise,
-        unimodal=unimodal,
+        auxiliary=auxiliary,
     )
     has_val = any(len(p.val) for p in prepared.parts)  # data.val_fraction = 0: train on all of train
     val_ds = None
     if has_val:
         val_ds, _ = pipeline.stream(
-            prepared, [p.val for p in prepared.parts], t.batch_size, False, 0, with_weights, unimodal=unimodal
+            prepared,
+            [p.val for p in prepared.parts],
+            t.batch_size,
+            False,
+            0,
+            with_weights,
+            auxiliary=auxiliary,
         )
     if not model.compiled:
         with distributed.scope(dist):

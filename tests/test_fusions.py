@@ -167,7 +167,15 @@ def test_unimodal_heads_get_labels_only_where_their_modality_survives_dropout():
     prepared = pipeline.prepare(cfg, [_two_modality_set()])
     unimodal = {"y__image": ("y", "image"), "y__text": ("y", "text")}
     train, _ = pipeline.stream(
-        prepared, [prepared.parts[0].train], 50, True, 0, False, True, modality_dropout=0.5, unimodal=unimodal
+        prepared,
+        [prepared.parts[0].train],
+        50,
+        True,
+        0,
+        False,
+        True,
+        modality_dropout=0.5,
+        auxiliary=unimodal,
     )
     for x, y in train.take(4):
         for name, (_, m) in unimodal.items():

@@ -1,0 +1,145 @@
+"""model.members: a deep ensemble in one Keras model, each member trained on its own loss, outputs averaged."""
+
+import csv
+import json
+
+import keras
+import numpy as np
+import pytest
+from fixtures import write_aclimdb
+
+import omnifuse
+from omnifuse.config import Config
+from omnifuse.errors import OmnifuseError
+from omnifuse.models import (
+    WEIGHTS_OUTPUT,
+    auxiliary_outputs,
+    build_model,
+    compile_model,
+    member_name,
+    member_outputs,
+    unimodal_outputs,
+)
+
+TEXTS = ["a wonderful moving film", "dull and far too long", "great acting", "awful plot and worse lines"] * 4
+TEXT_CFG = [
+    "model.text.vocab_size=50",
+    "model.text.sequence_length=8",
+    "model.text.rnn.embed_dim=8",
+    "model.text.rnn.units=4",
+    "model.fusion=attention",
+    "model.fusion_dim=8",
+]
+
+
+def _model(members: int, modalities=None, extra=()):
+    cfg = Config().replace([*TEXT_CFG, f"model.members={members}", *extra])
+    modalities = modalities or {"text": "text"}
+    numbers = {"tabular": np.random.default_rng(0).normal(size=(16, 3)).astype("float32")}
+    return build_model(cfg, modalities, {"sentiment": ["neg", "pos"]}, TEXTS, numbers=numbers)
+
+
+def _feed(model, n=len(TEXTS)):
+    rng = np.random.default_rng(1)
+    names = {x.name for x in model.inputs}
+    feed = {
+        "text": np.array(TEXTS[:n], dtype=object),
+        "text_mask": np.ones(n, "float32"),
+        "tabular": rng.normal(size=(n, 3)).astype("float32"),
+        "tabular_mask": np.ones(n, "float32"),
+    }
+    return {k: v for k, v in feed.items() if k in names}
+
+
+def test_output_names_tell_members_from_unimodal_heads():
+    names = ["y", "y__member1", "y__member2", "y__text__member1", "y__text", "modality_weights", "z__member1"]
+    assert member_outputs(names, ["y"]) == {"y__member1": "y", "y__member2": "y"}
+    assert unimodal_outputs(names, ["y"]) == {"y__text__member1": ("y", "text"), "y__text": ("y", "text")}
+    assert auxiliary_outputs(names, ["y"]) == {
+        "y__member1": ("y", None),
+        "y__member2": ("y", None),
+        "y__text__member1": ("y", "text"),
+        "y__text": ("y", "text"),
+    }
+    assert member_name("y", 3) == "y__member3"
+
+
+def test_an_ensemble_outputs_the_mean_of_independently_initialised_members():
+    single = _model(1, {"text": "text", "tabular": "numbers"})
+    model = _model(3, {"text": "text", "tabular": "numbers"})
+    assert set(model.output_names) == {"sentiment", WEIGHTS_OUTPUT} | {
+        member_name("sentiment", i) for i in (1, 2, 3)
+    }
+    # every member has its own variables (three times a single model's), the text vocabulary is learned once
+    assert len(model.trainable_weights) == 3 * len(single.trainable_weights)
+    assert sum(isinstance(layer, keras.layers.TextVectorization) for layer in model.layers) == 1
+    out = model.predict_on_batch(_feed(model))
+    members = [np.asarray(out[member_name("sentiment", i)]) for i in (1, 2, 3)]
+    np.testing.assert_allclose(out["sentiment"], np.mean(members, axis=0), atol=1e-6)
+    np.testing.assert_allclose(out["sentiment"].sum(axis=1), 1.0, atol=1e-5)
+    assert not np.allclose(members[0], members[1]), "members must start from different weights"
+    np.testing.assert_allclose(out[WEIGHTS_OUTPUT].sum(axis=1), 1.0, atol=1e-5)
+
+
+def test_each_member_learns_from_its_own_loss_only():
+    model = _model(2)
+    compile_model(model, Config().replace(TEXT_CFG), ["sentiment"], steps_per_epoch=1)
+    assert set(model.loss) == {"sentiment__member1", "sentiment__member2"}  # the mean itself has no loss
+    # with member 2's labels all missing (-1), a training step leaves member 2's weights exactly as they were
+    member2 = [v for v in model.trainable_weights if "__member2" in v.path]
+    assert member2 and len(member2) * 2 == len(model.trainable_weights)
+    before = [keras.ops.convert_to_numpy(v) for v in member2]
+    labels = np.array([0, 1, 0, 1] * 4)
+    member1_before = [keras.ops.convert_to_numpy(v) for v in model.trainable_weights if "__member1" in v.path]
+    model.train_on_batch(
+        _feed(model),
+        {
+            "sentiment": labels,
+            "sentiment__member1": labels,
+            "sentiment__member2": np.full(16, -1),
+            WEIGHTS_OUTPUT: np.zeros(16),  # a target for every output (the weights have no loss)
+        },
+    )
+    for b, v in zip(before, member2):
+        np.testing.assert_array_equal(b, keras.ops.convert_to_numpy(v))
+    after = [keras.ops.convert_to_numpy(v) for v in model.trainable_weights if "__member1" in v.path]
+    assert any(not np.array_equal(b, a) for b, a in zip(member1_before, after))
+
+
+def test_members_below_one_is_an_error():
+    with pytest.raises(OmnifuseError, match="model.members"):
+        _model(0)
+
+
+def test_an_ensemble_trains_evaluates_and_predicts_end_to_end(tmp_path):
+    write_aclimdb(tmp_path, n_per_class=40)
+    run = omnifuse.train(
+        "imdb-bigru",
+        overrides=[
+            "model.members=2",
+            "model.text.vocab_size=200",
+            "model.text.sequence_length=24",
+            "model.text.rnn.embed_dim=8",
+            "model.text.rnn.units=4",
+            "model.text.rnn.conv_filters=8",
+            "train.epochs=2",
+            "train.batch_size=16",
+            "train.verbose=0",
+            "data.val_fraction=0.2",
+        ],
+        runs_root=tmp_path / "runs",
+        data_dir=str(tmp_path),
+    )
+    rows = list(csv.DictReader((run / "metrics.csv").open()))
+    assert {"sentiment__member1_loss", "sentiment__member2_accuracy", "val_sentiment_accuracy"} <= set(
+        rows[0]
+    )
+    assert "sentiment_loss" not in rows[0]
+    metrics = omnifuse.evaluate(run, data_dir=str(tmp_path))
+    task = metrics["tasks"]["sentiment"]
+    assert len(task["member_accuracy"]) == 2 and all(0 <= a <= 1 for a in task["member_accuracy"])
+    assert "each member's test accuracy alone" in (run / "report" / "report.md").read_text()
+    answer = omnifuse.load(run).predict(text="a wonderful film")
+    assert set(answer["tasks"]) == {"sentiment"}
+    assert sum(answer["tasks"]["sentiment"]["probabilities"].values()) == pytest.approx(1.0, abs=1e-5)
+    assert json.loads((run / "meta.json").read_text())["progress"]["finished"]
