@@ -39,7 +39,8 @@ def _model(members: int, modalities=None, extra=()):
     return build_model(cfg, modalities, {"sentiment": ["neg", "pos"]}, TEXTS, numbers=numbers)
 
 
-def _feed(model, n=len(TEXTS)):
+def _feed(model):
+    n = len(TEXTS)
     rng = np.random.default_rng(1)
     names = {x.name for x in model.inputs}
     feed = {
