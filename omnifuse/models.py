@@ -4,7 +4,9 @@ Inputs are a dict: one tensor per modality (``image`` uint8 (B, H, W, C), ``text
 (B, samples) at ``data.sample_rate``, a ``numbers`` modality such as ``tabular`` float32 (B, F), NaN = empty cell)
 and a presence mask
 per modality (``image_mask``, ``text_mask``: float (B,), 1 = present). Outputs are a dict: one probability tensor per
-task, plus ``modality_weights`` (B, n_modalities) when the fusion weights modalities.
+task, plus ``modality_weights`` (B, n_modalities) when the fusion weights modalities. An ensemble
+(``model.members`` > 1) outputs the members' mean under those names, and each member's task outputs as
+``<task>__member<i>`` (the ones its training losses are on).
 """
 
 from __future__ import annotations
