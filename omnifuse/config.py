@@ -123,6 +123,12 @@ class ModelConfig:
     # > 1: an ensemble of this many copies of the model, each initialised apart and trained with its own loss on the
     # same batches (a deep ensemble in one Keras model); the task outputs and modality weights are their means
     members: int = 1
+    # per member, dotted model.* overrides that make it differ from the others (one list per member, [] for none),
+    # e.g. [["model.text.encoder=nb"], [], [], []]: an NBSVM beside three recurrent nets
+    member_overrides: tuple[tuple[str, ...], ...] = ()
+    # after training, the members' weights in the mean fitted on the validation split (the least log-loss);
+    # otherwise every member counts the same
+    fit_member_weights: bool = False
     image: ImageConfig = field(default_factory=ImageConfig)
     text: TextConfig = field(default_factory=TextConfig)
     audio: AudioConfig = field(default_factory=AudioConfig)

@@ -50,6 +50,14 @@ def _split_member(name: str) -> tuple[str, int | None]:
     return name, None
 
 
+def member_index(name: str) -> int:
+    """The member number of an ensemble member's output name (``"sentiment__member2"`` -> 2)."""
+    member = _split_member(name)[1]
+    if member is None:
+        raise ValueError(f"Expected an ensemble member's output name (<task>__member<i>). Received: {name!r}")
+    return member
+
+
 def unimodal_outputs(output_names, tasks) -> dict[str, tuple[str, str]]:
     """The model's auxiliary unimodal outputs: output name -> (task, modality), an ensemble member's included."""
     out = {}
@@ -277,7 +285,8 @@ def _text_branch(
     joined by ``+`` (``rnn+nb``): each gets its own vectorizer and branch, and their features are concatenated, so an
     n-gram bag and an LSTM are trained together in one model. ``labels`` (class index per text, -1 for none) set the
     ``nb`` encoder's log-count ratios. ``member``: the suffix of an ensemble member's layer names; ``vectorized``:
-    the token ids of ``x`` per vectorizer name, filled by the first member and reused by the others."""
+    the vectorizer and token ids of ``x`` per vectorizer settings, filled by the first member that needs them and
+    reused by the others."""
     txt = cfg.model.text
     parts = txt.encoder.split("+")
     feats = []
@@ -285,37 +294,38 @@ def _text_branch(
     for part in parts:
         cls = lookup(TEXT_ENCODERS, part, "text encoder")
         suffix = "" if len(parts) == 1 else f"_{part}"
-        vectorizer = dict(standardize=standardize_text, name=f"{name}_vectorize{suffix}")
         if part == "tfidf":
             sub = txt.tfidf
-            vectorize = layers.TextVectorization(
-                max_tokens=sub.vocab_size, ngrams=_ngrams(sub.ngrams), output_mode="tf_idf", **vectorizer
-            )
+            settings = dict(max_tokens=sub.vocab_size, ngrams=_ngrams(sub.ngrams), output_mode="tf_idf")
             options = dict(units=sub.units, dropout=sub.dropout)
         elif part == "nb":
             sub = txt.nb
             # every n-gram of a text, whatever its length (padded to the longest text of the batch)
-            vectorize = layers.TextVectorization(
-                max_tokens=sub.vocab_size, ngrams=_ngrams(sub.ngrams), **vectorizer
-            )
+            settings = dict(max_tokens=sub.vocab_size, ngrams=_ngrams(sub.ngrams))
             options = dict(classes=classes, **dataclasses.asdict(sub))
             del options["ngrams"]
         else:
-            vectorize = layers.TextVectorization(
+            settings = dict(
                 max_tokens=txt.vocab_size,
                 output_sequence_length=txt.sequence_length,
                 ngrams=_ngrams(txt.ngrams),
-                **vectorizer,
             )
             options = dict(
                 vocab_size=txt.vocab_size, **dataclasses.asdict(txt.rnn if part == "rnn" else txt.bag)
             )
-        if vectorizer["name"] in vectorized:
-            vectorize, ids = vectorized[vectorizer["name"]]
+        # ensemble members whose vectorizer has the same settings share it (and its token ids); another member's
+        # vectorizer of other settings gets that member's suffix on its name
+        key = (name, tuple(sorted(settings.items())))
+        if key in vectorized:
+            vectorize, ids = vectorized[key]
         else:
+            layer_name = f"{name}_vectorize{suffix}"
+            if any(v.name == layer_name for v, _ in vectorized.values()):
+                layer_name += member
+            vectorize = layers.TextVectorization(standardize=standardize_text, name=layer_name, **settings)
             vectorize.adapt(texts, batch_size=1024)
             ids = vectorize(x)
-            vectorized[vectorizer["name"]] = vectorize, ids
+            vectorized[key] = vectorize, ids
         if part == "nb":
             options["vocab_size"] = vectorize.vocabulary_size()
         encoder = cls(**options, name=f"{name}_encoder{suffix}")
@@ -393,25 +403,76 @@ def _build_model(cfg, modalities, tasks, texts, image_shape, numbers, images, te
             )
         inputs[mask_name(name)] = keras.Input(shape=(), name=mask_name(name), dtype="float32")
     data = dict(texts=texts, numbers=numbers, images=images, text_labels=text_labels)
+    configs = member_configs(cfg)
     if members == 1:
         return keras.Model(
-            inputs, _member(cfg, inputs, modalities, tasks, **data), name="multimodal_classifier"
+            inputs, _member(configs[0], inputs, modalities, tasks, **data), name="multimodal_classifier"
         )
     # an ensemble: independently initialised members on the same inputs, each trained with its own loss (each
     # member's variables get only its own gradient, so training them side by side is training them apart, on the
-    # same batches); the task outputs and modality weights are the members' means
+    # same batches); the task outputs and modality weights are the members' (weighted) means
     vectorized: dict = {}  # the text vocabularies are learned once and the token ids computed once for all members
     found = [
-        _member(cfg, inputs, modalities, tasks, **data, suffix=member_name("", i), vectorized=vectorized)
-        for i in range(1, members + 1)
+        _member(
+            member_cfg, inputs, modalities, tasks, **data, suffix=member_name("", i), vectorized=vectorized
+        )
+        for i, member_cfg in enumerate(configs, 1)
     ]
     outputs = {}
     for key in found[0]:
         if key in tasks or key == WEIGHTS_OUTPUT:
-            outputs[key] = layers.Average(name=key, dtype="float32")([out[key] for out in found])
+            outputs[key] = MemberMean(name=key, dtype="float32")([out[key] for out in found])
     for i, out in enumerate(found, 1):
         outputs.update({member_name(key, i): value for key, value in out.items() if key != WEIGHTS_OUTPUT})
     return keras.Model(inputs, outputs, name="multimodal_ensemble")
+
+
+def member_configs(cfg: Config) -> list[Config]:
+    """The config of each ensemble member: ``cfg`` with that member's ``model.member_overrides`` applied (the
+    overrides may name ``model.*`` keys only, and not the ensemble's own)."""
+    m = cfg.model
+    overrides = m.member_overrides
+    if overrides and len(overrides) != m.members:
+        raise OmnifuseError(
+            f"Expected one list of overrides per member in model.member_overrides ({m.members}). "
+            f"Received: {len(overrides)} lists"
+        )
+    out = []
+    for i, items in enumerate(overrides or [()] * m.members):
+        for item in items:
+            key = item.split("=", 1)[0].strip()
+            if not key.startswith("model.") or key.startswith("model.member"):
+                raise OmnifuseError(
+                    f"Expected model.member_overrides[{i}] to set model.* keys other than the ensemble's own "
+                    f"(members share the data and the training). Received: {item!r}"
+                )
+        out.append(cfg.replace(list(items)) if items else cfg)
+    return out
+
+
+@keras.saving.register_keras_serializable(package="omnifuse")
+class MemberMean(layers.Layer):
+    """The ensemble's output: ``sum_k w_k * x_k`` over its members' outputs, with weights ``w`` on the simplex
+    (equal at the start; :func:`omnifuse.training.fit_member_weights` fits them on held-out data). The weights are
+    a non-trainable variable, so a saved model keeps them."""
+
+    def build(self, input_shape):
+        self.member_weights = self.add_weight(
+            shape=(len(input_shape),),
+            initializer=keras.initializers.Constant(1.0 / len(input_shape)),
+            trainable=False,
+            name="member_weights",
+        )
+
+    def call(self, inputs):
+        stacked = ops.stack([ops.cast(x, self.compute_dtype) for x in inputs], axis=0)
+        shape = (-1,) + (1,) * (len(stacked.shape) - 1)
+        return ops.sum(
+            stacked * ops.reshape(ops.cast(self.member_weights, self.compute_dtype), shape), axis=0
+        )
+
+    def compute_output_shape(self, input_shape):
+        return input_shape[0]
 
 
 def _member(

@@ -24,10 +24,13 @@ from omnifuse.config import Config, from_dict, read_toml
 from omnifuse.errors import OmnifuseError
 from omnifuse.models import (
     WEIGHTS_OUTPUT,
+    MemberMean,
     auxiliary_outputs,
     balanced_class_weights,
     build_model,
     compile_model,
+    member_index,
+    member_outputs,
 )
 from omnifuse.precision import load_model
 
@@ -241,6 +244,41 @@ def _image_sample(prepared: pipeline.Prepared, seed: int, size: int = 5000) -> n
     return images[np.sort(rng.permutation(len(images))[:size])]
 
 
+def fit_member_weights(model: keras.Model, stream, tasks: list[str]) -> list[float]:
+    """Fit an ensemble's member weights (every :class:`MemberMean` of ``model``) on ``stream``, held-out ``(x, y)``
+    batches: the weights on the simplex whose weighted mean of the members' probabilities has the least log-loss
+    over every task's labelled samples (L-BFGS on the weights' softmax logits, from equal weights). Returns them."""
+    from scipy.optimize import minimize
+    from scipy.special import softmax
+
+    members = member_outputs(model.output_names, tasks)
+    probs: dict[str, list[np.ndarray]] = {name: [] for name in members}
+    labels: dict[str, list[np.ndarray]] = {task: [] for task in tasks}
+    for x, y in stream:
+        out = model.predict_on_batch(x)
+        for name in members:
+            probs[name].append(np.asarray(out[name], np.float64))
+        for task in tasks:
+            labels[task].append(np.asarray(y[task]).reshape(-1))
+    true_class = []  # per task, (members, labelled samples): each member's probability of the true class
+    for task in tasks:
+        found = np.concatenate(labels[task])
+        keep = np.flatnonzero(found >= 0)
+        names = sorted((n for n, t in members.items() if t == task), key=member_index)
+        true_class.append(np.stack([np.concatenate(probs[n])[keep, found[keep]] for n in names]))
+    count = max(1, sum(p.shape[1] for p in true_class))
+
+    def log_loss(logits):
+        w = softmax(logits)
+        return -sum(np.log(np.maximum(w @ p, 1e-12)).sum() for p in true_class) / count
+
+    weights = softmax(minimize(log_loss, np.zeros(true_class[0].shape[0]), method="L-BFGS-B").x)
+    for layer in model.layers:
+        if isinstance(layer, MemberMean):
+            layer.member_weights.assign(weights.astype(np.float32))
+    return [round(float(w), 6) for w in weights]
+
+
 def train(
     config: Config,
     run_dir: str | Path | None = None,
@@ -344,6 +382,12 @@ def train(
         auxiliary=auxiliary,
     )
     has_val = any(len(p.val) for p in prepared.parts)  # data.val_fraction = 0: train on all of train
+    fit_weights = cfg.model.fit_member_weights and cfg.model.members > 1
+    if fit_weights and not has_val:
+        raise OmnifuseError(
+            "Expected a validation split (data.val_fraction > 0) to fit the members' weights on, with "
+            "model.fit_member_weights = true. Received: no validation samples"
+        )
     val_ds = None
     if has_val:
         val_ds, _ = pipeline.stream(
@@ -402,6 +446,8 @@ def train(
     best = run_dir / CHECKPOINTS / "best.keras"
     if best.is_file():
         model = load_model(best)
+    if fit_weights:
+        meta["member_weights"] = fit_member_weights(model, val_ds, list(prepared.tasks))
     atomic_save_model(model, run_dir / "model.keras")
     meta["progress"]["finished"] = True
     atomic_write_text(run_dir / "meta.json", json.dumps(meta, indent=2))
