@@ -118,6 +118,7 @@ def test_an_ensemble_trains_evaluates_and_predicts_end_to_end(tmp_path):
         "imdb-bigru",
         overrides=[
             "model.members=2",
+            "model.fit_member_weights=true",
             "model.text.vocab_size=200",
             "model.text.sequence_length=24",
             "model.text.rnn.embed_dim=8",
@@ -143,4 +144,81 @@ def test_an_ensemble_trains_evaluates_and_predicts_end_to_end(tmp_path):
     answer = omnifuse.load(run).predict(text="a wonderful film")
     assert set(answer["tasks"]) == {"sentiment"}
     assert sum(answer["tasks"]["sentiment"]["probabilities"].values()) == pytest.approx(1.0, abs=1e-5)
-    assert json.loads((run / "meta.json").read_text())["progress"]["finished"]
+    meta = json.loads((run / "meta.json").read_text())
+    assert meta["progress"]["finished"]
+    assert len(meta["member_weights"]) == 2 and sum(meta["member_weights"]) == pytest.approx(1.0, abs=1e-5)
+    saved = keras.saving.load_model(run / "model.keras").get_layer("sentiment")
+    np.testing.assert_allclose(
+        keras.ops.convert_to_numpy(saved.member_weights), meta["member_weights"], atol=1e-5
+    )
+
+
+def test_member_overrides_make_unlike_members_that_share_only_equal_vectorizers():
+    overrides = 'model.member_overrides=[["model.text.encoder=bag"], [], ["model.text.rnn.units=6"]]'
+    model = _model(3, extra=[overrides])
+    vectorizers = [layer for layer in model.layers if isinstance(layer, keras.layers.TextVectorization)]
+    assert len(vectorizers) == 1  # the bag and the two RNNs read the same token ids
+    branches = {
+        layer.name: type(layer.encoder).__name__ for layer in model.layers if hasattr(layer, "encoder")
+    }
+    assert branches == {
+        "text_branch__member1": "TextBag",
+        "text_branch__member2": "TextRNN",
+        "text_branch__member3": "TextRNN",
+    }
+    assert model.get_layer("text_branch__member3").encoder.units == 6
+    ngrams = 'model.member_overrides=[["model.text.encoder=nb", "model.text.nb.vocab_size=300"], []]'
+    labels = ("sentiment", np.array([1, 0, 1, 0] * 4))
+    cfg = Config().replace([*TEXT_CFG, "model.members=2", ngrams])
+    model = build_model(cfg, {"text": "text"}, {"sentiment": ["neg", "pos"]}, TEXTS, text_labels=labels)
+    names = sorted(layer.name for layer in model.layers if isinstance(layer, keras.layers.TextVectorization))
+    assert names == ["text_vectorize", "text_vectorize__member2"]  # n-grams and word sequences differ
+
+
+@pytest.mark.parametrize(
+    "overrides, match",
+    [
+        ('[["model.text.encoder=bag"]]', "one list of overrides per member"),
+        ('[["train.epochs=3"], []]', "model.\\* keys"),
+        ('[["model.members=4"], []]', "other than the ensemble's own"),
+    ],
+)
+def test_member_overrides_are_checked(overrides, match):
+    with pytest.raises(OmnifuseError, match=match):
+        _model(2, extra=[f"model.member_overrides={overrides}"])
+
+
+def test_member_weights_are_fitted_to_the_better_member_on_held_out_data():
+    from omnifuse.models import MemberMean
+    from omnifuse.training import fit_member_weights
+
+    # member 1 is right on every sample (confident), member 2 wrong on half of them: the fit trusts member 1
+    rng = np.random.default_rng(0)
+    labels = rng.integers(0, 2, 64)
+    good = np.eye(2)[labels] * 0.9 + 0.05
+    bad = np.where((np.arange(64) % 2 == 0)[:, None], good, good[:, ::-1])
+    inputs = {"a": keras.Input((2,), name="a"), "b": keras.Input((2,), name="b")}
+    mean = MemberMean(name="y")([inputs["a"], inputs["b"]])
+    one, two = keras.layers.Identity(name="y__member1"), keras.layers.Identity(name="y__member2")
+    model = keras.Model(inputs, {"y": mean, "y__member1": one(inputs["a"]), "y__member2": two(inputs["b"])})
+    np.testing.assert_allclose(
+        model.predict_on_batch({"a": good, "b": bad})["y"], (good + bad) / 2, atol=1e-6
+    )
+    batches = [
+        ({"a": good[i : i + 16], "b": bad[i : i + 16]}, {"y": labels[i : i + 16]}) for i in range(0, 64, 16)
+    ]
+    weights = fit_member_weights(model, batches, ["y"])
+    assert weights[0] > 0.9 and sum(weights) == pytest.approx(1.0, abs=1e-5)
+    out = model.predict_on_batch({"a": good, "b": bad})["y"]
+    np.testing.assert_allclose(out, weights[0] * good + weights[1] * bad, atol=1e-5)
+
+
+def test_fit_member_weights_needs_a_validation_split(tmp_path):
+    write_aclimdb(tmp_path, n_per_class=10)
+    with pytest.raises(OmnifuseError, match="data.val_fraction > 0"):
+        omnifuse.train(
+            "imdb-bigru",
+            overrides=["model.members=2", "model.fit_member_weights=true", "data.val_fraction=0.0"],
+            runs_root=tmp_path / "runs",
+            data_dir=str(tmp_path),
+        )
