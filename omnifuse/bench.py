@@ -208,6 +208,8 @@ SUITES: dict[str, list[tuple[str, str, list[str]]]] = {
         # the convolution pooling 2 words per recurrent step instead of 4 (400 steps for 800 tokens)
         ("dropout-pool2", "imdb-bigru", ["model.text.rnn.dropout=0.5", "model.text.rnn.conv_pool=2"]),
     ],
+    # imdb-bigru-ensemble with five members instead of three
+    "imdb-bigru-ensemble-variants": [("members5", "imdb-bigru-ensemble", ["model.members=5"])],
     # imdb-nbsvm keeping the 3 million most frequent 1-3-grams instead of 1 million
     "imdb-nbsvm-variants": [("vocab3m", "imdb-nbsvm", ["model.text.nb.vocab_size=3000000"])],
     # PneumoniaMNIST variants beside the preset (records in their own rows): the test set has 62.5% pneumonia,
