@@ -452,25 +452,19 @@ class EpochRecorder(keras.callbacks.Callback):
 
     def _accuracies(self) -> tuple[dict[str, float], dict[str, list[float]]]:
         """Per task the test accuracy, and for an ensemble per task each member's (else an empty dict)."""
-        from omnifuse.models import member_outputs
+        from omnifuse.evaluation import member_accuracy
 
         is_stream = not isinstance(self.test_inputs, (np.ndarray, dict, list, tuple))
         kwargs = {} if is_stream else {"batch_size": self.batch_size}
         out = self.model.predict(self.test_inputs, verbose=0, **kwargs)
         if not isinstance(out, dict):
             out = {next(iter(self.test_labels)): out}
-
-        def score(probs, labels):
-            probs = np.asarray(probs)
-            pred = (probs[:, 0] > 0.5).astype(int) if probs.shape[-1] == 1 else probs.argmax(axis=-1)
+        accuracy = {}
+        for task, labels in self.test_labels.items():
             keep = labels >= 0
-            return float(np.mean(pred[keep] == labels[keep])) if keep.any() else float("nan")
-
-        accuracy = {task: score(out[task], labels) for task, labels in self.test_labels.items()}
-        members: dict[str, list[float]] = {}
-        for name, task in member_outputs(list(out), self.test_labels).items():
-            members.setdefault(task, []).append(score(out[name], self.test_labels[task]))
-        return accuracy, members
+            hits = np.asarray(out[task])[keep].argmax(axis=-1) == labels[keep]
+            accuracy[task] = float(hits.mean()) if keep.any() else float("nan")
+        return accuracy, member_accuracy(out, self.test_labels)
 
     def summary(self, batch_size: int) -> dict[str, Any]:
         steady = self.step_times[1:]

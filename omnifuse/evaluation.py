@@ -121,17 +121,13 @@ def evaluate(
             continue
         feed = _feed(prepared, part.test, batch_size)
         out = _predict(model, feed, batch_size)
-        members = member_outputs(list(out), prepared.tasks)
+        members = member_accuracy(out, part.test.labels)
         for task, labels in part.test.labels.items():
             keep = labels >= 0
             m = task_metrics(labels[keep], out[task][keep], prepared.tasks[task])
             m["data_set"] = part.name
-            # an ensemble (model.members > 1): each member's accuracy alone, beside the ensemble's
-            found = [
-                out[name][keep].argmax(axis=1) == labels[keep] for name, t in members.items() if t == task
-            ]
-            if found:
-                m["member_accuracy"] = [float(hits.mean()) for hits in found]
+            if task in members:  # an ensemble (model.members > 1): each member's accuracy alone
+                m["member_accuracy"] = members[task]
             results["tasks"][task] = m
         if with_weights:
             w = out[WEIGHTS_OUTPUT].mean(axis=0)
@@ -184,6 +180,17 @@ def _accuracy(out: dict[str, np.ndarray], tasks: dict[str, np.ndarray], rows: np
         hits = out[task][keep].argmax(axis=1) == labels[keep]
         accuracy[task] = float(hits.mean()) if keep.any() else None
     return accuracy
+
+
+def member_accuracy(out: dict[str, np.ndarray], labels: dict[str, np.ndarray]) -> dict[str, list[float]]:
+    """An ensemble's (``model.members`` > 1) test accuracy of each member alone, per task in ``labels``, in member
+    order; rows labelled -1 (no label for that task) are left out. Empty for a single model."""
+    found: dict[str, list[float]] = {}
+    for name, task in member_outputs(list(out), labels).items():
+        keep = labels[task] >= 0
+        hits = np.asarray(out[name])[keep].argmax(axis=-1) == labels[task][keep]
+        found.setdefault(task, []).append(float(hits.mean()) if keep.any() else float("nan"))
+    return found
 
 
 def _mean_weights(out: dict[str, np.ndarray], modalities: list[str]) -> dict[str, float] | None:
