@@ -222,3 +222,20 @@ def test_fit_member_weights_needs_a_validation_split(tmp_path):
             runs_root=tmp_path / "runs",
             data_dir=str(tmp_path),
         )
+
+
+def test_member_accuracy_scores_each_member_and_skips_unlabelled_rows():
+    from omnifuse.evaluation import member_accuracy
+
+    labels = {"sentiment": np.array([0, 1, 1, -1]), "topic": np.array([2, 0, -1, -1])}
+    one_hot = np.eye(3)
+    out = {
+        "sentiment": one_hot[[0, 1, 1, 0], :2],  # the mean output is not a member's
+        member_name("sentiment", 0): one_hot[[0, 1, 0, 1], :2],  # 2 of 3 labelled rows right
+        member_name("sentiment", 1): one_hot[[1, 0, 0, 0], :2],  # none right; the unlabelled row would be
+        member_name("topic", 0): one_hot[[2, 0, 1, 1]],  # both labelled rows right
+        WEIGHTS_OUTPUT: np.ones((4, 1)),
+    }
+    found = member_accuracy(out, labels)
+    assert found == {"sentiment": [pytest.approx(2 / 3), 0.0], "topic": [1.0]}
+    assert member_accuracy({"sentiment": out["sentiment"]}, {"sentiment": labels["sentiment"]}) == {}
