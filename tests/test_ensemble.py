@@ -239,3 +239,22 @@ def test_member_accuracy_scores_each_member_and_skips_unlabelled_rows():
     found = member_accuracy(out, labels)
     assert found == {"sentiment": [pytest.approx(2 / 3), 0.0], "topic": [1.0]}
     assert member_accuracy({"sentiment": out["sentiment"]}, {"sentiment": labels["sentiment"]}) == {}
+
+
+def test_fitted_member_weights_weight_the_modality_weights_of_a_multimodal_ensemble_alike():
+    from omnifuse.models import MemberMean
+
+    model = _model(2, {"text": "text", "tabular": "numbers"})
+    means = [layer for layer in model.layers if isinstance(layer, MemberMean)]
+    assert {layer.name for layer in means} == {"sentiment", WEIGHTS_OUTPUT}
+    for layer in means:
+        layer.member_weights.assign(np.array([0.8, 0.2], "float32"))
+    names = [member_name("sentiment", i) for i in (1, 2)] + [f"{WEIGHTS_OUTPUT}__member{i}" for i in (1, 2)]
+    probe = keras.Model(model.inputs, [model.get_layer(n).output for n in names])
+    feed = _feed(model)
+    p1, p2, w1, w2 = (np.asarray(a) for a in probe.predict_on_batch(feed))
+    out = model.predict_on_batch(feed)
+    assert not np.allclose(w1, w2), "the members' modality weights must differ for the test to tell"
+    np.testing.assert_allclose(out["sentiment"], 0.8 * p1 + 0.2 * p2, atol=1e-6)
+    np.testing.assert_allclose(out[WEIGHTS_OUTPUT], 0.8 * w1 + 0.2 * w2, atol=1e-6)
+    np.testing.assert_allclose(out[WEIGHTS_OUTPUT].sum(axis=1), 1.0, atol=1e-5)
