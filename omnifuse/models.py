@@ -320,7 +320,7 @@ def _text_branch(
             vectorize, ids = vectorized[key]
         else:
             layer_name = f"{name}_vectorize{suffix}"
-            if any(v.name == layer_name for v, _ in vectorized.values()):
+            if any(k[0] == name and v[0].name == layer_name for k, v in vectorized.items()):
                 layer_name += member
             vectorize = layers.TextVectorization(standardize=standardize_text, name=layer_name, **settings)
             vectorize.adapt(texts, batch_size=1024)
@@ -330,7 +330,14 @@ def _text_branch(
             options["vocab_size"] = vectorize.vocabulary_size()
         encoder = cls(**options, name=f"{name}_encoder{suffix}")
         if part == "nb" and labels is not None:
-            encoder.adapt(_text_batches(vectorize, texts, np.asarray(labels)))
+            # members with equal nb settings on one vectorizer would make the same fit: it is made once, copied
+            fitted = ("nb fit", key, tuple(sorted((k, repr(v)) for k, v in options.items())))
+            if fitted in vectorized:
+                encoder.build((None, None))
+                encoder.set_weights(vectorized[fitted][0].get_weights())
+            else:
+                encoder.adapt(_text_batches(vectorize, texts, np.asarray(labels)))
+                vectorized[fitted] = (encoder,)
         branch = ModalityBranch(encoder, skip_absent=skip_absent, name=f"{name}_branch{suffix}{member}")
         feats.append(branch([ids, mask]))
     return feats[0] if len(feats) == 1 else layers.Concatenate(name=f"{name}_features{member}")(feats)

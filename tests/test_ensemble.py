@@ -258,3 +258,21 @@ def test_fitted_member_weights_weight_the_modality_weights_of_a_multimodal_ensem
     np.testing.assert_allclose(out["sentiment"], 0.8 * p1 + 0.2 * p2, atol=1e-6)
     np.testing.assert_allclose(out[WEIGHTS_OUTPUT], 0.8 * w1 + 0.2 * w2, atol=1e-6)
     np.testing.assert_allclose(out[WEIGHTS_OUTPUT].sum(axis=1), 1.0, atol=1e-5)
+
+
+def test_members_with_equal_nb_settings_share_one_fit(monkeypatch):
+    from omnifuse.encoders.text import TextNB
+
+    fits = []
+    adapt = TextNB.adapt
+    monkeypatch.setattr(TextNB, "adapt", lambda self, batches: fits.append(self.name) or adapt(self, batches))
+    three = 'model.member_overrides=[[], [], ["model.text.nb.c=0.5"]]'
+    cfg = Config().replace([*TEXT_CFG, "model.members=3", "model.text.encoder=nb", three])
+    labels = ("sentiment", np.array([1, 0, 1, 0] * 4))
+    model = build_model(cfg, {"text": "text"}, {"sentiment": ["neg", "pos"]}, TEXTS, text_labels=labels)
+    assert len(fits) == 2  # members 1 and 2 are alike; member 3's C differs
+    one, two, three = (model.get_layer(f"text_branch__member{i}").encoder for i in (1, 2, 3))
+    assert one is not two and one.weights[0] is not two.weights[0]
+    for a, b in zip(one.get_weights(), two.get_weights()):
+        np.testing.assert_array_equal(a, b)
+    assert any(not np.array_equal(a, b) for a, b in zip(one.get_weights(), three.get_weights()))
