@@ -296,6 +296,26 @@ def test_reference_scripts_write_the_same_record_fields(script, task, data_dir, 
     assert bench.time_to_accuracy(rec["epochs"], [0.0])[task]["0"] == rec["epochs"][0]["cumulative_seconds"]
 
 
+def test_the_recorder_scores_one_sigmoid_unit_as_binary_and_keeps_the_commit_it_started_at(monkeypatch):
+    x = np.array([[-2.0], [-1.0], [1.0], [3.0]], "float32")
+    model = keras.Sequential([keras.Input((1,)), keras.layers.Dense(1, activation="sigmoid")])
+    model.set_weights([np.ones((1, 1), "float32"), np.zeros(1, "float32")])  # p > 0.5 exactly where x > 0
+    monkeypatch.setattr(bench, "_git", lambda *args: "start" if args[0] == "rev-parse" else "")
+    recorder = bench.EpochRecorder(x, {"sentiment": np.array([0, 1, 1, 1])}, verbose=False)
+    recorder.set_model(model)
+    assert recorder.test_accuracy() == {"sentiment": 0.75}  # argmax of one column would say 0.25
+    monkeypatch.setattr(bench, "_git", lambda *args: "later" if args[0] == "rev-parse" else "")
+    recorder.on_epoch_begin(0)
+    recorder.on_epoch_end(0)
+    rec = bench.record_run(
+        recorder, kind="reference", seed=0, config={}, batch_size=4, final={}, wall_seconds=1.0
+    )
+    assert rec["commit"] == {"sha": "start", "dirty": False}
+    assert (
+        rec["epochs"][0]["test_accuracy"] == {"sentiment": 0.75} and "member_accuracy" not in rec["epochs"][0]
+    )
+
+
 def test_the_pytorch_reference_trains_the_step_overhead_suites_network():
     pytest.importorskip("torch", reason="the PyTorch reference needs torch (the torch-reference extra)")
     import numpy as np
