@@ -37,6 +37,9 @@ class DataConfig:
     data_dir: str = ""  # searched before $OMNIFUSE_DATA and the user cache
     epoch_fraction: tuple[float, ...] = ()  # per set: share of a pass seen per epoch (default 1.0 each)
     val_fraction: float = 0.05  # held out of train (stratified, seeded) where a set has no val split
+    group_holdout: bool = (
+        True  # hold out whole groups where a set names them (IMDb: films), as its test set does
+    )
     limit_train: int = 0  # per data set; 0 = all (quick experiments, tests)
     limit_test: int = 0
     split: str = "official"  # fsdd / av_digits: "official" or "loso:<speaker>" (leave one speaker out)

@@ -45,12 +45,32 @@ class Prepared:
     )  # data set -> {"count", "rows"}: bad rows skipped
 
 
-def _holdout(split: Split, fraction: float, seed: int, stratify: np.ndarray | None) -> tuple[Split, Split]:
-    from sklearn.model_selection import train_test_split
+def _holdout(
+    split: Split, fraction: float, seed: int, stratify: np.ndarray | None, by_group: bool = True
+) -> tuple[Split, Split]:
+    """Hold ``fraction`` of ``split`` out for validation, stratified by ``stratify`` and seeded.
+
+    Where the split names a group per sample (``extra["group"]``: IMDb's film of each review) and ``by_group`` is
+    on, whole groups are held out (about ``fraction`` of the samples), so that validation, like a test set of other
+    films, cannot be passed by remembering names and plots seen in training.
+    """
+    from sklearn.model_selection import GroupShuffleSplit, StratifiedGroupKFold, train_test_split
 
     index = np.arange(len(split))
     if fraction <= 0:
         return split, split.take(index[:0])
+    groups = split.extra.get("group") if by_group else None
+    if groups is not None and len(np.unique(groups)) >= 2:
+        folds = max(2, round(1 / fraction))
+        try:
+            if stratify is None or len(np.unique(groups)) < folds:
+                raise ValueError("too few groups to stratify")
+            splitter = StratifiedGroupKFold(folds, shuffle=True, random_state=seed)
+            train_idx, val_idx = next(splitter.split(index, stratify, groups))
+        except ValueError:
+            splitter = GroupShuffleSplit(1, test_size=fraction, random_state=seed)
+            train_idx, val_idx = next(splitter.split(index, groups=groups))
+        return split.take(np.sort(train_idx)), split.take(np.sort(val_idx))
     try:
         train_idx, val_idx = train_test_split(index, test_size=fraction, random_state=seed, stratify=stratify)
     except ValueError:  # too few samples per class to stratify
@@ -87,7 +107,9 @@ def prepare(cfg: Config, datasets: list[Dataset]) -> Prepared:
             val = splits["val"]
         else:
             first_task = next(iter(train.labels.values()), None)
-            train, val = _holdout(train, cfg.data.val_fraction, cfg.train.seed, first_task)
+            train, val = _holdout(
+                train, cfg.data.val_fraction, cfg.train.seed, first_task, cfg.data.group_holdout
+            )
         train = _limit(train, cfg.data.limit_train, cfg.train.seed)
         val = _limit(val, cfg.data.limit_test and max(1, cfg.data.limit_test // 2), cfg.train.seed)
         test = _limit(splits["test"], cfg.data.limit_test, cfg.train.seed)

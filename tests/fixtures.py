@@ -175,12 +175,19 @@ def aclimdb_reviews(n_per_class: int = 20, seed: int = 0) -> list[tuple[str, str
     return reviews
 
 
+def aclimdb_film(split: str, review_id: int) -> int:
+    """The film ``write_aclimdb``'s URL lists give review ``review_id`` of ``split`` (either label): three reviews
+    per film, train and test films disjoint, as in the real data set."""
+    return (100_000 if split == "train" else 200_000) + review_id // 3
+
+
 def write_aclimdb(root: Path, n_per_class: int = 20, seed: int = 0, archive: str | None = None) -> Path:
     """Write the ``aclImdb/`` tree under ``root`` (or, with ``archive="gz"``/``"xz"``, only
     ``root/aclImdb_v1.tar.gz``/``.tar.xz`` holding it); return the folder's or archive's path.
 
-    Besides ``{train,test}/{neg,pos}/<id>_<rating>.txt`` it writes the extras a loader must ignore: ``README``,
-    ``imdb.vocab``, ``urls_*.txt`` and a ``train/unsup/`` folder. Archive members are in a shuffled order, as a
+    Besides ``{train,test}/{neg,pos}/<id>_<rating>.txt`` it writes the URL lists ``{train,test}/urls_{neg,pos}.txt``
+    (line N: the film page of review N, see ``aclimdb_film``) and the extras a loader must ignore: ``README``,
+    ``imdb.vocab`` and a ``train/unsup/`` folder. Archive members are in a shuffled order, as a
     loader must not rely on sorted archives.
     """
     if archive not in (None, "gz", "xz"):
@@ -194,7 +201,10 @@ def write_aclimdb(root: Path, n_per_class: int = 20, seed: int = 0, archive: str
     }
     for split in ("train", "test"):
         for label in ("neg", "pos"):
-            files[f"aclImdb/{split}/urls_{label}.txt"] = b"http://www.imdb.com/title/tt0000000/usercomments\n"
+            files[f"aclImdb/{split}/urls_{label}.txt"] = "".join(
+                f"http://www.imdb.com/title/tt{aclimdb_film(split, i):07d}/usercomments\n"
+                for i in range(n_per_class)
+            ).encode()
     for split, label, review_id, rating, text in aclimdb_reviews(n_per_class, seed):
         files[f"aclImdb/{split}/{label}/{review_id}_{rating}.txt"] = text.encode("utf-8")
     if archive is None:

@@ -1,15 +1,27 @@
 import dataclasses
 import hashlib
 import http.server
+import lzma
 import os
+import tarfile
 import threading
 from pathlib import Path
 
 import pytest
-from fixtures import write_aclimdb, write_cifar10
+from fixtures import tar_bytes, write_aclimdb, write_cifar10
 
 from omnifuse.data import catalog, cifar10, imdb
-from omnifuse.data.sources import Source, cache_dir, data_roots, download, find, locate, sha256_file, verify
+from omnifuse.data.sources import (
+    Source,
+    cache_dir,
+    data_roots,
+    download,
+    find,
+    locate,
+    open_tar_stream,
+    sha256_file,
+    verify,
+)
 from omnifuse.errors import OmnifuseError
 
 TOY = Source(
@@ -251,3 +263,28 @@ def test_catalog_load_and_status(tmp_path):
     assert checked["imdb"]["verified"] is True  # the folder has train/test × neg/pos
     empty = catalog.status(tmp_path / "nothing", check=True)
     assert all(row["found"] is None and row["verified"] is None for row in empty)
+
+
+@pytest.mark.parametrize("compression", ["gz", "xz", None])
+def test_a_tar_stream_reads_every_member(tmp_path, compression):
+    members = {f"d/{i}.txt": f"member {i}".encode() * 40 for i in range(30)}
+    path = tmp_path / "a.tar"
+    path.write_bytes(tar_bytes(members, compression))
+    with open_tar_stream(path) as tar:
+        read = {m.name: tar.extractfile(m).read() for m in tar if m.isfile()}
+    assert read == members
+
+
+@pytest.mark.parametrize("compression", ["gz", "xz"])
+def test_a_truncated_compressed_tar_stream_never_ends_quietly(tmp_path, compression):
+    # tarfile on its own stops without an error where the cut falls inside a member's header; whatever the cut,
+    # reading the stream to its end must raise, never hand back fewer members as if that were all.
+    members = {f"d/{i}.txt": bytes(range(256)) * (i + 1) for i in range(30)}
+    data = tar_bytes(members, compression)
+    path = tmp_path / "cut.tar"
+    for cut in range(len(data) // 20, len(data) - 8, max(1, len(data) // 60)):
+        path.write_bytes(data[:cut])
+        with pytest.raises((EOFError, tarfile.TarError, lzma.LZMAError, OSError)):  # noqa: PT012
+            with open_tar_stream(path) as tar:
+                for member in tar:
+                    tar.extractfile(member).read()

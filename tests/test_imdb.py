@@ -3,7 +3,7 @@ from collections import Counter
 
 import numpy as np
 import pytest
-from fixtures import aclimdb_reviews, tar_bytes, write_aclimdb
+from fixtures import aclimdb_film, aclimdb_reviews, tar_bytes, write_aclimdb
 
 from omnifuse.data import imdb
 from omnifuse.data.sources import cache_dir
@@ -31,6 +31,8 @@ def test_load_matches_what_was_written(tmp_path, archive):
         assert got.ids.tolist() == [f"{split}/{r[1]}/{r[2]}" for r in expected]
         assert got.extra["rating"].dtype == np.int64
         assert got.extra["rating"].tolist() == [r[3] for r in expected]
+        assert got.extra["group"].dtype == np.int64  # the film of each review, from the URL lists
+        assert got.extra["group"].tolist() == [aclimdb_film(split, r[2]) for r in expected]
     assert ds["train"].ids[:3].tolist() == ["train/neg/0", "train/neg/1", "train/neg/2"]
 
 
@@ -179,3 +181,57 @@ def test_duplicate_review_id(tmp_path):
     _write_xz(tmp_path, _tree(**{"aclImdb/train/pos/0_7.txt": b"same id as 0_9.txt"}))
     with pytest.raises(OmnifuseError, match=r"id 0 twice"):
         imdb.load(data_dir=tmp_path)
+
+
+def test_without_url_lists_reviews_have_no_film_groups(tmp_path):
+    _write_xz(tmp_path, _tree())  # only the review files, as some copies of the data set are
+    ds = imdb.load(data_dir=tmp_path)
+    assert "group" not in ds["train"].extra and "group" not in ds["test"].extra
+    assert ds["train"].extra["rating"].tolist() == [2, 2, 9, 9]
+
+
+def test_url_lists_that_miss_reviews_give_no_film_groups_and_a_warning(tmp_path, caplog):
+    url = b"http://www.imdb.com/title/tt0000042/usercomments\n"
+    lists = {f"aclImdb/{s}/urls_{lab}.txt": url * 2 for s in ("train", "test") for lab in ("neg", "pos")}
+    lists["aclImdb/train/urls_pos.txt"] = url  # one line for reviews 0 and 1
+    path = _write_xz(tmp_path, _tree(**lists))
+    with caplog.at_level("WARNING", logger="omnifuse.data.imdb"):
+        ds = imdb.load(data_dir=tmp_path)
+    assert "group" not in ds["train"].extra  # not half the films right and half wrong
+    assert ds["test"].extra["group"].tolist() == [42, 42, 42, 42]
+    assert f"{path}:aclImdb/train/urls_pos.txt" in caplog.text and "review id 1" in caplog.text
+
+
+def test_an_edited_url_list_is_read_again(tmp_path):
+    folder = write_aclimdb(tmp_path, n_per_class=3)
+    assert imdb.load(data_dir=tmp_path)["test"].extra["group"].tolist() == [200_000] * 6
+    (folder / "test" / "urls_pos.txt").write_bytes(b"http://www.imdb.com/title/tt7/usercomments\n" * 3)
+    assert imdb.load(data_dir=tmp_path)["test"].extra["group"].tolist() == [200_000] * 3 + [7] * 3
+
+
+def test_the_validation_hold_out_keeps_each_film_whole(tmp_path):
+    from omnifuse import pipeline
+    from omnifuse.config import Config
+
+    write_aclimdb(tmp_path, n_per_class=60)  # 20 films of 6 reviews (3 per label) in train
+    ds = imdb.load(data_dir=tmp_path)
+    films = dict(zip(ds["train"].ids.tolist(), ds["train"].extra["group"].tolist(), strict=True))
+    for seed in (0, 1):
+        cfg = Config().replace(["data.val_fraction=0.2", f"train.seed={seed}"])
+        part = pipeline.prepare(cfg, [ds]).parts[0]
+        train_films, val_films = ({films[i] for i in split.ids} for split in (part.train, part.val))
+        assert not train_films & val_films  # no film on both sides, as no training film is in the test set
+        assert sorted([*part.train.ids, *part.val.ids]) == sorted(films)  # nothing lost, nothing twice
+        assert len(val_films) == 4 and len(part.val) == 24  # a fifth of the films: a fifth of the reviews here
+        assert part.val.labels["sentiment"].mean() == 0.5  # each film has both labels: stratified
+    seeds = [
+        {films[i] for i in pipeline.prepare(Config().replace([f"train.seed={s}"]), [ds]).parts[0].val.ids}
+        for s in (0, 1)
+    ]
+    assert seeds[0] != seeds[1]  # seeded, not fixed
+
+    # Review by review (data.group_holdout = false), films fall on both sides.
+    cfg = Config().replace(["data.val_fraction=0.2", "data.group_holdout=false"])
+    part = pipeline.prepare(cfg, [ds]).parts[0]
+    assert {films[i] for i in part.train.ids} & {films[i] for i in part.val.ids}
+    assert len(part.val) == 24

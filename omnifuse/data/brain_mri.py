@@ -28,7 +28,7 @@ from sklearn.model_selection import StratifiedKFold
 
 from omnifuse.data import Dataset, Split
 from omnifuse.data.decode import decode_image
-from omnifuse.data.sources import Source, locate
+from omnifuse.data.sources import Source, locate, open_tar_stream
 from omnifuse.errors import OmnifuseError
 
 log = logging.getLogger(__name__)
@@ -177,7 +177,7 @@ def _read_archive(archive: Path) -> list[tuple[str, str, bytes]]:
                         where = f"'{archive}:{info.filename}'"
                         candidates.setdefault(found[0], []).append((found[1], where, zf.read(info)))
         else:
-            with tarfile.open(archive, "r|*") as tar:
+            with open_tar_stream(archive) as tar:
                 for info in tar:
                     found = _member(info.name.split("/")) if info.isfile() else None
                     if found:

@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from omnifuse.data import Dataset, Split
-from omnifuse.data.sources import Source, locate
+from omnifuse.data.sources import Source, locate, open_tar_stream
 from omnifuse.errors import OmnifuseError
 
 FOLDER = "cifar-10-batches-py"
@@ -98,7 +98,7 @@ def _read_archive(archive: Path) -> dict[str, bytes]:
     """The wanted members' bytes, read in one pass; accepts ``cifar-10-batches-py/<name>`` or a bare ``<name>``."""
     raw = {}
     try:
-        with tarfile.open(archive, "r|*") as tar:
+        with open_tar_stream(archive) as tar:
             for member in tar:
                 parts = [p for p in member.name.split("/") if p not in ("", ".")]
                 if not member.isfile() or not parts or parts[-1] not in MEMBERS:

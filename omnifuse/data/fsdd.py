@@ -24,7 +24,14 @@ from pathlib import Path
 import numpy as np
 
 from omnifuse.data import Dataset, Split
-from omnifuse.data.sources import Source, cache_dir, locate, read_parsed_cache, write_parsed_cache
+from omnifuse.data.sources import (
+    Source,
+    cache_dir,
+    locate,
+    open_tar_stream,
+    read_parsed_cache,
+    write_parsed_cache,
+)
 from omnifuse.data.wav import decode_wav
 from omnifuse.errors import OmnifuseError
 
@@ -155,7 +162,7 @@ def _read_archive(archive: Path) -> list[tuple[str, str, bytes]]:
     """WAVs directly inside a ``recordings/`` folder at any depth (or at the top), read in one streaming pass."""
     wavs = []
     try:
-        with tarfile.open(archive, "r|*") as tar:
+        with open_tar_stream(archive) as tar:
             for member in tar:
                 parts = [p for p in member.name.split("/") if p not in ("", ".")]
                 if not member.isfile() or not parts or parts[-1].startswith("."):

@@ -1,7 +1,10 @@
 """IMDb Large Movie Review Dataset v1.0 (Maas et al. 2011): the ``aclImdb/`` tree, as a folder or a tar archive.
 
-Reviews are ``aclImdb/{train,test}/{neg,pos}/<id>_<rating>.txt`` (UTF-8). Everything else (``unsup/``, the
-vocabulary, URL lists, bag-of-words files) is ignored. Reading 50,000 members out of a compressed archive takes
+Reviews are ``aclImdb/{train,test}/{neg,pos}/<id>_<rating>.txt`` (UTF-8). The URL lists
+``aclImdb/{train,test}/urls_{neg,pos}.txt`` (line N: the film page of review N) give each review its film; the
+official train and test sets hold disjoint films, so a validation hold-out of whole films (``extra["group"]``, see
+``omnifuse.pipeline``) mirrors the test set. Everything else (``unsup/``, the vocabulary, bag-of-words files) is
+ignored. Reading 50,000 members out of a compressed archive takes
 seconds, so the parsed result is cached as an ``.npz`` under ``cache_dir()/parsed/`` and reused while the source
 path, size and modification time stay the same.
 """
@@ -22,7 +25,14 @@ import numpy as np
 
 from omnifuse.data import Dataset, Split
 from omnifuse.data.decode import decode_text
-from omnifuse.data.sources import Source, cache_dir, locate, read_parsed_cache, write_parsed_cache
+from omnifuse.data.sources import (
+    Source,
+    cache_dir,
+    locate,
+    open_tar_stream,
+    read_parsed_cache,
+    write_parsed_cache,
+)
 from omnifuse.errors import OmnifuseError
 
 log = logging.getLogger(__name__)
@@ -31,7 +41,9 @@ FOLDER = "aclImdb"
 SPLITS = ("train", "test")
 LABELS = ("neg", "pos")  # label index = position
 _REVIEW_NAME = re.compile(r"^(\d+)_(\d+)\.txt$")
-_CACHE_VERSION = 1  # bump when the parsed layout or parsing rules change
+_URLS_NAME = re.compile(r"^urls_(neg|pos)\.txt$")
+_FILM = re.compile(r"/title/tt(\d+)")
+_CACHE_VERSION = 2  # bump when the parsed layout or parsing rules change
 
 SOURCE = Source(
     dataset="imdb",
@@ -49,13 +61,16 @@ SOURCE = Source(
 
 # One parsed review: (split, label index, numeric id, rating, text).
 _Review = tuple[str, int, int, int, str]
+# The URL lists found: (split, label index) -> the lines of urls_<label>.txt, and where they were read.
+_Urls = dict[tuple[str, int], tuple[list[str], str]]
 
 
 def load(data_dir=None, download: bool | None = None) -> Dataset:
     """IMDb as arrays: splits ``train`` and ``test`` (25,000 each), ``text`` object arrays of raw review strings.
 
     Task ``sentiment`` (0 = neg, 1 = pos); ``ids`` like ``"train/pos/123"``; ``extra["rating"]`` the 1-10 star
-    rating from the file name. Samples are ordered by label, then numeric id.
+    rating from the file name; ``extra["group"]`` the film's IMDb number (``tt0453418`` -> 453418) where the split's
+    URL lists are present and name a film for every review. Samples are ordered by label, then numeric id.
     Example: ``load(data_dir="data")["test"].inputs["text"][0]``.
     """
     path = locate(SOURCE, data_dir, download)
@@ -67,8 +82,9 @@ def load(data_dir=None, download: bool | None = None) -> Dataset:
     arrays = read_parsed_cache(cache_file, key)
     if arrays is None:
         log.info("Parsing %s (cached afterwards in %s)", path, cache_file)
-        reviews = _read_folder(path) if path.is_dir() else _read_archive(path)
+        reviews, urls = _read_folder(path) if path.is_dir() else _read_archive(path)
         arrays = _to_arrays(reviews, path)
+        arrays.update(_films(arrays, urls))
         write_parsed_cache(cache_file, key, arrays)
     return Dataset(
         name="imdb",
@@ -90,10 +106,17 @@ def _parse_name(split: str, label: str, filename: str, where: str) -> tuple[int,
     return int(match.group(1)), rating
 
 
-def _read_folder(folder: Path) -> list[_Review]:
+def _read_folder(folder: Path) -> tuple[list[_Review], _Urls]:
     reviews: list[_Review] = []
+    urls: _Urls = {}
     for split in SPLITS:
         for index, label in enumerate(LABELS):
+            url_file = folder / split / f"urls_{label}.txt"
+            if url_file.is_file():
+                urls[split, index] = (
+                    url_file.read_bytes().decode("utf-8", "replace").splitlines(),
+                    f"'{url_file}'",
+                )
             directory = folder / split / label
             if not directory.is_dir():
                 continue  # reported with the other missing folders by _to_arrays
@@ -108,17 +131,23 @@ def _read_folder(folder: Path) -> list[_Review]:
                     except OSError as exc:
                         raise OmnifuseError(f"Cannot read {where}: {exc.strerror or exc}") from exc
                     reviews.append((split, index, review_id, rating, decode_text(data, where)))
-    return reviews
+    return reviews, urls
 
 
-def _read_archive(archive: Path) -> list[_Review]:
-    """Reviews from a ``.tar.gz`` / ``.tar.xz`` (or plain ``.tar``), read in one streaming pass."""
+def _read_archive(archive: Path) -> tuple[list[_Review], _Urls]:
+    """Reviews (and URL lists) from a ``.tar.gz`` / ``.tar.xz`` (or plain ``.tar``), read in one streaming pass."""
     reviews: list[_Review] = []
+    urls: _Urls = {}
     try:
-        with tarfile.open(archive, "r|*") as tar:
+        with open_tar_stream(archive) as tar:
             for member in tar:
                 parts = [p for p in member.name.split("/") if p not in ("", ".")]
                 if not member.isfile() or len(parts) < 3 or parts[-1].startswith("."):
+                    continue
+                listed = _URLS_NAME.match(parts[-1])
+                if listed and parts[-2] in SPLITS and parts[-3] == FOLDER:
+                    lines = tar.extractfile(member).read().decode("utf-8", "replace").splitlines()
+                    urls[parts[-2], LABELS.index(listed.group(1))] = lines, f"'{archive}:{member.name}'"
                     continue
                 split, label, filename = parts[-3:]
                 if split not in SPLITS or label not in LABELS or (len(parts) > 3 and parts[-4] != FOLDER):
@@ -133,7 +162,36 @@ def _read_archive(archive: Path) -> list[_Review]:
             f"Received: '{archive}', which cannot be read ({type(exc).__name__}: {exc}); it may be truncated "
             f"or not a tar file. Download it again from {SOURCE.url}"
         ) from exc
-    return reviews
+    return reviews, urls
+
+
+def _films(arrays: dict[str, np.ndarray], urls: _Urls) -> dict[str, np.ndarray]:
+    """``{split}_film``: each review's film number, for the splits whose URL lists name a film for every review.
+
+    A split without URL lists has no films (other copies of the data set leave them out); one whose lists do not
+    cover its reviews is logged and left without films rather than given wrong ones.
+    """
+    films: dict[str, np.ndarray] = {}
+    for split in SPLITS:
+        labels, ids = arrays[f"{split}_label"], arrays[f"{split}_id"]
+        if not all((split, index) in urls for index in range(len(LABELS))):
+            continue
+        numbers = np.zeros(len(ids), np.int64)
+        for index in range(len(LABELS)):
+            lines, where = urls[split, index]
+            found = [_FILM.search(line) for line in lines]
+            rows = np.flatnonzero(labels == index)
+            bad = [int(i) for i in ids[rows] if i >= len(found) or found[i] is None]
+            if bad:
+                log.warning(
+                    "%s names no film for review id %d (%d ids in all): %s has no film groups",
+                    where, bad[0], len(bad), split,
+                )  # fmt: skip
+                break
+            numbers[rows] = [int(found[i].group(1)) for i in ids[rows]]
+        else:
+            films[f"{split}_film"] = numbers
+    return films
 
 
 def _to_arrays(reviews: list[_Review], path: Path) -> dict[str, np.ndarray]:
@@ -176,12 +234,10 @@ def _split(arrays: dict[str, np.ndarray], split: str) -> Split:
     ids = np.array(
         [f"{split}/{LABELS[label]}/{i}" for label, i in zip(labels, arrays[f"{split}_id"], strict=True)]
     )
-    return Split(
-        inputs={"text": texts},
-        labels={"sentiment": labels},
-        ids=ids,
-        extra={"rating": arrays[f"{split}_rating"]},
-    )
+    extra = {"rating": arrays[f"{split}_rating"]}
+    if f"{split}_film" in arrays:
+        extra["group"] = arrays[f"{split}_film"]
+    return Split(inputs={"text": texts}, labels={"sentiment": labels}, ids=ids, extra=extra)
 
 
 def _cache_key(path: Path) -> str:
@@ -190,6 +246,10 @@ def _cache_key(path: Path) -> str:
         listing = hashlib.sha256()
         for split in SPLITS:
             for label in LABELS:
+                url_file = path / split / f"urls_{label}.txt"
+                if url_file.is_file():
+                    stat = url_file.stat()
+                    listing.update(repr((split, url_file.name, stat.st_size, stat.st_mtime_ns)).encode())
                 directory = path / split / label
                 if directory.is_dir():
                     with os.scandir(directory) as entries:

@@ -8,14 +8,19 @@ put where. Downloads are off when ``OMNIFUSE_NO_DOWNLOAD=1``.
 
 from __future__ import annotations
 
+import bz2
+import contextlib
+import gzip
 import hashlib
 import http.client
 import logging
+import lzma
 import os
+import tarfile
 import tempfile
 import urllib.error
 import urllib.request
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -258,3 +263,28 @@ def write_parsed_cache(cache_file: Path, key: str, arrays: dict[str, np.ndarray]
     finally:
         if tmp is not None:
             Path(tmp).unlink(missing_ok=True)
+
+
+@contextlib.contextmanager
+def open_tar_stream(archive: Path) -> Iterator[tarfile.TarFile]:
+    """``archive`` (a tar, plain or gzip / xz / bzip2 compressed) as a streaming ``tarfile`` for one pass.
+
+    ``tarfile`` alone takes a header cut short for the end of the archive, so a download truncated at such a byte
+    would load fewer members without an error. Here the decompressor is read to its end once the members have
+    been read, and a compressed stream that stops early raises ``EOFError``.
+    """
+    with open(archive, "rb") as file:
+        magic = file.read(6)
+    if magic.startswith(b"\x1f\x8b"):
+        opener = gzip.open
+    elif magic.startswith(b"\xfd7zXZ\x00"):
+        opener = lzma.open
+    elif magic.startswith(b"BZh"):
+        opener = bz2.open
+    else:
+        opener = open
+    with opener(archive, "rb") as raw:
+        with tarfile.open(fileobj=raw, mode="r|") as tar:
+            yield tar
+        while raw.read(1 << 20):  # the end-of-archive padding; the decompressor checks the stream's end
+            pass
