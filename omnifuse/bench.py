@@ -366,12 +366,17 @@ def _git(*args: str) -> str | None:
     return out.stdout.strip()
 
 
-def environment() -> dict[str, Any]:
-    """Commit, hardware, OS and versions, as a record's header."""
+def _machine() -> dict[str, Any]:
+    """The CPU model and the cores this process may use (and the machine has)."""
     try:
         cores = len(os.sched_getaffinity(0))
     except AttributeError:  # not on Linux
         cores = os.cpu_count()
+    return {"cpu": _cpu_model(), "cores": cores, "cpu_count": os.cpu_count()}
+
+
+def environment() -> dict[str, Any]:
+    """Commit, hardware, OS and versions, as a record's header."""
     # dirty = tracked source changes; the files the harness itself rewrites (the tables, the records) do not count
     status = _git(
         "status",
@@ -395,7 +400,7 @@ def environment() -> dict[str, Any]:
             versions[name] = _version(name)
     return {
         "commit": {"sha": _git("rev-parse", "HEAD"), "dirty": None if status is None else bool(status)},
-        "hardware": {"cpu": _cpu_model(), "cores": cores, "cpu_count": os.cpu_count()},
+        "hardware": _machine(),
         "os": platform.platform(),
         "versions": versions,
         "backend": backend,
@@ -673,6 +678,7 @@ def _run_entry(
     if proc.returncode != 0 or not out.is_file():
         raise OmnifuseError(f"Benchmark run failed (exit code {proc.returncode}): {' '.join(cmd)}")
     record = json.loads(out.read_text(encoding="utf-8"))
+    record.setdefault("hardware", _machine())  # a script that writes no header still ran on this machine
     record.update(
         name=meta["name"],
         label=entry.label,

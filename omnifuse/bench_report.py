@@ -185,8 +185,26 @@ def _per_task(runs: list[dict[str, Any]], metric: str) -> str:
     return text or "—"
 
 
+def _hardware(record: dict[str, Any]) -> str:
+    hardware = record.get("hardware") or {}
+    return f"{hardware.get('cpu', '?')}, {hardware.get('cores', '?')} cores"
+
+
+def _by_hardware(runs: list[dict[str, Any]]) -> list[list[dict[str, Any]]]:
+    """``runs`` split by the machine they ran on, in order of first appearance: times from different CPUs do not
+    average into one figure."""
+    found: dict[str, list[dict[str, Any]]] = {}
+    for r in runs:
+        found.setdefault(_hardware(r), []).append(r)
+    return list(found.values())
+
+
 def render_table(records: list[dict[str, Any]], source: str = "results/") -> str:
-    """The generated Markdown: one row per (benchmark, run label) over all its records (found in ``source``)."""
+    """The generated Markdown: one row per (benchmark, run label, machine) over its records (found in ``source``).
+
+    The README's summary (:func:`render_summary`) pools a run label's accuracy over machines; this table keeps
+    each machine's runs apart, as it reports their times.
+    """
     if not records:
         return "_No benchmark records yet: run `omnifuse bench NAME`._"
     head = (
@@ -195,19 +213,22 @@ def render_table(records: list[dict[str, Any]], source: str = "results/") -> str
     )
     lines = [head, "|---|---|---:|---|---|---:|---|---:|---:|---|---|---|"]
     groups = _groups(records)
-    for (name, label), runs in [*groups.items(), *_pooled(groups).items()]:
+    rows = [
+        (name, label, runs)
+        for (name, label), everywhere in [*groups.items(), *_pooled(groups).items()]
+        for runs in _by_hardware(everywhere)
+    ]
+    for name, label, runs in rows:
+        machine = _hardware(runs[0])
         vs = []
         for ref_label in runs[0].get("references") or []:
-            r = ratios(runs, groups[(name, ref_label)]) if (name, ref_label) in groups else None
+            ref = [r for r in groups.get((name, ref_label), []) if _hardware(r) == machine]
+            r = ratios(runs, ref) if ref else None
             if r is not None:
                 vs.append(f"{_ratio_text(r)} vs {ref_label}")
         commits = _unique(
             (r.get("commit") or {}).get("sha", "")[:7]
             + ("+dirty" if (r.get("commit") or {}).get("dirty") else "")
-            for r in runs
-        )
-        hardware = _unique(
-            f"{(r.get('hardware') or {}).get('cpu', '?')}, {(r.get('hardware') or {}).get('cores', '?')} cores"
             for r in runs
         )
         role = " (reference)" if runs[0].get("role") == "reference" else ""
@@ -223,7 +244,7 @@ def render_table(records: list[dict[str, Any]], source: str = "results/") -> str
             _mean_std([r.get("samples_per_second") for r in runs], digits=0),
             "<br>".join(vs) or "—",
             ", ".join(commits) or "—",
-            "; ".join(hardware),
+            machine,
         ]
         lines.append("| " + " | ".join(c.replace("|", "/") for c in cells) + " |")
     robust = render_robustness(records)

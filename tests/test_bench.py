@@ -187,6 +187,32 @@ def test_table_has_mean_std_ratio_and_unreached_thresholds(tmp_path):
     ]
 
 
+def test_runs_on_other_machines_get_rows_of_their_own_and_pool_only_in_the_summary(tmp_path):
+    results = tmp_path / "results"
+    slow = [_record("fast", 0.90, 100.0, invocation="a", references=["ref"])]
+    fast = [_record("fast", 0.92, 40.0, invocation="b", references=["ref"]) for _ in range(2)]
+    refs = [_record("ref", 0.60, 50.0, invocation="a", role="reference")]
+    for r in fast:
+        r["hardware"] = {"cpu": "Other CPU", "cores": 2}
+    _write(results, slow + fast + refs)
+    lines = bench.update_results(results).read_text().splitlines()
+    rows = [
+        [c.strip() for c in line.strip("|").split("|")]
+        for line in lines
+        if line.startswith("| cifar10-x | fast |")
+    ]
+    assert [(r[2], r[3], r[5], r[11]) for r in rows] == [
+        ("1", "90.00", "100", "Test CPU, 2 cores"),
+        ("2", "92.00 ± 0.00", "40 ± 0", "Other CPU, 2 cores"),
+    ]
+    assert (
+        rows[0][9] == "acc ×1.500, time ×2.000, samples/s ×1.000 vs ref"
+    )  # beside the reference it ran with
+    assert rows[1][9] == "—"  # no reference ran on that machine
+    summary = bench.render_summary(slow + fast + refs)  # accuracy pools over machines
+    assert "| cifar10-x | fast | 3 | 91.33 ± 1.15 | 90.00 ± 0.00 |" in summary.splitlines()
+
+
 def test_superseded_records_stay_on_disk_but_out_of_the_tables(tmp_path):
     results = tmp_path / "results"
     _write(results, [_record("fast", 0.90, 50.0)])
