@@ -4,7 +4,8 @@ The seq-CNN applies a convolution straight to one-hot words: a region of ``--reg
 learned vector per (word, position in the region), plus a bias, then ReLU; max (and mean) over the review; dropout;
 one sigmoid unit. That is an embedding of width ``region * maps`` whose slices are shifted and summed, so it costs
 table look-ups, not matrix products. The NBSVM is ``nbsvm_tokenizers.py``'s. Both train on the same 95% of the
-training reviews; the blend weight is chosen on the other 5%, never on the test set.
+training reviews; the blend weight is chosen on the other 5% (single reviews, or with ``--holdout films`` whole
+films, as omnifuse holds them out by default), never on the test set.
 
     OMNIFUSE_DATA=DATA python benchmarks/experiments/seq_cnn.py --epochs 3
 """
@@ -15,8 +16,8 @@ import time
 
 import numpy as np
 from nbsvm_tokenizers import letters, nbsvm_margins, ngram_rows  # beside this script
-from sklearn.model_selection import train_test_split
 
+from omnifuse import pipeline
 from omnifuse.data import imdb
 
 
@@ -86,6 +87,7 @@ def main() -> None:
     parser.add_argument("--lr", type=float, default=1e-3)
     parser.add_argument("--dropout", type=float, default=0.5)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--holdout", choices=("reviews", "films"), default="reviews")
     parser.add_argument("--save", default="", help="write validation and test probabilities to this .npz")
     args = parser.parse_args()
 
@@ -96,9 +98,10 @@ def main() -> None:
     data = imdb.load()
     texts, labels = list(data["train"].inputs["text"]), np.asarray(data["train"].labels["sentiment"])
     x_test, y_test = list(data["test"].inputs["text"]), np.asarray(data["test"].labels["sentiment"])
-    fit_i, val_i = train_test_split(
-        np.arange(len(texts)), test_size=0.05, stratify=labels, random_state=args.seed
-    )
+    # 5% held out as omnifuse holds it out: single reviews, or whole films (data.group_holdout, the default)
+    position = {review: i for i, review in enumerate(data["train"].ids)}
+    fit, held = pipeline._holdout(data["train"], 0.05, args.seed, labels, args.holdout == "films")
+    fit_i, val_i = (np.array([position[r] for r in split.ids]) for split in (fit, held))
     x_fit, y_fit = [texts[i] for i in fit_i], labels[fit_i]
     x_val, y_val = [texts[i] for i in val_i], labels[val_i]
 
