@@ -177,7 +177,7 @@ def aclimdb_reviews(n_per_class: int = 20, seed: int = 0) -> list[tuple[str, str
 
 def aclimdb_film(split: str, review_id: int) -> int:
     """The film ``write_aclimdb``'s URL lists give review ``review_id`` of ``split`` (either label): three reviews
-    per film, train and test films disjoint, as in the real data set."""
+    per film, train and test films disjoint, as in the real data set (all but one of its films)."""
     return (100_000 if split == "train" else 200_000) + review_id // 3
 
 

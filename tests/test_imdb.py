@@ -222,7 +222,7 @@ def test_the_validation_hold_out_keeps_each_film_whole(tmp_path):
         train_films, val_films = ({films[i] for i in split.ids} for split in (part.train, part.val))
         assert not train_films & val_films  # no film on both sides, as no training film is in the test set
         assert sorted([*part.train.ids, *part.val.ids]) == sorted(films)  # nothing lost, nothing twice
-        assert len(val_films) == 4 and len(part.val) == 24  # a fifth of the films: a fifth of the reviews here
+        assert len(val_films) == 4 and len(part.val) == 24  # a fifth of the films and of the reviews
         assert part.val.labels["sentiment"].mean() == 0.5  # each film has both labels: stratified
     seeds = [
         {films[i] for i in pipeline.prepare(Config().replace([f"train.seed={s}"]), [ds]).parts[0].val.ids}

@@ -1,6 +1,6 @@
 """How well does a validation hold-out of IMDb's training reviews predict the test accuracy? Reviews vs films.
 
-IMDb's test films are disjoint from its training films. A hold-out of single reviews leaves the other reviews of
+IMDb's test films (all but one) are not among its training films. A hold-out of single reviews leaves the other reviews of
 the same films in training, so validation can be passed by remembering films' names and plots; a hold-out of whole
 films (omnifuse's default, ``data.group_holdout``) cannot. For each seed and each kind of hold-out (5% of the
 training reviews, stratified, as ``omnifuse.pipeline`` holds them out), an NBSVM (``nbsvm_tokenizers.py``'s) is

@@ -1,11 +1,11 @@
 """IMDb Large Movie Review Dataset v1.0 (Maas et al. 2011): the ``aclImdb/`` tree, as a folder or a tar archive.
 
 Reviews are ``aclImdb/{train,test}/{neg,pos}/<id>_<rating>.txt`` (UTF-8). The URL lists
-``aclImdb/{train,test}/urls_{neg,pos}.txt`` (line N: the film page of review N) give each review its film; the
-official train and test sets hold disjoint films, so a validation hold-out of whole films (``extra["group"]``, see
-``omnifuse.pipeline``) mirrors the test set. Everything else (``unsup/``, the vocabulary, bag-of-words files) is
-ignored. Reading 50,000 members out of a compressed archive takes
-seconds, so the parsed result is cached as an ``.npz`` under ``cache_dir()/parsed/`` and reused while the source
+``aclImdb/{train,test}/urls_{neg,pos}.txt`` (line N: the film page of review N) give each review its film. The
+official test set is of other films than the training set (all but one of its 3,581 films), so a hold-out of whole
+films (``extra["group"]``, see ``omnifuse.pipeline``) mirrors it. Everything else (``unsup/``, the vocabulary,
+bag-of-words files) is ignored. Reading 50,000 members out of a compressed archive takes seconds, so the parsed
+result is cached as an ``.npz`` under ``cache_dir()/parsed/`` and reused while the source
 path, size and modification time stay the same.
 """
 
