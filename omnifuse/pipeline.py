@@ -16,6 +16,7 @@ import tensorflow as tf
 
 from omnifuse.config import Config
 from omnifuse.data import Dataset, Split
+from omnifuse.data.splits import holdout
 from omnifuse.errors import OmnifuseError
 from omnifuse.models import WEIGHTS_OUTPUT, mask_name
 
@@ -50,31 +51,12 @@ def _holdout(
 ) -> tuple[Split, Split]:
     """Hold ``fraction`` of ``split`` out for validation, stratified by ``stratify`` and seeded.
 
-    Where the split names a group per sample (``extra["group"]``: IMDb's film of each review) and ``by_group`` is
-    on, whole groups are held out (about ``fraction`` of the samples), so that validation, like a test set of other
-    films, cannot be passed by remembering names and plots seen in training.
+    Where the split names a group per sample (``extra["group"]``: IMDb's film of each review, a CSV's group
+    column) and ``by_group`` is on, whole groups are held out (about ``fraction`` of the samples), so that
+    validation, like a test set of other films or patients, cannot be passed by remembering them.
     """
-    from sklearn.model_selection import GroupShuffleSplit, StratifiedGroupKFold, train_test_split
-
-    index = np.arange(len(split))
-    if fraction <= 0:
-        return split, split.take(index[:0])
     groups = split.extra.get("group") if by_group else None
-    if groups is not None and len(np.unique(groups)) >= 2:
-        folds = max(2, round(1 / fraction))
-        try:
-            if stratify is None or len(np.unique(groups)) < folds:
-                raise ValueError("too few groups to stratify")
-            splitter = StratifiedGroupKFold(folds, shuffle=True, random_state=seed)
-            train_idx, val_idx = next(splitter.split(index, stratify, groups))
-        except ValueError:
-            splitter = GroupShuffleSplit(1, test_size=fraction, random_state=seed)
-            train_idx, val_idx = next(splitter.split(index, groups=groups))
-        return split.take(np.sort(train_idx)), split.take(np.sort(val_idx))
-    try:
-        train_idx, val_idx = train_test_split(index, test_size=fraction, random_state=seed, stratify=stratify)
-    except ValueError:  # too few samples per class to stratify
-        train_idx, val_idx = train_test_split(index, test_size=fraction, random_state=seed)
+    train_idx, val_idx = holdout(np.arange(len(split)), stratify, fraction, seed, groups)
     return split.take(np.sort(train_idx)), split.take(np.sort(val_idx))
 
 

@@ -216,6 +216,65 @@ def test_stratified_split_without_split_column_is_seeded(pets):
     assert not set(a["train"].ids) & set(a["test"].ids)
 
 
+def _patients_csv(path, patients=30, rows_each=4, with_split=False):
+    """A CSV of scans: several rows per patient, one label per patient, a note and a number per row."""
+    lines = ["patient,note,dose,split,y" if with_split else "patient,note,dose,y"]
+    for p in range(patients):
+        label = "sick" if p % 3 == 0 else "well"
+        for r in range(rows_each):
+            split = ",train" if not with_split else ",train" if p < patients - 4 else ",test"
+            if with_split and p == 0 and r == 1:
+                split = ",test"  # patient 0 on both sides of the given split
+            lines.append(f"P{p:03d},scan {r} of {label} patient,{p + r}{split if with_split else ''},{label}")
+    lines[1] = lines[1].replace("P000", "", 1)  # an empty group cell: that row is a group of its own
+    path.write_text("\n".join(lines) + "\n")
+
+
+def test_a_group_column_keeps_each_patient_in_one_split(tmp_path):
+    path = tmp_path / "scans.csv"
+    _patients_csv(path)
+    kinds = {"patient": "group", "note": "text"}
+    ds = load_csv(path, label="y", kinds=kinds, val_fraction=0.2, test_fraction=0.2)
+    assert ds.modalities == {"note": "text", "tabular": "numbers"}  # the group is not an input
+    assert ds.meta["numbers"]["tabular"]["features"] == ["dose"]
+    seen = {name: set(split.extra["group"].tolist()) for name, split in ds.splits.items()}
+    assert (
+        not seen["train"] & seen["val"]
+        and not seen["train"] & seen["test"]
+        and not seen["val"] & seen["test"]
+    )
+    assert sum(len(v) for v in ds.splits.values()) == 120
+    assert "(row 2)" in set().union(*seen.values())  # the row with an empty cell, a group of its own
+    for name in ("val", "test"):
+        assert 16 <= len(ds[name]) <= 32  # about a fifth of 120 rows, in whole patients of 4 rows
+        assert set(ds[name].labels["y"].tolist()) == {0, 1}  # stratified: both classes
+    again = load_csv(path, label="y", kinds=kinds, val_fraction=0.2, test_fraction=0.2)
+    np.testing.assert_array_equal(again["test"].ids, ds["test"].ids)  # seeded
+
+    # Without the group column, rows are split one by one and patients fall on both sides.
+    rows = load_csv(path, label="y", kinds={"patient": "ignore"}, val_fraction=0.2, test_fraction=0.2)
+    patient = {int(line): text.split(",")[0] for line, text in enumerate(path.read_text().splitlines(), 1)}
+    assert {patient[i] for i in rows["train"].ids} & {patient[i] for i in rows["test"].ids}
+
+    with pytest.raises(OmnifuseError, match="at most one group column.*patient, note"):
+        load_csv(path, label="y", kinds={"patient": "group", "note": "group"})
+
+
+def test_a_given_split_with_a_group_on_both_sides_warns_and_validation_keeps_groups(tmp_path, caplog):
+    from omnifuse import pipeline
+    from omnifuse.config import Config
+
+    path = tmp_path / "scans.csv"
+    _patients_csv(path, with_split=True)
+    with caplog.at_level("WARNING", logger="omnifuse.data.table"):
+        ds = load_csv(path, label="y", kinds={"patient": "group"})
+    assert "1 group(s)" in caplog.text and "'P000'" in caplog.text
+    assert set(ds.splits) == {"train", "test"}  # the user's split, as given
+    part = pipeline.prepare(Config().replace(["data.val_fraction=0.25"]), [ds]).parts[0]
+    train, val = (set(s.extra["group"].tolist()) for s in (part.train, part.val))
+    assert val and not train & val  # the validation hold-out keeps the patients whole too
+
+
 def test_folder_layout_with_missing_modalities_and_bad_files(tmp_path):
     rng = np.random.default_rng(1)
     for species in ("cat", "dog"):

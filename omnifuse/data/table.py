@@ -8,7 +8,10 @@
 - ``number`` and ``category``: together they form ONE modality named ``tabular`` of kind ``numbers``,
   float32 (N, F): numbers as they are (NaN for an empty cell) and each category one-hot over the values seen
   in the train split (all NaN for an empty cell, all zeros for a value train never saw);
-- ``ignore``: not used (an id column, say).
+- ``ignore``: not used (an id column, say);
+- ``group``: not an input either: rows with the same value (a patient, a subject, a recording session) are never
+  split apart, so that no test or validation row has a sibling in training. At most one such column, never
+  inferred; an empty cell makes the row a group of its own.
 
 Kinds are inferred unless ``kinds`` names them: a column whose values all end in an image suffix (``.png``,
 ``.jpg``, ...) is ``image``, ``.wav`` is ``audio``, all numeric is ``number``, few distinct short strings is
@@ -19,8 +22,10 @@ other than letters, digits, ``_ - .`` become ``_``).
 **Folder** (:func:`load_folder`): ``root/<class>/<stem>.<ext>``; the files of one sample share a stem
 (``001.png`` + ``001.txt`` + ``001.wav``), giving the modalities ``image``, ``text`` and ``audio``.
 
-**Splits**: a ``split`` column (``train``, ``val``, ``test``) when the CSV has one; otherwise a stratified,
-seeded train/val/test split (``val_fraction``, ``test_fraction``).
+**Splits**: a ``split`` column (``train``, ``val``, ``test``) when the CSV has one (a group found in more than one
+of them is logged as a warning); otherwise a stratified, seeded train/val/test split (``val_fraction``,
+``test_fraction``) that keeps each group whole. The splits carry the groups as ``extra["group"]``, so a validation
+set held out of a given train split later keeps them whole too.
 
 **Missing modalities**: an empty cell (or a sample without a file of that kind) means the sample lacks that
 modality; ``Split.masks`` says which samples have which (1 = present). That is normal input, not an error.
@@ -45,6 +50,7 @@ import numpy as np
 
 from omnifuse.data import Dataset, Split
 from omnifuse.data.decode import decode_image, read_text
+from omnifuse.data.splits import holdout
 from omnifuse.data.wav import decode_wav
 from omnifuse.errors import OmnifuseError
 
@@ -58,7 +64,7 @@ _SUFFIX_KINDS = {
     **{s: "audio" for s in AUDIO_SUFFIXES},
     **{s: "text" for s in TEXT_SUFFIXES},
 }
-KINDS = ("image", "text", "audio", "number", "category", "ignore")
+KINDS = ("image", "text", "audio", "number", "category", "ignore", "group")
 TABULAR = "tabular"  # the modality holding every number and category column
 SPLITS = {"train": "train", "val": "val", "valid": "val", "validation": "val", "dev": "val", "test": "test"}
 CATEGORY_MAX_VALUES = 50  # "few distinct short strings": at most this many distinct values ...
@@ -103,6 +109,7 @@ class _Sample:
     cells: dict[str, Any]  # column -> raw cell ("" = empty); a Path for a folder sample's files
     split: str = ""
     problems: list[BadRow] = field(default_factory=list)
+    group: str | None = None  # the group column's value ("" = empty); None without a group column
 
 
 def load(
@@ -174,10 +181,20 @@ def load_csv(
         raise OmnifuseError(f"Expected a label column {label!r} in '{path}'. Columns: {', '.join(header)}")
     has_split = split_column in header and split_column != label
     features = [c for c in header if c != label and not (has_split and c == split_column)]
+    kinds = dict(kinds or {})
+    grouped = [c for c, k in kinds.items() if k == "group"]
+    if len(grouped) > 1:
+        raise OmnifuseError(
+            f"Expected at most one group column in data.kinds. Received: {', '.join(grouped)}"
+        )
+    for column in grouped:
+        kinds[column] = "ignore"  # checked as a column like any other, then kept out of the inputs
     samples = []
     for line, cells in rows:
         values = dict(zip(header, cells))
         sample = _Sample(line, values.get(label, "").strip(), {c: values.get(c, "") for c in features})
+        if grouped:
+            sample.group = values.get(grouped[0], "").strip()
         if len(cells) != len(header):
             sample.problems.append(
                 BadRow(line, "(row)", f"expected {len(header)} fields, found {len(cells)}")
@@ -190,7 +207,7 @@ def load_csv(
                     BadRow(line, split_column, f"expected train, val or test. Received: {given!r}")
                 )
         samples.append(sample)
-    columns = _column_kinds(path, features, samples, kinds or {})
+    columns = _column_kinds(path, features, samples, kinds)
     options = _Options(val_fraction, test_fraction, seed, skip_bad_rows, image_size, sample_rate, num_samples)
     return _assemble(path.stem, str(path), path.parent, samples, columns, label, has_split, options)
 
@@ -504,10 +521,14 @@ def _assemble(
     if all(_number(c) is not None for c in classes):
         classes.sort(key=_number)
     labels = np.array([classes.index(s.label) for s in samples], dtype=np.int64)
+    groups = None
+    if any(s.group is not None for s in samples):  # an empty cell: a group of its own
+        groups = np.array([s.group or f"(row {s.row})" for s in samples])
     if has_split:
         split_of = np.array([s.split for s in samples])
+        _warn_split_groups(source, split_of, groups)
     else:
-        split_of = _random_split(labels, val, test, options.seed)
+        split_of = _random_split(labels, val, test, options.seed, groups)
     counts = {k: int((split_of == k).sum()) for k in ("train", "test")}
     if not all(counts.values()):
         raise OmnifuseError(
@@ -519,7 +540,8 @@ def _assemble(
     meta["skipped_rows"] = skipped if options.skip_bad_rows else 0
     meta["bad_rows"] = [b.to_dict() for b in bad[:MAX_RECORDED]] if options.skip_bad_rows else []
     task = safe_name(label)
-    whole = Split(inputs, {task: labels}, ids=np.array([s.row for s in samples]), masks=masks)
+    extra = {} if groups is None else {"group": groups}
+    whole = Split(inputs, {task: labels}, ids=np.array([s.row for s in samples]), extra=extra, masks=masks)
     splits = {}
     for split in ("train", "val", "test"):
         index = np.flatnonzero(split_of == split)
@@ -594,26 +616,32 @@ def _tabular_spec(columns: dict[str, str], tabular: list[str], decoded, train: n
     return {"columns": spec_columns, "features": features}
 
 
-def _random_split(labels: np.ndarray, val_fraction: float, test_fraction: float, seed: int) -> np.ndarray:
-    """Each sample's split name: stratified by label where every class has enough samples, seeded."""
+def _random_split(
+    labels: np.ndarray, val_fraction: float, test_fraction: float, seed: int, groups: np.ndarray | None = None
+) -> np.ndarray:
+    """Each sample's split name: stratified by label where every class has enough samples, seeded, groups whole."""
     out = np.full(len(labels), "train", dtype=object)
     index = np.arange(len(labels))
-    rest, test = _holdout(index, labels, test_fraction, seed)
+    rest, test = holdout(index, labels, test_fraction, seed, groups)
     out[test] = "test"
     if val_fraction > 0:
-        _, val = _holdout(rest, labels[rest], val_fraction / (1 - test_fraction), seed)
+        kept_groups = None if groups is None else groups[rest]
+        _, val = holdout(rest, labels[rest], val_fraction / (1 - test_fraction), seed, kept_groups)
         out[val] = "val"
     return out.astype(str)
 
 
-def _holdout(
-    index: np.ndarray, labels: np.ndarray, fraction: float, seed: int
-) -> tuple[np.ndarray, np.ndarray]:
-    from sklearn.model_selection import train_test_split
-
-    if len(index) < 2:
-        return index, index[:0]
-    try:
-        return train_test_split(index, test_size=fraction, random_state=seed, stratify=labels)
-    except ValueError:  # a class too small to stratify, or too few samples for one per class
-        return train_test_split(index, test_size=fraction, random_state=seed)
+def _warn_split_groups(source: str, split_of: np.ndarray, groups: np.ndarray | None) -> None:
+    """A group the CSV's own split column puts on more than one side is logged (the split is the user's)."""
+    if groups is None:
+        return
+    sides: dict[str, set[str]] = {}
+    for group, split in zip(groups.tolist(), split_of.tolist(), strict=True):
+        sides.setdefault(group, set()).add(split)
+    shared = [g for g, s in sides.items() if len(s) > 1]
+    if shared:
+        log.warning(
+            "%d group(s) of '%s' have rows in more than one split of its split column, e.g. %r: their rows in "
+            "val or test have siblings in training",
+            len(shared), source, shared[0],
+        )  # fmt: skip
