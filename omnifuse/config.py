@@ -60,7 +60,7 @@ class DataConfig:
     label: str = ""  # table: the label column (a folder's task is named "class" unless this is set)
     kinds: dict[str, str] = field(
         default_factory=dict
-    )  # table: column -> image|text|audio|number|category|ignore
+    )  # table: column -> image|text|audio|number|category|ignore|group (rows sharing a group stay in one split)
     skip_bad_rows: bool = (
         False  # table: skip (and count) rows with a missing/undecodable file or an empty label
     )
