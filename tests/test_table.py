@@ -407,3 +407,19 @@ def test_cli_train_evaluate_predict_on_a_csv(pets, tmp_path):
     )
     with pytest.raises(OmnifuseError, match="Unknown tabular column 'weight'"):
         p.predict(tabular={"weight": 3})
+
+
+def test_hold_outs_keep_groups_whole_and_say_when_there_is_only_one(caplog):
+    from omnifuse.data.splits import holdout
+
+    labels = np.array([0, 1] * 20)
+    groups = np.repeat(np.arange(10), 4)  # 10 groups of 4, each with both labels
+    kept, held = holdout(np.arange(40), labels, 0.2, seed=3, groups=groups)
+    assert sorted([*kept, *held]) == list(range(40))
+    assert not set(groups[kept]) & set(groups[held]) and len(held) == 8
+    few = np.repeat([0, 1, 2], [20, 10, 10])  # too few groups for 5 stratified folds: a shuffle of groups
+    kept, held = holdout(np.arange(40), labels, 0.2, seed=3, groups=few)
+    assert not set(few[kept]) & set(few[held]) and len(held) in (10, 20)
+    with caplog.at_level("WARNING", logger="omnifuse.data.splits"):
+        kept, held = holdout(np.arange(40), labels, 0.2, seed=3, groups=np.zeros(40))
+    assert len(held) == 8 and "one group" in caplog.text

@@ -7,7 +7,11 @@ training with :func:`holdout`; the CSV loader splits train / val / test with it.
 
 from __future__ import annotations
 
+import logging
+
 import numpy as np
+
+log = logging.getLogger(__name__)
 
 
 def holdout(
@@ -28,7 +32,11 @@ def holdout(
     index = np.asarray(index)
     if fraction <= 0 or len(index) < 2:
         return index, index[:0]
-    if groups is not None and len(np.unique(groups)) >= 2:
+    if groups is not None and len(np.unique(groups)) < 2:
+        log.warning(
+            "Every sample is in one group, which cannot be split: holding out samples one by one instead"
+        )
+    elif groups is not None:
         folds = max(2, round(1 / fraction))
         try:
             if labels is None or len(np.unique(groups)) < folds:
