@@ -3,7 +3,7 @@
 IMDb's test films (all but one) are not among its training films. A hold-out of single reviews leaves the other reviews of
 the same films in training, so validation can be passed by remembering films' names and plots; a hold-out of whole
 films (omnifuse's default, ``data.group_holdout``) cannot. For each seed and each kind of hold-out (5% of the
-training reviews, stratified, as ``omnifuse.pipeline`` holds them out), an NBSVM (``nbsvm_tokenizers.py``'s) is
+training reviews, stratified, with ``omnifuse.data.splits.holdout`` as the pipeline holds them out), an NBSVM (``nbsvm_tokenizers.py``'s) is
 fitted on the rest and scored on the hold-out and on the official test set. The n-gram vocabulary is chosen once
 on all training reviews, so both kinds of hold-out share it.
 
@@ -17,8 +17,8 @@ import numpy as np
 from nbsvm_tokenizers import letters, nbsvm_margins, ngram_rows  # beside this script
 from scipy import sparse
 
-from omnifuse import pipeline
 from omnifuse.data import imdb
+from omnifuse.data.splits import holdout
 
 
 def main() -> None:
@@ -33,13 +33,11 @@ def main() -> None:
     rows, rows_test = ngram_rows(letters, list(train.inputs["text"]), list(test.inputs["text"]))
     print(f"{rows.shape[1]} n-grams ({time.perf_counter() - start:.0f} s); films in train: "
           f"{len(np.unique(train.extra['group']))}", flush=True)  # fmt: skip
-    position = {review: i for i, review in enumerate(train.ids)}
     gaps: dict[str, list[float]] = {"reviews": [], "films": []}
     for seed in range(args.seeds):
         for kind, by_film in (("reviews", False), ("films", True)):
-            fit, held = pipeline._holdout(train, args.fraction, seed, y_train, by_film)
-            fit_i = np.array([position[r] for r in fit.ids])
-            held_i = np.array([position[r] for r in held.ids])
+            groups = train.extra["group"] if by_film else None
+            fit_i, held_i = map(np.sort, holdout(np.arange(len(train)), y_train, args.fraction, seed, groups))
             margins = nbsvm_margins(
                 rows[fit_i], y_train[fit_i], sparse.vstack([rows[held_i], rows_test]).tocsr()
             )

@@ -17,8 +17,8 @@ import time
 import numpy as np
 from nbsvm_tokenizers import letters, nbsvm_margins, ngram_rows  # beside this script
 
-from omnifuse import pipeline
 from omnifuse.data import imdb
+from omnifuse.data.splits import holdout
 
 
 def word_ids(token_lists, vocab: dict[str, int], max_len: int) -> list[np.ndarray]:
@@ -99,9 +99,8 @@ def main() -> None:
     texts, labels = list(data["train"].inputs["text"]), np.asarray(data["train"].labels["sentiment"])
     x_test, y_test = list(data["test"].inputs["text"]), np.asarray(data["test"].labels["sentiment"])
     # 5% held out as omnifuse holds it out: single reviews, or whole films (data.group_holdout, the default)
-    position = {review: i for i, review in enumerate(data["train"].ids)}
-    fit, held = pipeline._holdout(data["train"], 0.05, args.seed, labels, args.holdout == "films")
-    fit_i, val_i = (np.array([position[r] for r in split.ids]) for split in (fit, held))
+    groups = data["train"].extra["group"] if args.holdout == "films" else None
+    fit_i, val_i = map(np.sort, holdout(np.arange(len(texts)), labels, 0.05, args.seed, groups))
     x_fit, y_fit = [texts[i] for i in fit_i], labels[fit_i]
     x_val, y_val = [texts[i] for i in val_i], labels[val_i]
 
