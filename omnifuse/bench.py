@@ -213,6 +213,8 @@ SUITES: dict[str, list[tuple[str, str, list[str]]]] = {
     "imdb-bigru-ensemble-variants": [
         ("members5", "imdb-bigru-ensemble", ["model.members=5"]),
         ("members3", "imdb-bigru-ensemble", ["model.members=3"]),
+        # the preset with batches of random reviews, padded to 800 tokens (as every run before data.length_buckets)
+        ("random-batches", "imdb-bigru-ensemble", ["data.length_buckets=0"]),
     ],
     # imdb-nbsvm keeping the 3 million most frequent 1-3-grams instead of 1 million
     "imdb-nbsvm-variants": [("vocab3m", "imdb-nbsvm", ["model.text.nb.vocab_size=3000000"])],

@@ -37,6 +37,10 @@ class DataConfig:
     data_dir: str = ""  # searched before $OMNIFUSE_DATA and the user cache
     epoch_fraction: tuple[float, ...] = ()  # per set: share of a pass seen per epoch (default 1.0 each)
     val_fraction: float = 0.05  # held out of train (stratified, seeded) where a set has no val split
+    # > 0: training batches of a set with texts hold texts of similar length (this many buckets, cut at quantiles of
+    # the training texts' word counts), so a recurrent text encoder runs as many steps as the batch's longest text
+    # instead of model.text.sequence_length; 0 = batches of random texts
+    length_buckets: int = 0
     group_holdout: bool = (
         True  # hold out whole groups where a set names them (IMDb: films), as its test set does
     )

@@ -351,6 +351,7 @@ def stream(
     modality_dropout: float = 0.0,
     modality_noise: float = 0.0,
     auxiliary: dict[str, tuple[str, str | None]] | None = None,
+    length_buckets: int = 0,
 ) -> tuple[tf.data.Dataset, int]:
     """A tf.data stream over ``splits`` (one per part) in batches that each come from one split; and its length.
 
@@ -361,6 +362,7 @@ def stream(
     ``auxiliary``: the model's outputs trained beside its tasks (output -> (task, modality or None), see
     :func:`omnifuse.models.auxiliary_outputs`); each gets its task's labels, and one that names a modality gets -1
     where that modality is absent (after dropout).
+    ``length_buckets``: with ``shuffle``, a split with texts is batched by length (see :func:`_length_batches`).
     """
     tasks = list(prepared.tasks)
     if fractions and len(fractions) != len(splits):
@@ -382,7 +384,12 @@ def stream(
             ds = ds.shuffle(n, seed=seed + i, reshuffle_each_iteration=True)
         if repeat:
             ds = ds.repeat()
-        ds = ds.batch(batch_size).map(
+        texts = [x[m] for m, kind in prepared.modalities.items() if kind == "text" and m in x]
+        if shuffle and length_buckets > 0 and texts:
+            ds = _length_batches(ds, texts, batch_size, length_buckets)
+        else:
+            ds = ds.batch(batch_size)
+        ds = ds.map(
             _fill(
                 prepared.modalities,
                 tasks,
@@ -413,6 +420,35 @@ def stream(
     if auxiliary:
         combined = combined.map(_auxiliary_labels(auxiliary), num_parallel_calls=tf.data.AUTOTUNE)
     return combined.prefetch(tf.data.AUTOTUNE), int(sum(counts))
+
+
+def _word_counts(texts: list[np.ndarray]) -> np.ndarray:
+    """Words per sample, summed over its text modalities (an absent or empty text counts 0)."""
+    return np.sum([[len(str(t).split()) for t in column] for column in texts], axis=0)
+
+
+def _length_batches(
+    ds: tf.data.Dataset, texts: list[np.ndarray], batch_size: int, buckets: int
+) -> tf.data.Dataset:
+    """``ds`` (shuffled samples) in batches of texts of similar length: each sample goes to one of ``buckets``
+    buckets by its word count (cut at the quantiles of ``texts``' counts), and a bucket is emitted as a batch when it
+    holds ``batch_size`` samples, so the batches come in random order. A recurrent encoder that drops the padding
+    after the batch's longest text (:class:`omnifuse.encoders.text.TextRNN`) then runs a few steps more than the
+    typical text instead of ``sequence_length``. The word count is recomputed per sample, the way it was counted
+    here (runs of non-space characters)."""
+    counts = _word_counts(texts)
+    cuts = np.quantile(counts, np.linspace(0.0, 1.0, buckets + 1)[1:-1]) if buckets > 1 else []
+    boundaries = sorted({int(c) + 1 for c in cuts})  # bucket i: boundaries[i - 1] <= words < boundaries[i]
+    names = [name for name, value in ds.element_spec[0].items() if value.dtype == tf.string]
+
+    def words(x, y):
+        return tf.add_n([tf.size(tf.strings.split(x[name]), out_type=tf.int32) for name in names])
+
+    if not boundaries:
+        return ds.batch(batch_size)
+    return ds.bucket_by_sequence_length(
+        words, boundaries, [batch_size] * (len(boundaries) + 1), no_padding=True
+    )
 
 
 def _auxiliary_labels(auxiliary: dict[str, tuple[str, str | None]]):

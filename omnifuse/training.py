@@ -380,6 +380,7 @@ def train(
         modality_dropout=t.modality_dropout,
         modality_noise=t.modality_noise,
         auxiliary=auxiliary,
+        length_buckets=cfg.data.length_buckets,
     )
     has_val = any(len(p.val) for p in prepared.parts)  # data.val_fraction = 0: train on all of train
     fit_weights = cfg.model.fit_member_weights and cfg.model.members > 1

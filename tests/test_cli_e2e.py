@@ -97,6 +97,23 @@ def test_epoch_fraction_sets_how_much_of_each_data_set_an_epoch_sees(
     assert json.loads((run / "meta.json").read_text())["progress"]["steps_per_epoch"] == 10 + 3
 
 
+def test_length_buckets_train_the_joint_model_on_the_same_number_of_steps(
+    trained_run, data_dir, tiny_config, tmp_path
+):
+    # the reviews go in batches of similar length; CIFAR-10's images (no text) in plain batches
+    run = omnifuse.train(
+        tiny_config,
+        overrides=["train.epochs=2", "data.length_buckets=3"],
+        runs_root=tmp_path,
+        data_dir=str(data_dir),
+    )
+    meta = json.loads((run / "meta.json").read_text())
+    assert meta["progress"]["steps_per_epoch"] == 10 + 6
+    rows = list(csv.DictReader((run / "metrics.csv").open()))
+    assert len(rows) == 2 and float(rows[1]["sentiment_loss"]) < float(rows[0]["sentiment_loss"])
+    assert set(omnifuse.evaluate(run, data_dir=str(data_dir))["tasks"]) == {"cifar10", "sentiment"}
+
+
 def test_unimodal_loss_adds_auxiliary_heads_that_prediction_leaves_out(data_dir, tiny_config, tmp_path):
     import keras
 

@@ -1,0 +1,86 @@
+"""Training batches of texts of similar length (data.length_buckets), and the recurrent encoder that then runs only
+as many steps as the batch's longest text, in training as at inference."""
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from omnifuse import pipeline
+from omnifuse.config import Config
+from omnifuse.data import Dataset, Split
+
+
+def _texts_of_many_lengths(n=400, seed=0):
+    """Texts of 1-200 words; the label is the word count's parity, so a text that lost its label shows."""
+    rng = np.random.default_rng(seed)
+    lengths = rng.integers(1, 201, n)
+    texts = np.array([" ".join(f"w{rng.integers(50)}" for _ in range(k)) for k in lengths], dtype=object)
+    split = Split(inputs={"text": texts}, labels={"y": lengths % 2})
+    return Dataset("toy", {"train": split, "test": split}, {"y": ["even", "odd"]}, {"text": "text"}), lengths
+
+
+def _batches(length_buckets, repeat=False):
+    data, lengths = _texts_of_many_lengths()
+    prepared = pipeline.prepare(Config().replace(["data.val_fraction=0"]), [data])
+    ds, steps = pipeline.stream(
+        prepared, [prepared.parts[0].train], 16, True, 0, False, repeat, length_buckets=length_buckets
+    )
+    out = []
+    for x, y in ds.take(steps) if repeat else ds:  # one pass: the buckets' remainders come as short batches
+        words = np.array([len(t.split()) for t in x["text"].numpy()])
+        np.testing.assert_array_equal(y["y"].numpy(), words % 2)  # each text kept its label
+        out.append(words)
+    return out, lengths, steps
+
+
+def test_length_buckets_batch_texts_of_similar_length_and_keep_every_text_once():
+    batches, lengths, _ = _batches(length_buckets=4)
+    np.testing.assert_array_equal(np.sort(np.concatenate(batches)), np.sort(lengths))
+    # the buckets are cut at the quartiles of the training texts' word counts (a count at a cut goes below it)
+    cuts = np.floor(np.quantile(lengths, [0.25, 0.5, 0.75])) + 1
+    for words in batches:
+        assert len(set(np.searchsorted(cuts, words, side="right"))) == 1, words
+    spread = np.mean([w.max() - w.min() for w in batches])
+    random_spread = np.mean([w.max() - w.min() for w in _batches(length_buckets=0)[0]])
+    assert spread < random_spread / 3
+
+
+def test_length_buckets_in_an_endless_stream_give_full_batches_in_random_order_of_length():
+    batches, _, steps = _batches(length_buckets=4, repeat=True)
+    assert len(batches) == steps == 25
+    assert all(len(words) == 16 for words in batches)
+    medians = [np.median(words) for words in batches]
+    assert medians != sorted(medians), "batches of short and long texts must come mixed, not in length order"
+
+
+@pytest.mark.parametrize(
+    "options",
+    [dict(conv_filters=8, conv_pool=4, pooling="max", bidirectional=True, cell="gru"), dict(pooling="last")],
+    ids=["conv-pool4-bigru-max", "lstm-last"],
+)
+def test_rnn_encoder_trains_the_same_whatever_the_padding_after_the_longest_text(options):
+    """In training the RNN encoder drops the padding after the batch's longest text: the outputs and every
+    gradient must be those of the fully padded batch."""
+    from omnifuse.encoders.text import TextRNN
+
+    encoder = TextRNN(vocab_size=50, embed_dim=8, units=6, dropout=0.0, **options)
+    rng = np.random.default_rng(1)
+    ids = np.zeros((3, 80), "int32")
+    for row, n in enumerate((9, 23, 30)):
+        ids[row, :n] = rng.integers(1, 50, n)
+    encoder(ids[:, :40])  # build
+
+    def outputs_and_gradients(batch):
+        with tf.GradientTape() as tape:
+            out = encoder(tf.constant(batch), training=True)
+            loss = tf.reduce_sum(out * tf.range(1.0, out.shape[1] + 1.0))
+        return out.numpy(), [
+            tf.convert_to_tensor(g).numpy() for g in tape.gradient(loss, encoder.trainable_variables)
+        ]
+
+    short, short_grads = outputs_and_gradients(ids[:, :40])
+    long, long_grads = outputs_and_gradients(ids)
+    np.testing.assert_allclose(short, long, rtol=1e-5, atol=1e-6)
+    for a, b in zip(short_grads, long_grads, strict=True):
+        np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-4, atol=1e-6)
+    assert encoder._trim_padding(ids).shape[1] < 40
