@@ -168,9 +168,31 @@ def _feed(prepared: pipeline.Prepared, split, batch_size: int) -> dict[str, np.n
 
 
 def _predict(model: keras.Model, feed: dict[str, np.ndarray], batch_size: int) -> dict[str, np.ndarray]:
+    """``model``'s outputs for ``feed``, in sample order. With texts in the feed the model sees the samples
+    shortest text first, so each batch holds texts of similar length (a recurrent encoder runs as many steps as the
+    batch's longest text); the outputs are put back in sample order."""
     import tensorflow as tf
 
-    return model.predict(tf.data.Dataset.from_tensor_slices(feed).batch(batch_size), verbose=0)
+    texts = [value for value in feed.values() if value.dtype.kind in "OSU"]
+    order = pipeline.length_order(texts) if texts else None
+    if order is not None:
+        feed = {name: value[order] for name, value in feed.items()}
+    out = model.predict(tf.data.Dataset.from_tensor_slices(feed).batch(batch_size), verbose=0)
+    if order is None:
+        return out
+    return (
+        {name: _unsorted(value, order) for name, value in out.items()}
+        if isinstance(out, dict)
+        else _unsorted(out, order)
+    )
+
+
+def _unsorted(values: np.ndarray, order: np.ndarray) -> np.ndarray:
+    """``values`` given in ``order`` (row i belongs to sample order[i]), back in sample order."""
+    values = np.asarray(values)
+    back = np.empty_like(values)
+    back[order] = values
+    return back
 
 
 def _accuracy(out: dict[str, np.ndarray], tasks: dict[str, np.ndarray], rows: np.ndarray) -> dict[str, float]:

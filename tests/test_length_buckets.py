@@ -84,3 +84,26 @@ def test_rnn_encoder_trains_the_same_whatever_the_padding_after_the_longest_text
     for a, b in zip(short_grads, long_grads, strict=True):
         np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-4, atol=1e-6)
     assert encoder._trim_padding(ids).shape[1] < 40
+
+
+def test_prediction_runs_shortest_text_first_and_answers_in_sample_order():
+    from omnifuse.evaluation import _predict
+
+    texts = np.array(["a b c d e", "a", "", "a b c", "a b"], dtype=object)
+    seen = []
+
+    class CountingModel:
+        """Answers each sample's word count and number, and notes the order it was asked in."""
+
+        def predict(self, ds, verbose=0):
+            counts, numbers = [], []
+            for batch in ds:
+                counts += [len(t.split()) for t in batch["text"].numpy()]
+                numbers += list(batch["number"].numpy())
+            seen.extend(counts)
+            return {"count": np.array(counts), "number": np.array(numbers)}
+
+    out = _predict(CountingModel(), {"text": texts, "number": np.arange(5.0)}, batch_size=2)
+    assert seen == [0, 1, 2, 3, 5]
+    np.testing.assert_array_equal(out["count"], [5, 1, 0, 3, 2])
+    np.testing.assert_array_equal(out["number"], np.arange(5.0))
