@@ -216,6 +216,8 @@ SUITES: dict[str, list[tuple[str, str, list[str]]]] = {
         # the preset with batches of random reviews, padded to 800 tokens (as every run before data.length_buckets)
         ("random-batches", "imdb-bigru-ensemble", ["data.length_buckets=0"]),
     ],
+    # imdb-ensemble with batches of random reviews, padded to 800 tokens (as every run before data.length_buckets)
+    "imdb-ensemble-variants": [("random-batches", "imdb-ensemble", ["data.length_buckets=0"])],
     # imdb-nbsvm keeping the 3 million most frequent 1-3-grams instead of 1 million
     "imdb-nbsvm-variants": [("vocab3m", "imdb-nbsvm", ["model.text.nb.vocab_size=3000000"])],
     # PneumoniaMNIST variants beside the preset (records in their own rows): the test set has 62.5% pneumonia,
