@@ -107,3 +107,26 @@ def test_prediction_runs_shortest_text_first_and_answers_in_sample_order():
     assert seen == [0, 1, 2, 3, 5]
     np.testing.assert_array_equal(out["count"], [5, 1, 0, 3, 2])
     np.testing.assert_array_equal(out["number"], np.arange(5.0))
+
+
+def test_bag_and_nb_encoders_answer_the_same_whatever_the_padding_after_the_longest_text():
+    """The bag and NBSVM encoders drop the padding after the batch's longest text; answers (in training, the NBSVM's
+    cross-fitted ones too) must not depend on how far a batch was padded."""
+    from omnifuse.encoders.text import TextBag, TextNB
+
+    rng = np.random.default_rng(2)
+    labels = np.arange(40) % 2
+    ids = np.zeros((40, 60), "int32")
+    for row, label in enumerate(labels):
+        n = int(rng.integers(3, 20))
+        ids[row, :n] = rng.integers(2, 30, n) + 20 * (rng.random(n) < 0.5) * label
+    nb = TextNB(vocab_size=60, classes=2, c=1.0)
+    nb.adapt([(ids, labels)])
+    bag = TextBag(vocab_size=60, embed_dim=4, dropout=0.0)
+    for layer, training in ((nb, False), (nb, True), (bag, False)):
+        padded = np.asarray(layer(ids, training=training))
+        np.testing.assert_allclose(
+            np.asarray(layer(ids[:, :20], training=training)), padded, rtol=1e-5, atol=1e-5
+        )
+        alone = np.asarray(layer(ids[:1], training=training))
+        np.testing.assert_allclose(alone, padded[:1], rtol=1e-5, atol=1e-5)
