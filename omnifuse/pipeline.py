@@ -365,6 +365,10 @@ def stream(
     ``length_buckets``: with ``shuffle``, a split with texts is batched by length (see :func:`_length_batches`).
     """
     tasks = list(prepared.tasks)
+    if length_buckets < 0:
+        raise OmnifuseError(
+            f"Expected data.length_buckets of at least 0 (0 = batches of random texts). Received: {length_buckets}"
+        )
     if fractions and len(fractions) != len(splits):
         raise OmnifuseError(
             f"Expected one data.epoch_fraction per data set ({len(splits)}). Received: {list(fractions)}"
@@ -423,8 +427,15 @@ def stream(
 
 
 def _word_counts(texts: list[np.ndarray]) -> np.ndarray:
-    """Words per sample, summed over its text modalities (an absent or empty text counts 0)."""
-    return np.sum([[len(str(t).split()) for t in column] for column in texts], axis=0)
+    """Words per sample (runs of non-whitespace), summed over its text modalities; an empty text counts 0. Texts
+    may be str or, as a tf.data stream gives them back, UTF-8 bytes."""
+    return np.sum(
+        [
+            [len(t.split()) if isinstance(t, (str, bytes)) else len(str(t).split()) for t in column]
+            for column in texts
+        ],
+        axis=0,
+    )
 
 
 def length_order(texts: list[np.ndarray]) -> np.ndarray:
@@ -440,8 +451,8 @@ def _length_batches(
     buckets by its word count (cut at the quantiles of ``texts``' counts), and a bucket is emitted as a batch when it
     holds ``batch_size`` samples, so the batches come in random order. A recurrent encoder that drops the padding
     after the batch's longest text (:class:`omnifuse.encoders.text.TextRNN`) then runs a few steps more than the
-    typical text instead of ``sequence_length``. The word count is recomputed per sample, the way it was counted
-    here (runs of non-space characters)."""
+    typical text instead of ``sequence_length``. The stream recounts each sample's words with
+    ``tf.strings.split`` (runs of non-whitespace, as here)."""
     counts = _word_counts(texts)
     cuts = np.quantile(counts, np.linspace(0.0, 1.0, buckets + 1)[1:-1]) if buckets > 1 else []
     boundaries = sorted({int(c) + 1 for c in cuts})  # bucket i: boundaries[i - 1] <= words < boundaries[i]

@@ -45,6 +45,19 @@ def test_length_buckets_batch_texts_of_similar_length_and_keep_every_text_once()
     assert spread < random_spread / 3
 
 
+def test_negative_length_buckets_is_an_error_naming_the_key():
+    from omnifuse.errors import OmnifuseError
+
+    with pytest.raises(OmnifuseError, match=r"data.length_buckets of at least 0.*Received: -2"):
+        _batches(length_buckets=-2)
+
+
+def test_word_counts_read_str_and_the_bytes_a_stream_gives_back():
+    texts = [np.array(["two words", "", "three utf-8 wörds".encode()], dtype=object)]
+    np.testing.assert_array_equal(pipeline._word_counts(texts), [2, 0, 3])
+    np.testing.assert_array_equal(pipeline.length_order(texts), [1, 0, 2])
+
+
 def test_length_buckets_in_an_endless_stream_give_full_batches_in_random_order_of_length():
     batches, _, steps = _batches(length_buckets=4, repeat=True)
     assert len(batches) == steps == 25
