@@ -576,13 +576,10 @@ def _test_stream(prepared, batch_size: int):
 
     # each split's samples shortest text first (accuracy does not depend on the order): a recurrent text encoder
     # then runs as many steps as each batch's longest text
-    texts = [m for m, kind in prepared.modalities.items() if kind == "text"]
-    tests = [
-        p.test.take(pipeline.length_order([p.test.inputs[m] for m in texts if m in p.test.inputs]))
-        if any(m in p.test.inputs for m in texts)
-        else p.test
-        for p in prepared.parts
-    ]
+    tests = []
+    for part in prepared.parts:
+        texts = pipeline.text_inputs(part.test.inputs, prepared.modalities)
+        tests.append(part.test.take(pipeline.length_order(texts)) if texts else part.test)
     ds, _ = pipeline.stream(prepared, tests, batch_size, False, 0, False)
     labels = {
         task: np.concatenate(

@@ -388,7 +388,7 @@ def stream(
             ds = ds.shuffle(n, seed=seed + i, reshuffle_each_iteration=True)
         if repeat:
             ds = ds.repeat()
-        texts = [x[m] for m, kind in prepared.modalities.items() if kind == "text" and m in x]
+        texts = text_inputs(x, prepared.modalities)
         if shuffle and length_buckets > 0 and texts:
             ds = _length_batches(ds, texts, batch_size, length_buckets)
         else:
@@ -424,6 +424,11 @@ def stream(
     if auxiliary:
         combined = combined.map(_auxiliary_labels(auxiliary), num_parallel_calls=tf.data.AUTOTUNE)
     return combined.prefetch(tf.data.AUTOTUNE), int(sum(counts))
+
+
+def text_inputs(inputs: dict[str, np.ndarray], modalities: dict[str, str]) -> list[np.ndarray]:
+    """The arrays of ``inputs`` that hold a text modality (one per text modality present)."""
+    return [inputs[m] for m, kind in modalities.items() if kind == "text" and m in inputs]
 
 
 def _word_counts(texts: list[np.ndarray]) -> np.ndarray:
