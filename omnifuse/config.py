@@ -21,7 +21,7 @@ from typing import Any
 
 from omnifuse.encoders.audio import AudioCNNConfig
 from omnifuse.encoders.image import CNNConfig, FastNetConfig, ResNetConfig
-from omnifuse.encoders.tabular import TabularMLPConfig
+from omnifuse.encoders.numbers import TabularMLPConfig
 from omnifuse.encoders.text import BagConfig, NBConfig, RNNConfig, TfidfConfig
 from omnifuse.errors import OmnifuseError
 

@@ -19,7 +19,7 @@ import numpy as np
 from keras import layers, ops
 
 from omnifuse.config import Config
-from omnifuse.encoders.image import ImageAugment
+from omnifuse.encoders.image.augment import ImageAugment
 from omnifuse.errors import OmnifuseError
 from omnifuse.optimizers import LazyAdam, LazyAdamW, LazySGD
 from omnifuse.precision import precision_scope

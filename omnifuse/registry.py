@@ -2,7 +2,7 @@
 
 from omnifuse.encoders.audio import AudioCNN
 from omnifuse.encoders.image import ImageCNN, ImageFastNet, ImageResNet
-from omnifuse.encoders.tabular import TabularMLP
+from omnifuse.encoders.numbers import TabularMLP
 from omnifuse.encoders.text import TextBag, TextNB, TextRNN, TextTfidf
 from omnifuse.fusion.attention import AttentionFusion
 from omnifuse.fusion.concat import ConcatFusion

@@ -481,7 +481,7 @@ def test_lookahead_ends_training_on_the_slow_weights():
 def test_batch_norm_beta_grad_scale_multiplies_only_betas_gradient():
     import tensorflow as tf
 
-    from omnifuse.encoders import BatchNormalization
+    from omnifuse.encoders.layers import BatchNormalization
 
     rng = np.random.default_rng(0)
     x = rng.normal(size=(16, 4, 4, 3)).astype("float32")

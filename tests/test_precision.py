@@ -11,8 +11,8 @@ from test_layers import _encoder_cases, _feed, _fusion_inputs, _fusion_model, _s
 
 from omnifuse import registry
 from omnifuse.config import load_config
-from omnifuse.encoders import BatchNormalization, apply_layers
 from omnifuse.encoders.audio import AudioCNN
+from omnifuse.encoders.layers import BatchNormalization, apply_layers
 from omnifuse.models import ModalityBranch, build_model
 from omnifuse.precision import load_model, model_precision, precision_scope
 
@@ -112,7 +112,7 @@ def test_batch_norm_folded_into_the_convolution_at_bfloat16_inference_matches_fl
 
 
 def test_numbers_are_standardised_before_they_are_rounded_to_bfloat16():
-    from omnifuse.encoders.tabular import TabularMLP
+    from omnifuse.encoders.numbers import TabularMLP
 
     rows = np.array(
         [[123456.0], [123458.0]], "float32"

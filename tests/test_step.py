@@ -7,7 +7,7 @@ import pytest
 from keras import layers, ops
 
 from omnifuse.config import load_config
-from omnifuse.encoders.image import ImageAugment, _translated
+from omnifuse.encoders.image.augment import ImageAugment, _translated
 from omnifuse.errors import OmnifuseError
 from omnifuse.models import ModalityBranch, build_model, compile_model
 
@@ -123,7 +123,7 @@ def test_lazy_optimizer_only_where_a_batch_can_miss_a_modality_or_task():
 
 
 def test_branch_without_skip_encodes_a_batch_that_lacks_the_modality():
-    from omnifuse.encoders.tabular import TabularMLP
+    from omnifuse.encoders.numbers import TabularMLP
 
     x = np.random.default_rng(0).random((4, 3)).astype("float32")
     encoder = TabularMLP(units=(5,), dropout=0.0)

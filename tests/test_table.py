@@ -16,7 +16,7 @@ import omnifuse
 from omnifuse.cli import app
 from omnifuse.data.catalog import load_dataset
 from omnifuse.data.table import load_csv, load_folder
-from omnifuse.encoders.tabular import TabularMLP
+from omnifuse.encoders.numbers import TabularMLP
 from omnifuse.errors import OmnifuseError
 
 HEADER = ["id", "photo", "review", "voice", "age", "color", "species"]

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import keras
 from keras import layers, ops
 
-from omnifuse.encoders import BatchNormalization, apply_layers, build_chain
+from omnifuse.encoders.layers import BatchNormalization, apply_layers, build_chain
 
 _TOP_DB = (
     80.0  # dynamic range kept below each utterance's loudest mel bin, as librosa's power_to_db(top_db=80)
