@@ -174,11 +174,18 @@ def write_medmnist_npz(
 
 
 def mri_image(tumor: bool, size: tuple[int, int], mode: str, rng: np.random.Generator) -> Image.Image:
-    """A fake MRI slice: a grey ellipse (the head), with a bright blob when ``tumor``, in Pillow ``mode``."""
+    """A fake MRI slice: a grey ellipse (the head) of its own shape with dark blobs of their own places (so no
+    two slices are near-duplicates), with a bright blob when ``tumor``, in Pillow ``mode``."""
     h, w = size
     yy, xx = np.mgrid[0:h, 0:w]
-    head = ((yy - h / 2) / (h * 0.4)) ** 2 + ((xx - w / 2) / (w * 0.4)) ** 2 < 1
-    pixels = np.where(head, 90, 5) + rng.normal(0, 8, size)
+    cy0, cx0 = h * rng.uniform(0.42, 0.58), w * rng.uniform(0.42, 0.58)
+    ay, ax = h * rng.uniform(0.3, 0.42), w * rng.uniform(0.3, 0.42)
+    head = ((yy - cy0) / ay) ** 2 + ((xx - cx0) / ax) ** 2 < 1
+    pixels = np.where(head, 90.0, 5.0)
+    for _ in range(4):
+        by, bx, r = rng.uniform(0.25, 0.75) * h, rng.uniform(0.25, 0.75) * w, rng.uniform(0.06, 0.12)
+        pixels -= 60 * head * ((((yy - by) / (h * r)) ** 2 + ((xx - bx) / (w * r)) ** 2) < 1)
+    pixels += rng.normal(0, 8, size)
     if tumor:
         cy, cx = rng.uniform(0.35, 0.65) * h, rng.uniform(0.35, 0.65) * w
         pixels += 140 * (((yy - cy) / (h * 0.12)) ** 2 + ((xx - cx) / (w * 0.12)) ** 2 < 1)

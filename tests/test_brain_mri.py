@@ -119,3 +119,35 @@ def test_missing_class_and_missing_data(tmp_path):
         brain_mri.load(data_dir=path)
     with pytest.raises(OmnifuseError, match=r"brain_mri_tumor\.tar\.gz.*kaggle"):
         brain_mri.load(data_dir=tmp_path / "nothing")
+
+
+def test_near_duplicates_stay_in_one_fold(tmp_path):
+    """Copies of one slice under other names (re-encoded, re-sized, brightened) share a group and a fold."""
+    folder = write_brain_mri(tmp_path / "mri", n_yes=12, n_no=8, archive=False)
+    original = Image.open(folder / "yes" / "Y1.jpg").convert("L")
+    original.save(folder / "yes" / "Y90.png")  # the same picture as PNG
+    original.resize((original.width * 2, original.height * 2)).save(folder / "yes" / "Y91.jpg", quality=80)
+    Image.eval(original, lambda v: min(255, v + 20)).save(folder / "yes" / "Y92.jpg")  # brighter copy
+    split = brain_mri.load(data_dir=folder.parent, size=32, folds=4, seed=0)["all"]
+    ids = split.ids.tolist()
+    copies = [ids.index(name) for name in ("yes/Y1.jpg", "yes/Y90.png", "yes/Y91.jpg", "yes/Y92.jpg")]
+    assert len(set(split.extra["group"][copies].tolist())) == 1
+    assert len(set(split.extra["fold"][copies].tolist())) == 1
+    # every other slice is a picture of its own
+    assert len(np.unique(split.extra["group"])) == len(ids) - 3
+    for seed in (1, 2):
+        fold = brain_mri.load(data_dir=folder.parent, size=32, folds=4, seed=seed)["all"].extra["fold"]
+        assert len(set(fold[copies].tolist())) == 1
+
+
+def test_near_duplicate_groups_threshold():
+    from omnifuse.data.duplicates import describe_groups, near_duplicate_groups
+
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 255, (5, 24, 24, 1)).astype(np.uint8)
+    images[3] = np.clip(images[1].astype(int) + 10, 0, 255)  # brighter copy of image 1
+    groups = near_duplicate_groups(images)
+    assert groups.tolist() == [0, 1, 2, 1, 3]
+    assert describe_groups(groups, np.array(list("abcde"))) == [["b", "d"]]
+    with pytest.raises(ValueError, match="threshold"):
+        near_duplicate_groups(images, threshold=0)

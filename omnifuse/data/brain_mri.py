@@ -10,8 +10,11 @@ colour files are grey images stored as RGB, so nothing is lost and arrays are a 
 gives RGB instead. Each is resized to ``size x size`` ignoring aspect ratio (Lanczos when shrinking).
 
 There is no official split, so the loader returns one split ``all`` and a cross-validation fold per sample
-(``extra["fold"]``), from ``StratifiedKFold(folds, shuffle=True, random_state=seed)``: train on the other folds,
-test on one, and report the mean over folds.
+(``extra["fold"]``): train on the other folds, test on one, and report the mean over folds. The folder holds exact
+and near-duplicate copies of some slices under other names (e.g. ``yes/Y30.jpg`` and ``yes/Y38.jpg``,
+``no/1 no.jpeg`` and ``no/no 94.jpg``), so the folds come from ``StratifiedGroupKFold(folds, shuffle=True,
+random_state=seed)`` over near-duplicate groups (:mod:`omnifuse.data.duplicates`, ``extra["group"]``): every copy
+of a picture falls in one fold, and a test fold holds only pictures training never saw.
 """
 
 from __future__ import annotations
@@ -24,10 +27,11 @@ import zlib
 from pathlib import Path
 
 import numpy as np
-from sklearn.model_selection import StratifiedKFold
+from sklearn.model_selection import StratifiedGroupKFold
 
 from omnifuse.data import Dataset, Split
 from omnifuse.data.decode import decode_image
+from omnifuse.data.duplicates import describe_groups, near_duplicate_groups
 from omnifuse.data.sources import Source, locate, open_tar_stream
 from omnifuse.errors import OmnifuseError
 
@@ -93,15 +97,25 @@ def load(
         raise OmnifuseError(
             f"Expected folds <= {smallest} (the size of the smaller class in '{path}'). Received: folds={folds}"
         )
+    ids = np.array([f[0] for f in files], dtype=str)
+    groups = near_duplicate_groups(images)
+    copies = describe_groups(groups, ids)
+    if copies:
+        log.info(
+            "brain_mri: %d images are %d distinct pictures; near-duplicates kept in one fold: %s",
+            len(ids),
+            len(np.unique(groups)),
+            "; ".join(", ".join(group) for group in copies),
+        )
     fold = np.empty(len(files), dtype=np.int64)
-    splitter = StratifiedKFold(n_splits=int(folds), shuffle=True, random_state=seed)
-    for k, (_, test_index) in enumerate(splitter.split(np.zeros(len(labels)), labels)):
+    splitter = StratifiedGroupKFold(n_splits=int(folds), shuffle=True, random_state=seed)
+    for k, (_, test_index) in enumerate(splitter.split(np.zeros(len(labels)), labels, groups)):
         fold[test_index] = k
     split = Split(
         inputs={"image": images},
         labels={"tumor": labels},
-        ids=np.array([f[0] for f in files], dtype=str),
-        extra={"fold": fold},
+        ids=ids,
+        extra={"fold": fold, "group": groups},
     )
     return Dataset(
         name="brain_mri",
