@@ -1,0 +1,115 @@
+"""Frozen features, computed once: training a model whose pretrained encoders are frozen costs only its head.
+
+A frozen pretrained encoder (``mode = "frozen"``) gives every sample the same features in every epoch, so running it
+in every training step is wasted work: on a CPU, EfficientNet-Lite0 at 224 pixels costs hundreds of times more than
+the head above it. :func:`plan` finds the modality branches of a model whose output is fixed (a frozen encoder, no
+augmentation in front of it); :func:`head_model` is the same model from those branches' outputs on (the layers are
+shared, so training it trains the full model); :func:`extract` runs a branch once over a split's samples, cached on
+disk under the user cache keyed by the encoder's config and weights and the samples' bytes, so a second run on the
+same data (another seed, fold or speaker) reads them back. The full model is what is saved, evaluated and served:
+it still takes raw inputs.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+from pathlib import Path
+
+import keras
+import numpy as np
+
+log = logging.getLogger(__name__)
+
+
+def cacheable(branch) -> bool:
+    """Whether ``branch`` (a ModalityBranch) gives fixed features: a frozen encoder with nothing random before it."""
+    return bool(getattr(branch.encoder, "frozen_features", False)) and getattr(branch, "preprocess", None) is None
+
+
+def plan(model: keras.Model, modalities: list[str]) -> dict[str, keras.layers.Layer]:
+    """modality name -> its branch layer, for the branches of ``model`` whose features can be computed once.
+
+    Only a model with one branch per modality qualifies (an ensemble's members or several text encoders joined by
+    "+" have several): the others train as usual."""
+    out = {}
+    for name in modalities:
+        try:
+            branch = model.get_layer(f"{name}_branch")
+        except ValueError:
+            continue
+        if cacheable(branch) and len(branch._inbound_nodes) == 1:
+            out[name] = branch
+    return out
+
+
+def head_model(model: keras.Model, branches: dict[str, keras.layers.Layer]) -> keras.Model:
+    """``model`` taking ``branches``' features (float (B, dim) under each modality's name) instead of raw inputs."""
+    inputs = dict(model.input)
+    for name, branch in branches.items():
+        inputs[name] = branch.output
+    return keras.Model(inputs, model.output, name=f"{model.name}_head")
+
+
+def extractor(model: keras.Model, name: str, branch) -> keras.Model:
+    mask = f"{name}_mask"
+    return keras.Model({name: model.input[name], mask: model.input[mask]}, branch.output)
+
+
+def _digest(array: np.ndarray) -> str:
+    h = hashlib.sha256()
+    array = np.ascontiguousarray(array)
+    h.update(str((array.dtype.str, array.shape)).encode())
+    if array.dtype.kind in "OU":
+        for item in array.reshape(-1):
+            h.update(str(item).encode("utf-8", "surrogatepass"))
+            h.update(b"\0")
+    else:
+        h.update(array.tobytes())
+    return h.hexdigest()
+
+
+def cache_root() -> Path:
+    env = os.environ.get("OMNIFUSE_CACHE", "").strip()
+    return (Path(env).expanduser() if env else Path.home() / ".cache" / "omnifuse") / "features"
+
+
+def _key(branch, x: np.ndarray) -> str:
+    encoder = branch.encoder
+    h = hashlib.sha256()
+    config = keras.saving.serialize_keras_object(encoder)
+    h.update(json.dumps(config, sort_keys=True, default=str).encode())
+    for w in encoder.weights[:4] + encoder.weights[-4:]:  # the pretrained weights' identity, cheaply
+        h.update(np.asarray(keras.ops.convert_to_numpy(w)).tobytes()[:4096])
+    h.update(_digest(x).encode())
+    return h.hexdigest()[:32]
+
+
+def extract(
+    model: keras.Model, name: str, branch, x: np.ndarray, batch_size: int = 64, cache: bool = True
+) -> np.ndarray:
+    """``branch``'s features of samples ``x`` (float32 (N, dim)), read from the cache when computed before."""
+    path = cache_root() / f"{name}-{_key(branch, x)}.npy" if cache else None
+    if path is not None and path.is_file():
+        try:
+            feats = np.load(path)
+            if feats.shape[0] == len(x):
+                log.info("features of %s: read %s", name, path)
+                return feats
+        except (OSError, ValueError):
+            pass  # a damaged cache file is recomputed and replaced
+    net = extractor(model, name, branch)
+    feats = []
+    for start in range(0, len(x), batch_size):
+        chunk = x[start : start + batch_size]
+        ones = np.ones(len(chunk), "float32")
+        feats.append(np.asarray(net({name: chunk, f"{name}_mask": ones}, training=False), "float32"))
+    out = np.concatenate(feats) if feats else np.zeros((0, branch.encoder.output_dim), "float32")
+    if path is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(path.name + f".tmp{os.getpid()}.npy")
+        np.save(tmp, out)
+        os.replace(tmp, path)
+    return out
