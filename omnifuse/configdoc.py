@@ -39,8 +39,12 @@ resolved config of every run is saved as `config.toml` in its run directory.
 # ----------------------------------------------------------------------------------------- reading comments
 
 
+_PRAGMAS = ("fmt:", "noqa", "type:", "pragma:", "ruff:")  # tool directives, not descriptions
+
+
 def _comment_text(token: str) -> str:
-    return token.lstrip("#").strip()
+    text = token.lstrip("#").strip()
+    return "" if text.lower().startswith(_PRAGMAS) else text
 
 
 def _comments_by_line(source: str) -> dict[int, str]:

@@ -45,7 +45,9 @@ def test_reference_lists_every_section_and_key_with_its_default():
 class _Inner:
     """An inner section."""
 
-    width: int = 8  # a comment inside the parentheses a formatter adds
+    width: int = (
+        8  # a comment inside the parentheses that a formatter adds around a value whose line and comment are too long
+    )  # fmt: skip
     # a comment above the field,
     # on two lines
     depth: int = 2
@@ -73,7 +75,9 @@ class _Outer:
 
 def test_comments_trailing_inside_parentheses_and_above():
     comments = configdoc.field_comments(_Inner)
-    assert comments["width"] == "a comment inside the parentheses a formatter adds"
+    assert comments["width"] == (
+        "a comment inside the parentheses that a formatter adds around a value whose line and comment are too long"
+    )
     assert comments["depth"] == "a comment above the field, on two lines"
     assert comments["words"] == "from a default_factory"
     assert comments["bare"] == ""
