@@ -95,6 +95,7 @@ class TextConfig:
     rnn: RNNConfig = field(default_factory=RNNConfig)
     bag: BagConfig = field(default_factory=BagConfig)
     tfidf: TfidfConfig = field(default_factory=TfidfConfig)
+    # NBSVM as a layer: its log-count ratios are set from the training labels of the first task
     nb: NBConfig = field(default_factory=NBConfig)
 
 
@@ -129,7 +130,8 @@ class ModelConfig:
     # gradients it sends down (airbench: 1/9, with a bias-free head right on the encoder's features)
     head_scale: float = 1.0
     # > 1: an ensemble of this many copies of the model, each initialised apart and trained with its own loss on the
-    # same batches (a deep ensemble in one Keras model); the task outputs and modality weights are their means
+    # same batches (a deep ensemble in one Keras model); the task outputs and modality weights are their means, each
+    # member's own outputs are <task>__member<i>, and one text vocabulary is learned for all of them
     members: int = 1
     # per member, dotted model.* overrides that make it differ from the others (one list per member, [] for none),
     # e.g. [["model.text.encoder=nb"], [], [], []]: an NBSVM beside three recurrent nets
