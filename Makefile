@@ -1,5 +1,6 @@
 # `make demo`: create .venv, install, train + evaluate the joint CIFAR-10 + IMDb model on the real data.
 # `make test`: create .venv, install with test tools, run the offline test suite.
+# `make docs`: regenerate docs/config.md from the config dataclasses.
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
@@ -7,7 +8,7 @@ BIN := $(VENV)/bin
 SHARED_DATA := $(abspath ../shared/data)
 export OMNIFUSE_DATA ?= $(if $(wildcard $(SHARED_DATA)),$(SHARED_DATA),)
 
-.PHONY: install demo test lint clean
+.PHONY: install demo test lint docs clean
 
 $(BIN)/omnifuse: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -23,6 +24,11 @@ demo: install
 # Two workers, one test file each at a time (module fixtures train small models once per file).
 test: install
 	$(BIN)/python -m pytest -q -n 2 --dist loadfile
+
+# The config reference, generated from the comments on the config dataclasses' fields (tests/test_configdoc.py
+# fails when docs/config.md differs from it).
+docs: install
+	$(BIN)/python -m omnifuse.configdoc docs/config.md
 
 lint: install
 	$(BIN)/ruff format --check omnifuse tests benchmarks

@@ -45,7 +45,7 @@ class DataConfig:
         True  # hold out whole groups where a set names them (IMDb: films), as its test set does
     )
     limit_train: int = 0  # per data set; 0 = all (quick experiments, tests)
-    limit_test: int = 0
+    limit_test: int = 0  # per data set: test samples kept (validation: half as many); 0 = all
     split: str = "official"  # fsdd / av_digits: "official" or "loso:<speaker>" (leave one speaker out)
     folds: int = 5  # data sets without an official split (brain_mri): stratified k-fold cross-validation ...
     fold: int = 0  # ... and the fold held out as test in this run
@@ -88,12 +88,14 @@ class ImageConfig:
 @dataclass(frozen=True)
 class TextConfig:
     encoder: str = "rnn"  # rnn | bag | tfidf | nb, or several joined by "+" (rnn+nb), trained together
+    # rnn, bag: tokens kept, the most frequent in the training texts (tfidf and nb have their own vocab_size)
     vocab_size: int = 20000
-    sequence_length: int = 200
+    sequence_length: int = 200  # tokens per text for the rnn and bag encoders (longer texts are cut)
     ngrams: int = 1  # token n-grams in the vocabulary (the bag encoder profits from 2)
     rnn: RNNConfig = field(default_factory=RNNConfig)
     bag: BagConfig = field(default_factory=BagConfig)
     tfidf: TfidfConfig = field(default_factory=TfidfConfig)
+    # NBSVM as a layer: its log-count ratios are set from the training labels of the first task
     nb: NBConfig = field(default_factory=NBConfig)
 
 
@@ -117,18 +119,19 @@ class ModelConfig:
     # 0 = no projection: concat passes the encoders' features to the heads as they are; attention passes a modality
     # of the widest width as it is and projects only narrower ones to that width
     fusion_dim: int = 128
-    fusion_dropout: float = 0.0
+    fusion_dropout: float = 0.0  # dropout on the fused vector, in training
     # attention fusion: each modality's projection scaled to unit variance before weighting, so the weights alone
     # decide each modality's share of the fused vector (see omnifuse/fusion/attention.py)
     fusion_normalize: bool = False
     head_hidden: int = 0  # 0 = a linear head on the fused vector
-    head_dropout: float = 0.0
+    head_dropout: float = 0.0  # dropout before each task's output layer, in training
     head_bias: bool = True  # the output layer's bias
     # the logits times this before the softmax: a small scale slows the output layer's learning and shrinks the
     # gradients it sends down (airbench: 1/9, with a bias-free head right on the encoder's features)
     head_scale: float = 1.0
     # > 1: an ensemble of this many copies of the model, each initialised apart and trained with its own loss on the
-    # same batches (a deep ensemble in one Keras model); the task outputs and modality weights are their means
+    # same batches (a deep ensemble in one Keras model); the task outputs and modality weights are their means, each
+    # member's own outputs are <task>__member<i>, and one text vocabulary is learned for all of them
     members: int = 1
     # per member, dotted model.* overrides that make it differ from the others (one list per member, [] for none),
     # e.g. [["model.text.encoder=nb"], [], [], []]: an NBSVM beside three recurrent nets
@@ -136,22 +139,25 @@ class ModelConfig:
     # after training, the members' weights in the mean fitted on the validation split (the least log-loss);
     # otherwise every member counts the same
     fit_member_weights: bool = False
-    image: ImageConfig = field(default_factory=ImageConfig)
-    text: TextConfig = field(default_factory=TextConfig)
-    audio: AudioConfig = field(default_factory=AudioConfig)
+    image: ImageConfig = field(default_factory=ImageConfig)  # the image branch: its encoder and their options
+    text: TextConfig = field(default_factory=TextConfig)  # the text branch: vocabulary, length, encoders
+    audio: AudioConfig = field(default_factory=AudioConfig)  # the audio branch (raw waveforms): its encoder
+    # the tabular branch (a table's number and category columns together): its encoder
     tabular: TabularConfig = field(default_factory=TabularConfig)
 
 
 @dataclass(frozen=True)
 class TrainConfig:
-    epochs: int = 10
-    batch_size: int = 128
+    epochs: int = 10  # each a pass over every data set (times data.epoch_fraction)
+    batch_size: int = (
+        128  # samples per step (with train.distribution: the global batch, split between replicas)
+    )
     optimizer: str = "adam"  # adam | adamw | sgd
-    learning_rate: float = 1e-3
+    learning_rate: float = 1e-3  # the constant rate, or the peak of the cosine / onecycle schedule
     schedule: str = "constant"  # constant | cosine | onecycle
     warmup_fraction: float = 0.2  # onecycle: share of steps spent rising
-    weight_decay: float = 0.0
-    label_smoothing: float = 0.0
+    weight_decay: float = 0.0  # adamw (decoupled) and sgd; adam has none
+    label_smoothing: float = 0.0  # of every task's cross-entropy targets
     # "balanced": each class's loss weighted by n / (k * n_class) over its task's training labels (for imbalanced
     # classes, or a test set whose class mix differs from train's); "none": every sample counts the same
     class_weight: typing.Literal["none", "balanced"] = "none"
@@ -167,9 +173,11 @@ class TrainConfig:
     # lookahead > 0: every lookahead_every steps the weights restart from a slow average whose decay ramps up
     # as (step/total)^3 to `lookahead`; training ends on the average
     lookahead: float = 0.0
-    lookahead_every: int = 5
-    seed: int = 0
+    lookahead_every: int = 5  # steps between two restarts from the slow average
+    seed: int = 0  # initialisation, validation hold-out, data limits, shuffling, augmentation
     early_stopping: int = 3  # patience in epochs on the validation loss; 0 = off
+    # compile the training step with XLA; off by default: it was slower here (docs/benchmarks.md), and a model with a
+    # layer XLA cannot compile (text vectorization) stops with an error naming it
     jit_compile: bool = False
     # "bfloat16": layers compute in bfloat16, variables stay float32 (Keras mixed_bfloat16; fast on CPUs with AMX or
     # AVX512-BF16); the heads and the numerically delicate parts stay float32 (omnifuse/precision.py)
@@ -189,10 +197,10 @@ class TrainConfig:
 
 @dataclass(frozen=True)
 class Config:
-    name: str = "run"
-    data: DataConfig = field(default_factory=DataConfig)
-    model: ModelConfig = field(default_factory=ModelConfig)
-    train: TrainConfig = field(default_factory=TrainConfig)
+    name: str = "run"  # the run directory is runs/<name> (-2, -3 ... when it exists)
+    data: DataConfig = field(default_factory=DataConfig)  # which data sets, splits and loading options
+    model: ModelConfig = field(default_factory=ModelConfig)  # encoders, fusion and heads
+    train: TrainConfig = field(default_factory=TrainConfig)  # optimizer, schedule, regularisation, devices
 
     def to_dict(self) -> dict[str, Any]:
         return _to_plain(dataclasses.asdict(self))

@@ -28,10 +28,10 @@ class AudioCNNConfig:
     sample_rate: int = 8000  # Hz of the waveforms fed in (the loaders' sample_rate)
     frame_length: int = 256  # STFT window and FFT length, samples (32 ms at 8 kHz)
     frame_step: int = 128  # hop between frames, samples
-    num_mel_bins: int = 40
+    num_mel_bins: int = 40  # mel bands of the log-mel spectrogram
     filters: tuple[int, ...] = (32, 64, 128)  # one conv-BN-ReLU-pool block per entry
-    dense_units: int = 128
-    dropout: float = 0.2
+    dense_units: int = 128  # width of the ReLU dense layer after pooling over time: the output width
+    dropout: float = 0.2  # on the output, in training
 
 
 @keras.saving.register_keras_serializable(package="omnifuse")

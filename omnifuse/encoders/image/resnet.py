@@ -19,8 +19,8 @@ class ResNetConfig:
         256,
     )  # one stage per entry, each halving the resolution after the first
     blocks: int = 1  # residual blocks per stage
-    dense_units: int = 256
-    dropout: float = 0.0
+    dense_units: int = 256  # width of the ReLU dense layer after global pooling: the encoder's output width
+    dropout: float = 0.0  # on the output, in training
 
 
 @keras.saving.register_keras_serializable(package="omnifuse")

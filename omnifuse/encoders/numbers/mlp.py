@@ -20,7 +20,7 @@ _MIN_STD = 1e-6  # a constant feature is divided by 1, not by ~0
 @dataclass(frozen=True)
 class TabularMLPConfig:
     units: tuple[int, ...] = (64, 64)  # one Dense-ReLU-Dropout block per entry; the last is the output width
-    dropout: float = 0.1
+    dropout: float = 0.1  # after each Dense-ReLU, in training
     missing_indicator: bool = True  # append one 0/1 input per feature saying whether its cell was empty
 
 

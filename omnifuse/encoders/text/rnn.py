@@ -13,16 +13,16 @@ from omnifuse.encoders.text.padding import trim_padding
 
 @dataclass(frozen=True)
 class RNNConfig:
-    embed_dim: int = 128
+    embed_dim: int = 128  # width of each token's embedding
     cell: str = "lstm"  # lstm | gru
-    units: int = 64
-    bidirectional: bool = False
+    units: int = 64  # recurrent units per direction
+    bidirectional: bool = False  # a second RNN reads the text backwards; output width doubles
     # last (final state) | max (over all steps, padding excluded) | maxmean (max and mean over the steps, concatenated)
     pooling: str = "last"
     conv_filters: int = (
         0  # > 0: Conv1D + max-pool before the RNN (the CNN-LSTM combination), shortening the sequence
     )
-    conv_pool: int = 4
+    conv_pool: int = 4  # with conv_filters: the max-pool size, so the RNN runs this many times fewer steps
     dropout: float = 0.2  # on each embedding value and on the output
     word_dropout: float = 0.0  # training: each token's whole embedding is dropped with this probability
     # > 0: each position also gets the learned embedding of its bigram (the word before and this one), hashed into
