@@ -264,7 +264,8 @@ def bench(
     name: Annotated[
         str,
         typer.Argument(
-            help="A preset, a config .toml, a suite (omnifuse.bench.SUITES), SUITE:LABEL,LABEL or 'serve'"
+            help="A preset, a config .toml, a suite (omnifuse/bench/suites.toml), SUITE:LABEL,LABEL, 'serve' "
+            "(--run RUN_DIR), or 'report' (regenerate RESULTS.md and the README's table from --results)"
         ),
     ],
     seeds: Annotated[int, typer.Option(help="Runs with train.seed = 0..N-1, each in a fresh process")] = 1,
@@ -301,8 +302,11 @@ def bench(
     ] = None,
 ):
     """Benchmark NAME over seeds (fresh process per run): JSON records + the table in RESULTS.md regenerated."""
-    from omnifuse.bench import parse_thresholds, run_bench, run_serve
+    from omnifuse.bench import parse_thresholds, run_bench, run_serve, update_results
 
+    if name == "report":
+        typer.echo(f"[bench] tables regenerated in {update_results(results)}")
+        return
     if name == "serve":
         run_serve(run, list(set_ or []), results, echo=typer.echo)
         return

@@ -1,0 +1,317 @@
+"""Running a benchmark: ``omnifuse bench NAME`` trains a preset (or each entry of a suite) over seeds, each run in a
+fresh process (``python -m omnifuse.bench --one ...``), alternating with a reference's runs seed by seed; it writes
+one JSON record per run (:mod:`omnifuse.bench.recorder`) and regenerates the tables (:mod:`omnifuse.bench.report`).
+
+Records: ``<results>/<name>/<timestamp>-<label>-seed<k>.json``.
+
+>>> run_bench("cifar10-fast", seeds=3, compare="cifar10_cnn")   # as `omnifuse bench cifar10-fast --seeds 3 ...`
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from omnifuse.bench.recorder import (
+    EpochRecorder,
+    environment,
+    machine,
+    record_run,
+    stamp,
+    time_to_accuracy,
+    write_json,
+)
+from omnifuse.bench.report import compare_lines, update_results
+from omnifuse.bench.suites import Entry, bench_name, resolve, resolve_reference
+from omnifuse.errors import OmnifuseError
+
+DEFAULT_THRESHOLDS = (0.80, 0.85, 0.88, 0.90, 0.92, 0.93, 0.94)
+
+
+def parse_thresholds(text: str) -> tuple[float, ...]:
+    try:
+        values = tuple(float(v) for v in text.split(",") if v.strip())
+    except ValueError:
+        values = ()
+    if not values or any(not 0 < v <= 1 for v in values):
+        raise OmnifuseError(
+            f"Expected --thresholds as accuracies in (0, 1], e.g. 0.80,0.85,0.88. Received: {text!r}"
+        )
+    return tuple(sorted(values))
+
+
+# ------------------------------------------------------------------------------------------ one run, in its process
+
+
+def _test_stream(prepared, batch_size: int):
+    """Every test split as one stream of model inputs, and per task the labels in the same order."""
+    from omnifuse import pipeline
+
+    # each split's samples shortest text first (accuracy does not depend on the order): a recurrent text encoder
+    # then runs as many steps as each batch's longest text
+    tests = []
+    for part in prepared.parts:
+        texts = pipeline.text_inputs(part.test.inputs, prepared.modalities)
+        tests.append(part.test.take(pipeline.length_order(texts)) if texts else part.test)
+    ds, _ = pipeline.stream(prepared, tests, batch_size, False, 0, False)
+    labels = {
+        task: np.concatenate(
+            [np.asarray(s.labels.get(task, np.full(len(s), -1)), dtype=np.int64) for s in tests if len(s)]
+        )
+        for task in prepared.tasks
+    }
+    return ds.map(lambda x, y: x), labels
+
+
+def run_one(
+    target: str,
+    seed: int,
+    overrides: Sequence[str] = (),
+    data_dir: str | None = None,
+    runs_root: str | Path = Path("runs") / "bench",
+) -> dict[str, Any]:
+    """Train and evaluate ``target`` (a preset or .toml) with ``train.seed = seed`` in this process; the record."""
+    start = time.perf_counter()
+    from omnifuse import pipeline
+    from omnifuse.config import load_config
+    from omnifuse.evaluation import evaluate
+    from omnifuse.precision import check_precision
+    from omnifuse.training import load_datasets, train
+
+    cfg = load_config(target, ["train.verbose=2", *overrides, f"train.seed={seed}"])
+    prepared = pipeline.prepare(cfg, load_datasets(cfg, data_dir))
+    inputs, labels = _test_stream(prepared, max(256, cfg.train.batch_size))
+    del prepared
+    recorder = EpochRecorder(inputs, labels)
+    run_dir = train(cfg, runs_root=runs_root, data_dir=data_dir, callbacks=[recorder])
+    metrics = evaluate(run_dir, data_dir=data_dir)
+    return record_run(
+        recorder,
+        kind="omnifuse",
+        seed=seed,
+        config=cfg.to_dict(),
+        batch_size=cfg.train.batch_size,
+        final=metrics["tasks"],
+        wall_seconds=time.perf_counter() - start,
+        run_dir=str(run_dir),
+        precision=check_precision(cfg.train.precision),  # what "auto" became on this machine
+        **({"robustness": metrics["robustness"]} if metrics.get("robustness") else {}),
+    )
+
+
+# ------------------------------------------------------------------------------------------ the harness
+
+
+def _command(entry: Entry, seed: int, out: Path, data_dir, ref_epochs, runs_root) -> list[str]:
+    if entry.kind == "reference":
+        cmd = [sys.executable, entry.target, "--seed", str(seed), "--json", str(out)]
+        if data_dir:
+            cmd += ["--data-dir", str(data_dir)]
+        if ref_epochs:
+            cmd += ["--epochs", str(ref_epochs)]
+        return cmd + list(entry.overrides)  # a reference's extra arguments
+    cmd = [
+        sys.executable,
+        "-m",
+        "omnifuse.bench",
+        "--one",
+        entry.target,
+        "--seed",
+        str(seed),
+        "--out",
+        str(out),
+    ]
+    cmd += ["--runs-root", str(runs_root)]
+    if data_dir:
+        cmd += ["--data-dir", str(data_dir)]
+    for item in entry.overrides:
+        cmd += ["--set", item]
+    return cmd
+
+
+def _run_entry(
+    entry: Entry, seed: int, folder: Path, meta: dict[str, Any], options: dict[str, Any], echo
+) -> dict:
+    out = folder / f"{stamp()}-{entry.label}-seed{seed}.json"
+    cmd = _command(entry, seed, out, options["data_dir"], options["ref_epochs"], options["runs_root"])
+    echo(f"[bench] {meta['name']}: {entry.label}, seed {seed} ({entry.kind})")
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": os.environ.get("TF_CPP_MIN_LOG_LEVEL", "2")}
+    start = time.perf_counter()
+    proc = subprocess.run(cmd, env=env)
+    seconds = time.perf_counter() - start
+    if proc.returncode != 0 or not out.is_file():
+        raise OmnifuseError(f"Benchmark run failed (exit code {proc.returncode}): {' '.join(cmd)}")
+    record = json.loads(out.read_text(encoding="utf-8"))
+    record.setdefault("hardware", machine())  # a script that writes no header still ran on this machine
+    record.update(
+        name=meta["name"],
+        label=entry.label,
+        role=meta["role"],
+        references=meta["references"],
+        invocation=meta["invocation"],
+        target=entry.target if entry.kind == "omnifuse" else Path(entry.target).name,
+        overrides=list(entry.overrides),
+        thresholds=list(options["thresholds"]),
+        time_to_accuracy=time_to_accuracy(record.get("epochs", []), options["thresholds"]),
+        process_seconds=round(seconds, 3),
+    )
+    write_json(out, record)
+    return record
+
+
+def _with_args(label: str, args: Sequence[str]) -> str:
+    """A reference's label with its extra arguments: ``keras-resnet_torch+channels-last``."""
+    return "+".join([label, *(a.lstrip("-").replace("=", "-") for a in args)])
+
+
+def run_bench(
+    name: str,
+    seeds: int = 1,
+    compare: str | None = None,
+    overrides: Sequence[str] = (),
+    data_dir: str | None = None,
+    results: str | Path = Path("benchmarks") / "results",
+    thresholds: Sequence[float] = DEFAULT_THRESHOLDS,
+    ref_epochs: int | None = None,
+    ref_args: Sequence[str] = (),
+    runs_root: str | Path = Path("runs") / "bench",
+    echo: Callable[[str], None] = print,
+    first_seed: int = 0,
+) -> list[dict[str, Any]]:
+    """Run NAME's entries for seeds first_seed..first_seed+seeds-1 (each run a fresh process), alternating with
+    ``compare``'s runs; write the records, regenerate the tables, print the comparison; return this invocation's
+    records.
+
+    ``overrides`` apply to every omnifuse run of the invocation (NAME's, and a preset given as ``compare``).
+    ``ref_args`` are passed on to a reference script, and its label names them (``keras-resnet_torch+channels-last``).
+    """
+    if seeds < 1:
+        raise OmnifuseError(f"Expected --seeds of at least 1. Received: {seeds}")
+    if first_seed < 0:
+        raise OmnifuseError(f"Expected --first-seed of at least 0. Received: {first_seed}")
+    # runs on another Keras backend than TensorFlow (KERAS_BACKEND=jax) get their own label, so their records are
+    # never averaged with TensorFlow's
+    backend = os.environ.get("KERAS_BACKEND", "tensorflow")
+    suffix = "" if backend == "tensorflow" else f"+{backend}"
+    entries = [Entry(e.label + suffix, e.kind, e.target, (*e.overrides, *overrides)) for e in resolve(name)]
+    refs = []
+    if ref_args and not compare:
+        raise OmnifuseError("--ref-arg needs --compare naming a reference script.")
+    if compare:
+        refs = [
+            Entry(r.label + suffix, r.kind, r.target, (*r.overrides, *overrides))
+            if r.kind == "omnifuse"
+            else Entry(_with_args(r.label, ref_args), r.kind, r.target, tuple(ref_args))
+            for r in resolve_reference(compare)
+        ]
+        if ref_args and not any(r.kind == "reference" for r in refs):
+            raise OmnifuseError(f"--ref-arg is for a reference script; --compare {compare!r} names none.")
+        clash = {e.label for e in entries} & {r.label for r in refs}
+        if clash:
+            refs = [Entry(f"ref-{r.label}", r.kind, r.target, r.overrides) for r in refs]
+    results = Path(results)
+    folder = results / bench_name(name)
+    folder.mkdir(parents=True, exist_ok=True)
+    options = {
+        "data_dir": data_dir,
+        "ref_epochs": ref_epochs,
+        "runs_root": Path(runs_root) / bench_name(name),
+        "thresholds": tuple(thresholds),
+    }
+    ref_labels = [r.label for r in refs]
+    main = {"name": bench_name(name), "role": "main", "references": ref_labels, "invocation": stamp()}
+    reference = {**main, "role": "reference", "references": []}
+    records = []
+    # seed by seed, the entries then their references: a machine slowing down over the invocation slows both
+    for seed in range(first_seed, first_seed + seeds):
+        for entry in entries:
+            records.append(_run_entry(entry, seed, folder, main, options, echo))
+        for ref in refs:
+            records.append(_run_entry(ref, seed, folder, reference, options, echo))
+    path = update_results(results)
+    for line in compare_lines(records):
+        echo(line)
+    echo(f"[bench] {len(records)} record(s) in {folder}; table regenerated in {path}")
+    return records
+
+
+def run_serve(
+    run_dir: str | Path | None,
+    options: Sequence[str] = (),
+    results: str | Path = Path("benchmarks") / "results",
+    echo: Callable[[str], None] = print,
+) -> dict[str, Any]:
+    """``omnifuse bench serve --run RUN_DIR [--set requests=100 ...]``: the serving benchmark of
+    ``omnifuse.serving.bench.run(run_dir, **options)``, its record written to ``<results>/serve/`` with the usual
+    header (commit, hardware, versions). The training table leaves these records out."""
+    from omnifuse.config import apply_overrides
+
+    if run_dir is None:
+        raise OmnifuseError("Expected --run RUN_DIR (a trained run to serve) for `omnifuse bench serve`.")
+    keys = [item.split("=", 1)[0].strip() for item in options]
+    kwargs = apply_overrides(dict.fromkeys(keys), list(options))
+    try:
+        module = importlib.import_module("omnifuse.serving.bench")
+    except ModuleNotFoundError as exc:
+        if exc.name not in ("omnifuse.serving", "omnifuse.serving.bench"):
+            raise
+        raise OmnifuseError(
+            "Expected the serving benchmark module omnifuse.serving.bench for `omnifuse bench serve`. "
+            "Received: no such module in this installation"
+        ) from None
+    started = environment()
+    record = module.run(run_dir, **kwargs)
+    record = {
+        **started,
+        **record,
+        "name": "serve",
+        "label": Path(run_dir).name,
+        "kind": "serve",
+        "options": kwargs,
+    }
+    out = Path(results) / "serve" / f"{stamp()}-{Path(run_dir).name}.json"
+    write_json(out, record)
+    echo(f"[bench] serving record: {out}")
+    return record
+
+
+# ------------------------------------------------------------------------------------------ python -m omnifuse.bench
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m omnifuse.bench",
+        description="One benchmark run in this process (--one), or regenerate the table (--table RESULTS_DIR).",
+    )
+    parser.add_argument("--one", metavar="PRESET", help="preset or .toml to train and evaluate")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--out", help="where to write the JSON record")
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
+    parser.add_argument("--data-dir")
+    parser.add_argument("--runs-root", default=str(Path("runs") / "bench"))
+    parser.add_argument(
+        "--table", metavar="RESULTS_DIR", help="regenerate RESULTS_DIR/../RESULTS.md and exit"
+    )
+    args = parser.parse_args(argv)
+    try:
+        if args.table:
+            print(update_results(args.table))
+            return 0
+        if not args.one or not args.out:
+            parser.error("--one PRESET and --out FILE are required (or --table RESULTS_DIR)")
+        record = run_one(args.one, args.seed, args.overrides, args.data_dir, args.runs_root)
+        write_json(args.out, record)
+    except OmnifuseError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    return 0

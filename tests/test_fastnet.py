@@ -1,0 +1,186 @@
+"""The pieces the fast CIFAR-10 presets add: the fastnet encoder's whitening, augmentation and test-time
+augmentation; lookahead; batch-norm bias learning rates; a scaled bias-free head; fastnet on the JAX backend."""
+
+import json
+import sys
+from pathlib import Path
+
+import keras
+import numpy as np
+import pytest
+from fixtures import write_cifar10
+
+from omnifuse.encoders.image import ImageFastNet
+from omnifuse.errors import OmnifuseError
+
+# A tiny fastnet run with the features of the cifar10-fast preset: no validation hold-out, SGD, lookahead.
+TINY = """
+name = "tiny"
+[data]
+sets = ["cifar10"]
+val_fraction = 0.0
+[model]
+fusion = "concat"
+fusion_dim = 16
+[model.image]
+encoder = "fastnet"
+[model.image.fastnet]
+widths = [8, 16]
+[train]
+epochs = 2
+batch_size = 50
+optimizer = "sgd"
+learning_rate = 0.05
+schedule = "onecycle"
+label_smoothing = 0.2
+lookahead = 0.5
+early_stopping = 0
+"""
+
+
+@pytest.fixture(scope="module")
+def data_dir(tmp_path_factory):
+    root = tmp_path_factory.mktemp("data")
+    write_cifar10(root, n_per_batch=40, n_test=60)
+    return root
+
+
+def _images(n=64, seed=0):
+    rng = np.random.default_rng(seed)
+    base = rng.integers(0, 256, (n, 16, 16, 3)).astype("float32")
+    base[..., 1] = 0.7 * base[..., 0] + 0.3 * base[..., 1]  # correlated channels, as in real photos
+    return base.astype("uint8")
+
+
+def test_fastnet_adapt_whitens_patches():
+    images = _images()
+    layer = ImageFastNet(widths=(4, 8))
+    layer.adapt(images)
+    x = images.astype("float32") / 255.0
+    out = keras.ops.convert_to_numpy(keras.ops.conv(x, layer.whiten_w, padding="valid") + layer.whiten_b)
+    half = out.shape[-1] // 2  # the second half are the negated filters
+    flat = out[..., :half].reshape(-1, half).astype("float64")
+    np.testing.assert_allclose(flat.mean(axis=0), 0.0, atol=1e-3)
+    np.testing.assert_allclose(np.cov(flat, rowvar=False), np.eye(half), atol=0.02)
+    np.testing.assert_allclose(out[..., half:], -out[..., :half], atol=1e-5)
+    assert not layer.whiten_w.trainable and layer.whiten_b.trainable
+
+
+def test_fastnet_augments_in_training_and_averages_the_mirror_in_inference():
+    images = _images(8)
+    layer = ImageFastNet(widths=(4, 8), tta=1)
+    first = keras.ops.convert_to_numpy(layer(images, training=True))
+    second = keras.ops.convert_to_numpy(layer(images, training=True))
+    assert not np.allclose(first, second)  # a fresh flip/shift draw each step
+
+    plain = keras.ops.convert_to_numpy(layer(images, training=False))
+    mirrored = keras.ops.convert_to_numpy(layer(images[:, :, ::-1], training=False))
+    np.testing.assert_allclose(plain, mirrored, rtol=1e-4, atol=1e-5)
+    no_tta = ImageFastNet.from_config({**layer.get_config(), "tta": 0})
+    no_tta.build(images.shape)
+    no_tta.set_weights(layer.get_weights())
+    assert not np.allclose(keras.ops.convert_to_numpy(no_tta(images, training=False)), plain)
+    with pytest.raises(ValueError, match="tta"):
+        ImageFastNet(tta=3)
+
+
+def test_lookahead_ends_training_on_the_slow_weights():
+    from omnifuse.training import _Lookahead
+
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(2)])
+    model.compile(keras.optimizers.SGD(0.1), "mse")
+    x, y = np.random.default_rng(0).normal(size=(32, 3)), np.zeros((32, 2))
+    look = _Lookahead(0.9, every=3, total_steps=8)  # the last sync is at step 6: steps 7-8 run fast
+    slow_at_end = []
+
+    class Spy(keras.callbacks.Callback):
+        def on_train_end(self, logs=None):
+            slow_at_end.extend(s.copy() for s in look.slow)
+
+    model.fit(x, y, batch_size=8, epochs=2, callbacks=[look, Spy()], verbose=0)
+    assert look.step == 8
+    for weight, slow in zip(model.get_weights(), slow_at_end):
+        np.testing.assert_allclose(weight, slow, rtol=1e-6)
+
+
+def test_batch_norm_beta_grad_scale_multiplies_only_betas_gradient():
+    import tensorflow as tf
+
+    from omnifuse.encoders.layers import BatchNormalization
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(16, 4, 4, 3)).astype("float32")
+    probe = rng.normal(size=x.shape).astype("float32")  # a loss whose gradient reaches beta unevenly
+    plain, fast = BatchNormalization(scale=False), BatchNormalization(scale=False, beta_grad_scale=64)
+    outs, grads = [], []
+    for layer in (plain, fast):
+        layer.build(x.shape)
+        layer.beta.assign([0.1, -0.2, 0.3])
+        with tf.GradientTape() as tape:
+            out = layer(x, training=True)
+            loss = tf.reduce_sum(out * probe)
+        outs.append(out.numpy())
+        grads.append(tape.gradient(loss, layer.beta).numpy())
+    np.testing.assert_array_equal(outs[0], outs[1])  # the outputs are unchanged
+    assert np.abs(grads[0]).min() > 1e-3
+    np.testing.assert_allclose(grads[1], 64 * grads[0], rtol=1e-5)
+    np.testing.assert_array_equal(fast(x, training=False), plain(x, training=False))
+    assert BatchNormalization.from_config(fast.get_config()).beta_grad_scale == 64
+    net = ImageFastNet(widths=(4, 8), bias_lr_scale=8)
+    assert net.get_config()["bias_lr_scale"] == 8
+    assert all(
+        layer.beta_grad_scale == 8 for g in net.groups for layer in g if isinstance(layer, BatchNormalization)
+    )
+
+
+def test_unprojected_concat_and_a_scaled_bias_free_head_train_save_and_load(data_dir, tmp_path):
+    from omnifuse.config import from_dict, read_toml
+    from omnifuse.models import ScaledSoftmax
+    from omnifuse.precision import load_model
+    from omnifuse.training import train
+
+    (tmp_path / "tiny.toml").write_text(TINY)
+    overrides = ["model.fusion_dim=0", "model.head_bias=false", "model.head_scale=0.125", "train.epochs=1"]
+    cfg = from_dict(read_toml(tmp_path / "tiny.toml")).replace(overrides)
+    run = train(cfg, runs_root=tmp_path / "runs", data_dir=str(data_dir))
+    model = load_model(run / "model.keras")
+    logits = model.get_layer("cifar10_logits")
+    assert not logits.use_bias and logits.kernel.shape == (16, 10)  # right on the encoder's 16 features
+    assert isinstance(model.get_layer("cifar10"), ScaledSoftmax) and model.get_layer("cifar10").scale == 0.125
+    images = np.random.default_rng(0).integers(0, 256, (5, 32, 32, 3)).astype("uint8")
+    feed = {"image": images, "image_mask": np.ones(5, "float32")}
+    probs = model.predict_on_batch(feed)["cifar10"]
+    features = keras.Model(model.inputs, model.get_layer("fusion").output).predict_on_batch(feed)
+    want = keras.ops.convert_to_numpy(keras.ops.softmax(0.125 * (features @ logits.get_weights()[0])))
+    np.testing.assert_allclose(probs, want, rtol=1e-4, atol=1e-6)
+    with pytest.raises(OmnifuseError, match="model.fusion_dim > 0"):
+        train(cfg.replace(["model.fusion=gated"]), runs_root=tmp_path / "runs", data_dir=str(data_dir))
+
+
+JAX_RUN = """
+import json, sys
+from pathlib import Path
+from omnifuse.config import from_dict, read_toml
+from omnifuse.training import train
+cfg = from_dict(read_toml(Path(sys.argv[1]))).replace(["train.epochs=1", "train.lookahead=0"])
+run = train(cfg, runs_root=sys.argv[2], data_dir=sys.argv[3])
+import keras
+print(json.dumps({"backend": keras.backend.backend(), "run": str(run)}))
+"""
+
+
+def test_a_fastnet_model_trains_and_saves_on_the_jax_backend(data_dir, tmp_path):
+    pytest.importorskip("jax", reason="the JAX backend needs jax (the jax extra)")
+    import os
+    import subprocess
+
+    (tmp_path / "tiny.toml").write_text(TINY)
+    env = {**os.environ, "KERAS_BACKEND": "jax"}
+    cmd = [sys.executable, "-c", JAX_RUN, str(tmp_path / "tiny.toml"), str(tmp_path / "runs"), str(data_dir)]
+    done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    out = json.loads(done.stdout.strip().splitlines()[-1])
+    assert out["backend"] == "jax"
+    meta = json.loads((Path(out["run"]) / "meta.json").read_text())
+    assert (Path(out["run"]) / "model.keras").is_file() and meta
