@@ -1,7 +1,7 @@
 """The data sets omnifuse can load by name, and where their files are (``omnifuse data list|verify``).
 
 One table, filled by hand: data set -> its loader in ``omnifuse.data``. The loader's module also holds the set's
-``SOURCE`` (or ``SOURCES[name]``) and ``OPTIONS``, the data-config keys its ``load`` reads, so adding a data set is
+``SOURCE`` (or, where one module loads several sets, ``SOURCES[name]``) and ``OPTIONS``, the data-config keys its ``load`` reads, so adding a data set is
 one module and one line here; neither the config nor training changes. Modules are imported when a set is loaded,
 so naming the sets (``data.sets`` is checked against :data:`NAMES` when a config is read) imports none of them.
 """
@@ -50,7 +50,8 @@ def options(name: str) -> dict[str, str]:
 def source(name: str):
     """Where the files of ``name`` come from (a :class:`~omnifuse.data.sources.Source`), ``None`` for ``table``."""
     module = _module(name)
-    return getattr(module, "SOURCES", {}).get(name) or getattr(module, "SOURCE", None)
+    per_set = getattr(module, "SOURCES", None)  # a module loading several sets (medmnist): one Source each
+    return per_set[name] if isinstance(per_set, dict) else getattr(module, "SOURCE", None)
 
 
 def load_dataset(name: str, data_dir=None, **values) -> Dataset:
@@ -67,7 +68,7 @@ def load_datasets(cfg: Any, data_dir: str | None = None) -> list[Dataset]:
     """The data sets of ``cfg.data.sets`` (a :class:`omnifuse.config.Config`), in that order, each loader given the
     ``cfg.data`` keys it declares. Files are looked for in ``data_dir``, else ``cfg.data.data_dir``, then the usual
     places (``$OMNIFUSE_DATA``, the user cache)."""
-    values = {f.name: getattr(cfg.data, f.name) for f in dataclasses.fields(cfg.data)}
+    values = {f.name: getattr(cfg.data, f.name) for f in dataclasses.fields(cfg.data) if f.name != "data_dir"}
     folder = data_dir or cfg.data.data_dir or None
     return [load_dataset(name, folder, **values) for name in cfg.data.sets]
 
