@@ -57,7 +57,6 @@ def train(
 ):
     """Train a model; every epoch is checkpointed in the run directory."""
     from omnifuse.config import load_config
-    from omnifuse.training import train as run_training
 
     if resume is None and config is None and data is None:
         raise OmnifuseError("Expected a preset or config file, --data CSV_OR_FOLDER, or --resume RUN_DIR.")
@@ -79,6 +78,9 @@ def train(
         )
     if cluster:
         cfg = cfg.replace(cluster)
+    # imported once the config checks out: a mistake in it is reported without waiting for TensorFlow
+    from omnifuse.training import train as run_training
+
     out = run_training(cfg, run_dir=run_dir, runs_root=runs_root, data_dir=data_dir, resume=resume)
     console.print(f"[green]Trained.[/green] Run directory: [bold]{out}[/bold]")
     console.print(f"Next: omnifuse evaluate {out}")
@@ -248,11 +250,12 @@ def demo(
     import time
 
     from omnifuse.config import load_config
-    from omnifuse.evaluation import evaluate as run_evaluation
-    from omnifuse.training import train as run_training
 
     start = time.perf_counter()
     cfg = load_config(preset, ["train.verbose=2", *(set_ or [])])
+    from omnifuse.evaluation import evaluate as run_evaluation
+    from omnifuse.training import train as run_training
+
     run = run_training(cfg, runs_root=runs_root, data_dir=data_dir)
     results = run_evaluation(run, data_dir=data_dir)
     _print_results(results)

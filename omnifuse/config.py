@@ -2,7 +2,13 @@
 
 A config is data. Every section is a frozen dataclass whose defaults sit here or beside the code that uses them;
 a TOML file or a ``--set train.epochs=3`` override may only name keys that exist, and a value of the wrong type is
-an error that names the key, what was expected and what was received.
+an error that names the key, what was expected and what was received. A key whose valid values are a fixed set is
+typed ``typing.Literal`` and checked when the config is built (from TOML, overrides, or ``Config(...)`` in Python),
+before any model is: the error names the key, the value received and the valid values.
+
+The encoders' names and their option sections (``model.image.cnn``, ``model.text.rnn`` ...) come from each kind's
+table (``omnifuse.encoders.<kind>.CONFIGS``), the data set names from ``omnifuse.data.catalog``: adding an encoder or
+a data set does not touch this file. Reading and checking a config imports neither Keras nor TensorFlow.
 
 >>> cfg = load_config("cifar10-cnn", ["train.epochs=3"])
 >>> cfg.train.epochs
@@ -19,10 +25,9 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from omnifuse.encoders.audio import AudioCNNConfig
-from omnifuse.encoders.image import CNNConfig, FastNetConfig, ResNetConfig
-from omnifuse.encoders.numbers import TabularMLPConfig
-from omnifuse.encoders.text import BagConfig, NBConfig, RNNConfig, TfidfConfig
+from omnifuse.data import catalog
+from omnifuse.data.splits import VAL_FRACTION
+from omnifuse.encoders import audio, image, numbers, text
 from omnifuse.errors import OmnifuseError
 
 if sys.version_info >= (3, 11):
@@ -31,107 +36,144 @@ else:  # pragma: no cover
     import tomli as tomllib
 
 
+class Joined:
+    """Marks a str key (``typing.Annotated[str, Joined(choices)]``) that takes one of ``choices`` or several joined
+    by ``sep`` (``model.text.encoder = "rnn+nb"``); each part is checked."""
+
+    def __init__(self, choices: tuple[str, ...], sep: str = "+"):
+        self.choices, self.sep = tuple(choices), sep
+
+
+DataSetName = typing.Literal[tuple(catalog.NAMES)]
+ImageEncoder = typing.Literal[tuple(image.CONFIGS)]
+TextEncoders = typing.Annotated[str, Joined(tuple(text.CONFIGS))]
+AudioEncoder = typing.Literal[tuple(audio.CONFIGS)]
+TabularEncoder = typing.Literal[tuple(numbers.CONFIGS)]
+# a CSV column's kind (omnifuse.data.table.KINDS)
+ColumnKind = typing.Literal["image", "text", "audio", "number", "category", "ignore", "group"]
+# omnifuse.registry.FUSIONS
+Fusion = typing.Literal["concat", "attention", "gated", "tensor", "cross_attention", "late"]
+
+
 @dataclass(frozen=True)
 class DataConfig:
-    sets: tuple[str, ...] = ("cifar10",)  # data sets trained together in one model
+    sets: tuple[DataSetName, ...] = ("cifar10",)  # data sets trained together in one model
     data_dir: str = ""  # searched before $OMNIFUSE_DATA and the user cache
     epoch_fraction: tuple[float, ...] = ()  # per set: share of a pass seen per epoch (default 1.0 each)
-    val_fraction: float = 0.05  # held out of train (stratified, seeded) where a set has no val split
+    val_fraction: float = VAL_FRACTION  # held out of train (stratified, seeded) where a set has no val split
     # > 0: training batches of a set with texts hold texts of similar length (this many buckets, cut at quantiles of
     # the training texts' word counts), so a recurrent text encoder runs as many steps as the batch's longest text
     # instead of model.text.sequence_length; 0 = batches of random texts
     length_buckets: int = 0
-    group_holdout: bool = (
-        True  # hold out whole groups where a set names them (IMDb: films), as its test set does
-    )
+    # hold out whole groups where a set names them (IMDb: films), as its test set does
+    group_holdout: bool = True
     limit_train: int = 0  # per data set; 0 = all (quick experiments, tests)
-    limit_test: int = 0  # per data set: test samples kept (validation: half as many); 0 = all
+    limit_test: int = 0  # per data set; 0 = all
     split: str = "official"  # fsdd / av_digits: "official" or "loso:<speaker>" (leave one speaker out)
     folds: int = 5  # data sets without an official split (brain_mri): stratified k-fold cross-validation ...
     fold: int = 0  # ... and the fold held out as test in this run
     image_size: int = 128  # side in pixels that folder data sets of mixed sizes are resized to (brain_mri)
     sample_rate: int = 8000  # audio: every waveform is resampled to this rate (Hz) ...
     num_samples: int = 8000  # ... and centre-padded or cropped to this many samples
-    degrade: str = "noise+occlude"  # av_digits image degradation: noise+occlude | noise | occlude | none
+    degrade: typing.Literal["noise+occlude", "noise", "occlude", "none"] = "noise+occlude"  # av_digits images
     noise_std: float = 150.0  # av_digits: Gaussian noise on the images, 0-255 pixel units
-    audio_noise: float = (
-        0.0  # av_digits: Gaussian noise on the recordings, std / the recording's RMS (1.0 = 0 dB SNR)
-    )
-    csv: str = (
-        ""  # table: the user's CSV (image/audio paths relative to its folder, texts, numbers, categories) ...
-    )
+    # av_digits: Gaussian noise on the recordings, std / the recording's RMS (1 = 0 dB SNR)
+    audio_noise: float = 0.0
+    # table: the user's CSV (image/audio paths relative to its folder, texts, numbers, categories) ...
+    csv: str = ""
     folder: str = ""  # ... or a folder root/<class>/<stem>.{png,txt,wav,...}
     label: str = ""  # table: the label column (a folder's task is named "class" unless this is set)
-    kinds: dict[str, str] = field(
-        default_factory=dict
-    )  # table: column -> image|text|audio|number|category|ignore|group (rows sharing a group stay in one split)
-    skip_bad_rows: bool = (
-        False  # table: skip (and count) rows with a missing/undecodable file or an empty label
-    )
-    test_fraction: float = (
-        0.2  # table: share held out as test (stratified, seeded) when there is no split column
-    )
-    modalities: tuple[
-        str, ...
-    ] = ()  # keep only these modalities (e.g. ["audio"]: an audio-only model); () = all
+    # table: column -> image|text|audio|number|category|ignore|group (rows sharing a group stay in one split)
+    kinds: dict[str, ColumnKind] = field(default_factory=dict)
+    # table: skip (and count) rows with a missing/undecodable file or an empty label
+    skip_bad_rows: bool = False
+    # table: share held out as test (stratified, seeded) when there is no split column
+    test_fraction: float = 0.2
+    # keep only these modalities (e.g. ["audio"]: an audio-only model); () = all
+    modalities: tuple[str, ...] = ()
+
+    def __post_init__(self):
+        if self.split != "official" and not (
+            self.split.startswith("loso:") and len(self.split) > len("loso:")
+        ):
+            raise OmnifuseError(
+                "Expected 'official' or 'loso:<speaker>' for config key 'data.split'. "
+                f"Received: {self.split!r}"
+            )
+
+
+def _with_encoder_sections(name: str, base: type, configs: dict[str, type]) -> type:
+    """``base`` (a kind's own keys) plus one section per encoder of the kind's ``CONFIGS`` table, in its order;
+    each section's comment (``field.metadata["doc"]``) is the first line of its dataclass's docstring."""
+    sections = [
+        (key, cls, field(default_factory=cls, metadata={"doc": (cls.__doc__ or "").strip().splitlines()[0]}))
+        for key, cls in configs.items()
+    ]
+    cls = dataclasses.make_dataclass(name, sections, bases=(base,), frozen=True)
+    cls.__module__, cls.__doc__ = __name__, base.__doc__
+    return cls
 
 
 @dataclass(frozen=True)
-class ImageConfig:
-    encoder: str = "cnn"  # cnn | resnet | fastnet  (the input shape is the data's)
+class _ImageKeys:
+    """model.image: the image encoder, and one section of options per encoder (omnifuse.encoders.image)."""
+
+    encoder: ImageEncoder = "cnn"  # cnn | resnet | fastnet  (the input shape is the data's)
     augment: bool = False  # random flip + translate inside the training step
-    cnn: CNNConfig = field(default_factory=CNNConfig)
-    resnet: ResNetConfig = field(default_factory=ResNetConfig)
-    fastnet: FastNetConfig = field(default_factory=FastNetConfig)  # augments itself: set augment = false
 
 
 @dataclass(frozen=True)
-class TextConfig:
-    encoder: str = "rnn"  # rnn | bag | tfidf | nb, or several joined by "+" (rnn+nb), trained together
-    # rnn, bag: tokens kept, the most frequent in the training texts (tfidf and nb have their own vocab_size)
+class _TextKeys:
+    """model.text: the text encoder(s), the vocabulary, and one section per encoder (omnifuse.encoders.text)."""
+
+    # rnn | bag | tfidf | nb, or several joined by "+" (rnn+nb), trained together
+    encoder: TextEncoders = "rnn"
+    # rnn, bag: tokens kept (the most frequent in the training texts); tfidf, nb: their own
     vocab_size: int = 20000
-    sequence_length: int = 200  # tokens per text for the rnn and bag encoders (longer texts are cut)
+    sequence_length: int = 200  # token ids per text, cut or padded to this (rnn, bag)
     ngrams: int = 1  # token n-grams in the vocabulary (the bag encoder profits from 2)
-    rnn: RNNConfig = field(default_factory=RNNConfig)
-    bag: BagConfig = field(default_factory=BagConfig)
-    tfidf: TfidfConfig = field(default_factory=TfidfConfig)
-    # NBSVM as a layer: its log-count ratios are set from the training labels of the first task
-    nb: NBConfig = field(default_factory=NBConfig)
 
 
 @dataclass(frozen=True)
-class AudioConfig:
-    encoder: str = (
-        "cnn"  # log-mel CNN (the waveform's rate and length are data.sample_rate / data.num_samples)
-    )
-    cnn: AudioCNNConfig = field(default_factory=AudioCNNConfig)
+class _AudioKeys:
+    """model.audio: the audio encoder, and one section per encoder (omnifuse.encoders.audio)."""
+
+    # log-mel CNN (the waveform's rate and length are data.sample_rate / data.num_samples)
+    encoder: AudioEncoder = "cnn"
 
 
 @dataclass(frozen=True)
-class TabularConfig:
-    encoder: str = "mlp"  # numbers + categories (NaN-aware, standardised with train-split statistics)
-    mlp: TabularMLPConfig = field(default_factory=TabularMLPConfig)
+class _TabularKeys:
+    """model.tabular: the encoder of a table's numbers and categories, one section per encoder (encoders.numbers)."""
+
+    # numbers + categories (NaN-aware, standardised with train-split statistics)
+    encoder: TabularEncoder = "mlp"
+
+
+ImageConfig = _with_encoder_sections("ImageConfig", _ImageKeys, image.CONFIGS)
+TextConfig = _with_encoder_sections("TextConfig", _TextKeys, text.CONFIGS)
+AudioConfig = _with_encoder_sections("AudioConfig", _AudioKeys, audio.CONFIGS)
+TabularConfig = _with_encoder_sections("TabularConfig", _TabularKeys, numbers.CONFIGS)
 
 
 @dataclass(frozen=True)
 class ModelConfig:
-    fusion: str = "attention"  # concat | attention | gated | tensor | cross_attention | late
+    fusion: Fusion = "attention"  # how the modalities' features are combined (omnifuse/fusion/)
     # 0 = no projection: concat passes the encoders' features to the heads as they are; attention passes a modality
     # of the widest width as it is and projects only narrower ones to that width
     fusion_dim: int = 128
-    fusion_dropout: float = 0.0  # dropout on the fused vector, in training
+    fusion_dropout: float = 0.0  # the fusion layer's dropout (omnifuse/fusion/)
     # attention fusion: each modality's projection scaled to unit variance before weighting, so the weights alone
     # decide each modality's share of the fused vector (see omnifuse/fusion/attention.py)
     fusion_normalize: bool = False
     head_hidden: int = 0  # 0 = a linear head on the fused vector
-    head_dropout: float = 0.0  # dropout before each task's output layer, in training
+    head_dropout: float = 0.0  # before each task's output layer (after head_hidden's layer, if any)
     head_bias: bool = True  # the output layer's bias
     # the logits times this before the softmax: a small scale slows the output layer's learning and shrinks the
     # gradients it sends down (airbench: 1/9, with a bias-free head right on the encoder's features)
     head_scale: float = 1.0
     # > 1: an ensemble of this many copies of the model, each initialised apart and trained with its own loss on the
-    # same batches (a deep ensemble in one Keras model); the task outputs and modality weights are their means, each
-    # member's own outputs are <task>__member<i>, and one text vocabulary is learned for all of them
+    # same batches (a deep ensemble in one Keras model); the task outputs and modality weights are their means
     members: int = 1
     # per member, dotted model.* overrides that make it differ from the others (one list per member, [] for none),
     # e.g. [["model.text.encoder=nb"], [], [], []]: an NBSVM beside three recurrent nets
@@ -139,25 +181,24 @@ class ModelConfig:
     # after training, the members' weights in the mean fitted on the validation split (the least log-loss);
     # otherwise every member counts the same
     fit_member_weights: bool = False
-    image: ImageConfig = field(default_factory=ImageConfig)  # the image branch: its encoder and their options
-    text: TextConfig = field(default_factory=TextConfig)  # the text branch: vocabulary, length, encoders
-    audio: AudioConfig = field(default_factory=AudioConfig)  # the audio branch (raw waveforms): its encoder
-    # the tabular branch (a table's number and category columns together): its encoder
+    image: ImageConfig = field(default_factory=ImageConfig)  # the image encoder
+    text: TextConfig = field(default_factory=TextConfig)  # the text encoder(s)
+    audio: AudioConfig = field(default_factory=AudioConfig)  # the audio encoder
+    # the encoder of a table's numbers and categories
     tabular: TabularConfig = field(default_factory=TabularConfig)
 
 
 @dataclass(frozen=True)
 class TrainConfig:
-    epochs: int = 10  # each a pass over every data set (times data.epoch_fraction)
-    batch_size: int = (
-        128  # samples per step (with train.distribution: the global batch, split between replicas)
-    )
-    optimizer: str = "adam"  # adam | adamw | sgd
-    learning_rate: float = 1e-3  # the constant rate, or the peak of the cosine / onecycle schedule
-    schedule: str = "constant"  # constant | cosine | onecycle
+    epochs: int = 10  # passes over the training data (data.epoch_fraction: of each set)
+    batch_size: int = 128  # samples per training step
+    optimizer: typing.Literal["adam", "adamw", "sgd"] = "adam"  # sgd: with Nesterov momentum
+    learning_rate: float = 1e-3  # peak learning rate of the schedule
+    # the learning rate over the steps
+    schedule: typing.Literal["constant", "cosine", "onecycle"] = "constant"
     warmup_fraction: float = 0.2  # onecycle: share of steps spent rising
-    weight_decay: float = 0.0  # adamw (decoupled) and sgd; adam has none
-    label_smoothing: float = 0.0  # of every task's cross-entropy targets
+    weight_decay: float = 0.0  # adamw, sgd: decoupled weight decay
+    label_smoothing: float = 0.0  # the targets' share spread evenly over the other classes
     # "balanced": each class's loss weighted by n / (k * n_class) over its task's training labels (for imbalanced
     # classes, or a test set whose class mix differs from train's); "none": every sample counts the same
     class_weight: typing.Literal["none", "balanced"] = "none"
@@ -173,34 +214,37 @@ class TrainConfig:
     # lookahead > 0: every lookahead_every steps the weights restart from a slow average whose decay ramps up
     # as (step/total)^3 to `lookahead`; training ends on the average
     lookahead: float = 0.0
-    lookahead_every: int = 5  # steps between two restarts from the slow average
-    seed: int = 0  # initialisation, validation hold-out, data limits, shuffling, augmentation
+    lookahead_every: int = 5  # lookahead > 0: steps between restarts from the average
+    seed: int = 0  # weights' initialisation, shuffling, hold-outs
     early_stopping: int = 3  # patience in epochs on the validation loss; 0 = off
-    # compile the training step with XLA; off by default: it was slower here (docs/benchmarks.md), and a model with a
-    # layer XLA cannot compile (text vectorization) stops with an error naming it
-    jit_compile: bool = False
+    jit_compile: bool = False  # XLA-compile the training step
     # "bfloat16": layers compute in bfloat16, variables stay float32 (Keras mixed_bfloat16; fast on CPUs with AMX or
     # AVX512-BF16); the heads and the numerically delicate parts stay float32 (omnifuse/precision.py)
     # "auto": bfloat16 where the hardware computes it natively (a GPU; a CPU with AVX512-BF16 or AMX), else float32
     # (emulated bfloat16 made cifar10-fast's step 11x slower on an AVX2-only CPU)
     precision: typing.Literal["float32", "bfloat16", "auto"] = "float32"
-    verbose: int = 1  # Keras progress bar: 0 silent, 1 bar, 2 one line per epoch
+    verbose: typing.Literal[0, 1, 2] = 1  # Keras progress bar: 0 silent, 1 bar, 2 one line per epoch
     # per training sample with >= 2 modalities: drop each present one with this probability (never all of them)
     modality_dropout: float = 0.0
     # per training sample with >= 2 modalities: corrupt each present one with this probability, at a random level up
     # to the robustness evaluation's strongest (noise for images/audio/numbers, token dropout for text)
     modality_noise: float = 0.0
-    distribution: str = "none"  # none | mirrored (local devices) | multi_worker (omnifuse/distributed.py)
+    # none | mirrored (local devices) | multi_worker (omnifuse/distributed.py)
+    distribution: typing.Literal["none", "mirrored", "multi_worker"] = "none"
     workers: tuple[str, ...] = ()  # multi_worker: host:port of every worker (else $TF_CONFIG) ...
     worker_index: int = 0  # ... and this process's place in that list
 
 
 @dataclass(frozen=True)
 class Config:
-    name: str = "run"  # the run directory is runs/<name> (-2, -3 ... when it exists)
-    data: DataConfig = field(default_factory=DataConfig)  # which data sets, splits and loading options
-    model: ModelConfig = field(default_factory=ModelConfig)  # encoders, fusion and heads
-    train: TrainConfig = field(default_factory=TrainConfig)  # optimizer, schedule, regularisation, devices
+    name: str = "run"  # the run directory's name (runs/<name>); a preset's or file's name by default
+    data: DataConfig = field(default_factory=DataConfig)  # what is trained on
+    model: ModelConfig = field(default_factory=ModelConfig)  # encoders, fusion, heads
+    train: TrainConfig = field(default_factory=TrainConfig)  # how it is trained
+
+    def __post_init__(self):
+        # a Config built in Python (or by dataclasses.replace) gets the checks a TOML file gets
+        _check_choices(self, "")
 
     def to_dict(self) -> dict[str, Any]:
         return _to_plain(dataclasses.asdict(self))
@@ -236,12 +280,17 @@ def _coerce(value: Any, tp: Any, key: str, source: str) -> Any:
             raise OmnifuseError(f"Expected a table for config key '{key}'{where}. Received: {value!r}")
         return _build(tp, value, key, source)
     if origin is typing.Literal:
-        allowed = typing.get_args(tp)
-        if value not in allowed:
-            raise OmnifuseError(
-                f"Expected one of {', '.join(repr(a) for a in allowed)} for config key '{key}'{where}. "
-                f"Received: {value!r}"
-            )
+        _check_choice(value, typing.get_args(tp), key, where)
+        return value
+    if origin is typing.Annotated:
+        base, *marks = typing.get_args(tp)
+        value = _coerce(value, base, key, source)
+        for mark in marks:
+            if isinstance(mark, Joined):
+                for part in value.split(mark.sep):
+                    _check_choice(
+                        part, mark.choices, key, where, f" (or several joined by {mark.sep!r})", value
+                    )
         return value
     if origin is tuple:
         item_tp = typing.get_args(tp)[0]
@@ -272,8 +321,38 @@ def _coerce(value: Any, tp: Any, key: str, source: str) -> Any:
     return float(value) if tp is float else value
 
 
+def _check_choice(
+    value: Any, allowed: tuple, key: str, where: str, more: str = "", whole: Any = None
+) -> None:
+    # type too: True == 1 and 1.0 == 1, but neither is the verbosity 1
+    if not any(value == a and type(value) is type(a) for a in allowed):
+        part_of = f" in {whole!r}" if whole is not None and whole != value else ""
+        raise OmnifuseError(
+            f"Expected one of {', '.join(repr(a) for a in allowed)}{more} for config key '{key}'{where}. "
+            f"Received: {value!r}{part_of}"
+        )
+
+
+def _check_choices(obj: Any, prefix: str) -> None:
+    """Check every fixed-choice key of the dataclass ``obj`` and of the sections under it."""
+    hints = typing.get_type_hints(type(obj), include_extras=True)
+    for f in dataclasses.fields(obj):
+        key, value, tp = f"{prefix}.{f.name}" if prefix else f.name, getattr(obj, f.name), hints[f.name]
+        if dataclasses.is_dataclass(value):
+            _check_choices(value, key)
+        elif _has_choices(tp):
+            _coerce(value, tp, key, "")
+
+
+def _has_choices(tp: Any) -> bool:
+    origin = typing.get_origin(tp)
+    if origin in (typing.Literal, typing.Annotated):
+        return True
+    return any(_has_choices(arg) for arg in typing.get_args(tp)) if origin in (tuple, dict) else False
+
+
 def _build(cls: type, values: dict[str, Any], prefix: str, source: str) -> Any:
-    hints = typing.get_type_hints(cls)
+    hints = typing.get_type_hints(cls, include_extras=True)
     names = [f.name for f in dataclasses.fields(cls)]
     unknown = [k for k in values if k not in names]
     if unknown:

@@ -178,6 +178,11 @@ def field_comments(cls: type, near: tuple[str, ...] = ()) -> dict[str, str]:
     own = _class_source_comments(cls)
     if own is None:
         own = _make_dataclass_comments(cls, near)
+    for base in cls.__mro__[
+        1:
+    ]:  # fields a make_dataclass class inherits keep their comments in the base's source
+        if dataclasses.is_dataclass(base):
+            own = {**(_class_source_comments(base) or {}), **{k: v for k, v in own.items() if v}}
     hints = _hints(cls)
     out = {}
     for f in dataclasses.fields(cls):

@@ -26,7 +26,10 @@ log = logging.getLogger(__name__)
 
 def cacheable(branch) -> bool:
     """Whether ``branch`` (a ModalityBranch) gives fixed features: a frozen encoder with nothing random before it."""
-    return bool(getattr(branch.encoder, "frozen_features", False)) and getattr(branch, "preprocess", None) is None
+    return (
+        bool(getattr(branch.encoder, "frozen_features", False))
+        and getattr(branch, "preprocess", None) is None
+    )
 
 
 def plan(model: keras.Model, modalities: list[str]) -> dict[str, keras.layers.Layer]:

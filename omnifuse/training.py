@@ -21,6 +21,7 @@ import numpy as np
 
 from omnifuse import distributed, pipeline
 from omnifuse.config import Config, from_dict, read_toml
+from omnifuse.data.catalog import load_datasets  # noqa: F401  (moved; evaluation and bench import it from here)
 from omnifuse.errors import OmnifuseError
 from omnifuse.models import (
     WEIGHTS_OUTPUT,
@@ -160,30 +161,6 @@ class _RunCheckpoint(keras.callbacks.Callback):
             progress.get("train_seconds", 0.0) + logs.get("epoch_seconds", 0.0), 3
         )
         atomic_write_text(self.run_dir / "meta.json", json.dumps(self.meta, indent=2))
-
-
-def load_datasets(cfg: Config, data_dir: str | None):
-    from omnifuse.data.catalog import load_dataset
-
-    d = cfg.data
-    options = dict(
-        split=d.split,
-        folds=d.folds,
-        image_size=d.image_size,
-        sample_rate=d.sample_rate,
-        num_samples=d.num_samples,
-        degrade=d.degrade,
-        noise_std=d.noise_std,
-        audio_noise=d.audio_noise,
-        csv=d.csv,
-        folder=d.folder,
-        label=d.label,
-        kinds=d.kinds,
-        skip_bad_rows=d.skip_bad_rows,
-        val_fraction=d.val_fraction,
-        test_fraction=d.test_fraction,
-    )
-    return [load_dataset(name, data_dir or d.data_dir or None, **options) for name in d.sets]
 
 
 def _class_weights(cfg: Config, prepared: pipeline.Prepared) -> dict[str, list[float]] | None:

@@ -336,8 +336,14 @@ def test_tabular_encoder_imputes_with_the_train_mean_and_saves_its_statistics(tm
 def test_kinds_config_values_are_checked():
     cfg = omnifuse.load_config("table", ['data.kinds={photo="image", id="ignore"}'])
     assert cfg.data.kinds == {"photo": "image", "id": "ignore"}
-    with pytest.raises(OmnifuseError, match=r"Expected str for config key .data.kinds.id."):
+    with pytest.raises(
+        OmnifuseError, match=r"Expected one of 'image', .*'group' for config key .data.kinds.id."
+    ):
         omnifuse.load_config("table", ["data.kinds={id=3}"])
+    with pytest.raises(
+        OmnifuseError, match=r"'category'.* for config key .data.kinds.id.*Received: 'catgory'"
+    ):
+        omnifuse.load_config("table", ['data.kinds={id="catgory"}'])
 
 
 SMALL = [
@@ -423,3 +429,35 @@ def test_hold_outs_keep_groups_whole_and_say_when_there_is_only_one(caplog):
     with caplog.at_level("WARNING", logger="omnifuse.data.splits"):
         kept, held = holdout(np.arange(40), labels, 0.2, seed=3, groups=np.zeros(40))
     assert len(held) == 8 and "one group" in caplog.text
+
+
+def test_the_catalog_loads_a_config_s_sets_with_the_options_each_loader_declares(tmp_path):
+    import dataclasses
+    import inspect
+
+    from omnifuse.config import Config, DataConfig
+    from omnifuse.data import catalog
+
+    path = tmp_path / "scans.csv"
+    _patients_csv(path)
+    base = {
+        "data.sets": ["table"],
+        "data.csv": str(path),
+        "data.label": "y",
+        "data.kinds": {"patient": "ignore"},
+    }
+    # the CSV loader's own default hold-out is the config's: one default
+    assert (
+        inspect.signature(catalog.loader("table")).parameters["val_fraction"].default
+        == DataConfig.val_fraction
+    )
+    (default,) = catalog.load_datasets(Config().replace(base))
+    assert len(default["val"]) == len(load_csv(path, label="y", kinds={"patient": "ignore"})["val"])
+    (wider,) = catalog.load_datasets(Config().replace({**base, "data.val_fraction": 0.25}))
+    assert len(wider["val"]) == 30 > len(default["val"])  # 0.25 of the 120 rows
+    # every loader's declared keys are data-config keys and arguments of its load function
+    keys = {f.name for f in dataclasses.fields(DataConfig)}
+    for name in catalog.NAMES:
+        params = inspect.signature(catalog.loader(name)).parameters
+        for key, arg in catalog.options(name).items():
+            assert key in keys and arg in params, (name, key, arg)

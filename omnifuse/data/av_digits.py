@@ -51,6 +51,17 @@ _DEGRADE_MODES = {
 }
 
 
+# the data-config keys load() reads -> its argument names (the catalog passes these; others keep their defaults)
+OPTIONS = {
+    "split": "fsdd_split",
+    "sample_rate": "sample_rate",
+    "num_samples": "num_samples",
+    "degrade": "degrade",
+    "noise_std": "noise_std",
+    "audio_noise": "audio_noise",
+}
+
+
 def load(
     data_dir=None,
     download: bool | None = None,

@@ -56,6 +56,10 @@ SOURCE = Source(
 )
 
 
+# the data-config keys load() reads -> its argument names (the catalog passes these; others keep their defaults)
+OPTIONS = {"image_size": "size", "folds": "folds"}
+
+
 def load(
     data_dir=None,
     download: bool | None = None,

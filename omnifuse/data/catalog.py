@@ -1,79 +1,76 @@
 """The data sets omnifuse can load by name, and where their files are (``omnifuse data list|verify``).
 
-Plain dicts filled by explicit imports: adding a data set is one import and one line in each dict.
+One table, filled by hand: data set -> its loader in ``omnifuse.data``. The loader's module also holds the set's
+``SOURCE`` (or, where one module loads several sets, ``SOURCES[name]``) and ``OPTIONS``, the data-config keys its ``load`` reads, so adding a data set is
+one module and one line here; neither the config nor training changes. Modules are imported when a set is loaded,
+so naming the sets (``data.sets`` is checked against :data:`NAMES` when a config is read) imports none of them.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import importlib
 from collections.abc import Callable
+from typing import Any
 
-from omnifuse.data import Dataset, av_digits, brain_mri, cifar10, fsdd, imdb, medmnist, mnist, table
-from omnifuse.data.sources import Source, find, verify
+from omnifuse.data import Dataset
 from omnifuse.errors import OmnifuseError
 
-LOADERS: dict[str, Callable[..., Dataset]] = {
-    "cifar10": cifar10.load,
-    "imdb": imdb.load,
-    "fsdd": fsdd.load,
-    "mnist": mnist.load,
-    "pneumoniamnist": medmnist.load_pneumoniamnist,
-    "retinamnist": medmnist.load_retinamnist,
-    "brain_mri": brain_mri.load,
-    "av_digits": av_digits.load,
-    "table": table.load,  # the user's own CSV (data.csv) or folder (data.folder)
+# data set -> "module.function" in omnifuse.data
+LOADERS: dict[str, str] = {
+    "cifar10": "cifar10.load",
+    "imdb": "imdb.load",
+    "fsdd": "fsdd.load",
+    "mnist": "mnist.load",
+    "pneumoniamnist": "medmnist.load_pneumoniamnist",
+    "retinamnist": "medmnist.load_retinamnist",
+    "brain_mri": "brain_mri.load",
+    "av_digits": "av_digits.load",
+    "table": "table.load",  # the user's own CSV (data.csv) or folder (data.folder)
 }
-
-SOURCES: dict[str, Source] = {
-    "cifar10": cifar10.SOURCE,
-    "imdb": imdb.SOURCE,
-    "fsdd": fsdd.SOURCE,
-    "mnist": mnist.SOURCE,
-    "pneumoniamnist": medmnist.SOURCES["pneumoniamnist"],
-    "retinamnist": medmnist.SOURCES["retinamnist"],
-    "brain_mri": brain_mri.SOURCE,
-}
-
-# Which data-config keys each loader takes, under which argument name (the rest load with their defaults).
-OPTIONS: dict[str, dict[str, str]] = {
-    "fsdd": {"split": "split", "sample_rate": "sample_rate", "num_samples": "num_samples"},
-    "brain_mri": {"image_size": "size", "folds": "folds"},
-    "av_digits": {
-        "split": "fsdd_split",
-        "sample_rate": "sample_rate",
-        "num_samples": "num_samples",
-        "degrade": "degrade",
-        "noise_std": "noise_std",
-        "audio_noise": "audio_noise",
-    },
-    "table": {
-        key: key
-        for key in (
-            "csv",
-            "folder",
-            "label",
-            "kinds",
-            "skip_bad_rows",
-            "image_size",
-            "sample_rate",
-            "num_samples",
-            "val_fraction",
-            "test_fraction",
-        )
-    },
-}
+NAMES = tuple(LOADERS)
 
 
-def load_dataset(name: str, data_dir=None, **options) -> Dataset:
-    """The data set called ``name``, e.g. ``load_dataset("fsdd", data_dir="data", split="loso:theo")``.
-
-    ``options`` are data-config values (``split``, ``sample_rate``, ``image_size``, ...); each loader receives those
-    it understands (see ``OPTIONS``) and ignores the rest.
-    """
+def _module(name: str):
     if name not in LOADERS:
         raise OmnifuseError(f"Unknown data set {name!r}. Expected one of: {', '.join(sorted(LOADERS))}")
-    wanted = OPTIONS.get(name, {})
-    kwargs = {arg: options[key] for key, arg in wanted.items() if key in options}
-    return LOADERS[name](data_dir=data_dir, **kwargs)
+    return importlib.import_module(f"omnifuse.data.{LOADERS[name].rsplit('.', 1)[0]}")
+
+
+def loader(name: str) -> Callable[..., Dataset]:
+    """The function that loads the data set ``name``."""
+    return getattr(_module(name), LOADERS[name].rsplit(".", 1)[1])
+
+
+def options(name: str) -> dict[str, str]:
+    """The data-config keys the loader of ``name`` reads -> its argument names (``{}``: none)."""
+    return dict(getattr(_module(name), "OPTIONS", {}))
+
+
+def source(name: str):
+    """Where the files of ``name`` come from (a :class:`~omnifuse.data.sources.Source`), ``None`` for ``table``."""
+    module = _module(name)
+    per_set = getattr(module, "SOURCES", None)  # a module loading several sets (medmnist): one Source each
+    return per_set[name] if isinstance(per_set, dict) else getattr(module, "SOURCE", None)
+
+
+def load_dataset(name: str, data_dir=None, **values) -> Dataset:
+    """The data set called ``name``, e.g. ``load_dataset("fsdd", data_dir="data", split="loso:theo")``.
+
+    ``values`` are data-config values (``split``, ``sample_rate``, ``image_size``, ...); each loader receives those
+    it declares in its module's ``OPTIONS`` and ignores the rest.
+    """
+    kwargs = {arg: values[key] for key, arg in options(name).items() if key in values}
+    return loader(name)(data_dir=data_dir, **kwargs)
+
+
+def load_datasets(cfg: Any, data_dir: str | None = None) -> list[Dataset]:
+    """The data sets of ``cfg.data.sets`` (a :class:`omnifuse.config.Config`), in that order, each loader given the
+    ``cfg.data`` keys it declares. Files are looked for in ``data_dir``, else ``cfg.data.data_dir``, then the usual
+    places (``$OMNIFUSE_DATA``, the user cache)."""
+    values = {f.name: getattr(cfg.data, f.name) for f in dataclasses.fields(cfg.data) if f.name != "data_dir"}
+    folder = data_dir or cfg.data.data_dir or None
+    return [load_dataset(name, folder, **values) for name in cfg.data.sets]
 
 
 def status(data_dir=None, check: bool = False) -> list[dict]:
@@ -83,18 +80,23 @@ def status(data_dir=None, check: bool = False) -> list[dict]:
     ``None``), ``verified`` (``True``/``False``, or ``None`` when not checked or not found) and ``message``.
     ``check=True`` hashes archives (a few seconds for CIFAR-10) and checks extracted folders' layout.
     """
+    from omnifuse.data.sources import find, verify
+
     rows = []
-    for name, source in SOURCES.items():
-        found = find(source, data_dir)
+    for name in NAMES:
+        src = source(name)
+        if src is None:
+            continue
+        found = find(src, data_dir)
         verified, message = None, "not found" if found is None else "found (not checked)"
         if found is not None and check:
-            verified, message = verify(source, found)
+            verified, message = verify(src, found)
         rows.append(
             {
                 "name": name,
-                "file": source.filename,
-                "url": source.url,
-                "description": source.description,
+                "file": src.filename,
+                "url": src.url,
+                "description": src.description,
                 "found": None if found is None else str(found),
                 "verified": verified,
                 "message": message,

@@ -59,6 +59,10 @@ SOURCE = Source(
 )
 
 
+# the data-config keys load() reads -> its argument names (the catalog passes these; others keep their defaults)
+OPTIONS = {"split": "split", "sample_rate": "sample_rate", "num_samples": "num_samples"}
+
+
 def load(
     data_dir=None,
     download: bool | None = None,

@@ -13,6 +13,10 @@ import numpy as np
 
 log = logging.getLogger(__name__)
 
+# share of a data set's train split held out for validation where the set has no val split (data.val_fraction and
+# the CSV loader's default)
+VAL_FRACTION = 0.05
+
 
 def holdout(
     index: np.ndarray,

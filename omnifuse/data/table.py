@@ -50,7 +50,7 @@ import numpy as np
 
 from omnifuse.data import Dataset, Split
 from omnifuse.data.decode import decode_image, read_text
-from omnifuse.data.splits import holdout
+from omnifuse.data.splits import VAL_FRACTION, holdout
 from omnifuse.data.wav import decode_wav
 from omnifuse.errors import OmnifuseError
 
@@ -112,6 +112,24 @@ class _Sample:
     group: str | None = None  # the group column's value ("" = empty); None without a group column
 
 
+# the data-config keys load() reads (under the same names; the catalog passes these)
+OPTIONS = {
+    key: key
+    for key in (
+        "csv",
+        "folder",
+        "label",
+        "kinds",
+        "skip_bad_rows",
+        "image_size",
+        "sample_rate",
+        "num_samples",
+        "val_fraction",
+        "test_fraction",
+    )
+}
+
+
 def load(
     data_dir=None,
     csv: str = "",
@@ -122,7 +140,7 @@ def load(
     image_size: int | None = None,
     sample_rate: int = 8000,
     num_samples: int = 8000,
-    val_fraction: float = 0.15,
+    val_fraction: float = VAL_FRACTION,
     test_fraction: float = 0.2,
 ) -> Dataset:
     """The catalog's entry (``data.sets = ["table"]``): :func:`load_csv` for ``csv``, :func:`load_folder` for
@@ -155,7 +173,7 @@ def load_csv(
     label: str,
     kinds: dict[str, str] | None = None,
     split_column: str = "split",
-    val_fraction: float = 0.15,
+    val_fraction: float = VAL_FRACTION,
     test_fraction: float = 0.2,
     seed: int = 0,
     skip_bad_rows: bool = False,
@@ -215,7 +233,7 @@ def load_csv(
 def load_folder(
     root: str | Path,
     label: str = "class",
-    val_fraction: float = 0.15,
+    val_fraction: float = VAL_FRACTION,
     test_fraction: float = 0.2,
     seed: int = 0,
     skip_bad_rows: bool = False,

@@ -1,6 +1,11 @@
-"""Audio encoders: name -> class (``model.audio.encoder``)."""
+"""Audio encoders (``model.audio.encoder``): name -> options, name -> layer (imported on first use)."""
 
-from omnifuse.encoders.audio.cnn import AudioCNN, AudioCNNConfig
+from omnifuse.encoders import lazy_attribute
+from omnifuse.encoders.audio.cnn_config import AudioCNNConfig
 
-ENCODERS = {"cnn": AudioCNN}
 CONFIGS = {"cnn": AudioCNNConfig}
+LAYERS = {"cnn": "cnn.AudioCNN"}
+
+
+def __getattr__(name: str):
+    return lazy_attribute(__name__, LAYERS, name)

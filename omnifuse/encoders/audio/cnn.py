@@ -9,8 +9,6 @@ arrives, gives a constant spectrogram that normalises to zeros rather than NaN.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import keras
 from keras import layers, ops
 
@@ -21,17 +19,6 @@ _TOP_DB = (
 )
 _ABS_FLOOR = 1e-10  # absolute power floor, so silence (peak 0) takes a finite log
 _STD_EPS = 1e-6  # added to the variance, so a constant spectrogram divides by sqrt(eps), not 0
-
-
-@dataclass(frozen=True)
-class AudioCNNConfig:
-    sample_rate: int = 8000  # Hz of the waveforms fed in (the loaders' sample_rate)
-    frame_length: int = 256  # STFT window and FFT length, samples (32 ms at 8 kHz)
-    frame_step: int = 128  # hop between frames, samples
-    num_mel_bins: int = 40  # mel bands of the log-mel spectrogram
-    filters: tuple[int, ...] = (32, 64, 128)  # one conv-BN-ReLU-pool block per entry
-    dense_units: int = 128  # width of the ReLU dense layer after pooling over time: the output width
-    dropout: float = 0.2  # on the output, in training
 
 
 @keras.saving.register_keras_serializable(package="omnifuse")

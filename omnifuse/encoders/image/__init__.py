@@ -1,8 +1,13 @@
-"""Image encoders: name -> class (``model.image.encoder``)."""
+"""Image encoders (``model.image.encoder``): name -> options, name -> layer (imported on first use)."""
 
-from omnifuse.encoders.image.cnn import CNNConfig, ImageCNN
-from omnifuse.encoders.image.fastnet import FastNetConfig, ImageFastNet
-from omnifuse.encoders.image.resnet import ImageResNet, ResNetConfig
+from omnifuse.encoders import lazy_attribute
+from omnifuse.encoders.image.cnn_config import CNNConfig
+from omnifuse.encoders.image.fastnet_config import FastNetConfig
+from omnifuse.encoders.image.resnet_config import ResNetConfig
 
-ENCODERS = {"cnn": ImageCNN, "resnet": ImageResNet, "fastnet": ImageFastNet}
 CONFIGS = {"cnn": CNNConfig, "resnet": ResNetConfig, "fastnet": FastNetConfig}
+LAYERS = {"cnn": "cnn.ImageCNN", "resnet": "resnet.ImageResNet", "fastnet": "fastnet.ImageFastNet"}
+
+
+def __getattr__(name: str):
+    return lazy_attribute(__name__, LAYERS, name)

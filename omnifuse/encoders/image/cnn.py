@@ -2,20 +2,10 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import keras
 from keras import layers, ops
 
 from omnifuse.encoders.layers import BatchNormalization, apply_layers, build_chain
-
-
-@dataclass(frozen=True)
-class CNNConfig:
-    filters: tuple[int, ...] = (32, 64)  # one conv-conv-pool block per entry
-    dense_units: int = 256  # width of the dense layer after the blocks: the encoder's output width
-    batchnorm: bool = True  # batch normalisation after every conv and the dense layer
-    dropout: float = 0.25  # after each block; twice this (at most 0.5) on the output
 
 
 def _conv_bn(filters: int, batchnorm: bool, name: str) -> list[layers.Layer]:

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import keras
 import numpy as np
 from keras import layers, ops
@@ -16,17 +14,6 @@ from omnifuse.encoders.layers import BatchNormalization, apply_layers, build_cha
 # a first conv whose filters whiten 2x2 image patches (set from data by adapt(), then frozen), conv-pool-BN-GELU
 # groups whose convs start near identity, flip + translate augmentation inside the training step, and flip
 # test-time augmentation inside inference (so a saved model does it too).
-
-
-@dataclass(frozen=True)
-class FastNetConfig:
-    widths: tuple[int, ...] = (64, 256, 256)  # one conv-pool-BN-GELU-conv-BN-GELU group per entry
-    whiten_kernel: int = 2  # side of the first conv, whose 2*k*k*C patch-whitening filters adapt() sets
-    bn_momentum: float = 0.6  # fast-moving BN statistics suit short schedules
-    flip: bool = True  # training: random horizontal flip ...
-    translate: int = 2  # ... and random shift by up to this many pixels (reflect padding), inside the step
-    tta: int = 1  # inference: 0 = plain, 1 = average with the mirror image, 2 = also two 1-pixel shifts
-    bias_lr_scale: float = 1.0  # with SGD, the BN biases learn this many times faster (airbench: 64)
 
 
 @keras.saving.register_keras_serializable(package="omnifuse")

@@ -2,25 +2,11 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import keras
 from keras import layers, ops
 
 from omnifuse.encoders.image.cnn import _conv_bn
 from omnifuse.encoders.layers import apply_layers, build_chain
-
-
-@dataclass(frozen=True)
-class ResNetConfig:
-    widths: tuple[int, ...] = (
-        64,
-        128,
-        256,
-    )  # one stage per entry, each halving the resolution after the first
-    blocks: int = 1  # residual blocks per stage
-    dense_units: int = 256  # width of the ReLU dense layer after global pooling: the encoder's output width
-    dropout: float = 0.0  # on the output, in training
 
 
 @keras.saving.register_keras_serializable(package="omnifuse")

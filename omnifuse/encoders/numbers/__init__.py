@@ -1,6 +1,12 @@
-"""Encoders of numbers and categories (a table's columns): name -> class (``model.tabular.encoder``)."""
+"""Encoders of numbers and categories (a table's columns; ``model.tabular.encoder``): name -> options, name -> layer
+(imported on first use)."""
 
-from omnifuse.encoders.numbers.mlp import TabularMLP, TabularMLPConfig
+from omnifuse.encoders import lazy_attribute
+from omnifuse.encoders.numbers.mlp_config import TabularMLPConfig
 
-ENCODERS = {"mlp": TabularMLP}
 CONFIGS = {"mlp": TabularMLPConfig}
+LAYERS = {"mlp": "mlp.TabularMLP"}
+
+
+def __getattr__(name: str):
+    return lazy_attribute(__name__, LAYERS, name)

@@ -8,20 +8,11 @@ in a missing-indicator input beside it, so the MLP can tell "average" from "unkn
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import keras
 import numpy as np
 from keras import layers, ops
 
 _MIN_STD = 1e-6  # a constant feature is divided by 1, not by ~0
-
-
-@dataclass(frozen=True)
-class TabularMLPConfig:
-    units: tuple[int, ...] = (64, 64)  # one Dense-ReLU-Dropout block per entry; the last is the output width
-    dropout: float = 0.1  # after each Dense-ReLU, in training
-    missing_indicator: bool = True  # append one 0/1 input per feature saying whether its cell was empty
 
 
 @keras.saving.register_keras_serializable(package="omnifuse")

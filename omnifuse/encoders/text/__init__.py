@@ -1,9 +1,14 @@
-"""Text encoders: name -> class (``model.text.encoder``)."""
+"""Text encoders (``model.text.encoder``): name -> options, name -> layer (imported on first use)."""
 
-from omnifuse.encoders.text.bag import BagConfig, TextBag
-from omnifuse.encoders.text.nb import NBConfig, TextNB
-from omnifuse.encoders.text.rnn import RNNConfig, TextRNN
-from omnifuse.encoders.text.tfidf import TextTfidf, TfidfConfig
+from omnifuse.encoders import lazy_attribute
+from omnifuse.encoders.text.bag_config import BagConfig
+from omnifuse.encoders.text.nb_config import NBConfig
+from omnifuse.encoders.text.rnn_config import RNNConfig
+from omnifuse.encoders.text.tfidf_config import TfidfConfig
 
-ENCODERS = {"rnn": TextRNN, "bag": TextBag, "tfidf": TextTfidf, "nb": TextNB}
 CONFIGS = {"rnn": RNNConfig, "bag": BagConfig, "tfidf": TfidfConfig, "nb": NBConfig}
+LAYERS = {"rnn": "rnn.TextRNN", "bag": "bag.TextBag", "tfidf": "tfidf.TextTfidf", "nb": "nb.TextNB"}
+
+
+def __getattr__(name: str):
+    return lazy_attribute(__name__, LAYERS, name)

@@ -2,18 +2,10 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import keras
 from keras import layers, ops
 
 from omnifuse.encoders.text.padding import trim_padding
-
-
-@dataclass(frozen=True)
-class BagConfig:
-    embed_dim: int = 64  # width of each token's embedding: the encoder's output width (their mean)
-    dropout: float = 0.2  # on the mean embedding, in training
 
 
 @keras.saving.register_keras_serializable(package="omnifuse")

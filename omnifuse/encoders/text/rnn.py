@@ -2,32 +2,11 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import keras
 from keras import layers, ops
 
 from omnifuse.encoders.layers import build_chain
 from omnifuse.encoders.text.padding import trim_padding
-
-
-@dataclass(frozen=True)
-class RNNConfig:
-    embed_dim: int = 128  # width of each token's embedding
-    cell: str = "lstm"  # lstm | gru
-    units: int = 64  # recurrent units per direction
-    bidirectional: bool = False  # a second RNN reads the text backwards; output width doubles
-    # last (final state) | max (over all steps, padding excluded) | maxmean (max and mean over the steps, concatenated)
-    pooling: str = "last"
-    conv_filters: int = (
-        0  # > 0: Conv1D + max-pool before the RNN (the CNN-LSTM combination), shortening the sequence
-    )
-    conv_pool: int = 4  # with conv_filters: the max-pool size, so the RNN runs this many times fewer steps
-    dropout: float = 0.2  # on each embedding value and on the output
-    word_dropout: float = 0.0  # training: each token's whole embedding is dropped with this probability
-    # > 0: each position also gets the learned embedding of its bigram (the word before and this one), hashed into
-    # this many buckets and added to the word's embedding, so the recurrent net reads "not good" as one unit
-    bigram_buckets: int = 0
 
 
 @keras.saving.register_keras_serializable(package="omnifuse")

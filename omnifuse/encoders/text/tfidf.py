@@ -2,18 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import keras
 from keras import layers, ops
-
-
-@dataclass(frozen=True)
-class TfidfConfig:
-    vocab_size: int = 100000  # n-grams kept (most frequent in the training texts)
-    ngrams: int = 2  # unigrams up to this length
-    units: int = 64  # width of the linear layer on the tf-idf vector: the encoder's output width
-    dropout: float = 0.5  # on the tf-idf vector before that layer, in training
 
 
 @keras.saving.register_keras_serializable(package="omnifuse")

@@ -1,0 +1,21 @@
+"""Options of the fast CIFAR-10 net (``model.image.fastnet``), kept apart from the layer so a config can be read and
+checked without importing Keras."""
+
+from __future__ import annotations
+
+import typing
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class FastNetConfig:
+    """model.image.fastnet: the airbench-style fast net; augments itself: set augment = false."""
+
+    widths: tuple[int, ...] = (64, 256, 256)  # one conv-pool-BN-GELU-conv-BN-GELU group per entry
+    whiten_kernel: int = 2  # side of the first conv, whose 2*k*k*C patch-whitening filters adapt() sets
+    bn_momentum: float = 0.6  # fast-moving BN statistics suit short schedules
+    flip: bool = True  # training: random horizontal flip ...
+    translate: int = 2  # ... and random shift by up to this many pixels (reflect padding), inside the step
+    # inference: 0 = plain, 1 = average with the mirror image, 2 = also two 1-pixel shifts
+    tta: typing.Literal[0, 1, 2] = 1
+    bias_lr_scale: float = 1.0  # with SGD, the BN biases learn this many times faster (airbench: 64)
