@@ -44,7 +44,11 @@ def speech_like(rate: int, seconds: float = 1.0, voiced: float = 0.55, hiss: flo
     u = np.clip(t / voiced, 0.0, 1.0)
     f0 = 110.0 + 60.0 * u
     phase = 2 * np.pi * np.cumsum(f0) / rate
-    formants = [(700 + (280 - 700) * u, 90.0), (1200 + (2250 - 1200) * u, 110.0), (2600 + (2900 - 2600) * u, 150.0)]
+    formants = [
+        (700 + (280 - 700) * u, 90.0),
+        (1200 + (2250 - 1200) * u, 110.0),
+        (2600 + (2900 - 2600) * u, 150.0),
+    ]
     for k in range(1, 40):
         freq = k * f0
         envelope = sum(1.0 / (1.0 + ((freq - fc) / bw) ** 2) for fc, bw in formants) / k**0.5
@@ -78,7 +82,10 @@ def whisper_log_mel(audio: np.ndarray) -> np.ndarray:
 def main(model_dir: str, out: str) -> None:
     wave16, wave8 = speech_like(16000), speech_like(8000)
     model = ctranslate2.models.Whisper(model_dir, device="cpu", compute_type="float32")
-    encode = lambda mel: np.asarray(model.encode(ctranslate2.StorageView.from_array(mel[None]), to_cpu=True))[0]  # noqa: E731
+
+    def encode(mel):  # (80, frames) -> (frames / 2, 384)
+        features = ctranslate2.StorageView.from_array(np.ascontiguousarray(mel[None]))
+        return np.asarray(model.encode(features, to_cpu=True))[0]
 
     mel_short = whisper_log_mel(wave16)  # (80, 100): the clip's own frames
     mel_30s = whisper_log_mel(np.pad(wave16, (0, 30 * RATE - len(wave16))))  # (80, 3000)

@@ -41,9 +41,7 @@ import numpy as np
 
 from omnifuse.errors import OmnifuseError
 
-_SUPPORTED_VERSIONS = range(
-    5, 7
-)  # 5 added the spec revision; 6 is what CTranslate2 3.x-4.x writes
+_SUPPORTED_VERSIONS = range(5, 7)  # 5 added the spec revision; 6 is what CTranslate2 3.x-4.x writes
 _DTYPES = {0: np.float32, 1: np.int8, 2: np.int16, 3: np.int32, 4: np.float16, 5: "bfloat16"}
 _ITEMSIZE = {0: 4, 1: 1, 2: 2, 3: 4, 4: 2, 5: 2}
 _MAX_RANK = 8  # real files hold rank <= 3; more is a garbled byte, caught before reading dims
@@ -102,7 +100,9 @@ def _decode(raw: bytes, dtype_id: int, dims: tuple[int, ...]) -> np.ndarray:
         halves = np.frombuffer(raw, dtype="<u2").astype(np.uint32) << 16
         return halves.view(np.float32).reshape(dims)
     array = np.frombuffer(raw, dtype=np.dtype(_DTYPES[dtype_id]).newbyteorder("<")).reshape(dims)
-    return array.astype(np.float32) if array.dtype.kind == "f" else array.astype(array.dtype.newbyteorder("="))
+    return (
+        array.astype(np.float32) if array.dtype.kind == "f" else array.astype(array.dtype.newbyteorder("="))
+    )
 
 
 def read_ct2(path: str | os.PathLike, prefix: str = "") -> CT2Model:

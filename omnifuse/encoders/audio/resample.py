@@ -38,7 +38,9 @@ def polyphase_filter(
     taps = np.arange(first, last + 1, dtype=np.float64)  # input offsets j around q * down
     tau = phases[None, :] - taps[:, None]  # (taps, up): time from input sample to output sample
     inside = np.abs(tau) < half
-    window = np.where(inside, np.i0(beta * np.sqrt(np.clip(1.0 - (tau / half) ** 2, 0.0, 1.0))) / np.i0(beta), 0.0)
+    window = np.where(
+        inside, np.i0(beta * np.sqrt(np.clip(1.0 - (tau / half) ** 2, 0.0, 1.0))) / np.i0(beta), 0.0
+    )
     kernel = 2.0 * cutoff * np.sinc(2.0 * cutoff * tau) * window
     return kernel.astype(np.float32), first
 
@@ -59,9 +61,7 @@ def resample(waveform, rate_in: int, rate_out: int, kernel: tuple[np.ndarray, in
     Example: ``resample(ops.zeros((2, 8000)), 8000, 16000).shape == (2, 16000)``.
     """
     if rate_in <= 0 or rate_out <= 0 or int(rate_in) != rate_in or int(rate_out) != rate_out:
-        raise OmnifuseError(
-            f"Expected positive integer sample rates. Received: {rate_in!r} -> {rate_out!r}"
-        )
+        raise OmnifuseError(f"Expected positive integer sample rates. Received: {rate_in!r} -> {rate_out!r}")
     if rate_in == rate_out:
         return waveform
     g = math.gcd(rate_in, rate_out)
