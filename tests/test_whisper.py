@@ -296,3 +296,20 @@ def test_keras_file_keeps_the_weights_without_reading_model_bin(tmp_path, monkey
     loaded = keras.saving.load_model(tmp_path / "m.keras")
     np.testing.assert_allclose(np.asarray(loaded(x)), before, atol=1e-5)
     assert loaded.get_layer("audio_encoder").trainable_weights == []
+
+
+def test_one_fit_step_trains_only_the_last_block_with_silent_rows():
+    _weights_or_skip()
+    inputs = keras.Input((4000,))
+    encoder = AudioWhisper(
+        sample_rate=8000, mode="last_k", trainable_blocks=1, dropout=0.1, name="audio_encoder"
+    )
+    model = keras.Model(inputs, keras.layers.Dense(2, activation="softmax")(encoder(inputs)))
+    model.compile(optimizer=keras.optimizers.Adam(1e-3), loss="sparse_categorical_crossentropy")
+    x = np.stack([REF["wave8"][:4000], REF["wave8"][4000:], np.zeros(4000, np.float32), REF["wave8"][::2]])
+    frozen = {w.path: w.numpy().copy() for w in encoder.non_trainable_weights}
+    tuned = {w.path: w.numpy().copy() for w in encoder.trainable_weights}
+    history = model.fit(x, np.array([0, 1, 0, 1]), batch_size=4, epochs=1, verbose=0)
+    assert np.isfinite(history.history["loss"][0])
+    assert all(np.array_equal(w.numpy(), frozen[w.path]) for w in encoder.non_trainable_weights)
+    assert all(not np.array_equal(w.numpy(), tuned[w.path]) for w in encoder.trainable_weights)
