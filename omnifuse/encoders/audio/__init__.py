@@ -2,9 +2,10 @@
 
 from omnifuse.encoders import lazy_attribute
 from omnifuse.encoders.audio.cnn_config import AudioCNNConfig
+from omnifuse.encoders.audio.whisper_config import WhisperConfig
 
-CONFIGS = {"cnn": AudioCNNConfig}
-LAYERS = {"cnn": "cnn.AudioCNN"}
+CONFIGS = {"cnn": AudioCNNConfig, "whisper_tiny": WhisperConfig}
+LAYERS = {"cnn": "cnn.AudioCNN", "whisper_tiny": "whisper.AudioWhisper"}
 
 
 def __getattr__(name: str):

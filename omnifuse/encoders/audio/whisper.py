@@ -41,13 +41,13 @@ float16, widened to float32), found by :func:`omnifuse.weights.locate` and read 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 
 import keras
 import numpy as np
 from keras import layers, ops
 
 from omnifuse.encoders.audio.resample import polyphase_filter, resample, resampled_length
+from omnifuse.encoders.audio.whisper_config import WhisperConfig  # noqa: F401  (re-exported)
 from omnifuse.errors import OmnifuseError
 
 RATE = 16000  # Whisper's sample rate, Hz
@@ -59,21 +59,6 @@ D_MODEL, HEADS, MLP, BLOCKS = 384, 6, 1536, 4  # Whisper tiny(.en)
 _LN_EPS = 1e-5
 _MODES = ("frozen", "finetune", "last_k")
 _POOLINGS = ("mean", "mean_std")
-
-
-@dataclass(frozen=True)
-class WhisperConfig:
-    mode: str = (
-        "frozen"  # frozen: no encoder weight trains | finetune: all do | last_k: the last trainable_blocks
-    )
-    trainable_blocks: int = (
-        0  # with mode "last_k": how many of the 4 transformer blocks (from the top) train, 1-4
-    )
-    weights: str = (
-        ""  # model.bin (or its folder) of Whisper tiny.en in CTranslate2 format; empty: installed package
-    )
-    pooling: str = "mean"  # over the frames of the real audio: "mean" (384-d) | "mean_std" (768-d)
-    dropout: float = 0.0  # on the pooled features, in training
 
 
 def _hz_to_mel(hz):
@@ -266,6 +251,11 @@ class AudioWhisper(layers.Layer):
         layer = cls(**config)
         layer._load_pretrained = False
         return layer
+
+    @property
+    def frozen_features(self) -> bool:
+        """Whether a sample's features are the same in every training step (omnifuse.features caches them)."""
+        return self.mode == "frozen" and self.dropout == 0.0
 
     def build(self, input_shape):
         samples = input_shape[-1] if len(input_shape) == 2 else input_shape[1]
