@@ -23,6 +23,7 @@ demo: install
 
 # Two workers, one test file each at a time (module fixtures train small models once per file).
 test: install
+	$(BIN)/omnifuse weights install
 	$(BIN)/python -m pytest -q -n 2 --dist loadfile
 
 # The config reference, generated from the comments on the config dataclasses' fields (tests/test_configdoc.py

