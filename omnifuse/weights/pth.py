@@ -183,6 +183,12 @@ def _tensor(ref: _TensorRef, source: str, name: str) -> np.ndarray:
         )
     if 0 in ref.size:
         return np.zeros(ref.size, dtype=data.dtype)
+    numel = int(np.prod(ref.size, dtype=np.float64))
+    if numel > 16 * data.size + 4096:  # stride-0 dimensions could otherwise ask for any amount of memory
+        raise OmnifuseError(
+            f"Expected tensor {name!r} in {source!r} to have about as many elements as its storage "
+            f"({data.size}). Received: size {ref.size} ({numel} elements)"
+        )
     last = ref.offset + sum((n - 1) * s for n, s in zip(ref.size, ref.stride))
     if last >= data.size:
         raise OmnifuseError(
