@@ -11,13 +11,11 @@ mean/std scaling on real photographs, and made the reference logits the tests co
 
 from __future__ import annotations
 
-import typing
-from dataclasses import dataclass
-
 import keras
 import numpy as np
 from keras import layers, ops
 
+from omnifuse.encoders.image.efficientnet_lite_config import EfficientNetLiteConfig  # noqa: F401
 from omnifuse.encoders.layers import BatchNormalization, apply_layers, build_chain
 from omnifuse.errors import OmnifuseError
 
@@ -30,19 +28,6 @@ STAGES = ((1, 3, 1, 1, 16), (2, 3, 2, 6, 24), (2, 5, 2, 6, 40), (3, 3, 2, 6, 80)
 STEM_CHANNELS = 32
 FEATURES = 1280
 CLASSES = 1000  # ImageNet-1k, in the usual class-index order
-
-
-@dataclass(frozen=True)
-class EfficientNetLiteConfig:
-    size: int = 224  # input side the images are resized to inside the layer (the weights were trained at 224)
-    mode: typing.Literal["frozen", "finetune", "last_k"] = (
-        "frozen"  # which backbone weights train (see the class)
-    )
-    trainable_blocks: int = (
-        0  # last_k: how many of the last of the 16 blocks train (the head conv always does)
-    )
-    weights: str = ""  # the .pth file (or its folder); empty = the installed weight package
-    dropout: float = 0.0  # dropout on the 1280-d pooled features, in training
 
 
 def _bn(name):
@@ -156,6 +141,7 @@ class ImageEfficientNetLite(layers.Layer):
         self.drop = layers.Dropout(self.dropout)
         self.classifier = layers.Dense(CLASSES, name="classifier") if self.include_top else None
         self.autocast = False  # apply_layers folds batch norms from the float32 variables
+        self._load_pretrained = True  # False when loaded from a saved model (see from_config)
 
         first_trained = {"frozen": n_blocks + 1, "finetune": 0, "last_k": n_blocks - self.trainable_blocks}[
             mode
@@ -179,7 +165,20 @@ class ImageEfficientNetLite(layers.Layer):
         shape = build_chain([*self.blocks, *self.head, self.pool], shape)
         if self.classifier is not None:
             self.classifier.build(shape)
-        self.load_pretrained()
+        if self._load_pretrained:
+            self.load_pretrained()
+
+    @classmethod
+    def from_config(cls, config):
+        # a saved model's archive holds the weights: loading it needs no .pth file (nor the weight package)
+        layer = cls(**config)
+        layer._load_pretrained = False
+        return layer
+
+    @property
+    def frozen_features(self) -> bool:
+        """Whether a sample's features are the same in every training step (omnifuse.features caches them)."""
+        return self.mode == "frozen" and self.dropout == 0.0 and not self.include_top
 
     def load_pretrained(self):
         """Set every weight from the .pth file (``weights``, or the installed package's)."""
