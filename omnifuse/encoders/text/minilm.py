@@ -49,8 +49,12 @@ class MiniLMConfig:
     # frozen: no weight trains | finetune: every weight trains | last_k: only the last trainable_blocks blocks
     mode: str = "frozen"
     trainable_blocks: int = 0  # last_k: how many of the 6 transformer blocks, counted from the top, train
-    weights: str = ""  # a folder holding model.safetensors + vocab.txt, or model.safetensors; empty: installed package
-    pooling: str = "mean"  # mean (over the real tokens, as sentence-transformers) | cls (the [CLS] token's vector)
+    weights: str = (
+        ""  # a folder holding model.safetensors + vocab.txt, or model.safetensors; empty: installed package
+    )
+    pooling: str = (
+        "mean"  # mean (over the real tokens, as sentence-transformers) | cls (the [CLS] token's vector)
+    )
     normalize: bool = True  # L2-normalise the sentence vector, as sentence-transformers does for this model
     dropout: float = 0.0  # on the sentence vector, in training (the transformer's own dropouts stay off)
 
@@ -188,6 +192,8 @@ class TextMiniLM(layers.Layer):
     def tokenize(self, text):
         """Raw strings (B,) -> (ids, mask), both (B, T): [CLS] + the text's tokens, truncated + [SEP], padded with
         0 to the batch's longest; mask 1 on real tokens."""
+        if not self.built and not self.tokenizer.vocabulary:
+            self.build()  # the vocabulary comes with the weights
         ids = self.tokenizer(text)
         lengths = ids.row_lengths()
         budget = self.max_length - 2
@@ -199,7 +205,9 @@ class TextMiniLM(layers.Layer):
         )
         ids = tf.ragged.boolean_mask(ids, ids.with_flat_values(keep))
         batch = ids.nrows()
-        cls, sep = (tf.RaggedTensor.from_tensor(tf.fill([batch, 1], tf.constant(i, tf.int64))) for i in (101, 102))
+        cls, sep = (
+            tf.RaggedTensor.from_tensor(tf.fill([batch, 1], tf.constant(i, tf.int64))) for i in (101, 102)
+        )
         ids = tf.concat([cls, ids, sep], axis=1)
         # from the lengths, not from id 0: a text may say "[PAD]", which is a real token as in sentence-transformers
         mask = tf.sequence_mask(ids.row_lengths(), dtype=tf.int32)

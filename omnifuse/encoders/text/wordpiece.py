@@ -11,8 +11,11 @@ The steps are those of BERT's ``BasicTokenizer`` + ``WordpieceTokenizer`` (and o
 5. per word, greedy longest-match-first WordPiece (``##`` for pieces after the first); a word longer than 100
    characters, or with a part no piece matches, is one ``[UNK]``.
 
-The one difference from BERT's Python code: the decomposition is per character, so combining marks are not
-reordered across characters (they are dropped anyway) — the measured agreement is in benchmarks/RESULTS.md.
+Two departures, both on strings no real text holds: the decomposition is per character, so combining marks are
+not reordered across characters (they are dropped anyway), and special tokens are found after control characters
+are dropped ("[MA\\u200bSK]" is [MASK] here, "[", "mask", "]" there). On 200 IMDb reviews and 200 generated hard
+strings (accents, emoji, CJK, Hangul, Devanagari, special tokens, 101-letter words) every text got the reference's
+exact ids (benchmarks/experiments/minilm_tokenizer_agreement.py).
 """
 
 from __future__ import annotations
@@ -22,6 +25,8 @@ import unicodedata
 
 import keras
 import tensorflow as tf
+
+from omnifuse.errors import OmnifuseError
 
 # Cc but tab, newline and carriage return; Cf (e.g. zero-width joiner); private use; NUL; the replacement character
 _CONTROL = r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\p{Cf}\p{Co}\x{fffd}]"
@@ -82,8 +87,6 @@ class BertWordPiece(keras.layers.Layer):
         self._char_table = None
 
     def set_vocabulary(self, vocabulary: list[str]):
-        from omnifuse.errors import OmnifuseError
-
         if self.unk_token not in vocabulary:
             raise OmnifuseError(
                 f"Expected a WordPiece vocabulary holding {self.unk_token!r}. Received: {len(vocabulary)} tokens without it"
@@ -165,6 +168,10 @@ class BertWordPiece(keras.layers.Layer):
         return _select_rows(bad, unk, ids)
 
     def call(self, text):
+        if self._vocab_table is None:
+            raise OmnifuseError(
+                f"Expected a vocabulary in {self.name}. Received: none (set_vocabulary was not called)"
+            )
         text = tf.convert_to_tensor(text, dtype=tf.string)
         if text.shape.rank == 2:
             text = tf.squeeze(text, axis=-1)
@@ -179,7 +186,8 @@ class BertWordPiece(keras.layers.Layer):
 def _select_rows(choose_first, first, second):
     """Row i of ragged ``first`` where ``choose_first[i]``, else row i of ragged ``second``."""
     keep_first = tf.ragged.boolean_mask(
-        first, tf.RaggedTensor.from_row_lengths(tf.repeat(choose_first, first.row_lengths()), first.row_lengths())
+        first,
+        tf.RaggedTensor.from_row_lengths(tf.repeat(choose_first, first.row_lengths()), first.row_lengths()),
     )
     keep_second = tf.ragged.boolean_mask(
         second,
