@@ -56,7 +56,11 @@ SPECS: dict[str, WeightSpec] = {
             "weights": WeightFile(
                 "wordllama/weights/l2_supercat_256.safetensors",
                 "64b47a2dc493cb8e85944076601189739852d7b64e0e1eedcb1937a251cd9fd5",
-            )
+            ),
+            "tokenizer": WeightFile(
+                "wordllama/tokenizers/l2_supercat_tokenizer_config.json",
+                "93248f2a9ec36c7b35f700a033d5f36228aae48db61aee31007fa49062cdeb68",
+            ),
         },
         licence="MIT (token embeddings distilled from Llama 2's: Llama 2's licence terms apply)",
         model="WordLlama 32,000 x 256 token embeddings",

@@ -84,7 +84,7 @@ def _wordllama(vocabulary, dim):
         raise OmnifuseError(
             f"Expected embed_dim 1..{table.shape[1]} with the wordllama embeddings. Received: {dim}"
         )
-    tokenizer = WordLlamaBPE(weights.parent.parent / _WORDLLAMA_TOKENIZER)
+    tokenizer = WordLlamaBPE(locate("wordllama", "tokenizer"))  # sha256-checked like the weights
     vectors = np.zeros((len(vocabulary), dim), np.float32)
     found = np.zeros(len(vocabulary), bool)
     for i, word in enumerate(vocabulary):

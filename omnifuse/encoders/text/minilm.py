@@ -14,7 +14,6 @@ the vocabulary (as an asset), so a saved model loads without the package.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 from pathlib import Path
 
 import keras
@@ -22,6 +21,7 @@ import numpy as np
 import tensorflow as tf
 from keras import layers, ops
 
+from omnifuse.encoders.text.minilm_config import MiniLMConfig  # noqa: F401
 from omnifuse.encoders.text.wordpiece import BertWordPiece, read_vocabulary
 from omnifuse.errors import OmnifuseError
 
@@ -37,26 +37,6 @@ POOLINGS = ("mean", "cls")
 # head+tail keeps the first 128 and the last 382 of 510 tokens (Sun et al. 2019, "How to fine-tune BERT for text
 # classification?"); other lengths keep the same share of head
 _HEAD_SHARE = 128 / 510
-
-
-@dataclass(frozen=True)
-class MiniLMConfig:
-    # tokens a text keeps, [CLS] and [SEP] included (sentence-transformers uses 256; positions go up to 512)
-    max_length: int = 256
-    # which tokens a longer text keeps: head (the first ones, as sentence-transformers), tail (the last ones),
-    # head+tail (the first quarter and the last three quarters, Sun et al. 2019's 128 + 382, scaled to max_length)
-    truncation: str = "head"
-    # frozen: no weight trains | finetune: every weight trains | last_k: only the last trainable_blocks blocks
-    mode: str = "frozen"
-    trainable_blocks: int = 0  # last_k: how many of the 6 transformer blocks, counted from the top, train
-    weights: str = (
-        ""  # a folder holding model.safetensors + vocab.txt, or model.safetensors; empty: installed package
-    )
-    pooling: str = (
-        "mean"  # mean (over the real tokens, as sentence-transformers) | cls (the [CLS] token's vector)
-    )
-    normalize: bool = True  # L2-normalise the sentence vector, as sentence-transformers does for this model
-    dropout: float = 0.0  # on the sentence vector, in training (the transformer's own dropouts stay off)
 
 
 class _Embeddings(layers.Layer):
@@ -167,6 +147,14 @@ class TextMiniLM(layers.Layer):
         layer = cls(**config)
         layer._pretrained = False  # the weights and the vocabulary come from the saved file
         return layer
+
+    # takes strings: the model builder puts no TextVectorization in front
+    takes_raw_text = True
+
+    @property
+    def frozen_features(self) -> bool:
+        """Whether a text's features are the same in every training step (omnifuse.features caches them)."""
+        return self.mode == "frozen" and self.dropout == 0.0
 
     def build(self, input_shape=None):
         self.embeddings.build()
