@@ -42,7 +42,12 @@ def _value(config: dict, key: str):
 def test_every_suite_names_a_preset_and_only_config_keys_that_exist():
     found = suites.load_suites()
     assert {"fsdd-loso", "brain-mri-cv", "av-digits-fusions", "step-overhead"} <= set(found)
-    assert {name for name, suite in found.items() if suite.pooled} == {"fsdd-loso", "brain-mri-cv"}
+    assert {name for name, suite in found.items() if suite.pooled} == {
+        "fsdd-loso",
+        "brain-mri-cv",
+        "fsdd-pretrained-loso",
+        "brain-mri-pretrained-cv",
+    }
     for name, suite in found.items():
         assert len({e.label for e in suite.entries}) == len(suite.entries), name
         for entry in suite.entries:
