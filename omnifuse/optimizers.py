@@ -28,6 +28,39 @@ def _tensor(variable):
     return variable.value if isinstance(variable, keras.Variable) else variable
 
 
+class _RateScaled:
+    """Mixin: each variable's learning rate times the multiplier of the first path prefix it starts with.
+
+    ``lr_multipliers`` maps variable path prefixes (a layer's path, e.g. ``"image_branch/image_encoder/"``) to a
+    factor: a pretrained encoder fine-tuned at a tenth of the head's rate gets ``0.1``. (Scaling the gradients
+    instead would do nothing with Adam, whose steps do not depend on the gradient's scale.)
+    """
+
+    def __init__(self, *args, lr_multipliers=None, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.lr_multipliers = {str(k): float(v) for k, v in (lr_multipliers or {}).items()}
+
+    def _multiplier(self, path: str) -> float:
+        for prefix, factor in self.lr_multipliers.items():
+            if path.startswith(prefix):
+                return factor
+        return 1.0
+
+    def build(self, variables):
+        super().build(variables)
+        # update_step may receive the backend's variable (TensorFlow's, without Keras's path): look up by key
+        self._factors = {self._var_key(v): self._multiplier(v.path) for v in variables}
+
+    def update_step(self, gradient, variable, learning_rate):
+        factor = getattr(self, "_factors", {}).get(self._var_key(variable), 1.0)
+        if factor != 1.0:
+            learning_rate = ops.cast(learning_rate, variable.dtype) * factor
+        super().update_step(gradient, variable, learning_rate)
+
+    def get_config(self):
+        return {**super().get_config(), "lr_multipliers": dict(self.lr_multipliers)}
+
+
 class _Lazy:
     """Mixin: ``update_step`` of the optimizer it precedes, undone for a variable whose gradient is all zeros."""
 
@@ -46,7 +79,7 @@ class _Lazy:
 
 
 @keras.saving.register_keras_serializable(package="omnifuse")
-class LazyAdam(_Lazy, keras.optimizers.Adam):
+class LazyAdam(_Lazy, _RateScaled, keras.optimizers.Adam):
     def _state(self, variable) -> list:
         i = self._get_variable_index(variable)
         state = [self._momentums[i], self._velocities[i]]
@@ -54,11 +87,26 @@ class LazyAdam(_Lazy, keras.optimizers.Adam):
 
 
 @keras.saving.register_keras_serializable(package="omnifuse")
-class LazyAdamW(_Lazy, keras.optimizers.AdamW):
+class LazyAdamW(_Lazy, _RateScaled, keras.optimizers.AdamW):
     _state = LazyAdam._state
 
 
 @keras.saving.register_keras_serializable(package="omnifuse")
-class LazySGD(_Lazy, keras.optimizers.SGD):
+class LazySGD(_Lazy, _RateScaled, keras.optimizers.SGD):
     def _state(self, variable) -> list:
         return [self.momentums[self._get_variable_index(variable)]] if self.momentum != 0 else []
+
+
+@keras.saving.register_keras_serializable(package="omnifuse")
+class ScaledAdam(_RateScaled, keras.optimizers.Adam):
+    """Adam with per-layer learning-rate multipliers (``lr_multipliers``)."""
+
+
+@keras.saving.register_keras_serializable(package="omnifuse")
+class ScaledAdamW(_RateScaled, keras.optimizers.AdamW):
+    """AdamW with per-layer learning-rate multipliers (``lr_multipliers``)."""
+
+
+@keras.saving.register_keras_serializable(package="omnifuse")
+class ScaledSGD(_RateScaled, keras.optimizers.SGD):
+    """SGD with per-layer learning-rate multipliers (``lr_multipliers``)."""

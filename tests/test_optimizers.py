@@ -52,3 +52,29 @@ def test_a_model_with_an_embedding_trains_and_reloads_with_the_lazy_optimizer(tm
     loaded = keras.saving.load_model(tmp_path / "m.keras")
     assert isinstance(loaded.optimizer, LazyAdam)
     np.testing.assert_allclose(loaded.predict(x, verbose=0), model.predict(x, verbose=0), rtol=1e-6)
+
+
+@pytest.mark.parametrize("name", ["ScaledAdam", "ScaledAdamW", "ScaledSGD", "LazyAdam"])
+def test_learning_rate_multipliers_per_layer(name):
+    """A layer whose path starts with a prefix in lr_multipliers moves that many times as far in one step."""
+    import numpy as np
+
+    from omnifuse import optimizers
+
+    x = keras.Input((3,))
+    slow = keras.layers.Dense(2, name="slow", kernel_initializer="ones")
+    fast = keras.layers.Dense(2, name="fast", kernel_initializer="ones")
+    model = keras.Model(x, fast(x) + slow(x))
+    extra = {"weight_decay": 0.0} if name == "ScaledAdamW" else {}  # decay would move both layers alike
+    opt = getattr(optimizers, name)(learning_rate=0.01, lr_multipliers={"slow/": 0.1}, **extra)
+    model.compile(opt, "mse")
+    before = {v.path: np.array(v) for v in model.trainable_variables}
+    model.train_on_batch(np.ones((4, 3), "float32"), np.zeros((4, 2), "float32"))
+    moved = {
+        p: np.abs(np.array(v) - before[v.path]).max() for v in model.trainable_variables for p in [v.path]
+    }
+    # both layers get the same gradient: the slow one moves a tenth as far
+    np.testing.assert_allclose(moved["slow/kernel"], 0.1 * moved["fast/kernel"], rtol=1e-3)
+    assert moved["fast/kernel"] > 0
+    again = keras.optimizers.deserialize(keras.optimizers.serialize(opt))
+    assert again.lr_multipliers == {"slow/": 0.1}
