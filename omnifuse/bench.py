@@ -53,6 +53,7 @@ from omnifuse.bench_report import (  # noqa: F401  (re-exported: the tables are 
     update_results,
 )
 from omnifuse.errors import OmnifuseError
+from omnifuse.rundir import atomic_write_json
 
 # A suite is a named list of runs (label, preset, overrides) benchmarked together; add one with one line.
 FSDD_SPEAKERS = (
@@ -468,18 +469,15 @@ class EpochRecorder(keras.callbacks.Callback):
 
     def _accuracies(self) -> tuple[dict[str, float], dict[str, list[float]]]:
         """Per task the test accuracy, and for an ensemble per task each member's (else an empty dict)."""
-        from omnifuse.evaluation import member_accuracy
+        from omnifuse.metrics import member_accuracy, task_accuracy
 
         is_stream = not isinstance(self.test_inputs, (np.ndarray, dict, list, tuple))
         kwargs = {} if is_stream else {"batch_size": self.batch_size}
         out = self.model.predict(self.test_inputs, verbose=0, **kwargs)
         if not isinstance(out, dict):
             out = {next(iter(self.test_labels)): out}
-        accuracy = {}
-        for task, labels in self.test_labels.items():
-            probs, keep = np.asarray(out[task]), labels >= 0
-            pred = (probs[:, 0] > 0.5).astype(int) if probs.shape[-1] == 1 else probs.argmax(axis=-1)
-            accuracy[task] = float(np.mean(pred[keep] == labels[keep])) if keep.any() else float("nan")
+        found = task_accuracy(out, self.test_labels)
+        accuracy = {task: float("nan") if value is None else value for task, value in found.items()}
         return accuracy, member_accuracy(out, self.test_labels)
 
     def summary(self, batch_size: int) -> dict[str, Any]:
@@ -559,9 +557,7 @@ def finish_reference(
 def write_json(path: str | Path, record: dict[str, Any]) -> None:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(record, indent=2, default=_plain) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
+    atomic_write_json(path, record, default=_plain)
 
 
 def _plain(value):

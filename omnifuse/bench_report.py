@@ -9,12 +9,13 @@ robustness table for the runs evaluated on several modalities) and the README's 
 from __future__ import annotations
 
 import json
-import os
 import sys
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from omnifuse.rundir import atomic_write_text
 
 BEGIN, END = "<!-- bench:begin -->", "<!-- bench:end -->"
 README_BEGIN, README_END = "<!-- results:begin -->", "<!-- results:end -->"  # the README's summary table
@@ -341,9 +342,7 @@ def _replace_region(path: Path, begin: str, end: str, body: str, new_file: str |
     else:
         return False
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
+    atomic_write_text(path, text)
     return True
 
 

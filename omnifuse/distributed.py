@@ -39,6 +39,7 @@ from typing import Any
 import numpy as np
 
 from omnifuse.errors import OmnifuseError
+from omnifuse.rundir import atomic_write, atomic_write_text, free_run_dir, read_meta
 
 DISTRIBUTIONS = ("none", "mirrored", "multi_worker")
 BACKUP = "backup"
@@ -168,8 +169,6 @@ class Distribution:
         Every worker of a run must name the same run directory (default ``runs_root/<name>``, not made unique, so
         that a restarted worker finds its run): the chief writes the run there, the others only their backups.
         """
-        from omnifuse.training import atomic_write_text, read_meta
-
         self.run_dir = Path(run_dir) if run_dir is not None else Path(runs_root) / cfg.name
         # the cluster's addresses and this worker's index are how the run was started, not what it is
         config_toml = cfg.replace({"train.workers": [], "train.worker_index": 0}).to_toml()
@@ -418,13 +417,9 @@ def save_backup(model, folder: Path, epochs_done: int, progress: dict[str, Any])
     Weights go to a new file first and ``state.json`` is replaced last, so a kill at any point leaves the previous
     backup usable; the last two are kept.
     """
-    from omnifuse.training import atomic_write_text
-
     folder.mkdir(parents=True, exist_ok=True)
     name = f"epoch-{epochs_done}.weights.h5"
-    tmp = folder / f".{name[: -len('.weights.h5')]}.tmp.weights.h5"
-    model.save_weights(tmp)
-    os.replace(tmp, folder / name)
+    atomic_write(folder / name, model.save_weights)
     state = _read_state(folder)
     state[str(epochs_done)] = {"weights": name, "progress": json.loads(json.dumps(progress))}
     keep = sorted(state, key=int)[-_KEEP_BACKUPS:]
@@ -443,8 +438,6 @@ def _trim_csv(path: Path, epochs: int) -> None:
         return
     kept = [rows[0]] + [r for r in rows[1:] if r and int(r[0]) < epochs]
     if len(kept) != len(rows):
-        from omnifuse.training import atomic_write_text
-
         buf = io.StringIO(newline="")
         csv.writer(buf).writerows(kept)
         atomic_write_text(path, buf.getvalue())
@@ -544,11 +537,7 @@ def launch(
     overrides = list(overrides or [])
     cfg = load_config(config, overrides)  # a bad key fails here, once, not in every worker
     if run_dir is None:
-        root, n = Path(runs_root), 1
-        run_dir = root / cfg.name
-        while run_dir.exists():
-            n += 1
-            run_dir = root / f"{cfg.name}-{n}"
+        run_dir = free_run_dir(runs_root, cfg.name)
     run_dir = Path(run_dir)
     env = {k: v for k, v in os.environ.items() if k != "TF_CONFIG"}
     env["PYTHONUNBUFFERED"] = "1"

@@ -30,20 +30,22 @@ import keras
 import numpy as np
 
 from omnifuse import pipeline
-from omnifuse.models import WEIGHTS_OUTPUT, mask_name, member_outputs
-from omnifuse.precision import load_model
-from omnifuse.training import atomic_write_text, load_datasets, read_meta, read_run_config
+from omnifuse.metrics import accuracy, member_accuracy, task_accuracy
+from omnifuse.modelio import load_model
+from omnifuse.names import WEIGHTS_OUTPUT, mask_name
+from omnifuse.rundir import atomic_write, atomic_write_text, read_meta, read_run_config
+from omnifuse.training import load_datasets
 
 
 def task_metrics(y_true: np.ndarray, probs: np.ndarray, classes: list[str]) -> dict[str, Any]:
     """Accuracy, macro-F1, ROC-AUC (binary: positive class; multi-class: one-vs-rest macro) and the confusion matrix."""
-    from sklearn.metrics import accuracy_score, confusion_matrix, f1_score, roc_auc_score
+    from sklearn.metrics import confusion_matrix, f1_score, roc_auc_score
 
     y_pred = probs.argmax(axis=1)
     labels = list(range(len(classes)))
     out = {
         "n": int(len(y_true)),
-        "accuracy": float(accuracy_score(y_true, y_pred)),
+        "accuracy": accuracy(probs, y_true),
         "macro_f1": float(f1_score(y_true, y_pred, labels=labels, average="macro", zero_division=0)),
         "confusion": confusion_matrix(y_true, y_pred, labels=labels).tolist(),
     }
@@ -73,10 +75,8 @@ def _confusion_png(path: Path, matrix: list[list[int]], classes: list[str], titl
     )
     ax.set_title(title)
     fig.tight_layout()
-    tmp = path.with_name(f".{path.name}.tmp.png")
-    fig.savefig(tmp, dpi=110)
+    atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=110))
     plt.close(fig)
-    tmp.replace(path)
 
 
 NOISE_LEVELS = (
@@ -195,26 +195,6 @@ def _unsorted(values: np.ndarray, order: np.ndarray) -> np.ndarray:
     return back
 
 
-def _accuracy(out: dict[str, np.ndarray], tasks: dict[str, np.ndarray], rows: np.ndarray) -> dict[str, float]:
-    accuracy = {}
-    for task, labels in tasks.items():
-        keep = (labels >= 0) & rows
-        hits = out[task][keep].argmax(axis=1) == labels[keep]
-        accuracy[task] = float(hits.mean()) if keep.any() else None
-    return accuracy
-
-
-def member_accuracy(out: dict[str, np.ndarray], labels: dict[str, np.ndarray]) -> dict[str, list[float]]:
-    """An ensemble's (``model.members`` > 1) test accuracy of each member alone, per task in ``labels``, in member
-    order; rows labelled -1 (no label for that task) are left out. Empty for a single model."""
-    found: dict[str, list[float]] = {}
-    for name, task in member_outputs(list(out), labels).items():
-        keep = labels[task] >= 0
-        hits = np.asarray(out[name])[keep].argmax(axis=-1) == labels[task][keep]
-        found.setdefault(task, []).append(float(hits.mean()) if keep.any() else float("nan"))
-    return found
-
-
 def _mean_weights(out: dict[str, np.ndarray], modalities: list[str]) -> dict[str, float] | None:
     if WEIGHTS_OUTPUT not in out:
         return None
@@ -273,7 +253,7 @@ def _robustness(model, feed, out, tasks, part, present, prepared, batch_size) ->
                     {
                         "modalities": list(subset),
                         "n": int(rows.sum()),
-                        "accuracy": _accuracy(got, tasks, rows),
+                        "accuracy": task_accuracy(got, tasks, rows),
                         "weights": _mean_weights(got, modalities),
                     }
                 )
@@ -290,7 +270,7 @@ def _robustness(model, feed, out, tasks, part, present, prepared, batch_size) ->
                 if level == 0
                 else _predict(model, {**feed, m: corrupt(feed[m], kind, level, rng)}, batch_size)
             )
-            for task, acc in _accuracy(got, tasks, everyone).items():
+            for task, acc in task_accuracy(got, tasks, everyone).items():
                 curve["accuracy"].setdefault(task, []).append(acc)
             for name, w in (_mean_weights(got, modalities) or {}).items():
                 curve["weights"].setdefault(name, []).append(w)
@@ -348,11 +328,9 @@ def _pyplot():
 
 
 def _save(fig, path: Path) -> str:
-    tmp = path.with_name(f".{path.name}.tmp.png")
     fig.tight_layout()
-    fig.savefig(tmp, dpi=110)
+    atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=110))
     _pyplot().close(fig)
-    tmp.replace(path)
     return path.name
 
 

@@ -21,74 +21,18 @@ from keras import layers, ops
 from omnifuse.config import Config
 from omnifuse.encoders.image.augment import ImageAugment
 from omnifuse.errors import OmnifuseError
+from omnifuse.names import (
+    WEIGHTS_OUTPUT,
+    mask_name,
+    member_name,
+    member_outputs,
+    unimodal_name,
+    unimodal_outputs,
+)
 from omnifuse.optimizers import LazyAdam, LazyAdamW, LazySGD
 from omnifuse.precision import precision_scope
 from omnifuse.preprocessing import standardize_text
 from omnifuse.registry import AUDIO_ENCODERS, FUSIONS, IMAGE_ENCODERS, TABULAR_ENCODERS, TEXT_ENCODERS, lookup
-
-WEIGHTS_OUTPUT = "modality_weights"
-
-
-def unimodal_name(task: str, modality: str) -> str:
-    """The output of ``task``'s auxiliary head on ``modality`` alone (``train.unimodal_loss``)."""
-    return f"{task}__{modality}"
-
-
-MEMBER_SEPARATOR = "__member"
-
-
-def member_name(name: str, member: int) -> str:
-    """The output (or layer) ``name`` of ensemble member ``member`` (1, 2, ...; ``model.members`` > 1)."""
-    return f"{name}{MEMBER_SEPARATOR}{member}"
-
-
-def _split_member(name: str) -> tuple[str, int | None]:
-    """``"sentiment__member2"`` -> ``("sentiment", 2)``; a name without a member suffix -> ``(name, None)``."""
-    base, sep, index = name.rpartition(MEMBER_SEPARATOR)
-    if sep and base and index.isdigit():
-        return base, int(index)
-    return name, None
-
-
-def member_index(name: str) -> int:
-    """The member number of an ensemble member's output name (``"sentiment__member2"`` -> 2)."""
-    member = _split_member(name)[1]
-    if member is None:
-        raise ValueError(f"Expected an ensemble member's output name (<task>__member<i>). Received: {name!r}")
-    return member
-
-
-def unimodal_outputs(output_names, tasks) -> dict[str, tuple[str, str]]:
-    """The model's auxiliary unimodal outputs: output name -> (task, modality), an ensemble member's included."""
-    out = {}
-    for name in output_names:
-        base, _ = _split_member(name)
-        task, sep, modality = base.partition("__")
-        if sep and task in tasks and modality:
-            out[name] = (task, modality)
-    return out
-
-
-def member_outputs(output_names, tasks) -> dict[str, str]:
-    """An ensemble's per-member task outputs (``model.members`` > 1): output name -> task."""
-    out = {}
-    for name in output_names:
-        base, member = _split_member(name)
-        if member is not None and base in tasks:
-            out[name] = base
-    return out
-
-
-def auxiliary_outputs(output_names, tasks) -> dict[str, tuple[str, str | None]]:
-    """Every output trained with its own loss beside the task outputs: output -> (task, modality whose presence
-    it needs, or None). Unimodal heads (``train.unimodal_loss``) and the members of an ensemble (``model.members``)."""
-    out: dict[str, tuple[str, str | None]] = dict(unimodal_outputs(output_names, tasks))
-    out.update({name: (task, None) for name, task in member_outputs(output_names, tasks).items()})
-    return out
-
-
-def mask_name(modality: str) -> str:
-    return f"{modality}_mask"
 
 
 @keras.saving.register_keras_serializable(package="omnifuse")

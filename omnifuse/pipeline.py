@@ -18,7 +18,7 @@ from omnifuse.config import Config
 from omnifuse.data import Dataset, Split
 from omnifuse.data.splits import holdout
 from omnifuse.errors import OmnifuseError
-from omnifuse.models import WEIGHTS_OUTPUT, mask_name
+from omnifuse.names import WEIGHTS_OUTPUT, mask_name
 
 
 @dataclass
@@ -360,7 +360,7 @@ def stream(
     ``modality_dropout``: see :func:`drop_modalities`; ``modality_noise``: see :func:`corrupt_modalities` (both for
     the training stream only; corruption comes first, so a dropped modality is blank, not noisy).
     ``auxiliary``: the model's outputs trained beside its tasks (output -> (task, modality or None), see
-    :func:`omnifuse.models.auxiliary_outputs`); each gets its task's labels, and one that names a modality gets -1
+    :func:`omnifuse.names.auxiliary_outputs`); each gets its task's labels, and one that names a modality gets -1
     where that modality is absent (after dropout).
     ``length_buckets``: with ``shuffle``, a split with texts is batched by length (see :func:`_length_batches`).
     """

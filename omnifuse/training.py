@@ -10,7 +10,6 @@ up after the last completed epoch.
 from __future__ import annotations
 
 import json
-import os
 import time
 import warnings
 from pathlib import Path
@@ -20,19 +19,12 @@ import keras
 import numpy as np
 
 from omnifuse import distributed, pipeline
-from omnifuse.config import Config, from_dict, read_toml
+from omnifuse.config import Config
 from omnifuse.errors import OmnifuseError
-from omnifuse.models import (
-    WEIGHTS_OUTPUT,
-    MemberMean,
-    auxiliary_outputs,
-    balanced_class_weights,
-    build_model,
-    compile_model,
-    member_index,
-    member_outputs,
-)
-from omnifuse.precision import load_model
+from omnifuse.modelio import load_model
+from omnifuse.models import MemberMean, balanced_class_weights, build_model, compile_model
+from omnifuse.names import WEIGHTS_OUTPUT, auxiliary_outputs, member_index, member_outputs
+from omnifuse.rundir import atomic_write, atomic_write_text, new_run_dir, read_meta, read_run_config
 
 CHECKPOINTS = "checkpoints"
 
@@ -42,40 +34,8 @@ warnings.filterwarnings("ignore", message="Your input ran out of data")
 warnings.filterwarnings("ignore", message="`shuffle=True` was passed")
 
 
-def atomic_write_text(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
-
-
 def atomic_save_model(model: keras.Model, path: Path) -> None:
-    tmp = path.with_name(f".{path.stem}.tmp.keras")
-    model.save(tmp)
-    os.replace(tmp, path)
-
-
-def read_meta(run_dir: Path) -> dict[str, Any]:
-    path = Path(run_dir) / "meta.json"
-    if not path.is_file():
-        raise OmnifuseError(f"Expected a run directory with meta.json. Received: '{run_dir}' (no meta.json)")
-    return json.loads(path.read_text(encoding="utf-8"))
-
-
-def read_run_config(run_dir: Path) -> Config:
-    path = Path(run_dir) / "config.toml"
-    if not path.is_file():
-        raise OmnifuseError(f"Expected a run directory with config.toml. Received: '{run_dir}'")
-    return from_dict(read_toml(path), str(path))
-
-
-def new_run_dir(root: Path, name: str) -> Path:
-    root.mkdir(parents=True, exist_ok=True)
-    path, n = root / name, 1
-    while path.exists():
-        n += 1
-        path = root / f"{name}-{n}"
-    path.mkdir()
-    return path
+    atomic_write(path, model.save)
 
 
 class _EpochTimer(keras.callbacks.Callback):

@@ -11,15 +11,8 @@ from fixtures import write_aclimdb
 import omnifuse
 from omnifuse.config import Config
 from omnifuse.errors import OmnifuseError
-from omnifuse.models import (
-    WEIGHTS_OUTPUT,
-    auxiliary_outputs,
-    build_model,
-    compile_model,
-    member_name,
-    member_outputs,
-    unimodal_outputs,
-)
+from omnifuse.models import build_model, compile_model
+from omnifuse.names import WEIGHTS_OUTPUT, auxiliary_outputs, member_name, member_outputs, unimodal_outputs
 
 TEXTS = ["a wonderful moving film", "dull and far too long", "great acting", "awful plot and worse lines"] * 4
 TEXT_CFG = [
@@ -225,7 +218,7 @@ def test_fit_member_weights_needs_a_validation_split(tmp_path):
 
 
 def test_member_accuracy_scores_each_member_and_skips_unlabelled_rows():
-    from omnifuse.evaluation import member_accuracy
+    from omnifuse.metrics import member_accuracy
 
     labels = {"sentiment": np.array([0, 1, 1, -1]), "topic": np.array([2, 0, -1, -1])}
     one_hot = np.eye(3)
