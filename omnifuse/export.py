@@ -24,8 +24,8 @@ import keras
 import numpy as np
 
 from omnifuse.errors import OmnifuseError
+from omnifuse.model.branch import ModalityBranch
 from omnifuse.modelio import load_model
-from omnifuse.models import ModalityBranch
 from omnifuse.names import WEIGHTS_OUTPUT, mask_name
 from omnifuse.predictor import Predictor
 from omnifuse.rundir import atomic_write_text, read_run_config

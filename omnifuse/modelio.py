@@ -29,7 +29,9 @@ import omnifuse.fusion.cross_attention  # noqa: F401
 import omnifuse.fusion.gated  # noqa: F401
 import omnifuse.fusion.late  # noqa: F401
 import omnifuse.fusion.tensor  # noqa: F401
-import omnifuse.models  # noqa: F401
+import omnifuse.model.branch  # noqa: F401
+import omnifuse.model.ensemble  # noqa: F401
+import omnifuse.model.heads  # noqa: F401
 import omnifuse.optimizers  # noqa: F401
 import omnifuse.preprocessing  # noqa: F401
 from omnifuse.precision import POLICIES, check_precision, precision_scope

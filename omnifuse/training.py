@@ -21,8 +21,11 @@ import numpy as np
 from omnifuse import distributed, pipeline
 from omnifuse.config import Config
 from omnifuse.errors import OmnifuseError
+from omnifuse.model.builder import build_model
+from omnifuse.model.compile import compile_model
+from omnifuse.model.ensemble import MemberMean
+from omnifuse.model.heads import balanced_class_weights
 from omnifuse.modelio import load_model
-from omnifuse.models import MemberMean, balanced_class_weights, build_model, compile_model
 from omnifuse.names import WEIGHTS_OUTPUT, auxiliary_outputs, member_index, member_outputs
 from omnifuse.rundir import atomic_write, atomic_write_text, new_run_dir, read_meta, read_run_config
 

@@ -347,7 +347,7 @@ def test_the_pytorch_reference_trains_the_step_overhead_suites_network():
     import numpy as np
 
     from omnifuse.config import load_config
-    from omnifuse.models import build_model
+    from omnifuse.model.builder import build_model
 
     (_, preset, overrides), (_, preset_xla, overrides_xla) = bench.SUITES["step-overhead"]
     assert (preset_xla, overrides_xla) == (preset, [*overrides, "train.jit_compile=true"])
@@ -510,8 +510,8 @@ def test_batch_norm_beta_grad_scale_multiplies_only_betas_gradient():
 
 def test_unprojected_concat_and_a_scaled_bias_free_head_train_save_and_load(data_dir, tmp_path):
     from omnifuse.config import from_dict, read_toml
+    from omnifuse.model.heads import ScaledSoftmax
     from omnifuse.modelio import load_model
-    from omnifuse.models import ScaledSoftmax
     from omnifuse.training import train
 
     (tmp_path / "tiny.toml").write_text(TINY)

@@ -11,7 +11,8 @@ from fixtures import write_aclimdb
 import omnifuse
 from omnifuse.config import Config
 from omnifuse.errors import OmnifuseError
-from omnifuse.models import build_model, compile_model
+from omnifuse.model.builder import build_model
+from omnifuse.model.compile import compile_model
 from omnifuse.names import WEIGHTS_OUTPUT, auxiliary_outputs, member_name, member_outputs, unimodal_outputs
 
 TEXTS = ["a wonderful moving film", "dull and far too long", "great acting", "awful plot and worse lines"] * 4
@@ -182,7 +183,7 @@ def test_member_overrides_are_checked(overrides, match):
 
 
 def test_member_weights_are_fitted_to_the_better_member_on_held_out_data():
-    from omnifuse.models import MemberMean
+    from omnifuse.model.ensemble import MemberMean
     from omnifuse.training import fit_member_weights
 
     # member 1 is right on every sample (confident), member 2 wrong on half of them: the fit trusts member 1
@@ -235,7 +236,7 @@ def test_member_accuracy_scores_each_member_and_skips_unlabelled_rows():
 
 
 def test_fitted_member_weights_weight_the_modality_weights_of_a_multimodal_ensemble_alike():
-    from omnifuse.models import MemberMean
+    from omnifuse.model.ensemble import MemberMean
 
     model = _model(2, {"text": "text", "tabular": "numbers"})
     means = [layer for layer in model.layers if isinstance(layer, MemberMean)]

@@ -11,7 +11,13 @@ import pytest
 PACKAGE = Path(__file__).resolve().parents[1] / "omnifuse"
 
 # what data, encoders, fusions, modalities, weights and the base modules must never reach for
-UPPER = ("omnifuse.model", "omnifuse.models", "omnifuse.training", "omnifuse.pipeline", "omnifuse.evaluation")
+UPPER = (
+    "omnifuse.model",
+    "omnifuse.modelio",
+    "omnifuse.training",
+    "omnifuse.pipeline",
+    "omnifuse.evaluation",
+)
 UPPER += ("omnifuse.bench", "omnifuse.bench_report", "omnifuse.serving", "omnifuse.cli", "omnifuse.predictor")
 LOWER = ("omnifuse.data", "omnifuse.encoders", "omnifuse.fusion", "omnifuse.modalities", "omnifuse.weights")
 LOWER += ("omnifuse.names", "omnifuse.rundir", "omnifuse.errors", "omnifuse.metrics")
@@ -28,7 +34,7 @@ MODULES = {_module_name(p): p for p in sorted(PACKAGE.rglob("*.py"))}
 
 
 def _resolve(name: str) -> str | None:
-    """The omnifuse module ``name`` is, or is inside (``omnifuse.models.X`` -> ``omnifuse.models``)."""
+    """The omnifuse module ``name`` is, or is inside (``omnifuse.pipeline.stream`` -> ``omnifuse.pipeline``)."""
     while name and name not in MODULES:
         name = name.rpartition(".")[0]
     # the bare package is a lazy facade (its names import their module on first use): importing it is no arrow

@@ -8,7 +8,7 @@ import pytest
 
 from omnifuse import registry
 from omnifuse.config import ImageConfig, TabularConfig, TextConfig
-from omnifuse.models import ModalityBranch
+from omnifuse.model.branch import ModalityBranch
 
 SMALL_IMAGE = {
     "cnn": dict(filters=(4, 8), dense_units=16, batchnorm=True, dropout=0.1),
@@ -193,7 +193,7 @@ def test_unprojected_attention_passes_the_widest_modality_on_and_projects_the_na
 def test_fusion_normalize_is_an_attention_option_and_named_elsewhere():
     from omnifuse.config import Config
     from omnifuse.errors import OmnifuseError
-    from omnifuse.models import build_model
+    from omnifuse.model.builder import build_model
 
     tasks = {"y": ["a", "b"]}
     cfg = Config().replace(["model.fusion=attention", "model.fusion_normalize=true"])
@@ -259,7 +259,7 @@ def test_nb_encoder_nbsvm_fit_separates_the_training_texts_and_stays_fixed():
 
 def test_rnn_nb_model_learns_ngram_ratios_from_training_labels():
     from omnifuse.config import load_config
-    from omnifuse.models import build_model
+    from omnifuse.model.builder import build_model
 
     cfg = load_config(
         "imdb-lstm",

@@ -13,8 +13,9 @@ from omnifuse import registry
 from omnifuse.config import load_config
 from omnifuse.encoders.audio import AudioCNN
 from omnifuse.encoders.layers import BatchNormalization, apply_layers
+from omnifuse.model.branch import ModalityBranch
+from omnifuse.model.builder import build_model
 from omnifuse.modelio import load_model
-from omnifuse.models import ModalityBranch, build_model
 from omnifuse.precision import model_precision, precision_scope
 
 AUDIO_CASE = pytest.param(
