@@ -576,7 +576,7 @@ def _test_stream(prepared, batch_size: int):
     for part in prepared.parts:
         texts = pipeline.text_inputs(part.test.inputs, prepared.modalities)
         tests.append(part.test.take(pipeline.length_order(texts)) if texts else part.test)
-    ds, _ = pipeline.stream(prepared, tests, batch_size, False, 0, False)
+    ds, _ = pipeline.stream(prepared, tests, batch_size=batch_size)
     labels = {
         task: np.concatenate(
             [np.asarray(s.labels.get(task, np.full(len(s), -1)), dtype=np.int64) for s in tests if len(s)]

@@ -38,6 +38,7 @@ from typing import Any
 
 import numpy as np
 
+from omnifuse import keras_compat
 from omnifuse.errors import OmnifuseError
 from omnifuse.rundir import atomic_write, atomic_write_text, free_run_dir, read_meta
 
@@ -249,15 +250,9 @@ class Distribution:
         by one epoch), and the model is told to take the strategy from the enclosing ``scope()`` (Keras's own
         fallback), which makes Keras skip that step; ``fit`` must then run inside ``scope()``.
         """
-        if not (hasattr(model, "_symbolic_build") and hasattr(model, "_distribute_strategy")):
-            raise OmnifuseError(
-                "This Keras version cannot be used with train.distribution "
-                f'{self.kind!r} (its trainer changed); use train.distribution = "none".'
-            )
-        with self.strategy.scope():
-            model._symbolic_build(data_batch=element_spec)
-            model._distribute_strategy = None
-            if self._backup_weights is not None:
+        keras_compat.build_under_strategy(model, self.strategy, element_spec)
+        if self._backup_weights is not None:
+            with self.strategy.scope():
                 model.load_weights(self._backup_weights)
 
     def scope(self):
@@ -361,7 +356,7 @@ def setup(train) -> Distribution | None:
             "multi_worker training must set up TensorFlow's cluster before TensorFlow runs anything in the "
             f"process; start it in a fresh process (omnifuse train / omnifuse launch). ({exc})"
         ) from None
-    _reduce_scalars_without_axis(strategy)
+    keras_compat.reduce_scalars_without_axis(strategy)
     task = spec["task"]
     return Distribution(
         kind,
@@ -370,26 +365,6 @@ def setup(train) -> Distribution | None:
         task=f"{task['type']}-{int(task.get('index', 0))}",
         workers=sum(len(v) for v in spec["cluster"].values()),
     )
-
-
-def _reduce_scalars_without_axis(strategy) -> None:
-    """Let ``strategy.reduce(op, scalar, axis=0)`` reduce the scalar across replicas.
-
-    Keras 3 averages every step's logs (scalars) over the workers with ``reduce("MEAN", value, axis=0)``, which
-    MultiWorkerMirroredStrategy rejects for a scalar ("Invalid reduction dimension 0 for input with 0 dimensions",
-    tensorflow/tensorflow#72388). With no axis the result is the same mean over the replicas.
-    """
-    reduce = strategy.reduce
-
-    def reduce_scalars(reduce_op, value, axis=None):
-        local = strategy.experimental_local_results(value)
-        if axis is not None and all(
-            getattr(v, "shape", None) is not None and v.shape.rank == 0 for v in local
-        ):
-            axis = None
-        return reduce(reduce_op, value, axis=axis)
-
-    strategy.reduce = reduce_scalars
 
 
 def check_resume(train) -> None:

@@ -21,6 +21,8 @@ from keras import layers
 from omnifuse.config import Config
 from omnifuse.encoders.image.augment import ImageAugment
 from omnifuse.errors import OmnifuseError
+from omnifuse.modalities import kind as modality_kind
+from omnifuse.modalities import sample_shape
 from omnifuse.model.branch import ModalityBranch
 from omnifuse.model.ensemble import MemberMean, member_configs
 from omnifuse.model.heads import head
@@ -167,22 +169,14 @@ def _build_model(cfg, modalities, tasks, texts, image_shape, numbers, images, te
         raise OmnifuseError(f"Expected model.members to be an integer >= 1. Received: {members!r}")
     inputs = {}
     for name, kind in sorted(modalities.items()):
-        if kind == "image":
-            inputs[name] = keras.Input(shape=tuple(image_shape), name=name, dtype="uint8")
-        elif kind == "text":
-            if texts is None:
-                raise ValueError("build_model needs `texts` to learn the vocabulary of a text modality.")
-            inputs[name] = keras.Input(shape=(), name=name, dtype="string")
-        elif kind == "audio":
-            inputs[name] = keras.Input(shape=(cfg.data.num_samples,), name=name, dtype="float32")
-        elif kind == "numbers":
-            if numbers is None or name not in numbers:
-                raise ValueError(f"build_model needs `numbers[{name!r}]`, the training rows of {name!r}.")
-            inputs[name] = keras.Input(shape=(numbers[name].shape[1],), name=name, dtype="float32")
-        else:
-            raise ValueError(
-                f"Unsupported modality kind {kind!r} for {name!r}. Supported: image, text, audio, numbers"
-            )
+        rule = modality_kind(kind, name)
+        if kind == "text" and texts is None:
+            raise ValueError("build_model needs `texts` to learn the vocabulary of a text modality.")
+        if kind == "numbers" and (numbers is None or name not in numbers):
+            raise ValueError(f"build_model needs `numbers[{name!r}]`, the training rows of {name!r}.")
+        width = numbers[name].shape[1] if kind == "numbers" else 0
+        shape = sample_shape(kind, image_shape=image_shape, num_samples=cfg.data.num_samples, width=width)
+        inputs[name] = keras.Input(shape=shape, name=name, dtype=rule.DTYPE)
         inputs[mask_name(name)] = keras.Input(shape=(), name=mask_name(name), dtype="float32")
     data = dict(texts=texts, numbers=numbers, images=images, text_labels=text_labels)
     configs = member_configs(cfg)

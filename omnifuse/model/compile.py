@@ -8,6 +8,7 @@ import keras
 
 from omnifuse.config import Config
 from omnifuse.errors import OmnifuseError
+from omnifuse.keras_compat import all_layers
 from omnifuse.model.heads import MaskedAccuracy, MaskedSparseCrossentropy
 from omnifuse.names import mask_name, member_outputs, unimodal_outputs
 from omnifuse.optimizers import LazyAdam, LazyAdamW, LazySGD
@@ -82,9 +83,7 @@ def compile_model(
         losses[name] = MaskedSparseCrossentropy(t.label_smoothing, (class_weights or {}).get(task))
         weights[name] = float(t.unimodal_loss)
     if t.jit_compile:
-        blocking = sorted(
-            {type(layer).__name__ for layer in model._flatten_layers() if not layer.supports_jit}
-        )
+        blocking = sorted({type(layer).__name__ for layer in all_layers(model) if not layer.supports_jit})
         if blocking:
             raise OmnifuseError(
                 f"train.jit_compile = true, but XLA cannot compile these layers of the model: {', '.join(blocking)}. "
