@@ -28,7 +28,7 @@ _LAZY = {
     "TrainConfig": "omnifuse.config",
     "load_config": "omnifuse.config",
     "OmnifuseError": "omnifuse.errors",
-    "build_model": "omnifuse.models",
+    "build_model": "omnifuse.model.builder",
     "Predictor": "omnifuse.predictor",
     "load": "omnifuse.predictor",
 }

@@ -38,7 +38,9 @@ from typing import Any
 
 import numpy as np
 
+from omnifuse import keras_compat
 from omnifuse.errors import OmnifuseError
+from omnifuse.rundir import atomic_write, atomic_write_text, free_run_dir, read_meta
 
 DISTRIBUTIONS = ("none", "mirrored", "multi_worker")
 BACKUP = "backup"
@@ -168,8 +170,6 @@ class Distribution:
         Every worker of a run must name the same run directory (default ``runs_root/<name>``, not made unique, so
         that a restarted worker finds its run): the chief writes the run there, the others only their backups.
         """
-        from omnifuse.training import atomic_write_text, read_meta
-
         self.run_dir = Path(run_dir) if run_dir is not None else Path(runs_root) / cfg.name
         # the cluster's addresses and this worker's index are how the run was started, not what it is
         config_toml = cfg.replace({"train.workers": [], "train.worker_index": 0}).to_toml()
@@ -250,15 +250,9 @@ class Distribution:
         by one epoch), and the model is told to take the strategy from the enclosing ``scope()`` (Keras's own
         fallback), which makes Keras skip that step; ``fit`` must then run inside ``scope()``.
         """
-        if not (hasattr(model, "_symbolic_build") and hasattr(model, "_distribute_strategy")):
-            raise OmnifuseError(
-                "This Keras version cannot be used with train.distribution "
-                f'{self.kind!r} (its trainer changed); use train.distribution = "none".'
-            )
-        with self.strategy.scope():
-            model._symbolic_build(data_batch=element_spec)
-            model._distribute_strategy = None
-            if self._backup_weights is not None:
+        keras_compat.build_under_strategy(model, self.strategy, element_spec)
+        if self._backup_weights is not None:
+            with self.strategy.scope():
                 model.load_weights(self._backup_weights)
 
     def scope(self):
@@ -362,7 +356,7 @@ def setup(train) -> Distribution | None:
             "multi_worker training must set up TensorFlow's cluster before TensorFlow runs anything in the "
             f"process; start it in a fresh process (omnifuse train / omnifuse launch). ({exc})"
         ) from None
-    _reduce_scalars_without_axis(strategy)
+    keras_compat.reduce_scalars_without_axis(strategy)
     task = spec["task"]
     return Distribution(
         kind,
@@ -371,26 +365,6 @@ def setup(train) -> Distribution | None:
         task=f"{task['type']}-{int(task.get('index', 0))}",
         workers=sum(len(v) for v in spec["cluster"].values()),
     )
-
-
-def _reduce_scalars_without_axis(strategy) -> None:
-    """Let ``strategy.reduce(op, scalar, axis=0)`` reduce the scalar across replicas.
-
-    Keras 3 averages every step's logs (scalars) over the workers with ``reduce("MEAN", value, axis=0)``, which
-    MultiWorkerMirroredStrategy rejects for a scalar ("Invalid reduction dimension 0 for input with 0 dimensions",
-    tensorflow/tensorflow#72388). With no axis the result is the same mean over the replicas.
-    """
-    reduce = strategy.reduce
-
-    def reduce_scalars(reduce_op, value, axis=None):
-        local = strategy.experimental_local_results(value)
-        if axis is not None and all(
-            getattr(v, "shape", None) is not None and v.shape.rank == 0 for v in local
-        ):
-            axis = None
-        return reduce(reduce_op, value, axis=axis)
-
-    strategy.reduce = reduce_scalars
 
 
 def check_resume(train) -> None:
@@ -418,13 +392,9 @@ def save_backup(model, folder: Path, epochs_done: int, progress: dict[str, Any])
     Weights go to a new file first and ``state.json`` is replaced last, so a kill at any point leaves the previous
     backup usable; the last two are kept.
     """
-    from omnifuse.training import atomic_write_text
-
     folder.mkdir(parents=True, exist_ok=True)
     name = f"epoch-{epochs_done}.weights.h5"
-    tmp = folder / f".{name[: -len('.weights.h5')]}.tmp.weights.h5"
-    model.save_weights(tmp)
-    os.replace(tmp, folder / name)
+    atomic_write(folder / name, model.save_weights)
     state = _read_state(folder)
     state[str(epochs_done)] = {"weights": name, "progress": json.loads(json.dumps(progress))}
     keep = sorted(state, key=int)[-_KEEP_BACKUPS:]
@@ -443,8 +413,6 @@ def _trim_csv(path: Path, epochs: int) -> None:
         return
     kept = [rows[0]] + [r for r in rows[1:] if r and int(r[0]) < epochs]
     if len(kept) != len(rows):
-        from omnifuse.training import atomic_write_text
-
         buf = io.StringIO(newline="")
         csv.writer(buf).writerows(kept)
         atomic_write_text(path, buf.getvalue())
@@ -544,11 +512,7 @@ def launch(
     overrides = list(overrides or [])
     cfg = load_config(config, overrides)  # a bad key fails here, once, not in every worker
     if run_dir is None:
-        root, n = Path(runs_root), 1
-        run_dir = root / cfg.name
-        while run_dir.exists():
-            n += 1
-            run_dir = root / f"{cfg.name}-{n}"
+        run_dir = free_run_dir(runs_root, cfg.name)
     run_dir = Path(run_dir)
     env = {k: v for k, v in os.environ.items() if k != "TF_CONFIG"}
     env["PYTHONUNBUFFERED"] = "1"

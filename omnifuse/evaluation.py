@@ -7,13 +7,14 @@ probabilities per task, the modalities used and, where the fusion has them, the 
 Robustness (on by default for a data set whose test samples have 2 or more modalities; ``robustness=True`` adds the
 corruption curves of single-modality data sets, ``False`` turns it off): the accuracy from every non-empty subset of
 the modalities (the others masked out, as a missing modality is), and under growing corruption of each modality in
-turn, with the mean modality weights beside it. Corruption is seeded by the data set, modality and level, so a
-report is reproducible:
+turn, with the mean modality weights beside it. Corruption is each kind's one rule (omnifuse/modalities/, the one
+``train.modality_noise`` trains with), seeded by the data set, modality and level, so a report is reproducible:
 
 - image, audio: added Gaussian noise whose standard deviation is ``level`` times the sample's own standard deviation
   (for audio, its RMS: levels 0.25, 0.5, 1, 2 are SNRs of 12, 6, 0 and -6 dB); images are clipped back to 0-255;
 - text: each whitespace token dropped with probability ``level``;
-- numbers: Gaussian noise of ``level`` times each column's standard deviation over the test split.
+- numbers: Gaussian noise of ``level`` times each column's standard deviation over the test split (empty cells
+  left out of it, and left empty).
 """
 
 from __future__ import annotations
@@ -30,20 +31,23 @@ import keras
 import numpy as np
 
 from omnifuse import pipeline
-from omnifuse.models import WEIGHTS_OUTPUT, mask_name, member_outputs
-from omnifuse.precision import load_model
-from omnifuse.training import atomic_write_text, load_datasets, read_meta, read_run_config
+from omnifuse.data.catalog import load_datasets
+from omnifuse.metrics import accuracy, member_accuracy, task_accuracy
+from omnifuse.modalities import kind as modality_kind
+from omnifuse.modelio import load_model
+from omnifuse.names import WEIGHTS_OUTPUT, mask_name
+from omnifuse.rundir import atomic_write, atomic_write_text, read_meta, read_run_config
 
 
 def task_metrics(y_true: np.ndarray, probs: np.ndarray, classes: list[str]) -> dict[str, Any]:
     """Accuracy, macro-F1, ROC-AUC (binary: positive class; multi-class: one-vs-rest macro) and the confusion matrix."""
-    from sklearn.metrics import accuracy_score, confusion_matrix, f1_score, roc_auc_score
+    from sklearn.metrics import confusion_matrix, f1_score, roc_auc_score
 
     y_pred = probs.argmax(axis=1)
     labels = list(range(len(classes)))
     out = {
         "n": int(len(y_true)),
-        "accuracy": float(accuracy_score(y_true, y_pred)),
+        "accuracy": accuracy(probs, y_true),
         "macro_f1": float(f1_score(y_true, y_pred, labels=labels, average="macro", zero_division=0)),
         "confusion": confusion_matrix(y_true, y_pred, labels=labels).tolist(),
     }
@@ -73,26 +77,8 @@ def _confusion_png(path: Path, matrix: list[list[int]], classes: list[str], titl
     )
     ax.set_title(title)
     fig.tight_layout()
-    tmp = path.with_name(f".{path.name}.tmp.png")
-    fig.savefig(tmp, dpi=110)
+    atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=110))
     plt.close(fig)
-    tmp.replace(path)
-
-
-NOISE_LEVELS = (
-    0.0,
-    0.25,
-    0.5,
-    1.0,
-    pipeline.MAX_NOISE,
-)  # noise std / the signal's std (image, audio, numbers)
-DROP_LEVELS = (0.0, 0.25, 0.5, 0.75, pipeline.MAX_DROP)  # share of text tokens dropped
-CORRUPTION = {
-    "image": ("Gaussian noise, std / image std", NOISE_LEVELS),
-    "audio": ("Gaussian noise, std / RMS", NOISE_LEVELS),
-    "numbers": ("Gaussian noise, std / column std", NOISE_LEVELS),
-    "text": ("token dropout rate", DROP_LEVELS),
-}
 
 
 def evaluate(
@@ -159,7 +145,7 @@ def evaluate(
 
 def _feed(prepared: pipeline.Prepared, split, batch_size: int) -> dict[str, np.ndarray]:
     """The model's input arrays for ``split`` (absent modalities filled, as in training), in sample order."""
-    ds, _ = pipeline.stream(prepared, [split], batch_size, False, 0, False)
+    ds, _ = pipeline.stream(prepared, [split], batch_size=batch_size)
     chunks: dict[str, list[np.ndarray]] = {}
     for x, _y in ds:
         for name, value in x.items():
@@ -195,26 +181,6 @@ def _unsorted(values: np.ndarray, order: np.ndarray) -> np.ndarray:
     return back
 
 
-def _accuracy(out: dict[str, np.ndarray], tasks: dict[str, np.ndarray], rows: np.ndarray) -> dict[str, float]:
-    accuracy = {}
-    for task, labels in tasks.items():
-        keep = (labels >= 0) & rows
-        hits = out[task][keep].argmax(axis=1) == labels[keep]
-        accuracy[task] = float(hits.mean()) if keep.any() else None
-    return accuracy
-
-
-def member_accuracy(out: dict[str, np.ndarray], labels: dict[str, np.ndarray]) -> dict[str, list[float]]:
-    """An ensemble's (``model.members`` > 1) test accuracy of each member alone, per task in ``labels``, in member
-    order; rows labelled -1 (no label for that task) are left out. Empty for a single model."""
-    found: dict[str, list[float]] = {}
-    for name, task in member_outputs(list(out), labels).items():
-        keep = labels[task] >= 0
-        hits = np.asarray(out[name])[keep].argmax(axis=-1) == labels[task][keep]
-        found.setdefault(task, []).append(float(hits.mean()) if keep.any() else float("nan"))
-    return found
-
-
 def _mean_weights(out: dict[str, np.ndarray], modalities: list[str]) -> dict[str, float] | None:
     if WEIGHTS_OUTPUT not in out:
         return None
@@ -230,32 +196,17 @@ def mask_out(feed: dict[str, np.ndarray], drop: list[str]) -> dict[str, np.ndarr
     return out
 
 
-def corrupt(values: np.ndarray, kind: str, level: float, rng: np.random.Generator) -> np.ndarray:
-    """``values`` (one modality, a batch) corrupted at ``level`` (rules in the module docstring)."""
+def corrupt(values: np.ndarray, kind: str, level: float, seed: tuple[int, int]) -> np.ndarray:
+    """``values`` (one modality, every test sample) corrupted at ``level`` by the kind's one rule (the one
+    ``train.modality_noise`` trains with, see omnifuse/modalities/), seeded by ``seed`` (2 ints)."""
+    import tensorflow as tf
+
     if level == 0:
         return values
-    if kind == "text":
-        out = []
-        for text in values:
-            text = text.decode("utf-8") if isinstance(text, bytes) else str(text)
-            tokens = text.split()
-            keep = rng.random(len(tokens)) >= level
-            out.append(" ".join(t for t, k in zip(tokens, keep) if k).encode("utf-8"))
-        return np.array(out, dtype=object)
-    x = values.astype(np.float32)
-    if kind == "numbers":
-        scale = np.nan_to_num(np.nanstd(x, axis=0, keepdims=True)) if len(x) else 0.0
-    else:
-        axes = tuple(range(1, x.ndim))
-        scale = (
-            np.sqrt(np.mean(x**2, axis=axes, keepdims=True))
-            if kind == "audio"
-            else x.std(axis=axes, keepdims=True)
-        )
-    noisy = x + rng.normal(0.0, 1.0, size=x.shape).astype(np.float32) * (level * scale)
-    if values.dtype == np.uint8:
-        return np.clip(np.rint(noisy), 0, 255).astype(np.uint8)
-    return noisy.astype(values.dtype)
+    rule = modality_kind(kind)
+    level = tf.fill([len(values)], tf.constant(level, tf.float32))
+    out = rule.corrupt(tf.constant(values), level, tf.constant(seed, tf.int64)).numpy()
+    return out.astype(object) if values.dtype == object else out
 
 
 def _robustness(model, feed, out, tasks, part, present, prepared, batch_size) -> dict[str, Any]:
@@ -273,24 +224,24 @@ def _robustness(model, feed, out, tasks, part, present, prepared, batch_size) ->
                     {
                         "modalities": list(subset),
                         "n": int(rows.sum()),
-                        "accuracy": _accuracy(got, tasks, rows),
+                        "accuracy": task_accuracy(got, tasks, rows),
                         "weights": _mean_weights(got, modalities),
                     }
                 )
     everyone = np.ones(len(feed[mask_name(present[0])]), bool)
     for m in present:
         kind = prepared.modalities[m]
-        unit, levels = CORRUPTION[kind]
+        unit, levels = modality_kind(kind).CORRUPTION, modality_kind(kind).LEVELS
         curve: dict[str, Any] = {"kind": kind, "corruption": unit, "levels": list(levels), "accuracy": {}}
         curve["weights"] = {} if WEIGHTS_OUTPUT in out else None
         for step, level in enumerate(levels):
-            rng = np.random.default_rng([zlib.crc32(part.encode()), zlib.crc32(m.encode()), step])
+            seed = (zlib.crc32(part.encode()), zlib.crc32(m.encode()) * 100 + step)
             got = (
                 out
                 if level == 0
-                else _predict(model, {**feed, m: corrupt(feed[m], kind, level, rng)}, batch_size)
+                else _predict(model, {**feed, m: corrupt(feed[m], kind, level, seed)}, batch_size)
             )
-            for task, acc in _accuracy(got, tasks, everyone).items():
+            for task, acc in task_accuracy(got, tasks, everyone).items():
                 curve["accuracy"].setdefault(task, []).append(acc)
             for name, w in (_mean_weights(got, modalities) or {}).items():
                 curve["weights"].setdefault(name, []).append(w)
@@ -348,11 +299,9 @@ def _pyplot():
 
 
 def _save(fig, path: Path) -> str:
-    tmp = path.with_name(f".{path.name}.tmp.png")
     fig.tight_layout()
-    fig.savefig(tmp, dpi=110)
+    atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=110))
     _pyplot().close(fig)
-    tmp.replace(path)
     return path.name
 
 

@@ -24,9 +24,11 @@ import keras
 import numpy as np
 
 from omnifuse.errors import OmnifuseError
-from omnifuse.models import WEIGHTS_OUTPUT, ModalityBranch, mask_name
-from omnifuse.precision import load_model
+from omnifuse.model.branch import ModalityBranch
+from omnifuse.modelio import load_model
+from omnifuse.names import WEIGHTS_OUTPUT, mask_name
 from omnifuse.predictor import Predictor
+from omnifuse.rundir import atomic_write_text, read_run_config
 
 FORMATS = ("keras", "savedmodel", "onnx")
 TOLERANCE = 1e-4  # largest |difference| of any output (probability or weight) between artifact and run model
@@ -88,9 +90,9 @@ def export(
 
     n_probe = sum(len(feed[mask_name(next(iter(predictor.modalities)))]) for feed in probes)
     info = _model_info(predictor, format)
-    _write_text(out / "model_info.json", json.dumps(info, indent=2) + "\n")
+    atomic_write_text(out / "model_info.json", json.dumps(info, indent=2) + "\n")
     card = out / "MODEL_CARD.md"
-    _write_text(card, model_card(predictor, format, artifact.name, info, diff, n_probe))
+    atomic_write_text(card, model_card(predictor, format, artifact.name, info, diff, n_probe))
     return {
         "artifact": artifact,
         "card": card,
@@ -249,12 +251,6 @@ def _remove(path: Path) -> None:
         path.unlink()
 
 
-def _write_text(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
-
-
 # ------------------------------------------------------------------------------------------ info and card
 
 
@@ -293,7 +289,7 @@ def _loading(format: str, artifact: str, info: dict[str, Any]) -> str:
         return (
             "```python\nimport omnifuse\nmodel = omnifuse.load('RUN_DIR')   # raw files in, answers out\n"
             "# or the bare Keras model (needs omnifuse installed for its layers):\n"
-            "import keras, omnifuse.models\n"
+            "import keras, omnifuse.modelio\n"
             f"model = keras.saving.load_model('{artifact}')\n"
             f"probabilities = model.predict_on_batch({{{feed}}})\n```"
         )
@@ -315,7 +311,6 @@ def model_card(
 ) -> str:
     """The text of ``MODEL_CARD.md``: model, inputs, outputs, data, metrics, intended use, export check."""
     from omnifuse import __version__
-    from omnifuse.training import read_run_config
 
     run_dir, meta = predictor.run_dir, predictor.meta
     cfg = read_run_config(run_dir)

@@ -18,7 +18,9 @@ from omnifuse.config import Config
 from omnifuse.data import Dataset, Split
 from omnifuse.data.splits import holdout
 from omnifuse.errors import OmnifuseError
-from omnifuse.models import WEIGHTS_OUTPUT, mask_name
+from omnifuse.modalities import kind as kind_of
+from omnifuse.modalities import sample_shape
+from omnifuse.names import WEIGHTS_OUTPUT, mask_name
 
 
 @dataclass
@@ -194,44 +196,20 @@ def drop_modalities(ds: tf.data.Dataset, modalities: dict, rate: float, seed: in
     return ds.enumerate().map(drop, num_parallel_calls=tf.data.AUTOTUNE)
 
 
-# The strongest corruption that train.modality_noise draws (and the robustness evaluation's last level): noise of
-# twice the signal's own std / RMS for images, audio and numbers; every token dropped for text.
-MAX_NOISE = 2.0
-MAX_DROP = 1.0
-
-
 def corrupt_modalities(ds: tf.data.Dataset, modalities: dict, rate: float, seed: int) -> tf.data.Dataset:
     """Corruption augmentation (``train.modality_noise``) on a stream of filled ``(x, y)`` batches.
 
     In each sample with at least 2 modalities present, each present modality is corrupted with probability
-    ``rate``, at a level drawn uniformly from [0, strongest] with the robustness evaluation's rules: Gaussian noise
-    of ``level`` times the sample's own standard deviation (images, clipped to 0-255; numbers) or RMS (audio), up to
-    :data:`MAX_NOISE`; for text each token dropped with probability ``level`` (up to :data:`MAX_DROP`). The masks
+    ``rate``, at a level drawn uniformly from [0, its kind's ``MAX_LEVEL``] with the kind's one corruption rule,
+    which the robustness evaluation uses too (see omnifuse/modalities/: Gaussian noise scaled by each image's
+    standard deviation, each clip's RMS, each numbers column's spread; text tokens dropped). The masks
     stay 1: the model sees a present but unreliable modality, so a fusion that weights modalities learns to trust
     a noisy one less. Draws are stateless, seeded by ``seed`` and the batch's position in the stream.
     """
     if isinstance(rate, bool) or not 0.0 <= rate <= 1.0:
         raise OmnifuseError(f"Expected train.modality_noise in [0, 1]. Received: {rate!r}")
     names = sorted(modalities)
-
-    def noisy(value, level, key, kind):
-        x = tf.cast(value, tf.float32)
-        axes = list(range(1, len(value.shape)))
-        if kind == "audio":
-            scale = tf.sqrt(tf.reduce_mean(tf.square(x), axis=axes, keepdims=True))
-        else:
-            scale = tf.math.reduce_std(x, axis=axes, keepdims=True)
-        shape = tf.concat([tf.shape(level), tf.ones([len(axes)], tf.int32)], axis=0)
-        x = x + tf.random.stateless_normal(tf.shape(x), seed=key) * scale * tf.reshape(level, shape)
-        if value.dtype == tf.uint8:
-            return tf.cast(tf.clip_by_value(tf.round(x), 0.0, 255.0), tf.uint8)
-        return tf.cast(x, value.dtype)
-
-    def dropped_tokens(text, level, key):
-        tokens = tf.strings.split(text)
-        draw = tf.random.stateless_uniform(tf.shape(tokens.flat_values), seed=key)
-        keep = tokens.with_flat_values(draw >= tf.gather(level, tokens.value_rowids()))
-        return tf.strings.reduce_join(tf.ragged.boolean_mask(tokens, keep), axis=1, separator=" ")
+    kinds = {m: kind_of(modalities[m], m) for m in names}
 
     def corrupt(step, batch):
         x, y = batch
@@ -244,13 +222,12 @@ def corrupt_modalities(ds: tf.data.Dataset, modalities: dict, rate: float, seed:
         levels = tf.random.stateless_uniform(tf.shape(present), seed=keys[1])
         out = dict(x)
         for i, m in enumerate(names):
-            kind = modalities[m]
-            top = MAX_DROP if kind == "text" else MAX_NOISE
-            level = tf.where(chosen[:, i], levels[:, i] * top, 0.0)
-            if kind == "text":
-                out[m] = tf.where(chosen[:, i], dropped_tokens(x[m], level, keys[2 + 2 * i]), x[m])
+            rule = kinds[m]
+            level = tf.where(chosen[:, i], levels[:, i] * rule.MAX_LEVEL, 0.0)
+            if rule.DTYPE == "string":  # rejoining the tokens would change an untouched text's spacing
+                out[m] = tf.where(chosen[:, i], rule.corrupt(x[m], level, keys[2 + 2 * i]), x[m])
             else:
-                out[m] = noisy(x[m], level, keys[3 + 2 * i], kind)
+                out[m] = rule.corrupt(x[m], level, keys[3 + 2 * i])
         return out, y
 
     return ds.enumerate().map(corrupt, num_parallel_calls=tf.data.AUTOTUNE)
@@ -296,7 +273,13 @@ def _fill(
     with_weights: bool,
     widths: dict[str, int] | None = None,
 ):
-    """A batch-level map adding zeros + mask 0 for absent modalities and label -1 for absent tasks."""
+    """A batch-level map adding blanks + mask 0 for absent modalities and label -1 for absent tasks."""
+    shapes = {
+        name: sample_shape(
+            kind, image_shape=image_shape, num_samples=audio_length, width=(widths or {}).get(name, 0)
+        )
+        for name, kind in modalities.items()
+    }
 
     def fill(x, y):
         batch = tf.shape(next(iter(y.values())) if y else next(iter(x.values())))[0]
@@ -307,16 +290,7 @@ def _fill(
                 # a split with per-sample presence (Split.masks) carries its masks in x; otherwise all present
                 out_x[mask_name(name)] = x.get(mask_name(name), tf.ones([batch], tf.float32))
             else:
-                if kind == "image":
-                    out_x[name] = tf.zeros([batch, *image_shape], tf.uint8)
-                elif kind == "text":
-                    out_x[name] = tf.fill([batch], "")
-                elif kind == "audio":
-                    out_x[name] = tf.zeros([batch, audio_length], tf.float32)
-                elif kind == "numbers":
-                    out_x[name] = tf.zeros([batch, (widths or {})[name]], tf.float32)
-                else:
-                    raise OmnifuseError(f"Cannot fill absent modality {name!r} of kind {kind!r}")
+                out_x[name] = kind_of(kind, name).blank(batch, shapes[name])
                 out_x[mask_name(name)] = tf.zeros([batch], tf.float32)
         out_y = {t: y[t] if t in y else tf.fill([batch], tf.constant(-1, tf.int64)) for t in tasks}
         if with_weights:
@@ -327,7 +301,7 @@ def _fill(
     return fill
 
 
-def _inputs(split: Split, modalities: dict[str, str], image_shape) -> dict[str, np.ndarray]:
+def _inputs(split: Split, modalities: dict[str, str]) -> dict[str, np.ndarray]:
     out = {}
     for name, arr in split.inputs.items():
         if modalities.get(name) == "image" and arr.ndim == 3:
@@ -342,10 +316,11 @@ def _inputs(split: Split, modalities: dict[str, str], image_shape) -> dict[str, 
 def stream(
     prepared: Prepared,
     splits: list[Split],
+    *,
     batch_size: int,
-    shuffle: bool,
-    seed: int,
-    with_weights: bool,
+    shuffle: bool = False,
+    seed: int = 0,
+    with_weights: bool = False,
     repeat: bool = False,
     fractions: tuple[float, ...] = (),
     modality_dropout: float = 0.0,
@@ -355,12 +330,14 @@ def stream(
 ) -> tuple[tf.data.Dataset, int]:
     """A tf.data stream over ``splits`` (one per part) in batches that each come from one split; and its length.
 
+    ``shuffle``: samples (and the order of the splits' batches) shuffled, seeded by ``seed``; ``with_weights``:
+    each batch carries a blank target for the model's modality-weights output (see :func:`_fill`).
     With ``repeat`` the stream is endless and its length is one epoch: ``fractions[i]`` of a pass over split ``i``
     (default 1.0 each), drawn afresh every epoch; without it, the stream is exactly one pass over every split.
     ``modality_dropout``: see :func:`drop_modalities`; ``modality_noise``: see :func:`corrupt_modalities` (both for
     the training stream only; corruption comes first, so a dropped modality is blank, not noisy).
     ``auxiliary``: the model's outputs trained beside its tasks (output -> (task, modality or None), see
-    :func:`omnifuse.models.auxiliary_outputs`); each gets its task's labels, and one that names a modality gets -1
+    :func:`omnifuse.names.auxiliary_outputs`); each gets its task's labels, and one that names a modality gets -1
     where that modality is absent (after dropout).
     ``length_buckets``: with ``shuffle``, a split with texts is batched by length (see :func:`_length_batches`).
     """
@@ -378,7 +355,7 @@ def stream(
         n = len(split)
         if n == 0:
             continue
-        x = _inputs(split, prepared.modalities, prepared.image_shape)
+        x = _inputs(split, prepared.modalities)
         for name, presence in split.masks.items():
             if name in x:
                 x[mask_name(name)] = presence.astype(np.float32)

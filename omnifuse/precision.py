@@ -19,20 +19,15 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import json
-import tempfile
-import zipfile
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import keras
 
 from omnifuse.errors import OmnifuseError
 
 PRECISIONS = ("float32", "bfloat16", "auto")
-_POLICIES = {"float32": "float32", "bfloat16": "mixed_bfloat16"}
-_CONFIG_FILE = "config.json"
+POLICIES = {"float32": "float32", "bfloat16": "mixed_bfloat16"}
 _BF16_CPU_FLAGS = ("avx512_bf16", "amx_bf16")  # /proc/cpuinfo's names for native bfloat16 arithmetic
 
 
@@ -89,7 +84,7 @@ def _backend_has_gpu() -> bool:
 @contextlib.contextmanager
 def precision_scope(precision: str) -> Iterator[None]:
     """Layers created inside take ``precision``'s dtype policy (Keras's global default), restored on exit."""
-    policy = _POLICIES[check_precision(precision)]
+    policy = POLICIES[check_precision(precision)]
     before = keras.config.dtype_policy()
     keras.config.set_dtype_policy(policy)
     try:
@@ -101,69 +96,3 @@ def precision_scope(precision: str) -> Iterator[None]:
 def model_precision(model: keras.Model) -> str:
     """``"bfloat16"`` if any layer of ``model`` computes in bfloat16, else ``"float32"``."""
     return "bfloat16" if any(layer.compute_dtype == "bfloat16" for layer in model.layers) else "float32"
-
-
-def _set_policy(config: Any, policy: str) -> Any:
-    """``config`` (a serialized layer or part of one) with every float dtype policy in it set to ``policy``."""
-    if isinstance(config, dict):
-        if config.get("class_name") in ("DTypePolicy", "FloatDTypePolicy"):
-            name = (config.get("config") or {}).get("name")
-            if name in _POLICIES.values():
-                return {**config, "config": {**config["config"], "name": policy}}
-            return config
-        return {key: _set_policy(value, policy) for key, value in config.items()}
-    if isinstance(config, list):
-        return [_set_policy(value, policy) for value in config]
-    return config
-
-
-def _output_layers(config: dict) -> set[str]:
-    """Names of the layers a functional model's config lists as its outputs."""
-    found: set[str] = set()
-
-    def walk(node: Any) -> None:
-        if isinstance(node, dict):
-            for value in node.values():
-                walk(value)
-        elif isinstance(node, list) and len(node) == 3 and isinstance(node[0], str):
-            found.add(node[0])
-        elif isinstance(node, list):
-            for value in node:
-                walk(value)
-
-    walk(config.get("config", {}).get("output_layers", []))
-    return found
-
-
-def load_model(path: str | Path, precision: str | None = None) -> keras.Model:
-    """Load a ``.keras`` model in ``precision``, or in the precision it was saved in (``None``).
-
-    For another precision the saved config's dtype policies are rewritten, all but the model's output layers (the
-    heads stay float32), and the weights and vocabularies load unchanged: variables are float32 in both.
-    """
-    import omnifuse.models  # noqa: F401  (registers omnifuse's layers, losses and text standardizer for loading)
-
-    path = Path(path)
-    with zipfile.ZipFile(path) as archive:
-        text = archive.read(_CONFIG_FILE).decode()
-        saved = "bfloat16" if f'"{_POLICIES["bfloat16"]}"' in text else "float32"
-        precision = None if precision is None else check_precision(precision)
-        if precision is None or precision == saved:
-            with precision_scope(saved):  # layers that encoders create in __init__ take it too
-                return keras.saving.load_model(path)
-        config = json.loads(text)
-        heads = _output_layers(config)
-        policy = _POLICIES[precision]
-        layers = config.get("config", {}).get("layers", [])
-        for i, layer in enumerate(layers):
-            if layer.get("config", {}).get("name") not in heads:
-                layers[i] = _set_policy(layer, policy)
-        with tempfile.TemporaryDirectory() as tmp:
-            copy = Path(tmp) / path.name
-            with zipfile.ZipFile(copy, "w") as out:
-                for item in archive.infolist():
-                    out.writestr(
-                        item, json.dumps(config) if item.filename == _CONFIG_FILE else archive.read(item)
-                    )
-            with precision_scope(precision):
-                return keras.saving.load_model(copy)

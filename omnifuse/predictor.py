@@ -13,9 +13,10 @@ from typing import Any
 import numpy as np
 
 from omnifuse.errors import OmnifuseError
-from omnifuse.models import WEIGHTS_OUTPUT, mask_name
-from omnifuse.precision import check_precision, load_model, model_precision
-from omnifuse.training import read_meta
+from omnifuse.modelio import load_model
+from omnifuse.names import WEIGHTS_OUTPUT, mask_name
+from omnifuse.precision import check_precision, model_precision
+from omnifuse.rundir import read_meta
 
 
 class Predictor:

@@ -1,9 +1,6 @@
 """Name -> class tables for encoders and fusions, filled by explicit imports (no import-time registration magic)."""
 
-from omnifuse.encoders.audio import AudioCNN
-from omnifuse.encoders.image import ImageCNN, ImageFastNet, ImageResNet
-from omnifuse.encoders.numbers import TabularMLP
-from omnifuse.encoders.text import TextBag, TextNB, TextRNN, TextTfidf
+from omnifuse.encoders import audio, image, numbers, text
 from omnifuse.fusion.attention import AttentionFusion
 from omnifuse.fusion.concat import ConcatFusion
 from omnifuse.fusion.cross_attention import CrossAttentionFusion
@@ -11,10 +8,11 @@ from omnifuse.fusion.gated import GatedFusion
 from omnifuse.fusion.late import LateFusion
 from omnifuse.fusion.tensor import TensorFusion
 
-IMAGE_ENCODERS = {"cnn": ImageCNN, "resnet": ImageResNet, "fastnet": ImageFastNet}
-TEXT_ENCODERS = {"rnn": TextRNN, "bag": TextBag, "tfidf": TextTfidf, "nb": TextNB}
-AUDIO_ENCODERS = {"cnn": AudioCNN}
-TABULAR_ENCODERS = {"mlp": TabularMLP}
+# each kind's own table (omnifuse/encoders/<kind>/__init__.py), not a copy: a new encoder is registered there only
+IMAGE_ENCODERS = image.ENCODERS
+TEXT_ENCODERS = text.ENCODERS
+AUDIO_ENCODERS = audio.ENCODERS
+TABULAR_ENCODERS = numbers.ENCODERS
 FUSIONS = {
     "concat": ConcatFusion,
     "attention": AttentionFusion,

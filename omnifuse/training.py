@@ -10,9 +10,9 @@ up after the last completed epoch.
 from __future__ import annotations
 
 import json
-import os
 import time
 import warnings
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -20,20 +20,16 @@ import keras
 import numpy as np
 
 from omnifuse import distributed, pipeline
-from omnifuse.config import Config, from_dict, read_toml
-from omnifuse.data.catalog import load_datasets  # noqa: F401  (moved; evaluation and bench import it from here)
+from omnifuse.config import Config
+from omnifuse.data.catalog import load_datasets
 from omnifuse.errors import OmnifuseError
-from omnifuse.models import (
-    WEIGHTS_OUTPUT,
-    MemberMean,
-    auxiliary_outputs,
-    balanced_class_weights,
-    build_model,
-    compile_model,
-    member_index,
-    member_outputs,
-)
-from omnifuse.precision import load_model
+from omnifuse.model.builder import build_model
+from omnifuse.model.compile import compile_model
+from omnifuse.model.ensemble import MemberMean
+from omnifuse.model.heads import balanced_class_weights
+from omnifuse.modelio import load_model
+from omnifuse.names import WEIGHTS_OUTPUT, auxiliary_outputs, member_index, member_outputs
+from omnifuse.rundir import atomic_write, atomic_write_text, new_run_dir, read_meta, read_run_config
 
 CHECKPOINTS = "checkpoints"
 
@@ -43,40 +39,8 @@ warnings.filterwarnings("ignore", message="Your input ran out of data")
 warnings.filterwarnings("ignore", message="`shuffle=True` was passed")
 
 
-def atomic_write_text(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
-
-
 def atomic_save_model(model: keras.Model, path: Path) -> None:
-    tmp = path.with_name(f".{path.stem}.tmp.keras")
-    model.save(tmp)
-    os.replace(tmp, path)
-
-
-def read_meta(run_dir: Path) -> dict[str, Any]:
-    path = Path(run_dir) / "meta.json"
-    if not path.is_file():
-        raise OmnifuseError(f"Expected a run directory with meta.json. Received: '{run_dir}' (no meta.json)")
-    return json.loads(path.read_text(encoding="utf-8"))
-
-
-def read_run_config(run_dir: Path) -> Config:
-    path = Path(run_dir) / "config.toml"
-    if not path.is_file():
-        raise OmnifuseError(f"Expected a run directory with config.toml. Received: '{run_dir}'")
-    return from_dict(read_toml(path), str(path))
-
-
-def new_run_dir(root: Path, name: str) -> Path:
-    root.mkdir(parents=True, exist_ok=True)
-    path, n = root / name, 1
-    while path.exists():
-        n += 1
-        path = root / f"{name}-{n}"
-    path.mkdir()
-    return path
+    atomic_write(path, model.save)
 
 
 class _EpochTimer(keras.callbacks.Callback):
@@ -256,58 +220,77 @@ def fit_member_weights(model: keras.Model, stream, tasks: list[str]) -> list[flo
     return [round(float(w), 6) for w in weights]
 
 
-def train(
-    config: Config,
-    run_dir: str | Path | None = None,
-    runs_root: str | Path = "runs",
-    data_dir: str | None = None,
-    resume: str | Path | None = None,
-    callbacks: list[keras.callbacks.Callback] | None = None,
-) -> Path:
-    """Train ``config`` into a new run directory (or continue ``resume``); return the run directory.
+@dataclass
+class _Run:
+    """One training run as it is set up: its config, directory, meta (progress included), data and strategy."""
 
-    >>> run = train(load_config("cifar10-cnn", ["train.epochs=1"]))
-    """
-    dist = None  # one process; else a tf.distribute strategy and this process's part in it
-    prepared = None
+    cfg: Config
+    run_dir: Path
+    meta: dict[str, Any]
+    dist: distributed.Distribution | None  # None: one process
+    resumed: bool
+    prepared: pipeline.Prepared | None = None
+    start: float = 0.0  # when loading the data began
+    data_seconds: float = 0.0
+
+    @property
+    def progress(self) -> dict[str, Any]:
+        return self.meta.setdefault("progress", {})
+
+    @property
+    def initial_epoch(self) -> int:
+        return int(self.meta.get("progress", {}).get("epochs_done", 0))
+
+
+@dataclass
+class _Streams:
+    train: Any  # tf.data.Dataset
+    steps: int  # training batches per epoch
+    val: Any | None  # None without validation samples (data.val_fraction = 0)
+
+
+def _open(config, run_dir, runs_root, data_dir, resume) -> _Run:
+    """The run directory and meta to train into: the one to ``resume``, a multi-worker run's (the chief writes
+    it, the other workers a temporary folder), or a new one, made only once the data has loaded."""
     if resume is not None:
         run_dir = Path(resume)
         cfg = read_run_config(run_dir)
         meta = read_meta(run_dir)
         distributed.check_resume(cfg.train)
-        dist = distributed.setup(cfg.train)
-    elif config.train.distribution == "multi_worker":
-        # set up before anything runs TensorFlow; the chief writes the run, the other workers a temporary folder
-        cfg = config
+        return _Run(cfg, run_dir, meta, distributed.setup(cfg.train), resumed=True)
+    cfg = config
+    if cfg.train.distribution == "multi_worker":
+        # set up before anything runs TensorFlow
         dist = distributed.setup(cfg.train)
         run_dir, meta = dist.open_run(cfg, run_dir, runs_root)
+        return _Run(cfg, run_dir, meta, dist, resumed=False)
+    dist = distributed.setup(cfg.train)
+    # load the data before making the run directory: a data error (a bad CSV row, a missing file) then leaves no
+    # half-made run behind, and the user's next try gets the same run name
+    start = time.perf_counter()
+    prepared = pipeline.prepare(cfg, load_datasets(cfg, data_dir))
+    if run_dir is None:
+        run_dir = new_run_dir(Path(runs_root), cfg.name)
     else:
-        cfg = config
-        dist = distributed.setup(cfg.train)
-        # load the data before making the run directory: a data error (a bad CSV row, a missing file) then leaves
-        # no half-made run behind, and the user's next try gets the same run name
-        start = time.perf_counter()
-        prepared = pipeline.prepare(cfg, load_datasets(cfg, data_dir))
-        if run_dir is None:
-            run_dir = new_run_dir(Path(runs_root), cfg.name)
-        else:
-            run_dir = Path(run_dir)
-            if (run_dir / "meta.json").exists():
-                raise OmnifuseError(
-                    f"Run directory '{run_dir}' already holds a run; use --resume to continue it."
-                )
-            run_dir.mkdir(parents=True, exist_ok=True)
-        atomic_write_text(run_dir / "config.toml", cfg.to_toml())
-        meta = {}
-    t = cfg.train
-    progress = meta.get("progress", {})
-    initial_epoch = int(progress.get("epochs_done", 0))
-    keras.utils.set_random_seed(t.seed + initial_epoch)
+        run_dir = Path(run_dir)
+        if (run_dir / "meta.json").exists():
+            raise OmnifuseError(
+                f"Run directory '{run_dir}' already holds a run; use --resume to continue it."
+            )
+        run_dir.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(run_dir / "config.toml", cfg.to_toml())
+    return _Run(cfg, run_dir, {}, dist, resumed=False, prepared=prepared, start=start)
 
-    if prepared is None:
-        start = time.perf_counter()
-        prepared = pipeline.prepare(cfg, load_datasets(cfg, data_dir))
-    meta.update(
+
+def _load_data(run: _Run, data_dir: str | None) -> None:
+    """Load the data (unless opening the run did) and record what it is in the meta."""
+    cfg = run.cfg
+    progress = run.meta.get("progress", {})
+    if run.prepared is None:
+        run.start = time.perf_counter()
+        run.prepared = pipeline.prepare(cfg, load_datasets(cfg, data_dir))
+    prepared = run.prepared
+    run.meta.update(
         modalities=prepared.modalities,
         tasks=prepared.tasks,
         image_shape=list(prepared.image_shape) if prepared.image_shape else None,
@@ -320,39 +303,46 @@ def train(
             p.name: {"train": len(p.train), "val": len(p.val), "test": len(p.test)} for p in prepared.parts
         },
     )
-    meta.setdefault("progress", progress)
-    data_seconds = time.perf_counter() - start
+    run.meta.setdefault("progress", progress)
+    run.data_seconds = time.perf_counter() - run.start
 
-    last = run_dir / CHECKPOINTS / "last.keras"
-    if resume is not None and last.is_file():
-        with distributed.scope(dist):  # a strategy's variables are made (and loaded) under its scope
-            model = load_model(last)
-        steps = None
-    else:
-        texts = text_labels = None
-        if "text" in prepared.modalities.values():
-            texts, text_labels = _training_texts(prepared)
-        with distributed.scope(dist):
-            model = build_model(
-                cfg,
-                prepared.modalities,
-                prepared.tasks,
-                texts,
-                prepared.image_shape or (32, 32, 3),
-                numbers=_numbers_rows(prepared),
-                images=_image_sample(prepared, t.seed),
-                text_labels=text_labels,
-            )
+
+def _build(run: _Run) -> keras.Model:
+    """The model: the last checkpoint's when resuming (optimizer state included), else a new one."""
+    last = run.run_dir / CHECKPOINTS / "last.keras"
+    if run.resumed and last.is_file():
+        with distributed.scope(run.dist):  # a strategy's variables are made (and loaded) under its scope
+            return load_model(last)
+    prepared, t = run.prepared, run.cfg.train
+    texts = text_labels = None
+    if "text" in prepared.modalities.values():
+        texts, text_labels = _training_texts(prepared)
+    with distributed.scope(run.dist):
+        return build_model(
+            run.cfg,
+            prepared.modalities,
+            prepared.tasks,
+            texts,
+            prepared.image_shape or (32, 32, 3),
+            numbers=_numbers_rows(prepared),
+            images=_image_sample(prepared, t.seed),
+            text_labels=text_labels,
+        )
+
+
+def _streams(run: _Run, model: keras.Model) -> _Streams:
+    """The training stream (endless, corrupted and dropped out as configured) and the validation pass."""
+    cfg, prepared, t = run.cfg, run.prepared, run.cfg.train
     with_weights = WEIGHTS_OUTPUT in model.output_names
     auxiliary = auxiliary_outputs(model.output_names, prepared.tasks)
     train_ds, steps = pipeline.stream(
         prepared,
         [p.train for p in prepared.parts],
-        t.batch_size,
-        True,
-        t.seed + initial_epoch,
-        with_weights,
-        True,
+        batch_size=t.batch_size,
+        shuffle=True,
+        seed=t.seed + run.initial_epoch,
+        with_weights=with_weights,
+        repeat=True,
         fractions=tuple(cfg.data.epoch_fraction),
         modality_dropout=t.modality_dropout,
         modality_noise=t.modality_noise,
@@ -360,8 +350,7 @@ def train(
         length_buckets=cfg.data.length_buckets,
     )
     has_val = any(len(p.val) for p in prepared.parts)  # data.val_fraction = 0: train on all of train
-    fit_weights = cfg.model.fit_member_weights and cfg.model.members > 1
-    if fit_weights and not has_val:
+    if _fits_member_weights(cfg) and not has_val:
         raise OmnifuseError(
             "Expected a validation split (data.val_fraction > 0) to fit the members' weights on, with "
             "model.fit_member_weights = true. Received: no validation samples"
@@ -371,62 +360,112 @@ def train(
         val_ds, _ = pipeline.stream(
             prepared,
             [p.val for p in prepared.parts],
-            t.batch_size,
-            False,
-            0,
-            with_weights,
+            batch_size=t.batch_size,
+            with_weights=with_weights,
             auxiliary=auxiliary,
         )
+    return _Streams(train_ds, steps, val_ds)
+
+
+def _fits_member_weights(cfg: Config) -> bool:
+    return cfg.model.fit_member_weights and cfg.model.members > 1
+
+
+def _compile(run: _Run, model: keras.Model, streams: _Streams) -> None:
+    """Compile a new model (a resumed one keeps its optimizer), place it on the strategy, and record the set-up."""
+    dist = run.dist
     if not model.compiled:
         with distributed.scope(dist):
-            compile_model(model, cfg, prepared.tasks, steps, _class_weights(cfg, prepared))
+            compile_model(
+                model, run.cfg, run.prepared.tasks, streams.steps, _class_weights(run.cfg, run.prepared)
+            )
     if dist is not None:
-        train_ds = dist.shard(train_ds)
-        val_ds = dist.shard(val_ds) if val_ds is not None else None
-        dist.prepare(model, train_ds.element_spec)
-        meta["distribution"] = dist.describe()
-    meta["progress"]["setup_seconds"] = round(data_seconds + time.perf_counter() - start, 3)
-    meta["progress"]["steps_per_epoch"] = int(steps)
-    atomic_write_text(run_dir / "meta.json", json.dumps(meta, indent=2))
+        streams.train = dist.shard(streams.train)
+        streams.val = dist.shard(streams.val) if streams.val is not None else None
+        dist.prepare(model, streams.train.element_spec)
+        run.meta["distribution"] = dist.describe()
+    run.progress["setup_seconds"] = round(run.data_seconds + time.perf_counter() - run.start, 3)
+    run.progress["steps_per_epoch"] = int(streams.steps)
+    atomic_write_text(run.run_dir / "meta.json", json.dumps(run.meta, indent=2))
 
+
+def _callbacks(
+    run: _Run, model: keras.Model, steps: int, extra: list[keras.callbacks.Callback], has_val: bool
+) -> tuple[list[keras.callbacks.Callback], _ResumableEarlyStopping | None]:
+    """The run's callbacks in the order they must run, and its early stopping (None when off)."""
+    t, progress, initial_epoch = run.cfg.train, run.progress, run.initial_epoch
     early = None
     if t.early_stopping and has_val:
         early = _ResumableEarlyStopping(progress, monitor="val_loss", patience=t.early_stopping)
-    extra = list(callbacks or [])
-    callbacks = [_EpochTimer()]
+    callbacks: list[keras.callbacks.Callback] = [_EpochTimer()]
     if t.lookahead:
         callbacks.append(_Lookahead(t.lookahead, t.lookahead_every, t.epochs * steps, initial_epoch * steps))
     callbacks += extra  # after the lookahead, so that they see the weights training ends on
     if early is not None:
         callbacks.append(early)
     callbacks += [
-        keras.callbacks.CSVLogger(str(run_dir / "metrics.csv"), append=initial_epoch > 0),
-        _RunCheckpoint(run_dir, meta, early),
+        keras.callbacks.CSVLogger(str(run.run_dir / "metrics.csv"), append=initial_epoch > 0),
+        _RunCheckpoint(run.run_dir, run.meta, early),
     ]
-    if dist is not None:  # replicas agree before the run's callbacks save anything; the backup comes last
-        first, then = dist.callbacks(model, meta["progress"])
+    if run.dist is not None:  # replicas agree before the run's callbacks save anything; the backup comes last
+        first, then = run.dist.callbacks(model, progress)
         callbacks = first + callbacks + then
-    if initial_epoch < t.epochs and not progress.get("stopped_early"):
-        with distributed.scope(dist):
-            model.fit(
-                train_ds,
-                steps_per_epoch=steps,
-                epochs=t.epochs,
-                initial_epoch=initial_epoch,
-                validation_data=val_ds if has_val else None,
-                callbacks=callbacks,
-                verbose=t.verbose,
-            )
-        if early is not None and early.stopped_epoch:
-            meta["progress"]["stopped_early"] = True
-    if dist is not None:
-        dist.record(model, meta)
-    best = run_dir / CHECKPOINTS / "best.keras"
+    return callbacks, early
+
+
+def _fit(run: _Run, model: keras.Model, streams: _Streams, extra: list[keras.callbacks.Callback]) -> None:
+    """``model.fit`` from the first epoch not done yet to ``train.epochs`` (nothing when early stopping ended it)."""
+    t = run.cfg.train
+    callbacks, early = _callbacks(run, model, streams.steps, extra, streams.val is not None)
+    if run.initial_epoch >= t.epochs or run.progress.get("stopped_early"):
+        return
+    with distributed.scope(run.dist):
+        model.fit(
+            streams.train,
+            steps_per_epoch=streams.steps,
+            epochs=t.epochs,
+            initial_epoch=run.initial_epoch,
+            validation_data=streams.val,
+            callbacks=callbacks,
+            verbose=t.verbose,
+        )
+    if early is not None and early.stopped_epoch:
+        run.progress["stopped_early"] = True
+
+
+def _finish(run: _Run, model: keras.Model, streams: _Streams) -> Path:
+    """Save the best epoch's model (with the ensemble's member weights fitted, if asked) as ``model.keras`` and
+    mark the run finished; the run directory."""
+    if run.dist is not None:
+        run.dist.record(model, run.meta)
+    best = run.run_dir / CHECKPOINTS / "best.keras"
     if best.is_file():
         model = load_model(best)
-    if fit_weights:
-        meta["member_weights"] = fit_member_weights(model, val_ds, list(prepared.tasks))
-    atomic_save_model(model, run_dir / "model.keras")
-    meta["progress"]["finished"] = True
-    atomic_write_text(run_dir / "meta.json", json.dumps(meta, indent=2))
-    return run_dir if dist is None else dist.close(run_dir)
+    if _fits_member_weights(run.cfg):
+        run.meta["member_weights"] = fit_member_weights(model, streams.val, list(run.prepared.tasks))
+    atomic_save_model(model, run.run_dir / "model.keras")
+    run.progress["finished"] = True
+    atomic_write_text(run.run_dir / "meta.json", json.dumps(run.meta, indent=2))
+    return run.run_dir if run.dist is None else run.dist.close(run.run_dir)
+
+
+def train(
+    config: Config,
+    run_dir: str | Path | None = None,
+    runs_root: str | Path = "runs",
+    data_dir: str | None = None,
+    resume: str | Path | None = None,
+    callbacks: list[keras.callbacks.Callback] | None = None,
+) -> Path:
+    """Train ``config`` into a new run directory (or continue ``resume``); return the run directory.
+
+    >>> run = train(load_config("cifar10-cnn", ["train.epochs=1"]))
+    """
+    run = _open(config, run_dir, runs_root, data_dir, resume)
+    keras.utils.set_random_seed(run.cfg.train.seed + run.initial_epoch)
+    _load_data(run, data_dir)
+    model = _build(run)
+    streams = _streams(run, model)
+    _compile(run, model, streams)
+    _fit(run, model, streams, list(callbacks or []))
+    return _finish(run, model, streams)

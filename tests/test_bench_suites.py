@@ -111,7 +111,7 @@ def test_the_pytorch_reference_trains_the_step_overhead_suites_network():
     pytest.importorskip("torch", reason="the PyTorch reference needs torch (the torch-reference extra)")
     import numpy as np
 
-    from omnifuse.models import build_model
+    from omnifuse.model.builder import build_model
 
     plain, xla = suites.load_suites()["step-overhead"].entries
     assert (xla.target, xla.overrides) == (plain.target, (*plain.overrides, "train.jit_compile=true"))

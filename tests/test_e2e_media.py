@@ -54,7 +54,7 @@ def test_fsdd_train_evaluate_predict(media_dir, tmp_path):
 def test_fsdd_leave_one_speaker_out(media_dir):
     from omnifuse import pipeline
     from omnifuse.config import load_config
-    from omnifuse.training import load_datasets
+    from omnifuse.data.catalog import load_datasets
 
     cfg = load_config("fsdd", ["data.split=loso:bob"])
     prepared = pipeline.prepare(cfg, load_datasets(cfg, str(media_dir)))

@@ -11,15 +11,9 @@ from fixtures import write_aclimdb
 import omnifuse
 from omnifuse.config import Config
 from omnifuse.errors import OmnifuseError
-from omnifuse.models import (
-    WEIGHTS_OUTPUT,
-    auxiliary_outputs,
-    build_model,
-    compile_model,
-    member_name,
-    member_outputs,
-    unimodal_outputs,
-)
+from omnifuse.model.builder import build_model
+from omnifuse.model.compile import compile_model
+from omnifuse.names import WEIGHTS_OUTPUT, auxiliary_outputs, member_name, member_outputs, unimodal_outputs
 
 TEXTS = ["a wonderful moving film", "dull and far too long", "great acting", "awful plot and worse lines"] * 4
 TEXT_CFG = [
@@ -189,7 +183,7 @@ def test_member_overrides_are_checked(overrides, match):
 
 
 def test_member_weights_are_fitted_to_the_better_member_on_held_out_data():
-    from omnifuse.models import MemberMean
+    from omnifuse.model.ensemble import MemberMean
     from omnifuse.training import fit_member_weights
 
     # member 1 is right on every sample (confident), member 2 wrong on half of them: the fit trusts member 1
@@ -225,7 +219,7 @@ def test_fit_member_weights_needs_a_validation_split(tmp_path):
 
 
 def test_member_accuracy_scores_each_member_and_skips_unlabelled_rows():
-    from omnifuse.evaluation import member_accuracy
+    from omnifuse.metrics import member_accuracy
 
     labels = {"sentiment": np.array([0, 1, 1, -1]), "topic": np.array([2, 0, -1, -1])}
     one_hot = np.eye(3)
@@ -242,7 +236,7 @@ def test_member_accuracy_scores_each_member_and_skips_unlabelled_rows():
 
 
 def test_fitted_member_weights_weight_the_modality_weights_of_a_multimodal_ensemble_alike():
-    from omnifuse.models import MemberMean
+    from omnifuse.model.ensemble import MemberMean
 
     model = _model(2, {"text": "text", "tabular": "numbers"})
     means = [layer for layer in model.layers if isinstance(layer, MemberMean)]

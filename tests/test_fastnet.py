@@ -136,8 +136,8 @@ def test_batch_norm_beta_grad_scale_multiplies_only_betas_gradient():
 
 def test_unprojected_concat_and_a_scaled_bias_free_head_train_save_and_load(data_dir, tmp_path):
     from omnifuse.config import from_dict, read_toml
-    from omnifuse.models import ScaledSoftmax
-    from omnifuse.precision import load_model
+    from omnifuse.model.heads import ScaledSoftmax
+    from omnifuse.modelio import load_model
     from omnifuse.training import train
 
     (tmp_path / "tiny.toml").write_text(TINY)

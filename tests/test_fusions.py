@@ -154,11 +154,13 @@ def test_modality_dropout_applies_to_the_training_stream_only():
     cfg = Config().replace(["data.val_fraction=0.25"])
     prepared = pipeline.prepare(cfg, [_two_modality_set()])
     part = prepared.parts[0]
-    train, _ = pipeline.stream(prepared, [part.train], 50, True, 0, False, True, modality_dropout=0.5)
+    train, _ = pipeline.stream(
+        prepared, [part.train], batch_size=50, shuffle=True, seed=0, repeat=True, modality_dropout=0.5
+    )
     seen = _collect(train.take(6))
     assert 0.25 < (seen["image_mask"] == 0).mean() < 0.5
     assert np.all(seen["image_mask"] + seen["text_mask"] >= 1)
-    val = _collect(pipeline.stream(prepared, [part.val], 50, False, 0, False)[0])
+    val = _collect(pipeline.stream(prepared, [part.val], batch_size=50)[0])
     assert np.all(val["image_mask"] == 1) and np.all(val["text_mask"] == 1)
 
 
@@ -169,11 +171,10 @@ def test_unimodal_heads_get_labels_only_where_their_modality_survives_dropout():
     train, _ = pipeline.stream(
         prepared,
         [prepared.parts[0].train],
-        50,
-        True,
-        0,
-        False,
-        True,
+        batch_size=50,
+        shuffle=True,
+        seed=0,
+        repeat=True,
         modality_dropout=0.5,
         auxiliary=unimodal,
     )

@@ -8,7 +8,8 @@ import pytest
 
 from omnifuse import registry
 from omnifuse.config import ImageConfig, TabularConfig, TextConfig
-from omnifuse.models import ModalityBranch
+from omnifuse.encoders import audio, image, numbers, text
+from omnifuse.model.branch import ModalityBranch
 
 SMALL_IMAGE = {
     "cnn": dict(filters=(4, 8), dense_units=16, batchnorm=True, dropout=0.1),
@@ -193,7 +194,7 @@ def test_unprojected_attention_passes_the_widest_modality_on_and_projects_the_na
 def test_fusion_normalize_is_an_attention_option_and_named_elsewhere():
     from omnifuse.config import Config
     from omnifuse.errors import OmnifuseError
-    from omnifuse.models import build_model
+    from omnifuse.model.builder import build_model
 
     tasks = {"y": ["a", "b"]}
     cfg = Config().replace(["model.fusion=attention", "model.fusion_normalize=true"])
@@ -259,7 +260,7 @@ def test_nb_encoder_nbsvm_fit_separates_the_training_texts_and_stays_fixed():
 
 def test_rnn_nb_model_learns_ngram_ratios_from_training_labels():
     from omnifuse.config import load_config
-    from omnifuse.models import build_model
+    from omnifuse.model.builder import build_model
 
     cfg = load_config(
         "imdb-lstm",
@@ -350,3 +351,27 @@ def test_rnn_encoder_word_dropout_drops_whole_tokens_in_training_only():
     np.testing.assert_array_equal(value_zero, np.broadcast_to(token_zero[..., None], value_zero.shape))
     np.testing.assert_allclose(np.asarray(encoder(ids)), np.asarray(encoder(ids)))  # inference: no dropout
     assert encoder.output_dim == 6 * 2  # max and mean of 6 units
+
+
+@pytest.mark.parametrize(
+    "kind,name",
+    [
+        (kind.__name__.rsplit(".", 1)[1], name)
+        for kind in (audio, image, numbers, text)
+        for name in kind.ENCODERS
+    ],
+)
+def test_encoder_defaults_are_their_configs(kind, name):
+    # one default per option: an encoder built from code without options is the one its config describes
+    import inspect
+
+    table = {"audio": audio, "image": image, "numbers": numbers, "text": text}[kind]
+    params = inspect.signature(table.ENCODERS[name].__init__).parameters
+    config = table.CONFIGS[name]()
+    for option in dataclasses.fields(config):
+        default = params.get(option.name, inspect.Parameter("x", inspect.Parameter.KEYWORD_ONLY)).default
+        if default is not inspect.Parameter.empty:
+            want = getattr(config, option.name)
+            assert list(default) == list(want) if isinstance(want, (list, tuple)) else default == want, (
+                option.name
+            )

@@ -23,7 +23,13 @@ def _batches(length_buckets, repeat=False):
     data, lengths = _texts_of_many_lengths()
     prepared = pipeline.prepare(Config().replace(["data.val_fraction=0"]), [data])
     ds, steps = pipeline.stream(
-        prepared, [prepared.parts[0].train], 16, True, 0, False, repeat, length_buckets=length_buckets
+        prepared,
+        [prepared.parts[0].train],
+        batch_size=16,
+        shuffle=True,
+        seed=0,
+        repeat=repeat,
+        length_buckets=length_buckets,
     )
     out = []
     for x, y in ds.take(steps) if repeat else ds:  # one pass: the buckets' remainders come as short batches

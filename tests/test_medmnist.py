@@ -120,7 +120,7 @@ def test_auc_acc_errors():
 def test_balanced_class_weights_make_each_class_weigh_the_same_in_the_loss():
     import keras
 
-    from omnifuse.models import MaskedSparseCrossentropy, balanced_class_weights
+    from omnifuse.model.heads import MaskedSparseCrossentropy, balanced_class_weights
 
     labels = np.array([0, 0, 0, 1, -1])  # -1: no label for this task, ignored
     weights = balanced_class_weights(labels, 3)

@@ -13,8 +13,10 @@ from omnifuse import registry
 from omnifuse.config import load_config
 from omnifuse.encoders.audio import AudioCNN
 from omnifuse.encoders.layers import BatchNormalization, apply_layers
-from omnifuse.models import ModalityBranch, build_model
-from omnifuse.precision import load_model, model_precision, precision_scope
+from omnifuse.model.branch import ModalityBranch
+from omnifuse.model.builder import build_model
+from omnifuse.modelio import load_model
+from omnifuse.precision import model_precision, precision_scope
 
 AUDIO_CASE = pytest.param(
     AudioCNN, dict(filters=(4, 8), dense_units=6, num_mel_bins=16), "audio", id="audio-cnn"
@@ -174,7 +176,7 @@ def test_a_saved_model_loads_in_the_precision_it_was_trained_in_or_the_other_one
     with pytest.raises(Exception, match="float32, bfloat16.*'half'"):
         load_model(path, "half")
     # a fresh interpreter that imports nothing but this function can load it (omnifuse's layers get registered)
-    code = "import sys; from omnifuse.precision import load_model; print(load_model(sys.argv[1]).name)"
+    code = "import sys; from omnifuse.modelio import load_model; print(load_model(sys.argv[1]).name)"
     done = subprocess.run(
         [sys.executable, "-c", code, str(path)], capture_output=True, text=True, timeout=300
     )

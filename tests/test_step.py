@@ -9,7 +9,9 @@ from keras import layers, ops
 from omnifuse.config import load_config
 from omnifuse.encoders.image.augment import ImageAugment, _translated
 from omnifuse.errors import OmnifuseError
-from omnifuse.models import ModalityBranch, build_model, compile_model
+from omnifuse.model.branch import ModalityBranch
+from omnifuse.model.builder import build_model
+from omnifuse.model.compile import compile_model
 
 CLASSES = {"cifar10": [str(i) for i in range(10)]}
 SMALL_RESNET = [

@@ -63,7 +63,7 @@ def _test_stream(prepared, batch_size: int):
     for part in prepared.parts:
         texts = pipeline.text_inputs(part.test.inputs, prepared.modalities)
         tests.append(part.test.take(pipeline.length_order(texts)) if texts else part.test)
-    ds, _ = pipeline.stream(prepared, tests, batch_size, False, 0, False)
+    ds, _ = pipeline.stream(prepared, tests, batch_size=batch_size)
     labels = {
         task: np.concatenate(
             [np.asarray(s.labels.get(task, np.full(len(s), -1)), dtype=np.int64) for s in tests if len(s)]
@@ -84,9 +84,10 @@ def run_one(
     start = time.perf_counter()
     from omnifuse import pipeline
     from omnifuse.config import load_config
+    from omnifuse.data.catalog import load_datasets
     from omnifuse.evaluation import evaluate
     from omnifuse.precision import check_precision
-    from omnifuse.training import load_datasets, train
+    from omnifuse.training import train
 
     cfg = load_config(target, ["train.verbose=2", *overrides, f"train.seed={seed}"])
     prepared = pipeline.prepare(cfg, load_datasets(cfg, data_dir))

@@ -27,18 +27,17 @@ from typing import Any
 import keras
 import numpy as np
 
+from omnifuse.rundir import atomic_write_text
+
 FINAL_METRICS = ("accuracy", "macro_f1", "roc_auc")
 
 
 def write_text(path: str | Path, text: str) -> Path:
     """Write ``text`` to ``path`` atomically (a temporary file beside it, then a rename): a reader never sees half
     a record or half a table, and an interrupted run leaves the old file."""
-    # TODO(integrate): use omnifuse.rundir
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
+    atomic_write_text(path, text)
     return path
 
 

@@ -53,6 +53,7 @@ from omnifuse.data.decode import decode_image, read_text
 from omnifuse.data.splits import VAL_FRACTION, holdout
 from omnifuse.data.wav import decode_wav
 from omnifuse.errors import OmnifuseError
+from omnifuse.names import reserved_names
 
 log = logging.getLogger(__name__)
 
@@ -446,7 +447,7 @@ def _modality_names(columns: dict[str, str], label: str) -> dict[str, str]:
     taken = list(names.values()) + (
         [TABULAR] if any(k in ("number", "category") for k in columns.values()) else []
     )
-    reserved = {safe_name(label), "modality_weights", *(f"{n}_mask" for n in taken)}
+    reserved = {safe_name(label), *reserved_names(taken)}
     for name in taken:
         if taken.count(name) > 1 or name in reserved:
             raise OmnifuseError(

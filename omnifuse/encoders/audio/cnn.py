@@ -28,8 +28,6 @@ class AudioCNN(layers.Layer):
     Example: ``AudioCNN(sample_rate=8000)(keras.ops.zeros((2, 8000))).shape == (2, 128)``.
     """
 
-    output_kind = "vector"
-
     def __init__(
         self,
         sample_rate=8000,

@@ -197,8 +197,6 @@ class AudioWhisper(layers.Layer):
     Example: ``AudioWhisper(sample_rate=8000)(keras.ops.zeros((2, 8000))).shape == (2, 384)``.
     """
 
-    output_kind = "vector"
-
     def __init__(
         self,
         sample_rate=8000,

@@ -20,8 +20,6 @@ def _conv_bn(filters: int, batchnorm: bool, name: str) -> list[layers.Layer]:
 class ImageCNN(layers.Layer):
     """The classic Keras CIFAR-10 CNN: (conv-conv-pool-dropout) x len(filters) -> dense. Output (B, dense_units)."""
 
-    output_kind = "vector"
-
     def __init__(self, filters=(32, 64), dense_units=256, batchnorm=True, dropout=0.25, **kwargs):
         super().__init__(**kwargs)
         self.filters = tuple(filters)

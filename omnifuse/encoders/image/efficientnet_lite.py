@@ -83,8 +83,6 @@ class ImageEfficientNetLite(layers.Layer):
     ``include_top=True`` appends the ImageNet classifier: the output is then the (B, 1000) logits.
     """
 
-    output_kind = "vector"
-
     def __init__(
         self,
         size=224,

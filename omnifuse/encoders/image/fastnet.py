@@ -43,8 +43,6 @@ class ImageFastNet(layers.Layer):
     its mirror (``tta``). Call :meth:`adapt` with training images to set the whitening filters. Output (B, widths[-1]).
     """
 
-    output_kind = "vector"
-
     def __init__(
         self,
         widths=(64, 256, 256),

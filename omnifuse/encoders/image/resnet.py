@@ -13,8 +13,6 @@ from omnifuse.encoders.layers import apply_layers, build_chain
 class ImageResNet(layers.Layer):
     """A small pre-activation-free BN ResNet: stem conv, stages of residual blocks, global pool, dense."""
 
-    output_kind = "vector"
-
     def __init__(self, widths=(64, 128, 256), blocks=1, dense_units=256, dropout=0.0, **kwargs):
         super().__init__(**kwargs)
         self.widths = tuple(widths)

@@ -26,8 +26,6 @@ class TabularMLP(layers.Layer):
         enc(keras.ops.zeros((2, F))).shape == (2, 32)
     """
 
-    output_kind = "vector"
-
     def __init__(self, units=(64, 64), dropout=0.1, missing_indicator=True, **kwargs):
         super().__init__(**kwargs)
         self.units = tuple(int(u) for u in units)

@@ -12,8 +12,6 @@ from omnifuse.encoders.text.padding import trim_padding
 class TextBag(layers.Layer):
     """Bag of (n-gram) embeddings, masked mean over the tokens (fastText-style). Output (B, embed_dim)."""
 
-    output_kind = "vector"
-
     def __init__(self, vocab_size=20000, embed_dim=64, dropout=0.2, **kwargs):
         super().__init__(**kwargs)
         self.vocab_size = vocab_size

@@ -94,7 +94,6 @@ class TextMiniLM(layers.Layer):
     TensorShape([2, 384])
     """
 
-    output_kind = "vector"
     takes_raw_text = True  # the model builder puts no TextVectorization in front
     output_dim = HIDDEN
 

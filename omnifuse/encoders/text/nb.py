@@ -22,8 +22,6 @@ class TextNB(layers.Layer):
     at zero and is trained with the model under an L2 penalty. Without :meth:`adapt` the ratios are 1.
     """
 
-    output_kind = "vector"
-
     def __init__(
         self,
         vocab_size=1000000,

@@ -7,6 +7,7 @@ from keras import layers, ops
 
 from omnifuse.encoders.layers import build_chain
 from omnifuse.encoders.text.padding import trim_padding
+from omnifuse.encoders.text.rnn_config import RNNConfig
 
 
 @keras.saving.register_keras_serializable(package="omnifuse")
@@ -17,21 +18,19 @@ class TextRNN(layers.Layer):
     (:meth:`bigram_ids`), is added to the word embedding.
     """
 
-    output_kind = "vector"
-
     def __init__(
         self,
         vocab_size=20000,
-        embed_dim=128,
-        cell="lstm",
-        units=64,
-        bidirectional=False,
-        pooling="last",
-        conv_filters=0,
-        conv_pool=4,
-        dropout=0.2,
-        word_dropout=0.0,
-        bigram_buckets=0,
+        embed_dim=RNNConfig.embed_dim,
+        cell=RNNConfig.cell,
+        units=RNNConfig.units,
+        bidirectional=RNNConfig.bidirectional,
+        pooling=RNNConfig.pooling,
+        conv_filters=RNNConfig.conv_filters,
+        conv_pool=RNNConfig.conv_pool,
+        dropout=RNNConfig.dropout,
+        word_dropout=RNNConfig.word_dropout,
+        bigram_buckets=RNNConfig.bigram_buckets,
         **kwargs,
     ):
         super().__init__(**kwargs)

@@ -13,8 +13,6 @@ class TextTfidf(layers.Layer):
     Output (B, units). Its input comes from a ``TextVectorization(output_mode="tf_idf", ngrams=...)`` in the model.
     """
 
-    output_kind = "vector"
-
     def __init__(self, units=64, dropout=0.5, **kwargs):
         super().__init__(**kwargs)
         self.units = units

@@ -1,0 +1,66 @@
+"""Every use omnifuse makes of Keras's (or a TensorFlow strategy's) private attributes, in one place, each with the
+behaviour it works around. A Keras upgrade that changes one of them breaks here, with a clear error, and nowhere else.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+from omnifuse.errors import OmnifuseError
+
+
+def all_layers(model) -> Iterator[Any]:
+    """Every layer inside ``model``, nested ones included (a ModalityBranch's encoder and its sub-layers).
+
+    ``model.layers`` lists only the top level, and Keras 3 has no public recursive walk; ``_flatten_layers`` is
+    the one Keras itself uses to decide whether a model ``supports_jit`` (``keras/src/trainers/trainer.py``,
+    ``model_supports_jit``), where it turns ``jit_compile`` off silently when any layer cannot be compiled by XLA.
+    """
+    flatten = getattr(model, "_flatten_layers", None)
+    if flatten is None:
+        raise OmnifuseError(
+            "This Keras version has no Layer._flatten_layers; set train.jit_compile = false to train with it."
+        )
+    return iter(flatten())
+
+
+def build_under_strategy(model, strategy, element_spec) -> None:
+    """Build a compiled model's state (optimizer slots, metric variables) under ``strategy`` from the shapes and
+    dtypes of ``element_spec``, and have Keras take the strategy from the enclosing scope from then on.
+
+    Keras's TensorFlow trainer builds that state on the first ``fit`` step from a batch it averages over the replicas
+    (``strategy.reduce("MEAN", ...)``), which fails for string inputs such as a text modality (the reduction casts
+    to float: "Distributed training with tensorflow doesn't work with Keras 3.7 and above",
+    keras-team/keras#21172; tensorflow/tensorflow#80951). ``_symbolic_build(data_batch=...)`` builds it from a
+    spec instead, and with ``_distribute_strategy = None`` Keras falls back to ``tf.distribute.get_strategy()``
+    (the enclosing ``strategy.scope()``) and skips its own build step; ``fit`` must then run inside that scope.
+    """
+    if not (hasattr(model, "_symbolic_build") and hasattr(model, "_distribute_strategy")):
+        raise OmnifuseError(
+            "This Keras version cannot be used with train.distribution (its trainer changed: no "
+            '_symbolic_build / _distribute_strategy); use train.distribution = "none".'
+        )
+    with strategy.scope():
+        model._symbolic_build(data_batch=element_spec)
+        model._distribute_strategy = None
+
+
+def reduce_scalars_without_axis(strategy) -> None:
+    """Let ``strategy.reduce(op, scalar, axis=0)`` reduce the scalar across replicas (``strategy`` is patched).
+
+    Keras 3 averages every step's logs (scalars) over the workers with ``reduce("MEAN", value, axis=0)``, which
+    MultiWorkerMirroredStrategy rejects for a scalar ("Invalid reduction dimension 0 for input with 0 dimensions",
+    tensorflow/tensorflow#72388). With no axis the result is the same mean over the replicas.
+    """
+    reduce = strategy.reduce
+
+    def reduce_scalars(reduce_op, value, axis=None):
+        local = strategy.experimental_local_results(value)
+        if axis is not None and all(
+            getattr(v, "shape", None) is not None and v.shape.rank == 0 for v in local
+        ):
+            axis = None
+        return reduce(reduce_op, value, axis=axis)
+
+    strategy.reduce = reduce_scalars

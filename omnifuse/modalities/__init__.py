@@ -1,0 +1,35 @@
+"""What each modality kind IS to omnifuse, one module per kind (image, text, audio, numbers), each with:
+
+- ``DTYPE`` and :func:`sample_shape`: the Keras input of a modality of that kind (one sample's shape from the data);
+- :func:`blank`: what a missing sample is filled with (its mask says 0; the model never reads it);
+- :func:`corrupt`, ``MAX_LEVEL``, ``LEVELS``, ``CORRUPTION``: the one corruption rule, used by training
+  (``train.modality_noise``) and by the robustness evaluation alike.
+
+``KINDS`` maps a kind's name to its module; :func:`kind` looks one up with an error naming the valid ones.
+This package imports nothing from the model, training or pipeline.
+"""
+
+from __future__ import annotations
+
+from types import ModuleType
+
+from omnifuse.errors import OmnifuseError
+from omnifuse.modalities import audio, image, numbers, text
+
+KINDS: dict[str, ModuleType] = {"image": image, "text": text, "audio": audio, "numbers": numbers}
+
+
+def kind(name: str, modality: str = "") -> ModuleType:
+    """The module of modality kind ``name``; ``modality`` names the modality in the error."""
+    if name not in KINDS:
+        where = f" of modality {modality!r}" if modality else ""
+        raise OmnifuseError(f"Unknown modality kind {name!r}{where}. Valid: {', '.join(KINDS)}")
+    return KINDS[name]
+
+
+def sample_shape(
+    kind_name: str, *, image_shape=None, num_samples: int = 0, width: int = 0
+) -> tuple[int, ...]:
+    """One sample's shape for a modality of kind ``kind_name``: ``image_shape`` (H, W, C) for images,
+    ``(num_samples,)`` for audio, ``(width,)`` for numbers (F features), ``()`` for text."""
+    return kind(kind_name).sample_shape(image_shape=image_shape, num_samples=num_samples, width=width)

@@ -1,0 +1,43 @@
+"""Numbers: float32 (B, F) features, NaN = an empty cell; corruption is Gaussian noise scaled by each column's
+spread over the samples given (empty cells left out of it, and left empty)."""
+
+from __future__ import annotations
+
+from omnifuse.modalities.image import _noisy
+
+DTYPE = "float32"
+CORRUPTION = "Gaussian noise, std / column std"
+MAX_LEVEL = 2.0
+LEVELS = (0.0, 0.25, 0.5, 1.0, MAX_LEVEL)
+
+
+def sample_shape(*, width: int = 0, **_) -> tuple[int, ...]:
+    return (int(width),)
+
+
+def blank(batch, shape):
+    import tensorflow as tf
+
+    return tf.zeros([batch, *shape], tf.float32)
+
+
+def column_std(x):
+    """The standard deviation of each column of ``x`` (B, F) over its non-empty cells (0 for an empty column).
+
+    Per column, not per row: a row's features have different units, and one empty cell would make a row's own
+    spread NaN (and the whole row NaN after adding noise)."""
+    import tensorflow as tf
+
+    present = tf.math.is_finite(x)
+    count = tf.maximum(tf.reduce_sum(tf.cast(present, tf.float32), axis=0, keepdims=True), 1.0)
+    mean = tf.reduce_sum(tf.where(present, x, 0.0), axis=0, keepdims=True) / count
+    variance = tf.reduce_sum(tf.where(present, tf.square(x - mean), 0.0), axis=0, keepdims=True) / count
+    return tf.sqrt(variance)
+
+
+def corrupt(value, level, seed):
+    """``value`` (B, F) with Gaussian noise of ``level`` (B,) times each column's :func:`column_std`."""
+    import tensorflow as tf
+
+    x = tf.cast(value, tf.float32)
+    return tf.cast(_noisy(x, column_std(x), level, seed), value.dtype)

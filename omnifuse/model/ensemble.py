@@ -1,0 +1,57 @@
+"""Ensembles (``model.members`` > 1): each member's config, and the layer that averages the members' outputs."""
+
+from __future__ import annotations
+
+import keras
+from keras import layers, ops
+
+from omnifuse.config import Config
+from omnifuse.errors import OmnifuseError
+
+
+def member_configs(cfg: Config) -> list[Config]:
+    """The config of each ensemble member: ``cfg`` with that member's ``model.member_overrides`` applied (the
+    overrides may name ``model.*`` keys only, and not the ensemble's own)."""
+    m = cfg.model
+    overrides = m.member_overrides
+    if overrides and len(overrides) != m.members:
+        raise OmnifuseError(
+            f"Expected one list of overrides per member in model.member_overrides ({m.members}). "
+            f"Received: {len(overrides)} lists"
+        )
+    out = []
+    for i, items in enumerate(overrides or [()] * m.members):
+        for item in items:
+            key = item.split("=", 1)[0].strip()
+            if not key.startswith("model.") or key.startswith("model.member"):
+                raise OmnifuseError(
+                    f"Expected model.member_overrides[{i}] to set model.* keys other than the ensemble's own "
+                    f"(members share the data and the training). Received: {item!r}"
+                )
+        out.append(cfg.replace(list(items)) if items else cfg)
+    return out
+
+
+@keras.saving.register_keras_serializable(package="omnifuse")
+class MemberMean(layers.Layer):
+    """The ensemble's output: ``sum_k w_k * x_k`` over its members' outputs, with weights ``w`` on the simplex
+    (equal at the start; :func:`omnifuse.training.fit_member_weights` fits them on held-out data). The weights are
+    a non-trainable variable, so a saved model keeps them."""
+
+    def build(self, input_shape):
+        self.member_weights = self.add_weight(
+            shape=(len(input_shape),),
+            initializer=keras.initializers.Constant(1.0 / len(input_shape)),
+            trainable=False,
+            name="member_weights",
+        )
+
+    def call(self, inputs):
+        stacked = ops.stack([ops.cast(x, self.compute_dtype) for x in inputs], axis=0)
+        shape = (-1,) + (1,) * (len(stacked.shape) - 1)
+        return ops.sum(
+            stacked * ops.reshape(ops.cast(self.member_weights, self.compute_dtype), shape), axis=0
+        )
+
+    def compute_output_shape(self, input_shape):
+        return input_shape[0]

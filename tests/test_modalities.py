@@ -1,0 +1,63 @@
+"""Each modality kind's one definition: input, blank, and the corruption rule shared by training and evaluation."""
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from omnifuse import modalities
+from omnifuse.errors import OmnifuseError
+
+
+def test_every_kind_has_its_parts_and_an_unknown_kind_names_the_valid_ones():
+    assert set(modalities.KINDS) == {"image", "text", "audio", "numbers"}
+    for rule in modalities.KINDS.values():
+        assert rule.LEVELS[0] == 0 and rule.LEVELS[-1] == rule.MAX_LEVEL
+    with pytest.raises(OmnifuseError, match="'video'.*'clip'.*image, text, audio, numbers"):
+        modalities.kind("video", "clip")
+
+
+@pytest.mark.parametrize(
+    "kind,shape,dtype",
+    [
+        ("image", (4, 4, 3), tf.uint8),
+        ("audio", (8,), tf.float32),
+        ("numbers", (3,), tf.float32),
+        ("text", (), tf.string),
+    ],
+)
+def test_blanks_have_the_inputs_shape_and_dtype(kind, shape, dtype):
+    got = modalities.sample_shape(kind, image_shape=(4, 4, 3), num_samples=8, width=3)
+    assert got == shape
+    blank = modalities.kind(kind).blank(2, got)
+    assert blank.dtype == dtype and tuple(blank.shape) == (2, *shape)
+
+
+def test_numbers_noise_follows_each_column_and_keeps_a_row_with_an_empty_cell():
+    x = np.array([[1.0, 100.0, np.nan], [2.0, 300.0, 5.0], [3.0, 200.0, 7.0], [4.0, 400.0, 6.0]], np.float32)
+    level = tf.fill([4], 1.0)
+    out = modalities.numbers.corrupt(tf.constant(x), level, tf.constant([1, 2], tf.int64)).numpy()
+    # the empty cell stays empty, every other cell of its row (and of the others) gets finite noise
+    assert np.isnan(out[0, 2]) and np.isfinite(np.delete(out.ravel(), 2)).all()
+    noise = out - x
+    assert np.abs(noise[:, 1]).mean() > 20 * np.abs(noise[:, 0]).mean()  # column 1 spreads 100x column 0
+    std = modalities.numbers.column_std(tf.constant(x)).numpy()[0]
+    np.testing.assert_allclose(std, np.nanstd(x, axis=0), rtol=1e-5)
+
+
+def test_the_evaluation_corrupts_with_the_training_rule():
+    from omnifuse.evaluation import corrupt
+
+    x = np.array([[1.0, np.nan], [2.0, 4.0], [3.0, 8.0]], np.float32)
+    out = corrupt(x, "numbers", 1.0, (3, 4))
+    assert np.isnan(out[0, 1]) and np.isfinite(out[0, 0]) and not np.array_equal(out[1:], x[1:])
+    want = modalities.numbers.corrupt(
+        tf.constant(x), tf.fill([3], 1.0), tf.constant([3, 4], tf.int64)
+    ).numpy()
+    np.testing.assert_array_equal(out, want)
+    np.testing.assert_array_equal(corrupt(x, "numbers", 0.0, (3, 4)), x)
+    texts = np.array([b"one two three four", b"five six"], object)
+    assert list(corrupt(texts, "text", 1.0, (0, 1))) == [b"", b""]
+    images = np.full((2, 4, 4, 1), 128, np.uint8)
+    images[0, 0, 0, 0] = 0
+    noisy = corrupt(images, "image", 2.0, (0, 1))
+    assert noisy.dtype == np.uint8 and not np.array_equal(noisy[0], images[0])
