@@ -218,6 +218,11 @@ class TrainConfig:
     seed: int = 0  # weights' initialisation, shuffling, hold-outs
     early_stopping: int = 3  # patience in epochs on the validation loss; 0 = off
     jit_compile: bool = False  # XLA-compile the training step
+    # a pretrained encoder that trains (mode finetune or last_k) learns at this fraction of train.learning_rate
+    pretrained_lr_scale: float = 0.1
+    # frozen pretrained encoders (mode frozen, no augmentation before them): their features are computed once per
+    # data set (and cached on disk), and training runs the rest of the model on them (omnifuse/features.py)
+    cache_features: bool = True
     # "bfloat16": layers compute in bfloat16, variables stay float32 (Keras mixed_bfloat16; fast on CPUs with AMX or
     # AVX512-BF16); the heads and the numerically delicate parts stay float32 (omnifuse/precision.py)
     # "auto": bfloat16 where the hardware computes it natively (a GPU; a CPU with AVX512-BF16 or AMX), else float32

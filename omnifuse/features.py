@@ -116,3 +116,32 @@ def extract(
         np.save(tmp, out)
         os.replace(tmp, path)
     return out
+
+
+def with_features(model: keras.Model, prepared, branches: dict, batch_size: int = 64):
+    """A copy of ``prepared`` (a :class:`omnifuse.pipeline.Prepared`) whose ``branches``' modalities hold their
+    features (float32 (N, dim), as a ``numbers`` modality the pipeline streams as it is) in every split."""
+    import dataclasses
+
+    parts = []
+    kinds = prepared.modalities
+    for part in prepared.parts:
+        splits = {}
+        for which in ("train", "val", "test"):
+            split = getattr(part, which)
+            inputs = dict(split.inputs)
+            for name, branch in branches.items():
+                if name in inputs:
+                    x = inputs[name]
+                    if kinds.get(name) == "image" and x.ndim == 3:  # grey images without a channel axis
+                        x = x[..., None]
+                    inputs[name] = extract(model, name, branch, x, batch_size)
+            splits[which] = dataclasses.replace(split, inputs=inputs)
+        parts.append(dataclasses.replace(part, **splits))
+    modalities = dict(prepared.modalities)
+    numbers = dict(prepared.numbers)
+    for name, branch in branches.items():
+        modalities[name] = "numbers"
+        width = int(branch.encoder.output_dim)
+        numbers[name] = {"features": [f"{name}_feature_{i}" for i in range(width)], "columns": []}
+    return dataclasses.replace(prepared, parts=parts, modalities=modalities, numbers=numbers)

@@ -102,11 +102,20 @@ class _Lookahead(keras.callbacks.Callback):
 class _RunCheckpoint(keras.callbacks.Callback):
     """After each epoch: last.keras, best.keras when the validation loss improved, and the progress in meta.json."""
 
-    def __init__(self, run_dir: Path, meta: dict[str, Any], early: _ResumableEarlyStopping | None):
+    def __init__(
+        self,
+        run_dir: Path,
+        meta: dict[str, Any],
+        early: _ResumableEarlyStopping | None,
+        saved: keras.Model | None = None,
+    ):
         super().__init__()
         self.run_dir = run_dir
         self.meta = meta
         self.early = early
+        self.saved = (
+            saved  # the model checkpointed (default: the one fitted; the full one when that is its head)
+        )
 
     def on_epoch_end(self, epoch, logs=None):
         logs = logs or {}
@@ -115,9 +124,9 @@ class _RunCheckpoint(keras.callbacks.Callback):
         progress = self.meta.setdefault("progress", {})
         loss = logs.get("val_loss", logs.get("loss"))
         if loss is not None and np.isfinite(loss) and loss < progress.get("best", np.inf):
-            atomic_save_model(self.model, folder / "best.keras")
+            atomic_save_model(self.saved or self.model, folder / "best.keras")
             progress.update(best=float(loss), best_epoch=epoch + 1)
-        atomic_save_model(self.model, folder / "last.keras")
+        atomic_save_model(self.saved or self.model, folder / "last.keras")
         progress["epochs_done"] = epoch + 1
         if self.early is not None:
             progress["wait"] = int(self.early.wait)
@@ -230,6 +239,8 @@ class _Run:
     dist: distributed.Distribution | None  # None: one process
     resumed: bool
     prepared: pipeline.Prepared | None = None
+    # what training streams: ``prepared``, or a copy holding frozen encoders' features (omnifuse/features.py)
+    fit_prepared: pipeline.Prepared | None = None
     start: float = 0.0  # when loading the data began
     data_seconds: float = 0.0
 
@@ -332,7 +343,7 @@ def _build(run: _Run) -> keras.Model:
 
 def _streams(run: _Run, model: keras.Model) -> _Streams:
     """The training stream (endless, corrupted and dropped out as configured) and the validation pass."""
-    cfg, prepared, t = run.cfg, run.prepared, run.cfg.train
+    cfg, prepared, t = run.cfg, run.fit_prepared or run.prepared, run.cfg.train
     with_weights = WEIGHTS_OUTPUT in model.output_names
     auxiliary = auxiliary_outputs(model.output_names, prepared.tasks)
     train_ds, steps = pipeline.stream(
@@ -390,7 +401,12 @@ def _compile(run: _Run, model: keras.Model, streams: _Streams) -> None:
 
 
 def _callbacks(
-    run: _Run, model: keras.Model, steps: int, extra: list[keras.callbacks.Callback], has_val: bool
+    run: _Run,
+    model: keras.Model,
+    steps: int,
+    extra: list[keras.callbacks.Callback],
+    has_val: bool,
+    saved: keras.Model | None = None,
 ) -> tuple[list[keras.callbacks.Callback], _ResumableEarlyStopping | None]:
     """The run's callbacks in the order they must run, and its early stopping (None when off)."""
     t, progress, initial_epoch = run.cfg.train, run.progress, run.initial_epoch
@@ -405,7 +421,7 @@ def _callbacks(
         callbacks.append(early)
     callbacks += [
         keras.callbacks.CSVLogger(str(run.run_dir / "metrics.csv"), append=initial_epoch > 0),
-        _RunCheckpoint(run.run_dir, run.meta, early),
+        _RunCheckpoint(run.run_dir, run.meta, early, saved),
     ]
     if run.dist is not None:  # replicas agree before the run's callbacks save anything; the backup comes last
         first, then = run.dist.callbacks(model, progress)
@@ -413,10 +429,17 @@ def _callbacks(
     return callbacks, early
 
 
-def _fit(run: _Run, model: keras.Model, streams: _Streams, extra: list[keras.callbacks.Callback]) -> None:
-    """``model.fit`` from the first epoch not done yet to ``train.epochs`` (nothing when early stopping ended it)."""
+def _fit(
+    run: _Run,
+    model: keras.Model,
+    streams: _Streams,
+    extra: list[keras.callbacks.Callback],
+    saved: keras.Model | None = None,
+) -> None:
+    """``model.fit`` from the first epoch not done yet to ``train.epochs`` (nothing when early stopping ended it);
+    ``saved``: the model checkpoints hold, when ``model`` is its head on cached features."""
     t = run.cfg.train
-    callbacks, early = _callbacks(run, model, streams.steps, extra, streams.val is not None)
+    callbacks, early = _callbacks(run, model, streams.steps, extra, streams.val is not None, saved)
     if run.initial_epoch >= t.epochs or run.progress.get("stopped_early"):
         return
     with distributed.scope(run.dist):
@@ -465,7 +488,31 @@ def train(
     keras.utils.set_random_seed(run.cfg.train.seed + run.initial_epoch)
     _load_data(run, data_dir)
     model = _build(run)
-    streams = _streams(run, model)
-    _compile(run, model, streams)
-    _fit(run, model, streams, list(callbacks or []))
+    fitted = _frozen_features(run, model, list(callbacks or []))
+    streams = _streams(run, fitted)
+    _compile(run, fitted, streams)
+    _fit(run, fitted, streams, list(callbacks or []), saved=model if fitted is not model else None)
     return _finish(run, model, streams)
+
+
+def _frozen_features(run: _Run, model: keras.Model, extra: list[keras.callbacks.Callback]) -> keras.Model:
+    """The model to fit: ``model``, or, where frozen pretrained encoders' features can be computed once
+    (``train.cache_features``), ``model`` from those encoders' outputs on, with ``run.fit_prepared`` holding the
+    features. Callbacks with a ``use_prepared`` method are handed that copy (the bench scores its test set on it)."""
+    from omnifuse import features
+
+    if not run.cfg.train.cache_features or run.dist is not None:
+        return model
+    branches = features.plan(model, sorted(run.prepared.modalities))
+    if not branches:
+        return model
+    start = time.perf_counter()
+    run.fit_prepared = features.with_features(
+        model, run.prepared, branches, batch_size=run.cfg.train.batch_size
+    )
+    run.progress["feature_seconds"] = round(time.perf_counter() - start, 3)
+    run.meta["cached_features"] = sorted(branches)
+    for callback in extra:
+        if hasattr(callback, "use_prepared"):
+            callback.use_prepared(run.fit_prepared)
+    return features.head_model(model, branches)

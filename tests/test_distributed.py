@@ -23,7 +23,7 @@ from fixtures import write_aclimdb, write_cifar10
 from typer.testing import CliRunner
 
 import omnifuse
-from omnifuse import distributed, models, training  # noqa: F401  (models: registers the saved layers)
+from omnifuse import distributed, modelio, training  # noqa: F401  (modelio: registers the saved layers)
 from omnifuse.cli import app
 from omnifuse.config import TrainConfig
 from omnifuse.errors import OmnifuseError

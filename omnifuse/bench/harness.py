@@ -91,9 +91,11 @@ def run_one(
 
     cfg = load_config(target, ["train.verbose=2", *overrides, f"train.seed={seed}"])
     prepared = pipeline.prepare(cfg, load_datasets(cfg, data_dir))
-    inputs, labels = _test_stream(prepared, max(256, cfg.train.batch_size))
+    test_batch = max(256, cfg.train.batch_size)
+    inputs, labels = _test_stream(prepared, test_batch)
     del prepared
     recorder = EpochRecorder(inputs, labels)
+    recorder.make_test = lambda fitted: _test_stream(fitted, test_batch)
     run_dir = train(cfg, runs_root=runs_root, data_dir=data_dir, callbacks=[recorder])
     metrics = evaluate(run_dir, data_dir=data_dir)
     return record_run(

@@ -149,6 +149,9 @@ class EpochRecorder(keras.callbacks.Callback):
         super().__init__()
         self.test_inputs = test_inputs
         self.test_labels = {k: np.asarray(v).reshape(-1) for k, v in test_labels.items()}
+        # (Prepared) -> (inputs, labels): how to score the test set on the data training streams, when training
+        # fits a model's head on cached features of frozen encoders (omnifuse/features.py)
+        self.make_test = None
         self.batch_size = batch_size
         self.verbose = verbose
         self.epochs: list[dict[str, Any]] = []
@@ -157,6 +160,12 @@ class EpochRecorder(keras.callbacks.Callback):
         # the record's commit and start are those of the code this process runs, taken before it trains (a
         # commit made while a long run trains must not be named as its code)
         self.environment = environment()
+
+    def use_prepared(self, prepared) -> None:
+        """Training fits on ``prepared`` (frozen encoders' features in place of their inputs): score on it too."""
+        if self.make_test is not None:
+            self.test_inputs, labels = self.make_test(prepared)
+            self.test_labels = {k: np.asarray(v).reshape(-1) for k, v in labels.items()}
 
     def on_epoch_begin(self, epoch, logs=None):
         self._epoch_start = time.perf_counter()

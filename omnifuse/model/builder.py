@@ -34,11 +34,8 @@ from omnifuse.registry import AUDIO_ENCODERS, FUSIONS, IMAGE_ENCODERS, TABULAR_E
 
 def _image_branch(cfg: Config) -> tuple[layers.Layer, layers.Layer | None]:
     img = cfg.model.image
-    sub = img.cnn if img.encoder == "cnn" else img.resnet
-    if img.encoder == "fastnet":
-        sub = img.fastnet
     encoder = lookup(IMAGE_ENCODERS, img.encoder, "image encoder")(
-        **dataclasses.asdict(sub), name="image_encoder"
+        **dataclasses.asdict(getattr(img, img.encoder)), name="image_encoder"
     )
     preprocess = None
     if img.augment:
@@ -71,6 +68,12 @@ def _text_branch(
     for part in parts:
         cls = lookup(TEXT_ENCODERS, part, "text encoder")
         suffix = "" if len(parts) == 1 else f"_{part}"
+        if getattr(cls, "takes_raw_text", False):
+            # a pretrained encoder tokenises the strings itself (its own vocabulary, inside the model)
+            encoder = cls(**dataclasses.asdict(getattr(txt, part)), name=f"{name}_encoder{suffix}")
+            branch = ModalityBranch(encoder, skip_absent=skip_absent, name=f"{name}_branch{suffix}{member}")
+            feats.append(branch([x, mask]))
+            continue
         if part == "tfidf":
             sub = txt.tfidf
             settings = dict(max_tokens=sub.vocab_size, ngrams=_ngrams(sub.ngrams), output_mode="tf_idf")
@@ -132,7 +135,7 @@ def _text_batches(vectorize, texts: list[str], labels: np.ndarray, size: int = 1
 
 def _audio_encoder(cfg: Config) -> layers.Layer:
     aud = cfg.model.audio
-    options = {**dataclasses.asdict(aud.cnn), "sample_rate": cfg.data.sample_rate}
+    options = {**dataclasses.asdict(getattr(aud, aud.encoder)), "sample_rate": cfg.data.sample_rate}
     return lookup(AUDIO_ENCODERS, aud.encoder, "audio encoder")(**options, name="audio_encoder")
 
 
@@ -230,7 +233,7 @@ def _member(
         else:  # numbers
             tab = cfg.model.tabular
             encoder = lookup(TABULAR_ENCODERS, tab.encoder, "tabular encoder")(
-                **dataclasses.asdict(tab.mlp), name=f"{name}_encoder"
+                **dataclasses.asdict(getattr(tab, tab.encoder)), name=f"{name}_encoder"
             )
             encoder.adapt(numbers[name])
             feat = ModalityBranch(encoder, skip_absent=skip, name=f"{name}_branch{suffix}")([x, mask])

@@ -11,7 +11,7 @@ from omnifuse.errors import OmnifuseError
 from omnifuse.keras_compat import all_layers
 from omnifuse.model.heads import MaskedAccuracy, MaskedSparseCrossentropy
 from omnifuse.names import mask_name, member_outputs, unimodal_outputs
-from omnifuse.optimizers import LazyAdam, LazyAdamW, LazySGD
+from omnifuse.optimizers import LazyAdam, LazyAdamW, LazySGD, ScaledAdam, ScaledAdamW, ScaledSGD
 from omnifuse.registry import lookup
 
 
@@ -43,20 +43,39 @@ def learning_rate_schedule(t, total_steps: int):
     raise OmnifuseError(f"Unknown train.schedule {t.schedule!r}. Valid: constant, cosine, onecycle")
 
 
-def make_optimizer(t, lr, lazy: bool) -> keras.optimizers.Optimizer:
+def make_optimizer(
+    t, lr, lazy: bool, multipliers: dict[str, float] | None = None
+) -> keras.optimizers.Optimizer:
     """``train.optimizer`` at learning rate (or schedule) ``lr``; ``lazy``: the variants that leave a variable
-    without gradient in a batch (and its optimizer state) untouched (see omnifuse/optimizers.py)."""
-    adam, adamw, sgd = (
-        (LazyAdam, LazyAdamW, LazySGD)
-        if lazy
-        else (keras.optimizers.Adam, keras.optimizers.AdamW, keras.optimizers.SGD)
-    )
+    without gradient in a batch (and its optimizer state) untouched (see omnifuse/optimizers.py); ``multipliers``:
+    variable path prefix -> learning-rate factor (a fine-tuned pretrained encoder's slower rate)."""
+    if lazy:
+        adam, adamw, sgd = LazyAdam, LazyAdamW, LazySGD
+    elif multipliers:
+        adam, adamw, sgd = ScaledAdam, ScaledAdamW, ScaledSGD
+    else:
+        adam, adamw, sgd = keras.optimizers.Adam, keras.optimizers.AdamW, keras.optimizers.SGD
+    extra = {"lr_multipliers": multipliers} if multipliers else {}
     optimizers = {
-        "adam": lambda: adam(lr),
-        "adamw": lambda: adamw(lr, weight_decay=t.weight_decay),
-        "sgd": lambda: sgd(lr, momentum=t.momentum, nesterov=True, weight_decay=t.weight_decay or None),
+        "adam": lambda: adam(lr, **extra),
+        "adamw": lambda: adamw(lr, weight_decay=t.weight_decay, **extra),
+        "sgd": lambda: sgd(
+            lr, momentum=t.momentum, nesterov=True, weight_decay=t.weight_decay or None, **extra
+        ),
     }
     return lookup(optimizers, t.optimizer, "optimizer")()
+
+
+def pretrained_multipliers(model: keras.Model, scale: float) -> dict[str, float]:
+    """Path prefix -> ``scale`` for every pretrained encoder of ``model`` that trains (fine-tuned or last_k)."""
+    if scale == 1.0:
+        return {}
+    out = {}
+    for layer in all_layers(model):
+        encoder = getattr(layer, "encoder", None)
+        if getattr(encoder, "pretrained", False) and encoder.trainable_weights:
+            out[f"{layer.name}/{encoder.name}/"] = float(scale)
+    return out
 
 
 def compile_model(
@@ -70,7 +89,8 @@ def compile_model(
     tasks = list(tasks)
     t = cfg.train
     lazy = t.lazy_updates and _batches_can_miss_variables(model, tasks)
-    optimizer = make_optimizer(t, learning_rate_schedule(t, max(1, t.epochs * steps_per_epoch)), lazy)
+    schedule = learning_rate_schedule(t, max(1, t.epochs * steps_per_epoch))
+    optimizer = make_optimizer(t, schedule, lazy, pretrained_multipliers(model, t.pretrained_lr_scale))
     members = member_outputs(model.output_names, tasks)
     # an ensemble trains each member on its own loss; its task outputs (the members' mean) only report accuracy
     trained = members or {task: task for task in tasks}

@@ -173,6 +173,8 @@ class ImageEfficientNetLite(layers.Layer):
         layer._load_pretrained = False
         return layer
 
+    pretrained = True  # its weights come from a weight package; fine-tuned at train.pretrained_lr_scale
+
     @property
     def frozen_features(self) -> bool:
         """Whether a sample's features are the same in every training step (omnifuse.features caches them)."""

@@ -150,6 +150,8 @@ class TextMiniLM(layers.Layer):
     # takes strings: the model builder puts no TextVectorization in front
     takes_raw_text = True
 
+    pretrained = True  # its weights come from a weight package; fine-tuned at train.pretrained_lr_scale
+
     @property
     def frozen_features(self) -> bool:
         """Whether a text's features are the same in every training step (omnifuse.features caches them)."""
