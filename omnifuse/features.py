@@ -3,11 +3,14 @@
 A frozen pretrained encoder (``mode = "frozen"``) gives every sample the same features in every epoch, so running it
 in every training step is wasted work: on a CPU, EfficientNet-Lite0 at 224 pixels costs hundreds of times more than
 the head above it. :func:`plan` finds the modality branches of a model whose output is fixed (a frozen encoder, no
-augmentation in front of it); :func:`head_model` is the same model from those branches' outputs on (the layers are
-shared, so training it trains the full model); :func:`extract` runs a branch once over a split's samples, cached on
-disk under the user cache keyed by the encoder's config and weights and the samples' bytes, so a second run on the
-same data (another seed, fold or speaker) reads them back. The full model is what is saved, evaluated and served:
-it still takes raw inputs.
+augmentation in front of it); :func:`extract` runs a branch once over a split's samples, cached on disk under the
+user cache keyed by the encoder's config and weights and the samples' bytes, so a second run on the same data
+(another seed, fold or speaker) reads them back; :func:`with_features` puts them in place of the raw inputs as a
+modality of kind ``features``. Training builds the same model on them (the builder passes a ``features`` modality
+straight to the fusion), trains it, and :func:`copy_weights` carries every trained layer into the full model, which
+is what is saved, evaluated and served: it still takes raw inputs. (A Keras sub-model from the branches' output
+tensors would share the layers without copies, but building one rewires the full model's graph so that it can no
+longer be saved.)
 """
 
 from __future__ import annotations
@@ -43,17 +46,22 @@ def plan(model: keras.Model, modalities: list[str]) -> dict[str, keras.layers.La
             branch = model.get_layer(f"{name}_branch")
         except ValueError:
             continue
-        if cacheable(branch) and len(branch._inbound_nodes) == 1:
+        if cacheable(branch):
             out[name] = branch
     return out
 
 
-def head_model(model: keras.Model, branches: dict[str, keras.layers.Layer]) -> keras.Model:
-    """``model`` taking ``branches``' features (float (B, dim) under each modality's name) instead of raw inputs."""
-    inputs = dict(model.input)
-    for name, branch in branches.items():
-        inputs[name] = branch.output
-    return keras.Model(inputs, model.output, name=f"{model.name}_head")
+def copy_weights(source: keras.Model, target: keras.Model) -> None:
+    """Every weight of ``source``'s top-level layers into ``target``'s layers of the same names (the head model
+    and the full model share every layer name but the frozen encoders' branches)."""
+    for layer in source.layers:
+        if not layer.weights:
+            continue
+        try:
+            other = target.get_layer(layer.name)
+        except ValueError:
+            continue
+        other.set_weights(layer.get_weights())
 
 
 def extractor(model: keras.Model, name: str, branch) -> keras.Model:
@@ -120,7 +128,7 @@ def extract(
 
 def with_features(model: keras.Model, prepared, branches: dict, batch_size: int = 64):
     """A copy of ``prepared`` (a :class:`omnifuse.pipeline.Prepared`) whose ``branches``' modalities hold their
-    features (float32 (N, dim), as a ``numbers`` modality the pipeline streams as it is) in every split."""
+    features (float32 (N, dim), a modality of kind ``features``, streamed as it is) in every split."""
     import dataclasses
 
     parts = []
@@ -141,7 +149,7 @@ def with_features(model: keras.Model, prepared, branches: dict, batch_size: int 
     modalities = dict(prepared.modalities)
     numbers = dict(prepared.numbers)
     for name, branch in branches.items():
-        modalities[name] = "numbers"
+        modalities[name] = "features"
         width = int(branch.encoder.output_dim)
         numbers[name] = {"features": [f"{name}_feature_{i}" for i in range(width)], "columns": []}
     return dataclasses.replace(prepared, parts=parts, modalities=modalities, numbers=numbers)

@@ -117,6 +117,16 @@ class _RunCheckpoint(keras.callbacks.Callback):
             saved  # the model checkpointed (default: the one fitted; the full one when that is its head)
         )
 
+    def _to_save(self) -> keras.Model:
+        if self.saved is None:
+            return self.model
+        from omnifuse.features import copy_weights
+
+        copy_weights(
+            self.model, self.saved
+        )  # the head trained on cached features: carry it into the full model
+        return self.saved
+
     def on_epoch_end(self, epoch, logs=None):
         logs = logs or {}
         folder = self.run_dir / CHECKPOINTS
@@ -124,9 +134,9 @@ class _RunCheckpoint(keras.callbacks.Callback):
         progress = self.meta.setdefault("progress", {})
         loss = logs.get("val_loss", logs.get("loss"))
         if loss is not None and np.isfinite(loss) and loss < progress.get("best", np.inf):
-            atomic_save_model(self.saved or self.model, folder / "best.keras")
+            atomic_save_model(self._to_save(), folder / "best.keras")
             progress.update(best=float(loss), best_epoch=epoch + 1)
-        atomic_save_model(self.saved or self.model, folder / "last.keras")
+        atomic_save_model(self._to_save(), folder / "last.keras")
         progress["epochs_done"] = epoch + 1
         if self.early is not None:
             progress["wait"] = int(self.early.wait)
@@ -318,13 +328,14 @@ def _load_data(run: _Run, data_dir: str | None) -> None:
     run.data_seconds = time.perf_counter() - run.start
 
 
-def _build(run: _Run) -> keras.Model:
-    """The model: the last checkpoint's when resuming (optimizer state included), else a new one."""
+def _build(run: _Run, prepared: pipeline.Prepared | None = None) -> keras.Model:
+    """The model: the last checkpoint's when resuming (optimizer state included), else a new one (for
+    ``prepared``, default the run's data)."""
     last = run.run_dir / CHECKPOINTS / "last.keras"
-    if run.resumed and last.is_file():
+    if prepared is None and run.resumed and last.is_file():
         with distributed.scope(run.dist):  # a strategy's variables are made (and loaded) under its scope
             return load_model(last)
-    prepared, t = run.prepared, run.cfg.train
+    prepared, t = prepared or run.prepared, run.cfg.train
     texts = text_labels = None
     if "text" in prepared.modalities.values():
         texts, text_labels = _training_texts(prepared)
@@ -492,6 +503,10 @@ def train(
     streams = _streams(run, fitted)
     _compile(run, fitted, streams)
     _fit(run, fitted, streams, list(callbacks or []), saved=model if fitted is not model else None)
+    if fitted is not model:
+        from omnifuse.features import copy_weights
+
+        copy_weights(fitted, model)
     return _finish(run, model, streams)
 
 
@@ -515,4 +530,6 @@ def _frozen_features(run: _Run, model: keras.Model, extra: list[keras.callbacks.
     for callback in extra:
         if hasattr(callback, "use_prepared"):
             callback.use_prepared(run.fit_prepared)
-    return features.head_model(model, branches)
+    head = _build(run, run.fit_prepared)
+    features.copy_weights(model, head)  # the same start (and a resumed run's trained layers)
+    return head

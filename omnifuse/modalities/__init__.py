@@ -14,9 +14,15 @@ from __future__ import annotations
 from types import ModuleType
 
 from omnifuse.errors import OmnifuseError
-from omnifuse.modalities import audio, image, numbers, text
+from omnifuse.modalities import audio, features, image, numbers, text
 
-KINDS: dict[str, ModuleType] = {"image": image, "text": text, "audio": audio, "numbers": numbers}
+KINDS: dict[str, ModuleType] = {
+    "image": image,
+    "text": text,
+    "audio": audio,
+    "numbers": numbers,
+    "features": features,  # a frozen encoder's cached output, only while training (omnifuse/features.py)
+}
 
 
 def kind(name: str, modality: str = "") -> ModuleType:

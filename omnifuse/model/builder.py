@@ -175,9 +175,9 @@ def _build_model(cfg, modalities, tasks, texts, image_shape, numbers, images, te
         rule = modality_kind(kind, name)
         if kind == "text" and texts is None:
             raise ValueError("build_model needs `texts` to learn the vocabulary of a text modality.")
-        if kind == "numbers" and (numbers is None or name not in numbers):
+        if kind in ("numbers", "features") and (numbers is None or name not in numbers):
             raise ValueError(f"build_model needs `numbers[{name!r}]`, the training rows of {name!r}.")
-        width = numbers[name].shape[1] if kind == "numbers" else 0
+        width = numbers[name].shape[1] if kind in ("numbers", "features") else 0
         shape = sample_shape(kind, image_shape=image_shape, num_samples=cfg.data.num_samples, width=width)
         inputs[name] = keras.Input(shape=shape, name=name, dtype=rule.DTYPE)
         inputs[mask_name(name)] = keras.Input(shape=(), name=mask_name(name), dtype="float32")
@@ -230,6 +230,8 @@ def _member(
             feat = ModalityBranch(_audio_encoder(cfg), skip_absent=skip, name=f"{name}_branch{suffix}")(
                 [x, mask]
             )
+        elif kind == "features":  # a frozen encoder's output, computed once (omnifuse/features.py)
+            feat = x
         else:  # numbers
             tab = cfg.model.tabular
             encoder = lookup(TABULAR_ENCODERS, tab.encoder, "tabular encoder")(
