@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 
 from omnifuse.errors import OmnifuseError
+from omnifuse.limits import DEFAULT_LIMITS, InputLimits
 from omnifuse.models import WEIGHTS_OUTPUT, mask_name
 from omnifuse.precision import check_precision, load_model, model_precision
 from omnifuse.training import read_meta
@@ -24,11 +25,13 @@ class Predictor:
     ``precision``: ``"float32"``, ``"bfloat16"`` (layers compute in bfloat16, several times faster on CPUs with AMX
     or AVX512-BF16; probabilities then differ from float32 by up to ~0.02), ``"auto"`` (bfloat16 where the hardware
     computes it natively, else float32), or ``None``: the precision the model was trained in. See
-    :mod:`omnifuse.precision`.
+    :mod:`omnifuse.precision`. ``limits``: the largest image, recording and text accepted
+    (:class:`~omnifuse.limits.InputLimits`).
     """
 
-    def __init__(self, run_dir: str | Path, precision: str | None = None):
+    def __init__(self, run_dir: str | Path, precision: str | None = None, limits: InputLimits | None = None):
         self.run_dir = Path(run_dir)
+        self.limits = limits or DEFAULT_LIMITS
         if precision is not None:
             check_precision(precision)
         model_path = self.run_dir / "model.keras"
@@ -62,7 +65,7 @@ class Predictor:
                     f"Expected an image array of shape {(h, w, c)}. Received: shape {arr.shape}"
                 )
             return arr.astype(np.uint8)
-        arr = decode_image(value, size=(h, w), channels=c)
+        arr = decode_image(value, size=(h, w), channels=c, max_pixels=self.limits.max_image_pixels)
         return arr if arr.ndim == 3 else arr[..., None]
 
     def _audio(self, value: Any) -> np.ndarray:
@@ -74,7 +77,7 @@ class Predictor:
                     f"Expected a mono waveform array (samples,) at {self.sample_rate} Hz. Received: shape {value.shape}"
                 )
             return fit_length(value.astype(np.float32), self.num_samples)
-        return decode_wav(value, self.sample_rate, self.num_samples)
+        return decode_wav(value, self.sample_rate, self.num_samples, self.limits.max_audio_seconds)
 
     def _column(self, name: str, kind: str, values: list[Any]) -> tuple[np.ndarray, np.ndarray]:
         n = len(values)
@@ -85,12 +88,16 @@ class Predictor:
                 if v is not None:
                     out[i] = self._image(v)
         elif kind == "text":
+            from omnifuse.data.decode import check_text
+
             out = np.array(["" if v is None else v for v in values], dtype=object)
             for i, v in enumerate(values):
                 if v is not None and not isinstance(v, str):
                     raise OmnifuseError(
                         f"Expected text as a string for {name!r}. Received: {type(v).__name__}"
                     )
+                if v is not None:
+                    check_text(v, f"the text {name!r}", self.limits.max_text_chars)
                 if v is not None and not v.strip():
                     mask[i] = 0.0  # an empty string is an absent text
         elif kind == "audio":
@@ -273,7 +280,7 @@ class Predictor:
         }
 
 
-def load(run_dir: str | Path, precision: str | None = None) -> Predictor:
+def load(run_dir: str | Path, precision: str | None = None, limits: InputLimits | None = None) -> Predictor:
     """Load a trained run for prediction (``precision``: ``"float32"``, ``"bfloat16"``, or ``None`` for the
-    precision it was trained in)."""
-    return Predictor(run_dir, precision)
+    precision it was trained in; ``limits``: :class:`~omnifuse.limits.InputLimits`)."""
+    return Predictor(run_dir, precision, limits)
