@@ -7,6 +7,8 @@
 
 from __future__ import annotations
 
+import json
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +19,42 @@ from omnifuse.limits import DEFAULT_LIMITS, InputLimits
 from omnifuse.models import WEIGHTS_OUTPUT, mask_name
 from omnifuse.precision import check_precision, load_model, model_precision
 from omnifuse.training import read_meta
+
+
+def _read_run_meta(run_dir: Path) -> dict[str, Any]:
+    """The run's meta.json; a damaged one is an :class:`OmnifuseError` naming it, not a JSON traceback."""
+    try:
+        meta = read_meta(run_dir)
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise OmnifuseError(
+            f"Expected a run directory with a readable meta.json. Received: '{run_dir / 'meta.json'}', "
+            f"which is damaged ({exc}); restore it or train the run again"
+        ) from exc
+    missing = [k for k in ("modalities", "tasks") if not isinstance(meta, dict) or k not in meta]
+    if missing:
+        raise OmnifuseError(
+            f"Expected a run directory whose meta.json names the {missing[0]}. Received: '{run_dir / 'meta.json'}' "
+            f"without {missing[0]!r}; restore it or train the run again"
+        )
+    return meta
+
+
+def _load_model(path: Path, precision: str | None):
+    """The run's model; a truncated archive or one safe_mode refuses is an :class:`OmnifuseError` naming it."""
+    try:
+        return load_model(path, precision)
+    except (zipfile.BadZipFile, EOFError, KeyError) as exc:
+        raise OmnifuseError(
+            f"Expected a complete .keras model file. Received: '{path}', which is not a readable archive "
+            f"({type(exc).__name__}: {exc}); it may be truncated: restore it or train the run again"
+        ) from exc
+    except ValueError as exc:
+        if "safe_mode" not in str(exc):
+            raise
+        raise OmnifuseError(
+            f"Refused to load '{path}': it holds Python code (a Lambda layer or a function), which omnifuse never "
+            "runs from a file (Keras safe_mode). Rebuild the model from omnifuse's own layers"
+        ) from exc
 
 
 class Predictor:
@@ -40,8 +78,8 @@ class Predictor:
                 f"Expected a finished run directory with model.keras. Received: '{self.run_dir}' "
                 "(train it first, or resume it with `omnifuse train --resume`)"
             )
-        self.meta = read_meta(self.run_dir)
-        self.model = load_model(model_path, precision)
+        self.meta = _read_run_meta(self.run_dir)
+        self.model = _load_model(model_path, precision)
         self.precision = model_precision(self.model)
         self.modalities: dict[str, str] = self.meta["modalities"]
         self.tasks: dict[str, list[str]] = self.meta["tasks"]

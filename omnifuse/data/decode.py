@@ -129,8 +129,8 @@ def check_text(text: str, name: str, max_chars: int | None = None) -> str:
     except UnicodeEncodeError as exc:
         offset = len(text[: exc.start].encode("utf-8"))
         raise OmnifuseError(
-            f"Expected UTF-8 text. Received: {name} with the unpaired surrogate U+{ord(text[exc.start]):04X} at "
-            f"byte offset {offset} (text in another encoding, or a broken escape); send it as UTF-8"
+            f"Expected UTF-8 text. Received: {name} with U+{ord(text[exc.start]):04X} at byte offset {offset}, an "
+            "unpaired surrogate (a byte that is not UTF-8, or a broken \\u escape); send the text as UTF-8"
         ) from None
     if max_chars is not None and len(text) > max_chars:
         raise OmnifuseError(
