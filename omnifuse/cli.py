@@ -45,6 +45,13 @@ def train(
     skip_bad_rows: Annotated[
         bool, typer.Option("--skip-bad-rows", help="Skip (and count) --data rows with bad files or no label")
     ] = False,
+    allow_outside_paths: Annotated[
+        bool,
+        typer.Option(
+            "--allow-outside-paths",
+            help="Let --data CSV paths and folder files (after symlinks) point outside its folder",
+        ),
+    ] = False,
     distribution: Annotated[
         str | None,
         typer.Option(help="none | mirrored (local devices) | multi_worker (sets train.distribution)"),
@@ -64,7 +71,10 @@ def train(
         raise OmnifuseError("Expected a preset or config file, --data CSV_OR_FOLDER, or --resume RUN_DIR.")
     cfg = None
     if resume is None and data is not None:
-        cfg = load_config(config or "table", _own_data(data, label, skip_bad_rows, config is None))
+        own = _own_data(data, label, skip_bad_rows, config is None)
+        if allow_outside_paths:
+            own["data.allow_outside_paths"] = True
+        cfg = load_config(config or "table", own)
         if "table" not in cfg.data.sets:
             raise OmnifuseError(
                 '--data needs a config with data.sets = ["table"]. '
