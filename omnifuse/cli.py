@@ -221,7 +221,7 @@ def _data_table(check: bool, data_dir: str | None) -> None:
     for row in rows:
         cells = [row["name"], row["file"], str(row["found"]) if row["found"] else "[red]not found[/red]"]
         if check:
-            ok = row.get("ok")
+            ok = row.get("verified")
             bad |= row["found"] is not None and not ok
             cells.append(("[green]ok[/green] " if ok else "[red]FAILED[/red] ") + str(row.get("message", "")))
         table.add_row(*cells)

@@ -80,3 +80,29 @@ def test_text_cells_follow_the_text_policy_and_path_like_text_is_warned_about(tm
     with caplog.at_level(logging.WARNING, logger="omnifuse.data.table"):
         load_csv(tmp_path / "p.csv", "kind")
     assert any("'scan'" in r.message and "look like file paths" in r.message for r in caplog.records)
+
+
+def test_data_verify_reports_ok_and_failed_files(tmp_path, monkeypatch):
+    from typer.testing import CliRunner
+
+    from omnifuse.cli import app
+    from omnifuse.data import catalog
+    from omnifuse.data.sources import Source, sha256_file
+
+    good, bad = tmp_path / "good.tar.gz", tmp_path / "bad.tar.gz"
+    good.write_bytes(b"the official bytes")
+    bad.write_bytes(b"something else")
+    sources = {
+        "one": Source("one", "good.tar.gz", "https://example.invalid/good", (sha256_file(good),)),
+        "two": Source("two", "bad.tar.gz", "https://example.invalid/bad", ("0" * 64,)),
+    }
+    monkeypatch.setattr(catalog, "NAMES", ("one",))
+    monkeypatch.setattr(catalog, "source", sources.get)
+    result = CliRunner().invoke(app, ["data", "verify", "--data-dir", str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    assert "sha256 ok" in result.output and "FAILED" not in result.output
+
+    monkeypatch.setattr(catalog, "NAMES", ("one", "two"))
+    result = CliRunner().invoke(app, ["data", "verify", "--data-dir", str(tmp_path)])
+    assert isinstance(result.exception, OmnifuseError) and "failed verification" in str(result.exception)
+    assert result.output.count("FAILED") == 1 and "is not a known checksum" in result.output
