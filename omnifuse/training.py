@@ -23,6 +23,7 @@ from omnifuse import distributed, pipeline
 from omnifuse.config import Config, from_dict, read_toml
 from omnifuse.data.catalog import load_datasets  # noqa: F401  (moved; evaluation and bench import it from here)
 from omnifuse.errors import OmnifuseError
+from omnifuse.metrics_log import reconcile_metrics
 from omnifuse.models import (
     WEIGHTS_OUTPUT,
     MemberMean,
@@ -399,6 +400,7 @@ def train(
     callbacks += extra  # after the lookahead, so that they see the weights training ends on
     if early is not None:
         callbacks.append(early)
+    reconcile_metrics(run_dir / "metrics.csv", initial_epoch)  # rows past the last checkpoint (a kill) go
     callbacks += [
         keras.callbacks.CSVLogger(str(run_dir / "metrics.csv"), append=initial_epoch > 0),
         _RunCheckpoint(run_dir, meta, early),
