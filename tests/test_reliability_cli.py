@@ -45,7 +45,7 @@ def test_a_damaged_run_directory_is_one_line(run, tmp_path):
     copy = shutil.copytree(run, tmp_path / "meta")
     (copy / "meta.json").write_text('{"modalities": {"text": ')
     message = _refused(["predict", str(copy), "--text", "great film"])
-    assert "meta.json" in message and "damaged" in message
+    assert "meta.json" in message
 
 
 def test_a_model_with_python_code_is_refused_in_one_line(run, tmp_path):
