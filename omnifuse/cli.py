@@ -45,6 +45,13 @@ def train(
     skip_bad_rows: Annotated[
         bool, typer.Option("--skip-bad-rows", help="Skip (and count) --data rows with bad files or no label")
     ] = False,
+    allow_outside_paths: Annotated[
+        bool,
+        typer.Option(
+            "--allow-outside-paths",
+            help="Let --data CSV paths and folder files (after symlinks) point outside its folder",
+        ),
+    ] = False,
     distribution: Annotated[
         str | None,
         typer.Option(help="none | mirrored (local devices) | multi_worker (sets train.distribution)"),
@@ -64,7 +71,10 @@ def train(
         raise OmnifuseError("Expected a preset or config file, --data CSV_OR_FOLDER, or --resume RUN_DIR.")
     cfg = None
     if resume is None and data is not None:
-        cfg = load_config(config or "table", _own_data(data, label, skip_bad_rows, config is None))
+        own = _own_data(data, label, skip_bad_rows, config is None)
+        if allow_outside_paths:
+            own["data.allow_outside_paths"] = True
+        cfg = load_config(config or "table", own)
         if "table" not in cfg.data.sets:
             raise OmnifuseError(
                 '--data needs a config with data.sets = ["table"]. '
@@ -211,7 +221,7 @@ def _data_table(check: bool, data_dir: str | None) -> None:
     for row in rows:
         cells = [row["name"], row["file"], str(row["found"]) if row["found"] else "[red]not found[/red]"]
         if check:
-            ok = row.get("ok")
+            ok = row.get("verified")
             bad |= row["found"] is not None and not ok
             cells.append(("[green]ok[/green] " if ok else "[red]FAILED[/red] ") + str(row.get("message", "")))
         table.add_row(*cells)
@@ -373,6 +383,22 @@ def serve(
         float, typer.Option(help="How long a batch waits for more requests (0: takes what is waiting)")
     ] = 0.0,
     max_upload_mb: Annotated[float, typer.Option(help="Largest request body accepted, in MiB")] = 10.0,
+    max_image_mpx: Annotated[
+        float,
+        typer.Option(help="Largest image accepted, in megapixels (width x height, read from its header)"),
+    ] = 16.0,
+    max_audio_s: Annotated[float, typer.Option(help="Longest recording accepted, in seconds")] = 600.0,
+    max_text_chars: Annotated[int, typer.Option(help="Longest text accepted, in characters")] = 100_000,
+    max_decoders: Annotated[
+        int | None,
+        typer.Option(help="Most requests decoded at once (bounds memory; default: CPUs, at most 4)"),
+    ] = None,
+    body_timeout: Annotated[
+        float, typer.Option(help="Seconds a request body may take to arrive (408 after it)")
+    ] = 30.0,
+    max_connections: Annotated[
+        int, typer.Option(help="Most open connections and requests at once (503 beyond it)")
+    ] = 1000,
     precision: Annotated[
         str | None,
         typer.Option(
@@ -382,6 +408,15 @@ def serve(
     ] = None,
 ):
     """Serve a run over HTTP: the web page at /, POST /predict, GET /metadata, GET /health, docs at /docs."""
+    from omnifuse.limits import InputLimits
+
+    limits = InputLimits(int(max_image_mpx * 1e6), max_audio_s, max_text_chars)
+    for name, value in (
+        ("--max-decoders", 1 if max_decoders is None else max_decoders),
+        ("--body-timeout", body_timeout),
+    ):
+        if value <= 0:
+            raise OmnifuseError(f"Expected {name} to be positive. Received: {value}")
     import uvicorn
 
     from omnifuse.serving import create_app
@@ -392,9 +427,21 @@ def serve(
         max_batch=max_batch,
         batch_wait_ms=batch_wait_ms,
         precision=precision,
+        limits=limits,
+        max_decoders=max_decoders,
+        body_timeout_s=body_timeout,
     )
     console.print(f"Serving [bold]{run_dir}[/bold] at http://{host}:{port}/  (API docs: /docs; Ctrl+C stops)")
-    uvicorn.run(web, host=host, port=port, log_level="warning")
+    # idle keep-alive connections are closed after 5 s, and connections beyond max_connections get 503: a crowd of
+    # slow or idle clients cannot hold every file descriptor (the body deadline handles the ones mid-request)
+    uvicorn.run(
+        web,
+        host=host,
+        port=port,
+        log_level="warning",
+        timeout_keep_alive=5,
+        limit_concurrency=max_connections,
+    )
 
 
 @app.command("export")

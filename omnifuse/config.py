@@ -87,6 +87,8 @@ class DataConfig:
     kinds: dict[str, ColumnKind] = field(default_factory=dict)
     # table: skip (and count) rows with a missing/undecodable file or an empty label
     skip_bad_rows: bool = False
+    # table: let CSV paths and folder files (after symlinks) point outside the CSV's folder or the data folder
+    allow_outside_paths: bool = False
     # table: share held out as test (stratified, seeded) when there is no split column
     test_fraction: float = 0.2
     # keep only these modalities (e.g. ["audio"]: an audio-only model); () = all

@@ -7,16 +7,55 @@
 
 from __future__ import annotations
 
+import json
+import zipfile
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from omnifuse.errors import OmnifuseError
+from omnifuse.limits import DEFAULT_LIMITS, InputLimits
 from omnifuse.modelio import load_model
 from omnifuse.names import WEIGHTS_OUTPUT, mask_name
 from omnifuse.precision import check_precision, model_precision
 from omnifuse.rundir import read_meta
+
+
+def _read_run_meta(run_dir: Path) -> dict[str, Any]:
+    """The run's meta.json; a damaged one is an :class:`OmnifuseError` naming it, not a JSON traceback."""
+    try:
+        meta = read_meta(run_dir)
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise OmnifuseError(
+            f"Expected a run directory with a readable meta.json. Received: '{run_dir / 'meta.json'}', "
+            f"which is damaged ({exc}); restore it or train the run again"
+        ) from exc
+    missing = [k for k in ("modalities", "tasks") if not isinstance(meta, dict) or k not in meta]
+    if missing:
+        raise OmnifuseError(
+            f"Expected a run directory whose meta.json names the {missing[0]}. Received: '{run_dir / 'meta.json'}' "
+            f"without {missing[0]!r}; restore it or train the run again"
+        )
+    return meta
+
+
+def _load_model(path: Path, precision: str | None):
+    """The run's model; a truncated archive or one safe_mode refuses is an :class:`OmnifuseError` naming it."""
+    try:
+        return load_model(path, precision)
+    except (zipfile.BadZipFile, EOFError, KeyError) as exc:
+        raise OmnifuseError(
+            f"Expected a complete .keras model file. Received: '{path}', which is not a readable archive "
+            f"({type(exc).__name__}: {exc}); it may be truncated: restore it or train the run again"
+        ) from exc
+    except ValueError as exc:
+        if "safe_mode" not in str(exc):
+            raise
+        raise OmnifuseError(
+            f"Refused to load '{path}': it holds Python code (a Lambda layer or a function), which omnifuse never "
+            "runs from a file (Keras safe_mode). Rebuild the model from omnifuse's own layers"
+        ) from exc
 
 
 class Predictor:
@@ -25,11 +64,13 @@ class Predictor:
     ``precision``: ``"float32"``, ``"bfloat16"`` (layers compute in bfloat16, several times faster on CPUs with AMX
     or AVX512-BF16; probabilities then differ from float32 by up to ~0.02), ``"auto"`` (bfloat16 where the hardware
     computes it natively, else float32), or ``None``: the precision the model was trained in. See
-    :mod:`omnifuse.precision`.
+    :mod:`omnifuse.precision`. ``limits``: the largest image, recording and text accepted
+    (:class:`~omnifuse.limits.InputLimits`).
     """
 
-    def __init__(self, run_dir: str | Path, precision: str | None = None):
+    def __init__(self, run_dir: str | Path, precision: str | None = None, limits: InputLimits | None = None):
         self.run_dir = Path(run_dir)
+        self.limits = limits or DEFAULT_LIMITS
         if precision is not None:
             check_precision(precision)
         model_path = self.run_dir / "model.keras"
@@ -38,8 +79,8 @@ class Predictor:
                 f"Expected a finished run directory with model.keras. Received: '{self.run_dir}' "
                 "(train it first, or resume it with `omnifuse train --resume`)"
             )
-        self.meta = read_meta(self.run_dir)
-        self.model = load_model(model_path, precision)
+        self.meta = _read_run_meta(self.run_dir)
+        self.model = _load_model(model_path, precision)
         self.precision = model_precision(self.model)
         self.modalities: dict[str, str] = self.meta["modalities"]
         self.tasks: dict[str, list[str]] = self.meta["tasks"]
@@ -63,7 +104,7 @@ class Predictor:
                     f"Expected an image array of shape {(h, w, c)}. Received: shape {arr.shape}"
                 )
             return arr.astype(np.uint8)
-        arr = decode_image(value, size=(h, w), channels=c)
+        arr = decode_image(value, size=(h, w), channels=c, max_pixels=self.limits.max_image_pixels)
         return arr if arr.ndim == 3 else arr[..., None]
 
     def _audio(self, value: Any) -> np.ndarray:
@@ -75,7 +116,7 @@ class Predictor:
                     f"Expected a mono waveform array (samples,) at {self.sample_rate} Hz. Received: shape {value.shape}"
                 )
             return fit_length(value.astype(np.float32), self.num_samples)
-        return decode_wav(value, self.sample_rate, self.num_samples)
+        return decode_wav(value, self.sample_rate, self.num_samples, self.limits.max_audio_seconds)
 
     def _column(self, name: str, kind: str, values: list[Any]) -> tuple[np.ndarray, np.ndarray]:
         n = len(values)
@@ -86,12 +127,16 @@ class Predictor:
                 if v is not None:
                     out[i] = self._image(v)
         elif kind == "text":
+            from omnifuse.data.decode import check_text
+
             out = np.array(["" if v is None else v for v in values], dtype=object)
             for i, v in enumerate(values):
                 if v is not None and not isinstance(v, str):
                     raise OmnifuseError(
                         f"Expected text as a string for {name!r}. Received: {type(v).__name__}"
                     )
+                if v is not None:
+                    check_text(v, f"the text {name!r}", self.limits.max_text_chars)
                 if v is not None and not v.strip():
                     mask[i] = 0.0  # an empty string is an absent text
         elif kind == "audio":
@@ -274,7 +319,7 @@ class Predictor:
         }
 
 
-def load(run_dir: str | Path, precision: str | None = None) -> Predictor:
+def load(run_dir: str | Path, precision: str | None = None, limits: InputLimits | None = None) -> Predictor:
     """Load a trained run for prediction (``precision``: ``"float32"``, ``"bfloat16"``, or ``None`` for the
-    precision it was trained in)."""
-    return Predictor(run_dir, precision)
+    precision it was trained in; ``limits``: :class:`~omnifuse.limits.InputLimits`)."""
+    return Predictor(run_dir, precision, limits)

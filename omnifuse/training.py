@@ -23,6 +23,7 @@ from omnifuse import distributed, pipeline
 from omnifuse.config import Config
 from omnifuse.data.catalog import load_datasets
 from omnifuse.errors import OmnifuseError
+from omnifuse.metrics_log import reconcile_metrics
 from omnifuse.model.builder import build_model
 from omnifuse.model.compile import compile_model
 from omnifuse.model.ensemble import MemberMean
@@ -430,6 +431,7 @@ def _callbacks(
     callbacks += extra  # after the lookahead, so that they see the weights training ends on
     if early is not None:
         callbacks.append(early)
+    reconcile_metrics(run.run_dir / "metrics.csv", initial_epoch)  # rows past the last checkpoint (a kill) go
     callbacks += [
         keras.callbacks.CSVLogger(str(run.run_dir / "metrics.csv"), append=initial_epoch > 0),
         _RunCheckpoint(run.run_dir, run.meta, early, saved),

@@ -68,9 +68,15 @@ def test_parsed_cache_is_used_and_invalidated(tmp_path, monkeypatch):
         np.testing.assert_array_equal(second[split].labels["sentiment"], first[split].labels["sentiment"])
         np.testing.assert_array_equal(second[split].extra["rating"], first[split].extra["rating"])
 
-    # A changed file (new mtime) is parsed again.
+    # The cache is keyed by the archive's content: a new mtime alone keeps it ...
     stat = path.stat()
     os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns + 10**9))
+    imdb.load(data_dir=tmp_path)
+    # ... one byte changed, with size and mtime put back, is parsed again
+    data = bytearray(path.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    path.write_bytes(bytes(data))
+    os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns))
     with pytest.raises(AssertionError, match="parsed the archive again"):
         imdb.load(data_dir=tmp_path)
 

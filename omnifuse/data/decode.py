@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import io
 import os
+import re
 import warnings
 from pathlib import Path
 
@@ -27,6 +28,7 @@ def decode_image(
     src: str | os.PathLike | bytes,
     size: tuple[int, int] | None = None,
     channels: int = 3,
+    max_pixels: int | None = None,
 ) -> np.ndarray:
     """Decode an image file (or its bytes) into a ``uint8`` array of shape ``(H, W, channels)``.
 
@@ -34,6 +36,7 @@ def decode_image(
     (``channels=1``); transparent pixels are composited over black, so a fully transparent pixel reads as 0;
     16-bit images are scaled to 0-255; EXIF orientation is applied; only the first frame of animations is used.
     ``size=(height, width)`` resizes (Lanczos when shrinking, bicubic when enlarging), ignoring aspect ratio.
+    ``max_pixels``: the largest width x height accepted, checked from the header before any pixel is decoded.
 
     Example: ``decode_image("cat.jpg", size=(32, 32)).shape == (32, 32, 3)``.
     """
@@ -60,6 +63,11 @@ def decode_image(
             # Pillow warns (rather than fails) on some damaged files; those are the files we want to reject.
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             with Image.open(opened) as img:
+                if max_pixels is not None and img.width * img.height > max_pixels:
+                    raise OmnifuseError(
+                        f"Expected an image of at most {max_pixels} pixels (width x height). Received: {name}, "
+                        f"{img.width}x{img.height} = {img.width * img.height} pixels; shrink it first"
+                    )
                 img.load()
                 img = ImageOps.exif_transpose(img)
                 img = _to_mode(img, "RGB" if channels == 3 else "L")
@@ -69,6 +77,8 @@ def decode_image(
                     resample = Image.Resampling.LANCZOS if shrinking else Image.Resampling.BICUBIC
                     img = img.resize((width, height), resample=resample)
                 array = np.asarray(img, dtype=np.uint8)
+    except OmnifuseError:
+        raise
     except UnidentifiedImageError as exc:
         raise OmnifuseError(
             f"Expected an image file (PNG, JPEG, BMP, GIF, TIFF, WebP, ...). Received: {name}, "
@@ -105,11 +115,40 @@ def _to_mode(img: Image.Image, mode: str) -> Image.Image:
     return img.convert(mode) if img.mode != mode else img
 
 
-def decode_text(data: bytes, name: str) -> str:
+_WORD = re.compile(r"\w")
+
+
+def check_text(text: str, name: str, max_chars: int | None = None) -> str:
+    """``text`` if it can be used as text: encodable as UTF-8 (no lone surrogates, as JSON's ``"\\udce9"`` or a
+    command-line argument in another encoding make), at most ``max_chars`` characters, and holding at least one
+    word character (a letter or digit in any script). Empty or whitespace-only text is returned as it is: callers
+    treat it as absent. ``name`` is used in errors, which give the byte offset of the first bad character.
+    """
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        offset = len(text[: exc.start].encode("utf-8"))
+        raise OmnifuseError(
+            f"Expected UTF-8 text. Received: {name} with U+{ord(text[exc.start]):04X} at byte offset {offset}, an "
+            "unpaired surrogate (a byte that is not UTF-8, or a broken \\u escape); send the text as UTF-8"
+        ) from None
+    if max_chars is not None and len(text) > max_chars:
+        raise OmnifuseError(
+            f"Expected text of at most {max_chars} characters. Received: {name} of {len(text)} characters"
+        )
+    if text.strip() and not _WORD.search(text):
+        raise OmnifuseError(
+            f"Expected text with at least one letter or digit. Received: {name}, which has none "
+            f"(only symbols, emoji, punctuation or invisible characters: {text[:20]!r})"
+        )
+    return text
+
+
+def decode_text(data: bytes, name: str, max_chars: int | None = None) -> str:
     """``data`` decoded as strict UTF-8 (a leading byte-order mark dropped); ``name`` is used in errors.
 
-    Raises :class:`OmnifuseError` for bytes that are not UTF-8 (naming the byte offset) and for empty or
-    whitespace-only text.
+    Raises :class:`OmnifuseError` for bytes that are not UTF-8 (naming the byte offset), for empty or
+    whitespace-only text, and for text :func:`check_text` refuses.
     """
     try:
         text = bytes(data).decode("utf-8")
@@ -123,7 +162,7 @@ def decode_text(data: bytes, name: str) -> str:
         text = text[1:]
     if not text.strip():
         raise OmnifuseError(f"Expected non-empty text. Received: {name}, which is empty or only whitespace")
-    return text
+    return check_text(text, name, max_chars)
 
 
 def read_text(path: str | os.PathLike) -> str:

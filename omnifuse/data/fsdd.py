@@ -26,6 +26,7 @@ import numpy as np
 from omnifuse.data import Dataset, Split
 from omnifuse.data.sources import (
     Source,
+    archive_fingerprint,
     cache_dir,
     locate,
     open_tar_stream,
@@ -219,13 +220,12 @@ def _to_arrays(wavs: list[tuple[str, str, bytes]], path: Path, sample_rate: int,
 
 
 def _cache_key(path: Path, sample_rate: int, num_samples: int) -> str:
-    """Changes whenever the data may have: the archive's size and mtime, or every WAV's for a folder."""
+    """Changes whenever the data may have: the archive's sha256, or every WAV's for a folder."""
     if path.is_dir():
         stats = sorted(
             (e.name, e.stat().st_size, e.stat().st_mtime_ns) for e in _wav_files(_recordings_dir(path))
         )
         fingerprint = f"folder {hashlib.sha256(repr(stats).encode()).hexdigest()}"
     else:
-        stat = path.stat()
-        fingerprint = f"file {stat.st_size} {stat.st_mtime_ns}"
+        fingerprint = f"file {archive_fingerprint(path)}"
     return f"omnifuse fsdd v{_CACHE_VERSION} {path.resolve()} {fingerprint} rate={sample_rate} length={num_samples}"

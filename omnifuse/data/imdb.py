@@ -27,6 +27,7 @@ from omnifuse.data import Dataset, Split
 from omnifuse.data.decode import decode_text
 from omnifuse.data.sources import (
     Source,
+    archive_fingerprint,
     cache_dir,
     locate,
     open_tar_stream,
@@ -75,7 +76,7 @@ def load(data_dir=None, download: bool | None = None) -> Dataset:
     """
     path = locate(SOURCE, data_dir, download)
     key = _cache_key(path)
-    # One cache file per source path; its size/mtime are checked against the key stored inside.
+    # One cache file per source path; the archive's sha256 (a folder's sizes/mtimes) is checked against the key inside.
     cache_file = (
         cache_dir() / "parsed" / f"imdb-{hashlib.sha256(str(path.resolve()).encode()).hexdigest()[:16]}.npz"
     )
@@ -241,7 +242,7 @@ def _split(arrays: dict[str, np.ndarray], split: str) -> Split:
 
 
 def _cache_key(path: Path) -> str:
-    """Changes whenever the data may have: the archive's size and mtime, or every review file's for a folder."""
+    """Changes whenever the data may have: the archive's sha256, or every review file's for a folder."""
     if path.is_dir():
         listing = hashlib.sha256()
         for split in SPLITS:
@@ -257,8 +258,7 @@ def _cache_key(path: Path) -> str:
                     listing.update(repr((split, label, stats)).encode())
         fingerprint = f"folder {listing.hexdigest()}"
     else:
-        stat = path.stat()
-        fingerprint = f"file {stat.st_size} {stat.st_mtime_ns}"
+        fingerprint = f"file {archive_fingerprint(path)}"
     return f"omnifuse imdb v{_CACHE_VERSION} {path.resolve()} {fingerprint}"
 
 

@@ -148,6 +148,20 @@ def sha256_file(path: str | os.PathLike) -> str:
     return digest.hexdigest()
 
 
+_DIGESTS: dict[tuple, str] = {}
+
+
+def archive_fingerprint(path: str | os.PathLike) -> str:
+    """``"sha256 <hex>"`` of a file, for keying a parsed cache by content: a byte changed with its mtime put back
+    still changes it. Hashed once per process for a file whose size, mtime and ctime (which no one can set back)
+    stay the same."""
+    stat = os.stat(path)
+    key = (str(Path(path).resolve()), stat.st_size, stat.st_mtime_ns, stat.st_ctime_ns, stat.st_ino)
+    if key not in _DIGESTS:
+        _DIGESTS[key] = sha256_file(path)
+    return f"sha256 {_DIGESTS[key]}"
+
+
 def verify(source: Source, path: str | os.PathLike) -> tuple[bool, str]:
     """Whether ``path`` holds ``source``'s data, with a short message saying why (not).
 
@@ -234,7 +248,11 @@ def _download(source: Source, dest_dir: Path, url: str | None = None, timeout: f
 
 
 def read_parsed_cache(cache_file: Path, key: str) -> dict[str, np.ndarray] | None:
-    """The arrays a loader saved under ``key`` (None when absent, stale or unreadable: the loader parses again)."""
+    """The arrays a loader saved under ``key`` (None when absent, stale or unreadable: the loader parses again).
+
+    ``key`` is stored in the cache file and must match exactly; loaders put an archive's
+    :func:`archive_fingerprint` (its sha256) in it, so a changed archive is parsed again whatever its mtime.
+    """
     if not cache_file.is_file():
         return None
     try:

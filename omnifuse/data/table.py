@@ -49,7 +49,7 @@ from typing import Any
 import numpy as np
 
 from omnifuse.data import Dataset, Split
-from omnifuse.data.decode import decode_image, read_text
+from omnifuse.data.decode import check_text, decode_image, read_text
 from omnifuse.data.splits import VAL_FRACTION, holdout
 from omnifuse.data.wav import decode_wav
 from omnifuse.errors import OmnifuseError
@@ -101,6 +101,7 @@ class _Options:
     image_size: int | tuple[int, int] | None
     sample_rate: int
     num_samples: int
+    allow_outside_paths: bool = False
 
 
 @dataclass
@@ -127,6 +128,7 @@ OPTIONS = {
         "num_samples",
         "val_fraction",
         "test_fraction",
+        "allow_outside_paths",
     )
 }
 
@@ -143,6 +145,7 @@ def load(
     num_samples: int = 8000,
     val_fraction: float = VAL_FRACTION,
     test_fraction: float = 0.2,
+    allow_outside_paths: bool = False,
 ) -> Dataset:
     """The catalog's entry (``data.sets = ["table"]``): :func:`load_csv` for ``csv``, :func:`load_folder` for
     ``folder`` (``data.csv`` / ``data.folder`` in the config; ``data_dir`` is not used).
@@ -159,6 +162,7 @@ def load(
         num_samples=num_samples,
         val_fraction=val_fraction,
         test_fraction=test_fraction,
+        allow_outside_paths=allow_outside_paths,
     )
     if csv:
         return load_csv(csv, label, kinds=kinds, **common)
@@ -181,6 +185,7 @@ def load_csv(
     image_size: int | tuple[int, int] | None = None,
     sample_rate: int = 8000,
     num_samples: int = 8000,
+    allow_outside_paths: bool = False,
 ) -> Dataset:
     """A CSV file as a :class:`Dataset` (see the module docstring for kinds, splits and bad rows).
 
@@ -227,7 +232,16 @@ def load_csv(
                 )
         samples.append(sample)
     columns = _column_kinds(path, features, samples, kinds)
-    options = _Options(val_fraction, test_fraction, seed, skip_bad_rows, image_size, sample_rate, num_samples)
+    options = _Options(
+        val_fraction,
+        test_fraction,
+        seed,
+        skip_bad_rows,
+        image_size,
+        sample_rate,
+        num_samples,
+        allow_outside_paths,
+    )
     return _assemble(path.stem, str(path), path.parent, samples, columns, label, has_split, options)
 
 
@@ -241,6 +255,7 @@ def load_folder(
     image_size: int | tuple[int, int] | None = None,
     sample_rate: int = 8000,
     num_samples: int = 8000,
+    allow_outside_paths: bool = False,
 ) -> Dataset:
     """A folder ``root/<class>/<stem>.<ext>`` as a :class:`Dataset`; ``label`` names the task.
 
@@ -295,7 +310,16 @@ def load_folder(
     columns = {k: k for k in ("image", "text", "audio") if k in kinds_found}
     for s in samples:
         s.cells = {k: s.cells.get(k, "") for k in columns}
-    options = _Options(val_fraction, test_fraction, seed, skip_bad_rows, image_size, sample_rate, num_samples)
+    options = _Options(
+        val_fraction,
+        test_fraction,
+        seed,
+        skip_bad_rows,
+        image_size,
+        sample_rate,
+        num_samples,
+        allow_outside_paths,
+    )
     return _assemble(root.name, str(root), root, samples, columns, label, False, options)
 
 
@@ -429,6 +453,8 @@ def _column_kinds(
     columns = {}
     for column in features:
         kind = kinds.get(column) or _infer_kind([s.cells[column] for s in samples])
+        if kind == "text" and column not in kinds:
+            _warn_path_like(path, column, [s.cells[column] for s in samples])
         if kind is None:
             log.warning("Ignoring column %r of '%s': every cell is empty", column, path)
         elif kind != "ignore":
@@ -439,6 +465,28 @@ def _column_kinds(
         )
     log.info("Column kinds of '%s': %s", path, ", ".join(f"{c}={k}" for c, k in columns.items()))
     return columns
+
+
+_PATH_LIKE = re.compile(r"^(?:[A-Za-z]:)?[^\s]*[/\\][^\s]*$|^[^\s/\\]+\.[A-Za-z0-9]{1,5}$")
+
+
+def _warn_path_like(path: Path, column: str, values: list[str]) -> bool:
+    """Warn (and say True) when most values of a column read as text look like file paths: a column of files in
+    a format omnifuse does not know, or with a few odd names, would otherwise be trained on as strings."""
+    filled = [v.strip() for v in values if v.strip()]
+    looks = [v for v in filled if _PATH_LIKE.match(v)]
+    if not filled or len(looks) < 0.8 * len(filled):
+        return False
+    log.warning(
+        "Column %r of '%s' is read as text, but %d of its %d values look like file paths (e.g. %r); if it holds "
+        "files, give its kind in data.kinds (image or audio) and check the values, else set it to ignore",
+        column,
+        path,
+        len(looks),
+        len(filled),
+        looks[0],
+    )
+    return True
 
 
 def _modality_names(columns: dict[str, str], label: str) -> dict[str, str]:
@@ -460,8 +508,10 @@ def _modality_names(columns: dict[str, str], label: str) -> dict[str, str]:
 class _Decoder:
     """Decodes one cell per kind; the first image fixes the size when none is given."""
 
-    def __init__(self, base: Path, image_size, sample_rate: int, num_samples: int):
-        self.base = base
+    def __init__(
+        self, base: Path, image_size, sample_rate: int, num_samples: int, allow_outside: bool = False
+    ):
+        self.base, self.root, self.allow_outside = base, base.resolve(), allow_outside
         if isinstance(image_size, (int, np.integer)) and not isinstance(image_size, bool):
             image_size = (int(image_size), int(image_size)) if image_size > 0 else None
         if image_size is not None and (len(image_size) != 2 or min(image_size) <= 0):
@@ -474,8 +524,15 @@ class _Decoder:
 
     def file(self, value) -> Path:
         path = value if isinstance(value, Path) else self.base / Path(value.strip()).expanduser()
+        shown = path if isinstance(value, Path) else value.strip()
+        # checked before the file is even looked at: a CSV must not learn (or train on) what lies outside its folder
+        if not self.allow_outside and not path.resolve().is_relative_to(self.root):
+            raise OmnifuseError(
+                f"'{shown}' resolves to '{path.resolve()}', outside the data folder '{self.root}' "
+                "(allow it with --allow-outside-paths / data.allow_outside_paths = true)"
+            )
         if not path.is_file():
-            raise OmnifuseError(f"file not found: '{path if isinstance(value, Path) else value.strip()}'")
+            raise OmnifuseError(f"file not found: '{shown}'")
         return path
 
     def __call__(self, kind: str, value):
@@ -488,9 +545,9 @@ class _Decoder:
             return decode_wav(self.file(value), self.sample_rate, self.num_samples)
         if kind == "text":
             if isinstance(value, Path):
-                data = value.read_bytes()
+                data = self.file(value).read_bytes()
                 return read_text(value) if data.strip() else ""
-            return value
+            return check_text(value, "the text")
         if kind == "number":
             number = _number(value.strip())
             if number is None:
@@ -517,7 +574,9 @@ def _assemble(
             f"Received: val_fraction={val}, test_fraction={test}"
         )
     modality_of = _modality_names(columns, label)
-    decode = _Decoder(base, options.image_size, options.sample_rate, options.num_samples)
+    decode = _Decoder(
+        base, options.image_size, options.sample_rate, options.num_samples, options.allow_outside_paths
+    )
     decoded = [_decode_sample(s, columns, label, decode) for s in samples]
     bad = [p for s in samples for p in s.problems]
     skipped = sum(1 for s in samples if s.problems)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import io
 import math
 import os
+import struct
 from pathlib import Path
 
 import numpy as np
@@ -58,18 +59,45 @@ def fit_length(wave: np.ndarray, num_samples: int) -> np.ndarray:
     return wave[start : start + num_samples]
 
 
+def _riff_shortfall(head: bytes, size: int, name: str) -> tuple[int, int] | None:
+    """``(promised, present)`` bytes of a RIFF/WAVE file's ``data`` chunk when the file holds less than its header
+    says; ``None`` when it holds all of it (or is not plain RIFF). ``head``: the file's first bytes, ``size``: its
+    length. A chunk before ``data`` that runs past the end is a truncated header."""
+    if len(head) < 12 or head[:4] != b"RIFF" or head[8:12] != b"WAVE":
+        return None
+    pos = 12
+    while pos + 8 <= len(head):
+        chunk, length = head[pos : pos + 4], struct.unpack("<I", head[pos + 4 : pos + 8])[0]
+        if chunk == b"data":
+            present = size - pos - 8
+            # 0 and 0xFFFFFFFF: a writer that streamed and never went back to fill in the size
+            if length in (0, 0xFFFFFFFF) or length <= present:
+                return None
+            return length, present
+        pos += 8 + length + (length & 1)
+    if pos > size:
+        raise OmnifuseError(
+            f"Expected a complete WAV file. Received: {name}, whose header is cut off ({size} bytes, a header "
+            f"chunk runs to byte {pos})"
+        )
+    return None
+
+
 def decode_wav(
     src: str | os.PathLike | bytes,
     sample_rate: int = 8000,
     num_samples: int | None = None,
+    max_seconds: float | None = None,
 ) -> np.ndarray:
     """Decode a WAV file (or its bytes) into a ``float32`` mono waveform at ``sample_rate``, in [-1, 1] for PCM.
 
     Any channel count is mixed down to mono by averaging; any other rate is resampled with
     ``scipy.signal.resample_poly`` (polyphase, anti-aliased) using the reduced up/down ratio; with ``num_samples``
     the result is centre-padded with zeros or centre-cropped to exactly that length.
-    Raises :class:`OmnifuseError` naming the file for non-WAV or damaged data, files with no frames, files that are
-    silent throughout, and rates that cannot be resampled.
+    Raises :class:`OmnifuseError` naming the file for non-WAV or damaged data, a file shorter than its header says
+    (truncated: decoding what is there would give a confident answer about part of a recording), files with no
+    frames, files that are silent throughout, rates that cannot be resampled, and (``max_seconds``) recordings
+    whose header states a longer duration.
 
     Example: ``decode_wav("7_george_0.wav", 8000, 8000).shape == (8000,)``.
     """
@@ -86,24 +114,45 @@ def decode_wav(
         if len(src) == 0:
             raise OmnifuseError("Expected WAV bytes. Received: <bytes> of length 0")
         opened = io.BytesIO(bytes(src))
+        head, size = bytes(src[:65536]), len(src)
     else:
         opened = Path(src)
         if not opened.is_file():
             raise OmnifuseError(
                 f"Expected a WAV file. Received: {name}, which does not exist or is not a file"
             )
+        try:
+            with opened.open("rb") as f:
+                head, size = f.read(65536), opened.stat().st_size
+        except OSError as exc:
+            raise OmnifuseError(
+                f"Expected a readable WAV file. Received: {name}: {exc.strerror or exc}"
+            ) from exc
     try:
         with soundfile.SoundFile(opened) as f:
             if f.format not in WAV_FORMATS:
                 raise OmnifuseError(f"Expected a WAV file. Received: {name}, which is {f.format} audio")
             rate = int(f.samplerate)
+            if max_seconds is not None and f.frames > max_seconds * rate:
+                raise OmnifuseError(
+                    f"Expected a recording of at most {max_seconds:g} s. Received: {name}, "
+                    f"{f.frames / rate:.1f} s long"
+                )
+            short = _riff_shortfall(head, size, name)
+            if short is not None:
+                raise OmnifuseError(
+                    f"Expected a complete WAV file. Received: {name}, truncated: its header promises "
+                    f"{short[0]} bytes of audio, the file holds {short[1]}"
+                )
             frames = f.read(dtype="float32", always_2d=True)
     except OmnifuseError:
         raise
     except (soundfile.LibsndfileError, RuntimeError, OSError, ValueError, TypeError) as exc:
+        # libsndfile's message names the file object (``<_io.BytesIO object at 0x...>``): keep only its reason
+        reason = getattr(exc, "error_string", None) or str(exc).replace(repr(opened), "").strip(" :")
         raise OmnifuseError(
             f"Expected a readable WAV file (RIFF/WAVE, PCM or float). Received: {name}, which cannot be decoded: "
-            f"{exc}"
+            f"{reason}"
         ) from exc
     if frames.shape[0] == 0:
         raise OmnifuseError(f"Expected a WAV file with audio in it. Received: {name} with 0 frames")

@@ -5,14 +5,24 @@ browser or ``curl -F`` sends) or as JSON with base64 files; or many samples at o
 ``{"instances": [{...}, {...}]}`` (each object as for one sample), answered as ``{"predictions": [...]}`` in the same
 order. Each request is decoded on its own, so a bad input is answered with a 4xx JSON error naming its field,
 ``{"detail": ..., "field": "image"}`` (``"instances[3].image"`` in a batch); requests that wait for the model at the
-same time go through it as one batch (:class:`MicroBatcher`).
+same time go through it as one batch (:class:`MicroBatcher`); if a batch fails, each request in it is run on its own,
+so only the request the model cannot take fails (422), never the others.
+
+Nothing a client sends gets a 5xx: malformed, oversized, too deeply nested or badly encoded bodies, corrupt files,
+images over ``max_image_pixels``, bodies that stop arriving (408 after ``body_timeout_s``) are 4xx, each counted in
+``/health`` (``bad_requests``, and ``model_rejected`` for requests the model failed on alone). Memory stays bounded:
+at most ``max_decoders`` requests decode at once, each holding its body (at most ``max_upload_bytes``) and one image
+of at most ``max_image_pixels`` (about 16 bytes a pixel while it is converted), so decoding peaks near
+``max_decoders x (max_upload_bytes + 16 x max_image_pixels)``: 4 x (10 MiB + 256 MiB) with the defaults.
 
 >>> app = create_app("runs/cifar10-imdb")   # serve with uvicorn, or `omnifuse serve runs/cifar10-imdb`
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import os
 import time
 from contextlib import asynccontextmanager
 from importlib import resources
@@ -25,23 +35,47 @@ from fastapi.responses import FileResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
 from starlette.concurrency import run_in_threadpool
 
+from omnifuse.limits import InputLimits
 from omnifuse.predictor import Predictor
 from omnifuse.serving.batching import MicroBatcher
 from omnifuse.serving.inputs import CONTENT_TYPES, FILE_KINDS, Fields, RequestError, encode_all, read_request
+from omnifuse.serving.timeouts import BodyDeadline
 
 log = logging.getLogger("omnifuse.serving")
 
 
-def _predict_batch(predictor: Predictor, feeds: list[dict[str, np.ndarray]]) -> list[list[dict[str, Any]]]:
-    """One model call for the feeds of several requests (each one or more samples): each request's answers."""
-    merged = {k: np.concatenate([f[k] for f in feeds]) for k in feeds[0]}
-    answers = predictor.predict_feed(merged)
+class ModelRejected(Exception):
+    """The model failed on one request's samples run on their own: answered 422 (the input is the cause)."""
+
+
+def _predict_batch(predictor: Predictor, feeds: list[dict[str, np.ndarray]]) -> list[Any]:
+    """One model call for the feeds of several requests (each one or more samples): each request's answers.
+
+    If the call fails, each feed is run on its own, so one request the model cannot take fails alone: its entry is
+    then a :class:`ModelRejected` instead of answers.
+    """
+    try:
+        merged = {k: np.concatenate([f[k] for f in feeds]) for k in feeds[0]}
+        answers = predictor.predict_feed(merged)
+    except Exception:
+        if len(feeds) > 1:
+            log.warning("a batch of %d requests failed; running them one by one", len(feeds), exc_info=True)
+        out: list[Any] = []
+        for feed in feeds:
+            try:
+                out.append(predictor.predict_feed(feed))
+            except Exception as exc:
+                log.warning("the model failed on one request's input", exc_info=True)
+                out.append(ModelRejected(f"The model could not process this input: {type(exc).__name__}"))
+        return out
     sizes = np.cumsum([0] + [len(next(iter(f.values()))) for f in feeds])
     return [answers[a:b] for a, b in zip(sizes[:-1], sizes[1:])]
 
 
 def _error(exc: RequestError) -> JSONResponse:
-    return JSONResponse({"detail": exc.message, "field": exc.field}, status_code=exc.status)
+    # a body that stopped arriving leaves the connection in an unknown state: close it
+    headers = {"connection": "close"} if exc.status == 408 else None
+    return JSONResponse({"detail": exc.message, "field": exc.field}, status_code=exc.status, headers=headers)
 
 
 def _openapi_body(fields: dict[str, str]) -> dict[str, Any]:
@@ -73,7 +107,8 @@ ERROR_RESPONSES = {
         "content": {"application/json": {"example": {"detail": "Expected ...", "field": "image"}}},
     }
     for status, what in (
-        (400, "Malformed body"),
+        (400, "Malformed body (or nested too deeply)"),
+        (408, "The body did not arrive within the body timeout"),
         (411, "No Content-Length"),
         (413, "Body over the upload limit"),
         (415, "Content type not accepted"),
@@ -89,6 +124,9 @@ def create_app(
     batch_wait_ms: float = 0.0,
     max_instances: int = 1024,
     precision: str | None = None,
+    limits: InputLimits | None = None,
+    max_decoders: int | None = None,
+    body_timeout_s: float = 30.0,
 ) -> FastAPI:
     """The FastAPI app serving a run (a run directory or a loaded :class:`Predictor`).
 
@@ -96,16 +134,23 @@ def create_app(
     through the model at once (a batched request counts as one). ``max_instances``: the most samples in one ``{"instances": [...]}`` request.
     ``batch_wait_ms``: how long a batch waits for more requests before it runs (0: it
     takes only what is already waiting). ``precision``: of a run directory's model, ``"float32"``, ``"bfloat16"``
-    or ``None`` (as trained; see :mod:`omnifuse.precision`).
+    or ``None`` (as trained; see :mod:`omnifuse.precision`). ``limits``: the largest image, recording and text
+    (:class:`~omnifuse.limits.InputLimits`; a loaded Predictor keeps its own). ``max_decoders``: the most requests
+    decoded at once (default: the CPU count, at most 4), which bounds memory (see the module docstring).
+    ``body_timeout_s``: how long a request body may take to arrive (408 after it).
     """
     predictor = (
         run_dir_or_predictor
         if isinstance(run_dir_or_predictor, Predictor)
-        else Predictor(run_dir_or_predictor, precision)
+        else Predictor(run_dir_or_predictor, precision, limits)
     )
+    max_decoders = max_decoders or min(4, os.cpu_count() or 1)
+    if max_decoders < 1:
+        raise ValueError(f"Expected max_decoders >= 1. Received: {max_decoders}")
+    decoding = asyncio.Semaphore(max_decoders)
     fields = Fields(predictor)
     batcher = MicroBatcher(lambda feeds: _predict_batch(predictor, feeds), max_batch, batch_wait_ms)
-    counts = {"bad_requests": 0, "server_errors": 0}
+    counts = {"bad_requests": 0, "model_rejected": 0, "server_errors": 0}
     started = time.time()
 
     @asynccontextmanager
@@ -120,6 +165,7 @@ def create_app(
         description="Predictions of a multimodal classifier trained with omnifuse. The web page is at `/`.",
         lifespan=lifespan,
     )
+    app.add_middleware(BodyDeadline, seconds=body_timeout_s)
     app.state.predictor, app.state.batcher = predictor, batcher
     static = resources.files("omnifuse.serving") / "static"
     app.mount("/static", StaticFiles(directory=str(static)), name="static")
@@ -149,6 +195,11 @@ def create_app(
             "max_upload_bytes": max_upload_bytes,
             "max_batch": max_batch,
             "max_instances": max_instances,
+            "max_decoders": max_decoders,
+            "body_timeout_s": body_timeout_s,
+            "max_image_pixels": predictor.limits.max_image_pixels,
+            "max_audio_seconds": predictor.limits.max_audio_seconds,
+            "max_text_chars": predictor.limits.max_text_chars,
         }
         return meta
 
@@ -163,17 +214,32 @@ def create_app(
     async def predict(request: Request) -> dict[str, Any]:
         try:
             inputs = await read_request(request, fields, max_upload_bytes, max_instances)
-            feed = await run_in_threadpool(encode_all, predictor, inputs)
+            async with decoding:
+                feed = await run_in_threadpool(encode_all, predictor, inputs)
         except RequestError as exc:
             counts["bad_requests"] += 1
             return _error(exc)
+        except (
+            Exception,
+            RecursionError,
+        ) as exc:  # anything else raised by a client's data is still its data
+            counts["bad_requests"] += 1
+            log.warning("unexpected error reading a request", exc_info=True)
+            return _error(
+                RequestError(
+                    422, None, f"Expected inputs this model can read. Received: {type(exc).__name__}"
+                )
+            )
         try:
             answers = await batcher.submit(feed)
-            return {"predictions": answers} if isinstance(inputs, list) else answers[0]
+        except ModelRejected as exc:
+            counts["model_rejected"] += 1
+            return _error(RequestError(422, None, str(exc)))
         except Exception:
             counts["server_errors"] += 1
             log.exception("prediction failed")
             return JSONResponse({"detail": "The model failed on this input.", "field": None}, status_code=500)
+        return {"predictions": answers} if isinstance(inputs, list) else answers[0]
 
     return app
 

@@ -14,7 +14,8 @@ class MicroBatcher:
     A request is queued; the worker takes everything queued (up to ``max_batch``), optionally waits
     ``wait_ms`` for more, and runs ``run_batch`` on one thread (the model is never called concurrently). While a
     batch runs, new requests queue up and form the next one, so a lone request waits for nothing and a crowd is
-    served in batches.
+    served in batches. ``run_batch`` may answer an item with an exception instance: that item's request gets
+    the exception, the others their answers.
     """
 
     def __init__(
@@ -82,5 +83,11 @@ class MicroBatcher:
                         fut.set_exception(exc)
                 continue
             for (_, fut), answer in zip(live, answers):
-                if not fut.done():
+                if fut.done():
+                    continue
+                if isinstance(
+                    answer, BaseException
+                ):  # this item alone failed (run_batch retried it on its own)
+                    fut.set_exception(answer)
+                else:
                     fut.set_result(answer)

@@ -10,8 +10,8 @@ from typing import Any
 
 import numpy as np
 from fastapi import Request
-from starlette.datastructures import UploadFile
-from starlette.formparsers import MultiPartException
+from starlette.datastructures import FormData, UploadFile
+from starlette.formparsers import MultiPartException, MultiPartParser
 
 from omnifuse.errors import OmnifuseError
 from omnifuse.predictor import Predictor
@@ -33,6 +33,9 @@ CONTENT_TYPES = {
 }
 GENERIC_TYPES = ("", "application/octet-stream")
 FILE_KINDS = ("image", "audio")
+MAX_JSON_DEPTH = (
+    32  # nesting of arrays and objects in a JSON body; a sample needs 4 (instances, sample, numbers)
+)
 
 
 class RequestError(Exception):
@@ -59,6 +62,58 @@ def _b64(field: str, value: Any) -> bytes:
     if not data:
         raise RequestError(422, field, f"Expected {field!r} as a non-empty file. Received: 0 bytes")
     return data
+
+
+def _form_text(field: str, value: bytes | str) -> str:
+    """A form field's value as strict UTF-8; the error names the field and the byte offset."""
+    if isinstance(value, str):
+        return value
+    try:
+        return value.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise RequestError(
+            422,
+            field,
+            f"Expected {field!r} as UTF-8 text. Received: invalid byte(s) {value[exc.start : exc.start + 4]!r} "
+            f"at byte offset {exc.start} ({exc.reason})",
+        ) from exc
+
+
+class _RawFieldParser(MultiPartParser):
+    """Starlette's multipart parser, keeping form fields as bytes: it decodes a field that is not UTF-8 as
+    Latin-1 without a word, which would hand the model mojibake (one text policy: UTF-8 or a 422)."""
+
+    def on_part_end(self) -> None:
+        if self._current_part.file is None:
+            self.items.append((self._current_part.field_name, bytes(self._current_part.data)))
+        else:
+            super().on_part_end()
+
+
+def _urlencoded(body: bytes) -> FormData:
+    """``a=1&b=x`` as form data with byte values (percent-escapes undone, ``+`` as space)."""
+    from urllib.parse import unquote_plus, unquote_to_bytes
+
+    items = []
+    for pair in body.split(b"&"):
+        if not pair:
+            continue
+        name, _, value = pair.partition(b"=")
+        items.append((unquote_plus(name.decode("latin-1")), unquote_to_bytes(value.replace(b"+", b" "))))
+    return FormData(items)
+
+
+def json_depth(value: Any) -> int:
+    """How deeply arrays and objects nest in a parsed JSON value (a scalar: 0), without recursion."""
+    deepest, stack = 0, [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        children = item.values() if isinstance(item, dict) else item if isinstance(item, list) else None
+        if children is None:
+            continue
+        deepest = max(deepest, depth)
+        stack.extend((child, depth + 1) for child in children)
+    return deepest
 
 
 class Fields:
@@ -88,7 +143,9 @@ class Fields:
                 if not data and not value.filename:
                     continue  # an empty file input, as a browser sends for a file not chosen
                 inputs[field] = self._upload(field, kind, value.content_type or "", data)
-            elif kind in FILE_KINDS:
+                continue
+            value = _form_text(field, value)  # a field's bytes, as the client sent them
+            if kind in FILE_KINDS:
                 if value == "":
                     continue
                 raise RequestError(
@@ -214,9 +271,17 @@ async def read_request(
             413, "body", f"Expected a request body of at most {max_bytes} bytes. Received: {length} bytes"
         )
     ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
-    if ctype in ("multipart/form-data", "application/x-www-form-urlencoded"):
+    if ctype == "application/x-www-form-urlencoded":
+        form = _urlencoded(await request.body())
+        if len(form) > 64:
+            raise RequestError(400, "body", f"Expected at most 64 form fields. Received: {len(form)}")
+        return await fields.from_form(form)
+    if ctype == "multipart/form-data":
+        parser = _RawFieldParser(
+            request.headers, request.stream(), max_files=16, max_fields=64, max_part_size=max_bytes
+        )
         try:
-            form = await request.form(max_files=16, max_fields=64, max_part_size=max_bytes)
+            form = await parser.parse()
         except MultiPartException as exc:
             raise RequestError(
                 400, "body", f"Expected well-formed form data. Received: {exc.message}"
@@ -232,6 +297,15 @@ async def read_request(
             raise RequestError(
                 400, "body", f"Expected a JSON object. Received: invalid JSON ({exc})"
             ) from exc
+        except RecursionError as exc:  # deeper than the parser's stack allows
+            raise RequestError(
+                400, "body", f"Expected JSON nested at most {MAX_JSON_DEPTH} deep. Received: deeper"
+            ) from exc
+        depth = json_depth(body)
+        if depth > MAX_JSON_DEPTH:
+            raise RequestError(
+                400, "body", f"Expected JSON nested at most {MAX_JSON_DEPTH} deep. Received: {depth} deep"
+            )
         if isinstance(body, dict) and "instances" in body and "instances" not in fields.kinds:
             return _instances(body, fields, max_instances)
         return fields.from_json(body)
