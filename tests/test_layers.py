@@ -15,6 +15,8 @@ SMALL_IMAGE = {
     "cnn": dict(filters=(4, 8), dense_units=16, batchnorm=True, dropout=0.1),
     "resnet": dict(widths=(4, 8), blocks=1, dense_units=16),
     "fastnet": dict(widths=(4, 8), translate=2, tta=2),
+    # pretrained: the real weights (installed by `omnifuse weights install`), the top block trained
+    "efficientnet_lite0": dict(size=32, mode="last_k", trainable_blocks=1),
 }
 SMALL_TEXT = {
     "rnn": dict(
@@ -23,6 +25,11 @@ SMALL_TEXT = {
     "bag": dict(vocab_size=50, embed_dim=8),
     "tfidf": dict(units=6, dropout=0.2),
     "nb": dict(vocab_size=50, classes=3),
+    "minilm": dict(max_length=16, mode="last_k", trainable_blocks=1),  # takes strings
+}
+SMALL_AUDIO = {
+    "cnn": dict(filters=(4, 8), dense_units=6, num_mel_bins=16),
+    "whisper_tiny": dict(mode="last_k", trainable_blocks=1),
 }
 SMALL_TABULAR = {"mlp": dict(units=(8, 6), dropout=0.1)}
 
@@ -32,7 +39,10 @@ def _encoder_cases():
         yield pytest.param(cls, SMALL_IMAGE[name], "image", id=f"image-{name}")
     for name, cls in registry.TEXT_ENCODERS.items():
         kind = "tfidf" if name == "tfidf" else "text"  # a TF-IDF vector, not token ids
+        kind = "strings" if getattr(cls, "takes_raw_text", False) else kind
         yield pytest.param(cls, SMALL_TEXT[name], kind, id=f"text-{name}")
+    for name, cls in registry.AUDIO_ENCODERS.items():
+        yield pytest.param(cls, SMALL_AUDIO[name], "audio", id=f"audio-{name}")
     for name, cls in registry.TABULAR_ENCODERS.items():
         yield pytest.param(cls, SMALL_TABULAR[name], "numbers", id=f"tabular-{name}")
 
@@ -47,6 +57,13 @@ def _sample(kind, n=6, seed=0):
         return rows
     if kind == "tfidf":
         return (rng.random((n, 30)) * (rng.random((n, 30)) < 0.3)).astype("float32")
+    if kind == "strings":
+        words = np.array(["a", "film", "of", "rare", "beauty", "dull", "plot", "café", "!", "actors"])
+        return np.array([" ".join(rng.choice(words, 3 + 2 * i)) for i in range(n)], dtype=object)
+    if kind == "audio":  # 0.25 s at 8 kHz: tones in noise
+        t = np.arange(2000) / 8000
+        tones = np.sin(2 * np.pi * rng.uniform(200, 900, (n, 1)) * t)
+        return (tones + 0.1 * rng.normal(size=(n, 2000))).astype("float32")
     ids = rng.integers(1, 50, (n, 12)).astype("int32")
     ids[:, 9:] = 0  # trailing padding, as TextVectorization emits
     return ids
@@ -56,6 +73,7 @@ def test_every_registered_layer_has_a_test_case():
     assert set(SMALL_IMAGE) == set(registry.IMAGE_ENCODERS)
     assert set(SMALL_TEXT) == set(registry.TEXT_ENCODERS)
     assert set(SMALL_TABULAR) == set(registry.TABULAR_ENCODERS)
+    assert set(SMALL_AUDIO) == set(registry.AUDIO_ENCODERS)
 
 
 def test_presets_defaults_name_registered_encoders():
@@ -69,7 +87,7 @@ def test_presets_defaults_name_registered_encoders():
 @pytest.mark.parametrize("cls,kwargs,kind", list(_encoder_cases()))
 def test_encoder_contract(cls, kwargs, kind, tmp_path):
     x = _sample(kind)
-    inp = keras.Input(x.shape[1:], dtype=x.dtype)
+    inp = keras.Input(x.shape[1:], dtype="string" if kind == "strings" else x.dtype)  # noqa: E501
     layer = cls(**kwargs)
     out = layer(inp)
     assert tuple(out.shape) == (None, layer.output_dim)

@@ -11,16 +11,11 @@ from test_layers import _encoder_cases, _feed, _fusion_inputs, _fusion_model, _s
 
 from omnifuse import registry
 from omnifuse.config import load_config
-from omnifuse.encoders.audio import AudioCNN
 from omnifuse.encoders.layers import BatchNormalization, apply_layers
 from omnifuse.model.branch import ModalityBranch
 from omnifuse.model.builder import build_model
 from omnifuse.modelio import load_model
 from omnifuse.precision import model_precision, precision_scope
-
-AUDIO_CASE = pytest.param(
-    AudioCNN, dict(filters=(4, 8), dense_units=6, num_mel_bins=16), "audio", id="audio-cnn"
-)
 
 
 def _audio(n=6, seed=0):
@@ -32,14 +27,14 @@ def _audio(n=6, seed=0):
 
 
 def _branch_model(cls, kwargs, x):
-    inp = keras.Input(x.shape[1:], dtype=x.dtype)
+    inp = keras.Input(x.shape[1:], dtype="string" if x.dtype == object else x.dtype)
     mask = keras.Input((), dtype="float32")
     feat = ModalityBranch(cls(**kwargs))([inp, mask])
     out = keras.layers.Dense(3, activation="softmax", dtype="float32")(feat)
     return keras.Model([inp, mask], out)
 
 
-@pytest.mark.parametrize("cls,kwargs,kind", [*_encoder_cases(), AUDIO_CASE])
+@pytest.mark.parametrize("cls,kwargs,kind", list(_encoder_cases()))
 def test_every_encoder_trains_in_bfloat16_and_answers_like_float32(cls, kwargs, kind):
     x = _audio() if kind == "audio" else _sample(kind)
     feed = [x, np.ones(len(x), "float32")]

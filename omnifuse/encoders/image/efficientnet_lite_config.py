@@ -9,14 +9,13 @@ from dataclasses import dataclass
 
 @dataclass(frozen=True)
 class EfficientNetLiteConfig:
-    """model.image.efficientnet_lite0: EfficientNet-Lite0, ImageNet-pretrained (resizing and scaling inside the model)."""
+    """model.image.efficientnet_lite0: EfficientNet-Lite0, ImageNet-pretrained (resized and scaled in the model)."""
 
     size: int = 224  # input side the images are resized to inside the layer (the weights were trained at 224)
     # frozen: no backbone weight trains (features computed once) | finetune: all do | last_k: the last
     # trainable_blocks blocks and the head conv; batch-norm statistics stay frozen in every mode
     mode: typing.Literal["frozen", "finetune", "last_k"] = "frozen"
-    trainable_blocks: int = (
-        0  # last_k: how many of the last of the 16 blocks train (the head conv always does)
-    )
+    # last_k: how many of the last of the 16 blocks train (the head conv always does)
+    trainable_blocks: int = 0
     weights: str = ""  # the .pth file (or its folder); empty = the installed weight package
     dropout: float = 0.0  # dropout on the 1280-d pooled features, in training
