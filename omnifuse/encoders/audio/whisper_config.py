@@ -13,9 +13,8 @@ class WhisperConfig:
 
     # frozen: no encoder weight trains (features computed once) | finetune: all do | last_k: the last trainable_blocks
     mode: typing.Literal["frozen", "finetune", "last_k"] = "frozen"
-    trainable_blocks: int = (
-        0  # with mode "last_k": how many of the 4 transformer blocks (from the top) train, 1-4
-    )
+    # with mode "last_k": how many of the 4 transformer blocks (from the top) train, 1-4
+    trainable_blocks: int = 0
     # model.bin (or its folder) of Whisper tiny.en in CTranslate2 format; empty: the installed weight package
     weights: str = ""
     # over the frames of the real audio: "mean" (384-d) | "mean_std" (768-d)
