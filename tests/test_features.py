@@ -1,0 +1,83 @@
+"""Frozen pretrained encoders' features computed once: training on them is training the full model, only cheaper."""
+
+import json
+
+import numpy as np
+import pytest
+from fixtures_media import write_fsdd
+
+import omnifuse
+from omnifuse import features
+from omnifuse.modelio import load_model
+
+# Whisper tiny.en's real weights, frozen, on 0.25-0.6 s fixture clips of pure tones; dropout off, so training
+# through the encoder and training on its cached features must give the same model
+FROZEN = [
+    "data.num_samples=2000",
+    "train.epochs=3",
+    "train.batch_size=16",
+    "train.verbose=0",
+    "train.early_stopping=0",
+    "model.head_dropout=0.0",
+    "model.head_hidden=16",
+]
+
+
+@pytest.fixture(scope="module")
+def fsdd_dir(tmp_path_factory):
+    root = tmp_path_factory.mktemp("fsdd")
+    write_fsdd(root, speakers=("ann", "bob"), per_digit=6, archive="xz")
+    return root
+
+
+def _probabilities(run, inputs):
+    model = load_model(run / "model.keras")
+    return np.asarray(model.predict(inputs, verbose=0)["digit"])
+
+
+def test_cached_features_train_the_same_model_as_the_encoder_itself(fsdd_dir, tmp_path, monkeypatch):
+    cache = tmp_path / "cache"
+    monkeypatch.setenv("OMNIFUSE_CACHE", str(cache))
+    cached = omnifuse.train("fsdd-pretrained", FROZEN, runs_root=tmp_path / "a", data_dir=str(fsdd_dir))
+    direct = omnifuse.train(
+        "fsdd-pretrained",
+        [*FROZEN, "train.cache_features=false"],
+        runs_root=tmp_path / "b",
+        data_dir=str(fsdd_dir),
+    )
+    meta = json.loads((cached / "meta.json").read_text())
+    assert meta["cached_features"] == ["audio"] and "cached_features" not in json.loads(
+        (direct / "meta.json").read_text()
+    )
+    assert len(list((cache / "features").glob("audio-*.npy"))) == 3  # train, val, test: computed once each
+
+    rng = np.random.default_rng(0)
+    t = np.arange(2000) / 8000
+    audio = (np.sin(2 * np.pi * rng.uniform(200, 900, (8, 1)) * t)).astype("float32")
+    inputs = {"audio": audio, "audio_mask": np.ones(8, "float32")}
+    # the saved model is the full one (raw waveforms in), with the head trained on the cached features
+    np.testing.assert_allclose(_probabilities(cached, inputs), _probabilities(direct, inputs), atol=2e-4)
+
+    # a second run on the same data reads the features back instead of running the encoder again
+    before = {p: p.stat().st_mtime_ns for p in (cache / "features").iterdir()}
+    again = omnifuse.train("fsdd-pretrained", FROZEN, runs_root=tmp_path / "c", data_dir=str(fsdd_dir))
+    assert {p: p.stat().st_mtime_ns for p in (cache / "features").iterdir()} == before
+    np.testing.assert_allclose(_probabilities(again, inputs), _probabilities(cached, inputs), atol=1e-6)
+    metrics = omnifuse.evaluate(again, data_dir=str(fsdd_dir))  # evaluation runs the full model on raw audio
+    assert metrics["tasks"]["digit"]["n"] > 0
+
+
+def test_only_frozen_encoders_without_augmentation_are_cached():
+    from omnifuse.config import load_config
+    from omnifuse.model.builder import build_model
+
+    def plan(overrides):
+        cfg = load_config("brain-mri-pretrained", ["model.image.efficientnet_lite0.size=32", *overrides])
+        model = build_model(cfg, {"image": "image"}, {"tumor": ["no", "yes"]}, image_shape=(32, 32, 1))
+        return sorted(features.plan(model, ["image"]))
+
+    assert plan([]) == ["image"]
+    assert plan(["model.image.augment=true"]) == []  # random flips: the features change every epoch
+    assert plan(["model.image.efficientnet_lite0.mode=finetune"]) == []
+    assert plan(["model.image.efficientnet_lite0.dropout=0.2"]) == []
+    assert plan(["model.image.encoder=cnn"]) == []  # learns from scratch
