@@ -58,3 +58,26 @@ def test_unknown_name_and_wrong_glove_size_are_errors():
         initial_embeddings("word2vec", VOCABULARY, 50)
     with pytest.raises(OmnifuseError, match="embed_dim 50"):
         initial_embeddings("glove", VOCABULARY, 64)
+
+
+def test_rnn_and_bag_encoders_start_from_wordllama_vectors():
+    from omnifuse.config import load_config
+    from omnifuse.encoders.text.embeddings import initial_embeddings
+    from omnifuse.model.builder import build_model
+
+    texts = ["a wonderful film", "a dull film", "the actors were wonderful", "dull and long"] * 3
+    for part in ("rnn", "bag"):
+        cfg = load_config(
+            "imdb-lstm",
+            [
+                f"model.text.encoder={part}",
+                f"model.text.{part}.embed_dim=16",
+                f"model.text.{part}.init_embeddings=wordllama",
+            ],
+        )
+        model = build_model(cfg, {"text": "text"}, {"sentiment": ["neg", "pos"]}, texts=texts)
+        vocabulary = model.get_layer("text_vectorize").get_vocabulary()
+        table = np.asarray(model.get_layer("text_branch").encoder.embedding.embeddings)
+        want = initial_embeddings("wordllama", vocabulary, 16)
+        np.testing.assert_allclose(table[: len(vocabulary)], want, rtol=1e-6)
+        assert np.abs(table[vocabulary.index("wonderful")]).sum() > 0  # a known word, not the padding row

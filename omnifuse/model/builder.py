@@ -93,6 +93,7 @@ def _text_branch(
             options = dict(
                 vocab_size=txt.vocab_size, **dataclasses.asdict(txt.rnn if part == "rnn" else txt.bag)
             )
+        init = options.pop("init_embeddings", "none")
         # ensemble members whose vectorizer has the same settings share it (and its token ids); another member's
         # vectorizer of other settings gets that member's suffix on its name
         key = (name, tuple(sorted(settings.items())))
@@ -109,6 +110,8 @@ def _text_branch(
         if part == "nb":
             options["vocab_size"] = vectorize.vocabulary_size()
         encoder = cls(**options, name=f"{name}_encoder{suffix}")
+        if init != "none":
+            _start_embeddings(encoder, init, vectorize.get_vocabulary(), txt.sequence_length)
         if part == "nb" and labels is not None:
             # members with equal nb settings on one vectorizer would make the same fit: it is made once, copied
             fitted = ("nb fit", key, tuple(sorted((k, repr(v)) for k, v in options.items())))
@@ -121,6 +124,17 @@ def _text_branch(
         branch = ModalityBranch(encoder, skip_absent=skip_absent, name=f"{name}_branch{suffix}{member}")
         feats.append(branch([ids, mask]))
     return feats[0] if len(feats) == 1 else layers.Concatenate(name=f"{name}_features{member}")(feats)
+
+
+def _start_embeddings(encoder, name: str, vocabulary: list[str], length: int) -> None:
+    """Set the first rows of ``encoder``'s token embedding (one per vocabulary word) to pretrained word vectors."""
+    from omnifuse.encoders.text.embeddings import initial_embeddings
+
+    encoder.build((None, length))
+    table = keras.ops.convert_to_numpy(encoder.embedding.embeddings).copy()
+    vectors = initial_embeddings(name, vocabulary[: len(table)], table.shape[1])
+    table[: len(vectors)] = vectors
+    encoder.embedding.embeddings.assign(table)
 
 
 def _ngrams(n: int):

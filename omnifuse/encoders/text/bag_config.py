@@ -3,6 +3,7 @@ read and checked without importing Keras."""
 
 from __future__ import annotations
 
+import typing
 from dataclasses import dataclass
 
 
@@ -12,3 +13,6 @@ class BagConfig:
 
     embed_dim: int = 64  # width of each token's embedding: the encoder's output
     dropout: float = 0.2  # on the mean embedding
+    # the token embeddings start from pretrained word vectors: "wordllama" (256-d, cut to embed_dim) or "glove"
+    # (50-d: embed_dim <= 50; reading its vocabulary needs pyarrow); "none": random
+    init_embeddings: typing.Literal["none", "glove", "wordllama"] = "none"

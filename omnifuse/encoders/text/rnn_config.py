@@ -25,3 +25,6 @@ class RNNConfig:
     # > 0: each position also gets the learned embedding of its bigram (the word before and this one), hashed into
     # this many buckets and added to the word's embedding, so the recurrent net reads "not good" as one unit
     bigram_buckets: int = 0
+    # the token embeddings start from pretrained word vectors: "wordllama" (256-d, cut to embed_dim) or "glove"
+    # (50-d: embed_dim <= 50; reading its vocabulary needs pyarrow); "none": random
+    init_embeddings: typing.Literal["none", "glove", "wordllama"] = "none"
