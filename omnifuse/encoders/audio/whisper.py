@@ -48,6 +48,7 @@ from keras import layers, ops
 
 from omnifuse.encoders.audio.resample import polyphase_filter, resample, resampled_length
 from omnifuse.encoders.audio.whisper_config import WhisperConfig  # noqa: F401  (re-exported)
+from omnifuse.encoders.pretrained import Pretrained
 from omnifuse.errors import OmnifuseError
 
 RATE = 16000  # Whisper's sample rate, Hz
@@ -190,7 +191,7 @@ def load_encoder_weights(user_path: str = "") -> tuple[str, dict[str, np.ndarray
 
 
 @keras.saving.register_keras_serializable(package="omnifuse")
-class AudioWhisper(layers.Layer):
+class AudioWhisper(Pretrained, layers.Layer):
     """Whisper tiny.en's pretrained encoder over raw waveforms. Input float32 (B, samples) at ``sample_rate``;
     output (B, 384) (``pooling="mean"``) or (B, 768) (``"mean_std"``).
 
@@ -231,7 +232,6 @@ class AudioWhisper(layers.Layer):
         self.autocast = (
             False  # the waveform and the log-mel stay float32; the encoder casts to the compute dtype
         )
-        self._load_pretrained = True  # False when loaded from .keras: the archive holds the weights
         g = math.gcd(self.sample_rate, RATE)
         self._resampler = (
             polyphase_filter(RATE // g, self.sample_rate // g) if self.sample_rate != RATE else None
@@ -243,19 +243,6 @@ class AudioWhisper(layers.Layer):
         self.blocks = [WhisperBlock(name=f"block_{i}") for i in range(BLOCKS)]
         self.final_norm = layers.LayerNormalization(epsilon=_LN_EPS, name="final_norm")
         self.drop = layers.Dropout(self.dropout)
-
-    @classmethod
-    def from_config(cls, config):
-        layer = cls(**config)
-        layer._load_pretrained = False
-        return layer
-
-    pretrained = True  # its weights come from a weight package; fine-tuned at train.pretrained_lr_scale
-
-    @property
-    def frozen_features(self) -> bool:
-        """Whether a sample's features are the same in every training step (omnifuse.features caches them)."""
-        return self.mode == "frozen" and self.dropout == 0.0
 
     def build(self, input_shape):
         samples = input_shape[-1] if len(input_shape) == 2 else input_shape[1]

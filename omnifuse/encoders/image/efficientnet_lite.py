@@ -17,6 +17,7 @@ from keras import layers, ops
 
 from omnifuse.encoders.image.efficientnet_lite_config import EfficientNetLiteConfig  # noqa: F401
 from omnifuse.encoders.layers import BatchNormalization, apply_layers, build_chain
+from omnifuse.encoders.pretrained import Pretrained
 from omnifuse.errors import OmnifuseError
 
 MODES = ("frozen", "finetune", "last_k")
@@ -67,7 +68,7 @@ class _MBConv(layers.Layer):
 
 
 @keras.saving.register_keras_serializable(package="omnifuse")
-class ImageEfficientNetLite(layers.Layer):
+class ImageEfficientNetLite(Pretrained, layers.Layer):
     """EfficientNet-Lite0 with its ImageNet weights: (B, H, W, 1 or 3) images -> (B, 1280) pooled features.
 
     Any image size: the layer resizes to ``size`` x ``size`` (bilinear, antialiased) and scales (x - 127) / 128
@@ -139,7 +140,6 @@ class ImageEfficientNetLite(layers.Layer):
         self.drop = layers.Dropout(self.dropout)
         self.classifier = layers.Dense(CLASSES, name="classifier") if self.include_top else None
         self.autocast = False  # apply_layers folds batch norms from the float32 variables
-        self._load_pretrained = True  # False when loaded from a saved model (see from_config)
 
         first_trained = {"frozen": n_blocks + 1, "finetune": 0, "last_k": n_blocks - self.trainable_blocks}[
             mode
@@ -166,19 +166,10 @@ class ImageEfficientNetLite(layers.Layer):
         if self._load_pretrained:
             self.load_pretrained()
 
-    @classmethod
-    def from_config(cls, config):
-        # a saved model's archive holds the weights: loading it needs no .pth file (nor the weight package)
-        layer = cls(**config)
-        layer._load_pretrained = False
-        return layer
-
-    pretrained = True  # its weights come from a weight package; fine-tuned at train.pretrained_lr_scale
-
     @property
     def frozen_features(self) -> bool:
         """Whether a sample's features are the same in every training step (omnifuse.features caches them)."""
-        return self.mode == "frozen" and self.dropout == 0.0 and not self.include_top
+        return super().frozen_features and not self.include_top
 
     def load_pretrained(self):
         """Set every weight from the .pth file (``weights``, or the installed package's)."""

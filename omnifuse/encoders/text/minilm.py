@@ -21,6 +21,7 @@ import numpy as np
 import tensorflow as tf
 from keras import layers, ops
 
+from omnifuse.encoders.pretrained import Pretrained
 from omnifuse.encoders.text.minilm_config import MiniLMConfig  # noqa: F401
 from omnifuse.encoders.text.wordpiece import BertWordPiece, read_vocabulary
 from omnifuse.errors import OmnifuseError
@@ -86,7 +87,7 @@ class _Block(layers.Layer):
 
 
 @keras.saving.register_keras_serializable(package="omnifuse")
-class TextMiniLM(layers.Layer):
+class TextMiniLM(Pretrained, layers.Layer):
     """all-MiniLM-L6-v2 sentence embeddings of raw strings: (B,) or (B, 1) strings -> (B, 384).
 
     >>> encoder = TextMiniLM()            # frozen, mean pooling, L2-normalised: sentence-transformers' vectors
@@ -139,23 +140,9 @@ class TextMiniLM(layers.Layer):
         self.embeddings = _Embeddings(name="embeddings")
         self.blocks = [_Block(name=f"block_{i}") for i in range(BLOCKS)]
         self.out_drop = layers.Dropout(dropout)
-        self._pretrained = True  # read the weights in build; from_config (a saved model) turns this off
-
-    @classmethod
-    def from_config(cls, config):
-        layer = cls(**config)
-        layer._pretrained = False  # the weights and the vocabulary come from the saved file
-        return layer
 
     # takes strings: the model builder puts no TextVectorization in front
     takes_raw_text = True
-
-    pretrained = True  # its weights come from a weight package; fine-tuned at train.pretrained_lr_scale
-
-    @property
-    def frozen_features(self) -> bool:
-        """Whether a text's features are the same in every training step (omnifuse.features caches them)."""
-        return self.mode == "frozen" and self.dropout == 0.0
 
     def build(self, input_shape=None):
         self.embeddings.build()
@@ -166,7 +153,7 @@ class TextMiniLM(layers.Layer):
         self.embeddings.trainable = self.mode == "finetune"
         for i, block in enumerate(self.blocks):
             block.trainable = i >= first_trained
-        if self._pretrained:
+        if self._load_pretrained:  # not when a saved model is loaded: the weights and vocabulary are in it
             weights, vocabulary = self._files()
             self.tokenizer.set_vocabulary(read_vocabulary(vocabulary))
             load_weights(self, weights)
