@@ -16,6 +16,7 @@ longer be saved.)
 from __future__ import annotations
 
 import hashlib
+import inspect
 import json
 import logging
 import os
@@ -90,6 +91,8 @@ def cache_root() -> Path:
 def _key(branch, x: np.ndarray) -> str:
     encoder = branch.encoder
     h = hashlib.sha256()
+    # the encoder's code: a change in how it computes its features must not read features cached before
+    h.update(Path(inspect.getfile(type(encoder))).read_bytes())
     config = keras.saving.serialize_keras_object(encoder)
     h.update(json.dumps(config, sort_keys=True, default=str).encode())
     for w in encoder.weights[:4] + encoder.weights[-4:]:  # the pretrained weights' identity, cheaply

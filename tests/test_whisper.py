@@ -216,14 +216,16 @@ def test_layer_pools_like_ctranslate2_from_raw_waveforms():
     assert _cosine(REF["enc_short"][:covered].mean(axis=0), REF["enc_30s_mean_covered"]) < 0.95
 
 
-def test_pooling_covers_the_frames_up_to_the_last_sound():
+def test_pooling_covers_the_frames_from_the_first_to_the_last_sound():
     layer = AudioWhisper(sample_rate=8000)
-    x = np.zeros((3, 8000), np.float32)
+    x = np.zeros((4, 8000), np.float32)
     x[0, :2000] = 0.1  # 0.25 s -> 12.5 frames of 20 ms -> 13
-    x[1, 5000] = 0.1  # a click at 0.625 s -> 32 frames
+    x[1, 5000] = 0.1  # a click at 0.625 s -> frame 31
+    x[2, 2000:6000] = 0.1  # 0.5 s centred in zeros, as the loaders pad a short clip -> frames 12-37
     mask = np.asarray(layer.frame_mask(x, 50))
-    np.testing.assert_array_equal(mask.sum(axis=1), [13, 32, 1])  # silence: one frame, not 0 (no NaN)
-    assert (mask[:, 0] == 1).all()
+    np.testing.assert_array_equal(mask.sum(axis=1), [13, 1, 26, 1])  # silence: one frame, not 0 (no NaN)
+    assert mask[0, 0] == 1 and mask[1, 31] == 1 and mask[3, 0] == 1
+    np.testing.assert_array_equal(np.flatnonzero(mask[2]), np.arange(12, 38))  # the padding is left out
 
 
 def test_mean_std_pooling_and_silence_are_finite():

@@ -341,15 +341,22 @@ class AudioWhisper(Pretrained, layers.Layer):
         return self.final_norm(x)
 
     def frame_mask(self, waveform, frames: int):
-        """(B, frames) float 1 for the encoder frames covering the audio up to its last non-zero sample (>= 1)."""
+        """(B, frames) float 1 for the encoder frames covering the audio from its first to its last non-zero sample
+        (at least one frame): a clip centred in zeros (as the loaders pad it) is pooled over its sound only."""
         x = ops.cast(waveform, "float32")
         if len(x.shape) == 3:
             x = ops.squeeze(x, axis=-1)
         index = ops.arange(1, x.shape[-1] + 1, dtype="float32")
-        end = ops.max(ops.where(ops.abs(x) > 0, index, 0.0), axis=-1)  # samples up to the last non-zero one
+        sound = ops.abs(x) > 0
+        end = ops.max(ops.where(sound, index, 0.0), axis=-1)  # samples up to the last non-zero one
+        start = ops.min(ops.where(sound, index, float(x.shape[-1] + 1)), axis=-1)  # ... from the first one
+        start = ops.where(end > 0, start, 1.0)  # silence (an absent clip): the first frame
         # one encoder frame per 2 hops = 320 samples at 16 kHz = 20 ms
-        covered = ops.clip(ops.ceil(end * (RATE / (2 * HOP)) / self.sample_rate), 1.0, float(frames))
-        return ops.cast(ops.arange(frames, dtype="float32")[None, :] < covered[:, None], "float32")
+        per_sample = RATE / (2 * HOP) / self.sample_rate
+        last = ops.clip(ops.ceil(end * per_sample), 1.0, float(frames))
+        first = ops.clip(ops.floor((start - 1.0) * per_sample), 0.0, last - 1.0)
+        frame = ops.arange(frames, dtype="float32")[None, :]
+        return ops.cast((frame >= first[:, None]) & (frame < last[:, None]), "float32")
 
     def call(self, waveform, training=None):
         states = self.encode(self.features(waveform))
