@@ -16,12 +16,14 @@ from rich.markup import escape
 from rich.table import Table
 
 from omnifuse.errors import OmnifuseError
+from omnifuse.label.commands import label_app
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Multimodal classifiers on Keras 3.")
 data_app = typer.Typer(no_args_is_help=True, help="See which data sets are where, and check them.")
 app.add_typer(data_app, name="data")
 weights_app = typer.Typer(no_args_is_help=True, help="Install and list the pretrained encoders' weights.")
 app.add_typer(weights_app, name="weights")
+app.add_typer(label_app, name="label")
 console = Console()
 
 SetOpt = Annotated[
