@@ -16,12 +16,14 @@ from rich.markup import escape
 from rich.table import Table
 
 from omnifuse.errors import OmnifuseError
+from omnifuse.label.commands import label_app
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Multimodal classifiers on Keras 3.")
 data_app = typer.Typer(no_args_is_help=True, help="See which data sets are where, and check them.")
 app.add_typer(data_app, name="data")
 weights_app = typer.Typer(no_args_is_help=True, help="Install and list the pretrained encoders' weights.")
 app.add_typer(weights_app, name="weights")
+app.add_typer(label_app, name="label")
 console = Console()
 
 SetOpt = Annotated[
@@ -406,6 +408,12 @@ def serve(
             "(bfloat16 where the hardware has it natively); default: the precision the run was trained in"
         ),
     ] = None,
+    label_queue: Annotated[
+        Path | None, typer.Option(help="A queue CSV (omnifuse label next) to label in the browser at /label")
+    ] = None,
+    labels_out: Annotated[
+        Path, typer.Option(help="With --label-queue: the CSV each answer is appended to (a valid --data)")
+    ] = Path("labels.csv"),
 ):
     """Serve a run over HTTP: the web page at /, POST /predict, GET /metadata, GET /health, docs at /docs."""
     from omnifuse.limits import InputLimits
@@ -417,6 +425,10 @@ def serve(
     ):
         if value <= 0:
             raise OmnifuseError(f"Expected {name} to be positive. Received: {value}")
+    if label_queue is not None and not label_queue.exists():
+        raise OmnifuseError(
+            f"Expected --label-queue to be a CSV file. Received: '{label_queue}', which does not exist"
+        )
     import uvicorn
 
     from omnifuse.serving import create_app
@@ -430,7 +442,11 @@ def serve(
         limits=limits,
         max_decoders=max_decoders,
         body_timeout_s=body_timeout,
+        label_queue=label_queue,
+        labels_out=labels_out,
     )
+    if label_queue is not None:
+        console.print(f"Labelling page: http://{host}:{port}/label  (answers go to {labels_out})")
     console.print(f"Serving [bold]{run_dir}[/bold] at http://{host}:{port}/  (API docs: /docs; Ctrl+C stops)")
     # idle keep-alive connections are closed after 5 s, and connections beyond max_connections get 503: a crowd of
     # slow or idle clients cannot hold every file descriptor (the body deadline handles the ones mid-request)

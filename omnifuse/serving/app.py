@@ -127,6 +127,8 @@ def create_app(
     limits: InputLimits | None = None,
     max_decoders: int | None = None,
     body_timeout_s: float = 30.0,
+    label_queue: str | Path | None = None,
+    labels_out: str | Path | None = None,
 ) -> FastAPI:
     """The FastAPI app serving a run (a run directory or a loaded :class:`Predictor`).
 
@@ -137,7 +139,9 @@ def create_app(
     or ``None`` (as trained; see :mod:`omnifuse.precision`). ``limits``: the largest image, recording and text
     (:class:`~omnifuse.limits.InputLimits`; a loaded Predictor keeps its own). ``max_decoders``: the most requests
     decoded at once (default: the CPU count, at most 4), which bounds memory (see the module docstring).
-    ``body_timeout_s``: how long a request body may take to arrive (408 after it).
+    ``body_timeout_s``: how long a request body may take to arrive (408 after it). ``label_queue`` and
+    ``labels_out``: a queue CSV (``omnifuse label next``) to label at ``/label``, answers appended to the CSV
+    ``labels_out`` (:mod:`omnifuse.serving.labeling`).
     """
     predictor = (
         run_dir_or_predictor
@@ -173,6 +177,14 @@ def create_app(
     @app.get("/", include_in_schema=False)
     async def page() -> FileResponse:
         return FileResponse(str(static / "index.html"))
+
+    if label_queue is not None:
+        from omnifuse.label.queue import LabelQueue
+        from omnifuse.serving.labeling import add_label_routes
+
+        add_label_routes(
+            app, LabelQueue(predictor, label_queue, labels_out or "labels.csv"), Path(str(static))
+        )
 
     @app.get("/health", summary="Liveness, and what the server has done so far")
     async def health() -> dict[str, Any]:

@@ -1,0 +1,250 @@
+"""Which unlabelled samples to label next: a trained run ranks a pool, by one of :data:`STRATEGIES`.
+
+- ``random``: a seeded shuffle (the baseline every other strategy must beat);
+- ``margin``: 1 - (p1 - p2), the gap between the two likeliest classes (uncertainty);
+- ``entropy``: the entropy of the probabilities, in nats (uncertainty);
+- ``kcenter``: greedy k-center on the fused embedding (the fusion layer's output): each pick is the sample
+  farthest from every pick before it (and from the already ``labelled`` samples), so a batch covers the pool;
+  the score is that distance when it was picked (diversity);
+- ``hybrid``: the pool's embeddings in ``budget`` k-means clusters, the most uncertain (margin) sample of each,
+  ranked by margin: uncertain, yet not ``budget`` near-copies of one confusing sample;
+- ``disagreement``: how much the per-modality heads (``train.unimodal_loss`` > 0) disagree: the Jensen-Shannon
+  divergence between the probabilities of the heads whose modality the sample has (0 with fewer than two).
+
+>>> omnifuse.label.rank("runs/pets", "pool.csv", budget=50, strategy="hybrid")   # rows to label, best first
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from omnifuse.errors import OmnifuseError
+from omnifuse.label.pool import Pool, predict_pool, read_pool, rebase
+from omnifuse.names import mask_name, split_member, unimodal_outputs
+
+STRATEGIES = ("random", "margin", "entropy", "kcenter", "hybrid", "disagreement")
+FUSION_LAYER = "fusion"
+EMBEDDING = "__embedding"  # the fused embedding's key among the pool's outputs
+RANK_COLUMNS = (
+    "_rank",
+    "_row",
+    "_score",
+    "_guess",
+)  # ranking columns start with "_"; the labels CSV drops them
+
+
+def margin_scores(probs: np.ndarray) -> np.ndarray:
+    """1 - (p1 - p2) per sample: 1 when the two likeliest classes tie, 0 when one class has all the mass."""
+    top = np.sort(probs, axis=1)[:, ::-1]
+    return 1.0 - (top[:, 0] - top[:, 1]) if probs.shape[1] > 1 else np.zeros(len(probs))
+
+
+def entropy_scores(probs: np.ndarray) -> np.ndarray:
+    """The entropy of each row of probabilities, in nats (log of the number of classes at most)."""
+    p = np.clip(probs, 1e-12, 1.0)
+    return -(probs * np.log(p)).sum(axis=1)
+
+
+def disagreement_scores(heads: list[np.ndarray], present: list[np.ndarray]) -> np.ndarray:
+    """Jensen-Shannon divergence (nats) between the per-modality heads present for each sample.
+
+    ``heads``: one (N, C) probability array per modality; ``present``: its (N,) presence mask."""
+    probs, weight = np.stack(heads, 1), np.stack(present, 1).astype(np.float64)  # (N, M, C), (N, M)
+    count = weight.sum(1)
+    mix = (probs * weight[..., None]).sum(1) / np.maximum(count, 1)[:, None]
+    each = (probs * (np.log(np.clip(probs, 1e-12, 1)) - np.log(np.clip(mix[:, None], 1e-12, 1)))).sum(2)
+    js = (each * weight).sum(1) / np.maximum(count, 1)
+    return np.where(count >= 2, js, 0.0)
+
+
+def kcenter_order(
+    embeddings: np.ndarray, budget: int, labelled: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """Greedy k-center: ``budget`` indices, each the farthest from the centres so far, and those distances.
+
+    The centres start as ``labelled`` (embeddings of samples already labelled); without them, from the sample
+    farthest from the pool's mean."""
+    x = embeddings.astype(np.float64)
+    if labelled is not None and len(labelled):
+        dist = _nearest(x, labelled.astype(np.float64))
+    else:
+        dist = np.linalg.norm(x - x.mean(0), axis=1)
+    picks, scores = [], []
+    for _ in range(min(budget, len(x))):
+        i = int(np.argmax(dist))
+        picks.append(i)
+        scores.append(float(dist[i]))
+        dist = np.minimum(dist, np.linalg.norm(x - x[i], axis=1))
+        dist[i] = -np.inf  # never picked twice, even where samples coincide
+    return np.array(picks, np.int64), np.array(scores)
+
+
+def _nearest(x: np.ndarray, centres: np.ndarray, chunk: int = 1024) -> np.ndarray:
+    out = np.empty(len(x))
+    for s in range(0, len(x), chunk):
+        d = ((x[s : s + chunk, None, :] - centres[None]) ** 2).sum(-1)
+        out[s : s + chunk] = np.sqrt(d.min(1))
+    return out
+
+
+def hybrid_order(embeddings: np.ndarray, uncertainty: np.ndarray, budget: int, seed: int = 0) -> np.ndarray:
+    """The most uncertain sample of each of ``budget`` k-means clusters, most uncertain first; where clusters
+    are fewer than ``budget`` (a pool of copies), the next most uncertain samples fill the batch."""
+    from sklearn.cluster import KMeans
+
+    budget = min(budget, len(embeddings))
+    if budget == 0:
+        return np.zeros(0, np.int64)
+    clusters = KMeans(n_clusters=budget, n_init=3, random_state=seed).fit_predict(
+        embeddings.astype(np.float64)
+    )
+    picks = [
+        int(idx[np.argmax(uncertainty[idx])])
+        for c in np.unique(clusters)
+        for idx in [np.flatnonzero(clusters == c)]
+    ]
+    picks = sorted(picks, key=lambda i: -uncertainty[i])
+    rest = [int(i) for i in np.argsort(-uncertainty, kind="stable") if i not in set(picks)]
+    return np.array((picks + rest)[:budget], np.int64)
+
+
+def embedding_model(model):
+    """A model from ``model``'s inputs to its fused embedding (an ensemble's members' embeddings, concatenated).
+
+    Built on the model's own inputs: a sub-model whose inputs are intermediate tensors would break the saving of
+    the original model."""
+    import keras
+
+    names = [layer.name for layer in model.layers if split_member(layer.name)[0] == FUSION_LAYER]
+    if not names:
+        raise OmnifuseError(
+            f"Expected a model with a '{FUSION_LAYER}' layer for the fused embedding. Received: layers "
+            f"{', '.join(layer.name for layer in model.layers[-8:])} (...)"
+        )
+    outputs = []
+    for name in sorted(names):
+        out = model.get_layer(name).output
+        outputs.append(
+            out[0] if isinstance(out, (list, tuple)) else out
+        )  # (fused, weights) for weighting fusions
+    fused = outputs[0] if len(outputs) == 1 else keras.layers.Concatenate()(outputs)
+    return keras.Model(model.inputs, {EMBEDDING: fused})
+
+
+def rank(
+    run: str | Path | Any,
+    pool: str | Path | Pool,
+    budget: int,
+    strategy: str = "margin",
+    task: str | None = None,
+    labelled: str | Path | Pool | None = None,
+    seed: int = 0,
+) -> list[dict[str, Any]]:
+    """The ``budget`` pool samples to label next, best first: one dict per sample with ``rank`` (1 = first),
+    ``row`` (its line in the pool CSV, or stem in a folder), ``score`` (higher = more worth labelling),
+    ``guess`` (the model's class), ``probabilities`` (class -> p) and ``cells`` (the pool row's values).
+
+    ``run``: a run directory or a loaded :class:`~omnifuse.predictor.Predictor`; ``pool``: a CSV or folder of
+    unlabelled samples (or a :class:`~omnifuse.label.pool.Pool`); ``task``: which task's probabilities (default:
+    the run's first); ``labelled``: samples already labelled (a CSV or folder, as the pool), which ``kcenter``
+    keeps away from. ``strategy``: one of :data:`STRATEGIES` (see the module docstring).
+    """
+    from omnifuse.predictor import Predictor
+
+    if strategy not in STRATEGIES:
+        raise OmnifuseError(f"Expected a strategy in {', '.join(STRATEGIES)}. Received: {strategy!r}")
+    if isinstance(budget, bool) or not isinstance(budget, (int, np.integer)) or budget < 1:
+        raise OmnifuseError(f"Expected a budget of at least 1 sample. Received: {budget!r}")
+    predictor = run if isinstance(run, Predictor) else Predictor(run)
+    task = task or next(iter(predictor.tasks))
+    if task not in predictor.tasks:
+        raise OmnifuseError(f"Unknown task {task!r}. This run's tasks: {', '.join(predictor.tasks)}")
+    pool = pool if isinstance(pool, Pool) else read_pool(pool)
+    heads = _unimodal_heads(predictor, task)
+    if strategy == "disagreement" and len(heads) < 2:
+        raise OmnifuseError(
+            f"The 'disagreement' strategy needs per-modality heads: a model of two or more modalities trained "
+            f"with train.unimodal_loss > 0. Received: run '{predictor.run_dir}' with outputs "
+            f"{', '.join(predictor.model.output_names)}"
+        )
+    diverse = strategy in ("kcenter", "hybrid")
+    embed = embedding_model(predictor.model) if diverse else None
+    out = predict_pool(predictor, pool, embed)
+    probs = out[task]
+    budget = min(int(budget), len(pool))
+    if strategy == "random":
+        scores = np.random.default_rng(seed).random(len(pool))
+        order = np.argsort(-scores, kind="stable")[:budget]
+    elif strategy in ("margin", "entropy"):
+        scores = margin_scores(probs) if strategy == "margin" else entropy_scores(probs)
+        order = np.argsort(-scores, kind="stable")[:budget]
+    elif strategy == "disagreement":
+        scores = disagreement_scores(
+            [out[name] for name in heads.values()], [out[mask_name(m)] for m in heads]
+        )
+        order = np.argsort(-scores, kind="stable")[:budget]
+    elif strategy == "kcenter":
+        known = None
+        if labelled is not None:
+            known_pool = labelled if isinstance(labelled, Pool) else read_pool(labelled)
+            known = predict_pool(predictor, known_pool, embed)[EMBEDDING]
+        order, picked = kcenter_order(out[EMBEDDING], budget, known)
+        scores = np.zeros(len(pool))
+        scores[order] = picked
+    else:  # hybrid
+        scores = margin_scores(probs)
+        order = hybrid_order(out[EMBEDDING], scores, budget, seed)
+    classes = predictor.tasks[task]
+    return [
+        {
+            "rank": r + 1,
+            "row": pool.rows[i],
+            "score": float(scores[i]),
+            "guess": classes[int(probs[i].argmax())],
+            "probabilities": {c: float(p) for c, p in zip(classes, probs[i])},
+            "cells": pool.cells[i],
+        }
+        for r, i in enumerate(order.tolist())
+    ]
+
+
+def _unimodal_heads(predictor, task: str) -> dict[str, str]:
+    """modality -> the output name of ``task``'s head on that modality alone (a lone model's, not a member's)."""
+    found = unimodal_outputs(predictor.model.output_names, [task])
+    return {m: name for name, (t, m) in sorted(found.items()) if split_member(name)[1] is None}
+
+
+def ranked_csv(ranked: list[dict[str, Any]], pool: Pool, folder: Path) -> str:
+    """The ranking as CSV text to be written in ``folder``: the pool's columns (paths rebased on ``folder``), then
+    ``_rank``, ``_row``, ``_score``, ``_guess`` and ``_p_<class>`` per class."""
+    classes = list(ranked[0]["probabilities"]) if ranked else []
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow([*pool.columns, *RANK_COLUMNS, *(f"_p_{c}" for c in classes)])
+    for item in ranked:
+        cells = rebase(pool, item["cells"], folder)
+        writer.writerow(
+            [cells[c] for c in pool.columns]
+            + [item["rank"], item["row"], f"{item['score']:.6g}", item["guess"]]
+            + [f"{item['probabilities'][c]:.6g}" for c in classes]
+        )
+    return buffer.getvalue()
+
+
+def write_next(
+    run, pool: str | Path, budget: int, out: str | Path, strategy: str = "margin", **options: Any
+) -> list[dict[str, Any]]:
+    """:func:`rank`, written to the CSV ``out`` (atomically); returns the ranking."""
+    from omnifuse.rundir import atomic_write_text
+
+    table = read_pool(pool)
+    ranked = rank(run, table, budget, strategy, **options)
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(out, ranked_csv(ranked, table, out.parent))
+    return ranked

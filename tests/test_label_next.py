@@ -1,0 +1,227 @@
+"""`omnifuse label next`: a trained run ranks an unlabelled pool (CSV or folder) by uncertainty, diversity or the
+disagreement of its per-modality heads, and writes a queue that is a valid `--data` CSV once labelled."""
+
+import csv
+
+import numpy as np
+import pytest
+from label_fixtures import sample, train_sky, write_csv
+from typer.testing import CliRunner
+
+import omnifuse
+import omnifuse.label
+from omnifuse.cli import app
+from omnifuse.data.table import load_csv
+from omnifuse.errors import OmnifuseError
+from omnifuse.label.next import disagreement_scores, kcenter_order, margin_scores
+
+
+@pytest.fixture(scope="module")
+def sky(tmp_path_factory):
+    root = tmp_path_factory.mktemp("sky")
+    return root, train_sky(root, root / "runs")
+
+
+@pytest.fixture(scope="module")
+def pool(sky):
+    """Clear rows of either class, 8 copies of one ambiguous row, and rows whose image and text disagree."""
+    root, _ = sky
+    rng = np.random.default_rng(1)
+    rows, kinds = [], []
+    for i in range(16):
+        cls = ("moon", "sun")[i % 2]
+        rows.append(sample(root, f"p{i:03d}", cls, cls, cls, rng))
+        kinds.append("clear")
+    ambiguous = sample(root, "amb", "mid", "mid", "mid", rng)
+    for _ in range(8):
+        rows.append(dict(ambiguous))
+        kinds.append("copy")
+    for i in range(6):
+        image, text = ("sun", "moon") if i % 2 else ("moon", "sun")
+        rows.append(sample(root, f"c{i:03d}", image, text, None, rng))
+        kinds.append("conflict")
+    path = root / "pool.csv"
+    write_csv(path, rows)
+    return path, np.array(kinds)
+
+
+def test_the_trained_fixture_tells_the_classes_apart(sky):
+    root, run = sky
+    p = omnifuse.load(run)
+    assert (
+        p.predict(image=str(root / "imgs" / "l001.png"), text="bright warm day")["tasks"]["label"]["class"]
+        == "sun"
+    )
+    assert (
+        p.predict(image=str(root / "imgs" / "l000.png"), text="dark cold night")["tasks"]["label"]["class"]
+        == "moon"
+    )
+
+
+def test_margin_and_entropy_rank_by_the_model_s_own_probabilities(sky, pool):
+    _, run = sky
+    path, kinds = pool
+    p = omnifuse.load(run)
+    ranked = omnifuse.label.rank(p, path, budget=10, strategy="margin")
+    assert [r["rank"] for r in ranked] == list(range(1, 11))
+    scores = [r["score"] for r in ranked]
+    assert scores == sorted(scores, reverse=True)
+    # the scores are 1 - (p1 - p2) of the probabilities the Predictor gives for the same row
+    first = ranked[0]
+    probs = sorted(first["probabilities"].values(), reverse=True)
+    assert first["score"] == pytest.approx(1 - (probs[0] - probs[1]), abs=1e-5)
+    assert first["guess"] == max(first["probabilities"], key=first["probabilities"].get)
+    # every clear row is surer than the least sure row the ranking picked
+    all_rows = omnifuse.label.rank(p, path, budget=len(kinds), strategy="margin")
+    by_row = {r["row"]: r["score"] for r in all_rows}
+    lines = np.arange(len(kinds)) + 2  # line of each pool row (header = 1)
+    clear = [by_row[int(line)] for line in lines[kinds == "clear"]]
+    unclear = [by_row[int(line)] for line in lines[kinds != "clear"]]
+    assert np.mean(unclear) > np.mean(clear)
+    entropy = omnifuse.label.rank(p, path, budget=len(kinds), strategy="entropy")
+    assert {r["row"] for r in entropy[:8]} == {r["row"] for r in all_rows[:8]}  # same order for two classes
+
+
+def test_kcenter_and_hybrid_do_not_fill_a_batch_with_copies(sky, pool):
+    _, run = sky
+    path, kinds = pool
+    copies = {int(line) for line in (np.flatnonzero(kinds == "copy") + 2)}
+    p = omnifuse.load(run)
+    margin = omnifuse.label.rank(p, path, budget=6, strategy="margin")
+    assert sum(r["row"] in copies for r in margin) >= 3  # uncertainty alone asks for the same sample again
+    for strategy in ("kcenter", "hybrid"):
+        ranked = omnifuse.label.rank(p, path, budget=6, strategy=strategy)
+        assert len({r["row"] for r in ranked}) == 6
+        assert sum(r["row"] in copies for r in ranked) <= 1, strategy
+
+
+def test_kcenter_keeps_away_from_labelled_samples(sky, pool):
+    _, run = sky
+    path, kinds = pool
+    copies = np.flatnonzero(kinds == "copy") + 2
+    p = omnifuse.load(run)
+    free = [r["row"] for r in omnifuse.label.rank(p, path, budget=len(kinds), strategy="kcenter")]
+    # once the ambiguous row is labelled, its copies are picked last (they sit at distance 0)
+    labelled = path.parent / "labelled.csv"
+    with path.open() as f:
+        rows = list(csv.DictReader(f))
+    write_csv(labelled, [rows[copies[0] - 2]])
+    kept = [r["row"] for r in omnifuse.label.rank(p, path, len(kinds), "kcenter", labelled=labelled)]
+    assert set(kept[-len(copies) :]) == {int(c) for c in copies}
+    assert free != kept
+
+
+def test_disagreement_ranks_rows_whose_modalities_conflict_first(sky, pool):
+    _, run = sky
+    path, kinds = pool
+    conflicts = {int(line) for line in (np.flatnonzero(kinds == "conflict") + 2)}
+    ranked = omnifuse.label.rank(run, path, budget=6, strategy="disagreement")
+    assert sum(r["row"] in conflicts for r in ranked) >= 5
+
+
+def test_scores_on_known_values():
+    assert margin_scores(np.array([[0.5, 0.5, 0], [1.0, 0.0, 0], [0.7, 0.2, 0.1]])) == pytest.approx(
+        [1, 0, 0.5]
+    )
+    same = np.array([[0.9, 0.1]])
+    other = np.array([[0.1, 0.9]])
+    js = disagreement_scores([same, other], [np.ones(1), np.ones(1)])
+    expected = 0.9 * np.log(0.9 / 0.5) + 0.1 * np.log(0.1 / 0.5)
+    assert js == pytest.approx([expected])
+    assert disagreement_scores([same, other], [np.ones(1), np.zeros(1)]) == pytest.approx(
+        [0.0]
+    )  # one head only
+    assert disagreement_scores([same, same], [np.ones(1), np.ones(1)]) == pytest.approx([0.0], abs=1e-9)
+    points = np.array([[0.0, 0], [0, 0.1], [10, 0], [0, 10]])
+    order, dist = kcenter_order(points, 3)
+    assert set(order.tolist()) == {2, 3} | {order[2]} and order[2] in (0, 1)
+    assert dist[0] >= dist[1] >= dist[2]
+
+
+def test_cli_writes_a_queue_that_is_valid_data_once_labelled(sky, pool, tmp_path):
+    root, run = sky
+    path, _ = pool
+    out = tmp_path / "queue" / "next.csv"
+    result = CliRunner().invoke(
+        app,
+        [
+            "label",
+            "next",
+            str(run),
+            "--pool",
+            str(path),
+            "--budget",
+            "5",
+            "--strategy",
+            "entropy",
+            "--out",
+            str(out),
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    with out.open() as f:
+        rows = list(csv.DictReader(f))
+    assert len(rows) == 5 and [r["_rank"] for r in rows] == ["1", "2", "3", "4", "5"]
+    assert {"image", "text", "size", "_row", "_score", "_guess", "_p_moon", "_p_sun"} <= set(rows[0])
+    # paths were rebased on the queue's folder: they still name the pool's images
+    for row in rows:
+        if row["image"]:
+            assert (out.parent / row["image"]).resolve().is_file()
+    labelled = tmp_path / "labelled.csv"
+    write_csv(
+        labelled,
+        [
+            dict(r, image=str((out.parent / r["image"]).resolve()) if r["image"] else "", label=r["_guess"])
+            for r in rows
+        ],
+        ("image", "text", "size", "label"),
+    )
+    assert (
+        len(
+            load_csv(labelled, "label", test_fraction=0.4, val_fraction=0.0, allow_outside_paths=True)[
+                "train"
+            ]
+        )
+        >= 1
+    )
+
+
+def test_a_folder_pool_is_read_like_a_data_folder(sky, tmp_path):
+    root, run = sky
+    rng = np.random.default_rng(3)
+    folder = tmp_path / "pool"
+    (folder / "a").mkdir(parents=True)
+    for i, cls in enumerate(["sun", "moon", "sun"]):
+        row = sample(tmp_path, f"f{i}", cls, cls, None, rng)
+        (folder / "a" / f"f{i}.png").write_bytes((tmp_path / row["image"]).read_bytes())
+        (folder / "a" / f"f{i}.txt").write_text(row["text"])
+    (folder / "only_text.txt").write_text("dark cold night")
+    ranked = omnifuse.label.rank(run, folder, budget=10, strategy="margin")
+    assert sorted(r["row"] for r in ranked) == ["a/f0", "a/f1", "a/f2", "only_text"]
+    guesses = {r["row"]: r["guess"] for r in ranked}
+    assert guesses["a/f0"] == "sun" and guesses["a/f1"] == "moon"
+
+
+def test_mistakes_name_what_was_received(sky, pool, tmp_path):
+    root, run = sky
+    path, _ = pool
+    runner = CliRunner()
+    args = ["label", "next", str(run), "--pool", str(path), "--budget", "3"]
+    for extra, message in (
+        (["--strategy", "smart"], "Received: 'smart'"),
+        (["--budget", "0"], "--budget of at least 1"),
+    ):
+        result = runner.invoke(app, [*args, *extra])
+        assert result.exit_code != 0 and message in str(result.exception)
+    wrong = tmp_path / "wrong.csv"
+    write_csv(wrong, [{"photo": "x.png", "words": "hi"}], ("photo", "words"))
+    with pytest.raises(
+        OmnifuseError, match=r"columns named after the run's modalities.*Received: .*photo, words"
+    ):
+        omnifuse.label.rank(run, wrong, 2)
+    missing = tmp_path / "missing.csv"
+    write_csv(missing, [{"image": "imgs/nope.png", "text": "hi", "size": "1"}])
+    with pytest.raises(OmnifuseError, match=r"line 2, column 'image': file not found: 'imgs/nope.png'"):
+        omnifuse.label.rank(run, missing, 2)
+    with pytest.raises(OmnifuseError, match="Unknown task 'colour'"):
+        omnifuse.label.rank(run, path, 2, task="colour")
