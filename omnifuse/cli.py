@@ -28,6 +28,13 @@ SetOpt = Annotated[
     list[str] | None, typer.Option("--set", "-s", help="Override a config key, e.g. --set train.epochs=3")
 ]
 DataDirOpt = Annotated[str | None, typer.Option("--data-dir", help="Folder searched first for data files")]
+CalibrationOpt = Annotated[
+    bool,
+    typer.Option(
+        "--calibration/--no-calibration",
+        help="Apply the temperatures fitted on the validation split (--no-calibration: the model's raw probabilities)",
+    ),
+]
 
 
 @app.command()
@@ -176,6 +183,7 @@ def predict(
         ),
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON")] = False,
+    calibrated: CalibrationOpt = True,
 ):
     """Predict from raw files: any subset of the model's modalities."""
     from omnifuse.predictor import load
@@ -194,7 +202,7 @@ def predict(
             raise OmnifuseError(f"Expected --input NAME=VALUE (e.g. -i age=31). Received: {item!r}")
         key, value = item.split("=", 1)
         inputs[key.strip()] = value
-    answer = load(run_dir).predict(**inputs)
+    answer = load(run_dir, calibrated=calibrated).predict(**inputs)
     if as_json:
         typer.echo(json.dumps(answer, indent=2))
         return
@@ -406,6 +414,7 @@ def serve(
             "(bfloat16 where the hardware has it natively); default: the precision the run was trained in"
         ),
     ] = None,
+    calibrated: CalibrationOpt = True,
 ):
     """Serve a run over HTTP: the web page at /, POST /predict, GET /metadata, GET /health, docs at /docs."""
     from omnifuse.limits import InputLimits
@@ -430,6 +439,7 @@ def serve(
         limits=limits,
         max_decoders=max_decoders,
         body_timeout_s=body_timeout,
+        calibrated=calibrated,
     )
     console.print(f"Serving [bold]{run_dir}[/bold] at http://{host}:{port}/  (API docs: /docs; Ctrl+C stops)")
     # idle keep-alive connections are closed after 5 s, and connections beyond max_connections get 503: a crowd of
@@ -449,11 +459,12 @@ def export_model(
     run_dir: Path,
     format_: Annotated[str, typer.Option("--format", help="keras | savedmodel | onnx")] = "keras",
     out: Annotated[Path | None, typer.Option(help="Output folder (default RUN_DIR/export/FORMAT)")] = None,
+    calibrated: CalibrationOpt = True,
 ):
     """Export a run's model as a portable artifact, checked against the model, with MODEL_CARD.md beside it."""
     from omnifuse.export import export
 
-    result = export(run_dir, format_, out)
+    result = export(run_dir, format_, out, calibrated=calibrated)
     console.print(
         f"[green]Exported.[/green] {result['artifact']} (max |Δp| {result['max_abs_diff']:.2e} "
         f"≤ {result['tolerance']:g} on {result['probe_samples']} probe samples); card: {result['card']}"

@@ -24,7 +24,9 @@ import keras
 import numpy as np
 
 from omnifuse.errors import OmnifuseError
+from omnifuse.evaluation import calibration
 from omnifuse.model.branch import ModalityBranch
+from omnifuse.model.heads import with_temperatures
 from omnifuse.modelio import load_model
 from omnifuse.names import WEIGHTS_OUTPUT, mask_name
 from omnifuse.predictor import Predictor
@@ -43,12 +45,18 @@ MEDICAL_SETS = {"brain_mri", "pneumoniamnist", "retinamnist"}
 
 
 def export(
-    run_dir: str | Path | Predictor, format: str = "keras", out: str | Path | None = None
+    run_dir: str | Path | Predictor,
+    format: str = "keras",
+    out: str | Path | None = None,
+    calibrated: bool = True,
 ) -> dict[str, Any]:
     """Write the model of ``run_dir`` (or of a loaded :class:`Predictor`) as ``format`` into ``out`` (default
     ``<run_dir>/export/<format>``), check it, and write ``MODEL_CARD.md`` and ``model_info.json`` beside it.
 
-    A ``keras`` artifact keeps the run's precision; ``savedmodel`` and ``onnx`` artifacts are float32 (a run
+    With ``calibrated`` (the default) and a run whose temperatures were fitted on its validation split, the
+    artifact ends with them (:class:`~omnifuse.model.heads.TemperatureScale`), so its probabilities are the
+    Predictor's; ``calibrated=False`` (or a loaded Predictor made with ``calibrated=False``) exports the model's
+    raw probabilities. A ``keras`` artifact keeps the run's precision; ``savedmodel`` and ``onnx`` artifacts are float32 (a run
     trained, or loaded, in bfloat16 is exported with float32 layers and the same weights).
 
     Returns ``{"artifact", "card", "info", "format", "max_abs_diff", "tolerance", "probe_samples"}``. Raises
@@ -64,8 +72,11 @@ def export(
         _check_onnx_possible(predictor)
     out = Path(out) if out is not None else predictor.run_dir / "export" / format
     out.mkdir(parents=True, exist_ok=True)
+    temps = predictor.temperatures if calibrated else {}
     probes = _probe_feeds(predictor)
-    expected = [_as_numpy(predictor.model.predict_on_batch(feed)) for feed in probes]
+    expected = [
+        _as_numpy(calibration.apply(predictor.model.predict_on_batch(feed), temps)) for feed in probes
+    ]
 
     artifact = out / ARTIFACT[format]
     tmp = out / f".tmp-{artifact.name}"  # keeps the suffix, which Keras and ONNX Runtime read
@@ -75,7 +86,7 @@ def export(
         "savedmodel": (_write_savedmodel, _run_savedmodel),
         "onnx": (_write_onnx, _run_onnx),
     }[format]
-    writer(predictor, tmp, probes[0])
+    writer(predictor, tmp, probes[0], temps)
     got = reader(tmp, probes)
     diff = max(
         float(np.max(np.abs(np.asarray(g[k], np.float64) - e[k]))) for g, e in zip(got, expected) for k in e
@@ -89,7 +100,7 @@ def export(
     os.replace(tmp, artifact)
 
     n_probe = sum(len(feed[mask_name(next(iter(predictor.modalities)))]) for feed in probes)
-    info = _model_info(predictor, format)
+    info = _model_info(predictor, format, temps)
     atomic_write_text(out / "model_info.json", json.dumps(info, indent=2) + "\n")
     card = out / "MODEL_CARD.md"
     atomic_write_text(card, model_card(predictor, format, artifact.name, info, diff, n_probe))
@@ -154,8 +165,11 @@ def _as_numpy(out: dict[str, Any]) -> dict[str, np.ndarray]:
 # ------------------------------------------------------------------------------------------------ formats
 
 
-def _write_keras(predictor: Predictor, path: Path, probe: dict) -> None:
-    shutil.copyfile(predictor.run_dir / "model.keras", path)
+def _write_keras(predictor: Predictor, path: Path, probe: dict, temps: dict[str, float]) -> None:
+    if temps:
+        with_temperatures(predictor.model, temps).save(path)
+    else:
+        shutil.copyfile(predictor.run_dir / "model.keras", path)
 
 
 def _run_keras(path: Path, probes: list[dict]) -> list[dict[str, np.ndarray]]:
@@ -163,12 +177,12 @@ def _run_keras(path: Path, probes: list[dict]) -> list[dict[str, np.ndarray]]:
     return [_as_numpy(model.predict_on_batch(feed)) for feed in probes]
 
 
-def _write_savedmodel(predictor: Predictor, path: Path, probe: dict) -> None:
+def _write_savedmodel(predictor: Predictor, path: Path, probe: dict, temps: dict[str, float]) -> None:
     import tensorflow as tf
 
     # Not model.export(): its endpoint calls the model with training unset, and Keras' random augmentation
     # layers then default to training mode, so served images would be randomly flipped and shifted.
-    model = predictor.model
+    model = with_temperatures(predictor.model, temps) if temps else predictor.model
     archive = keras.export.ExportArchive()
     archive.track(model)
     specs = {t.name: tf.TensorSpec([None, *t.shape[1:]], t.dtype, name=t.name) for t in model.inputs}
@@ -210,7 +224,7 @@ def _importable(module: str) -> bool:
     return importlib.util.find_spec(module) is not None
 
 
-def _write_onnx(predictor: Predictor, path: Path, probe: dict) -> None:
+def _write_onnx(predictor: Predictor, path: Path, probe: dict, temps: dict[str, float]) -> None:
     for name in ("tf2onnx", "onnx"):  # the converter logs every pass; errors still raise
         logging.getLogger(name).setLevel(logging.ERROR)
     plain = keras.models.clone_model(
@@ -223,6 +237,8 @@ def _write_onnx(predictor: Predictor, path: Path, probe: dict) -> None:
             else layer
         ),
     )
+    if temps:
+        plain = with_temperatures(plain, temps)
     plain(probe)  # Keras exports only a model that has been called
     try:
         plain.export(str(path), format="onnx", verbose=False)
@@ -254,7 +270,7 @@ def _remove(path: Path) -> None:
 # ------------------------------------------------------------------------------------------ info and card
 
 
-def _model_info(predictor: Predictor, format: str) -> dict[str, Any]:
+def _model_info(predictor: Predictor, format: str, temps: dict[str, float] | None = None) -> dict[str, Any]:
     """Inputs (name, dtype, shape), outputs and class names: what a program needs to call the artifact."""
     inputs = []
     for tensor in predictor.model.inputs:
@@ -270,6 +286,8 @@ def _model_info(predictor: Predictor, format: str) -> dict[str, Any]:
         "inputs": inputs,
         "outputs": outputs,
         "tolerance": TOLERANCE,
+        # task -> the temperature the artifact's probabilities are already scaled by (empty: raw probabilities)
+        "temperatures": dict(temps or {}),
     }
 
 

@@ -127,6 +127,7 @@ def create_app(
     limits: InputLimits | None = None,
     max_decoders: int | None = None,
     body_timeout_s: float = 30.0,
+    calibrated: bool = True,
 ) -> FastAPI:
     """The FastAPI app serving a run (a run directory or a loaded :class:`Predictor`).
 
@@ -137,12 +138,13 @@ def create_app(
     or ``None`` (as trained; see :mod:`omnifuse.precision`). ``limits``: the largest image, recording and text
     (:class:`~omnifuse.limits.InputLimits`; a loaded Predictor keeps its own). ``max_decoders``: the most requests
     decoded at once (default: the CPU count, at most 4), which bounds memory (see the module docstring).
-    ``body_timeout_s``: how long a request body may take to arrive (408 after it).
+    ``body_timeout_s``: how long a request body may take to arrive (408 after it). ``calibrated``: answer with the
+    run's temperature-scaled probabilities (``False``: the model's raw ones; a loaded Predictor keeps its own).
     """
     predictor = (
         run_dir_or_predictor
         if isinstance(run_dir_or_predictor, Predictor)
-        else Predictor(run_dir_or_predictor, precision, limits)
+        else Predictor(run_dir_or_predictor, precision, limits, calibrated)
     )
     max_decoders = max_decoders or min(4, os.cpu_count() or 1)
     if max_decoders < 1:
