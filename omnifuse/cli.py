@@ -184,6 +184,16 @@ def predict(
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON")] = False,
     calibrated: CalibrationOpt = True,
+    explain: Annotated[
+        bool,
+        typer.Option(
+            "--explain",
+            help="Say what made each answer: top words, audio moments, columns; image heat maps as PNG files",
+        ),
+    ] = False,
+    explain_dir: Annotated[
+        Path, typer.Option(help="Folder for the --explain heat maps (<modality>-<task>-explanation.png)")
+    ] = Path("."),
 ):
     """Predict from raw files: any subset of the model's modalities."""
     from omnifuse.predictor import load
@@ -202,7 +212,11 @@ def predict(
             raise OmnifuseError(f"Expected --input NAME=VALUE (e.g. -i age=31). Received: {item!r}")
         key, value = item.split("=", 1)
         inputs[key.strip()] = value
-    answer = load(run_dir, calibrated=calibrated).predict(**inputs)
+    predictor = load(run_dir, calibrated=calibrated)
+    feed = predictor.encode(**inputs)
+    answer = predictor.predict_feed(feed)[0]
+    if explain:
+        answer["explanation"] = predictor.explain_feed(feed)[0]
     if as_json:
         typer.echo(json.dumps(answer, indent=2))
         return
@@ -215,6 +229,39 @@ def predict(
         console.print(
             "modality weights: " + ", ".join(f"{k}={v:.3f}" for k, v in answer["modality_weights"].items())
         )
+    if explain:
+        _print_explanation(answer, feed, explain_dir)
+
+
+def _print_explanation(answer: dict, feed: dict, folder: Path) -> None:
+    """The strongest words, audio segments and columns per task; image heat maps written as PNG overlays."""
+    from omnifuse.evaluation.plots import heatmap_png
+
+    for task, found in answer["explanation"].items():
+        console.print(f"[bold]why {task} = {found['class']}[/bold]:")
+        for modality, part in found.items():
+            if not isinstance(part, dict):
+                continue
+            if "heatmap" in part:
+                folder.mkdir(parents=True, exist_ok=True)
+                path = folder / f"{modality}-{task}-explanation.png"
+                heatmap_png(path, feed[modality][0], part["heatmap"], f"{task}: {found['class']}")
+                console.print(f"  {modality}: heat map (integrated gradients) written to {path}")
+                continue
+            if "words" in part:
+                items = list(zip(part["words"], part["scores"]))
+            elif "scores" in part:
+                items = [
+                    (f"{a:.2f}-{b:.2f} s", v)
+                    for a, b, v in zip(part["start_seconds"], part["end_seconds"], part["scores"])
+                ]
+            else:
+                items = list(part["columns"].items())
+            top = sorted(items, key=lambda kv: -abs(kv[1]))[:5]
+            console.print(
+                f"  {modality} ({part['method'].replace('_', ' ')}): "
+                + ", ".join(f"{escape(str(k))} {v:+.4f}" for k, v in top)
+            )
 
 
 def _data_table(check: bool, data_dir: str | None) -> None:

@@ -219,16 +219,41 @@ class Predictor:
                     row[key] = cell
         return out
 
-    def predict(self, batch: bool = False, **inputs: Any) -> dict[str, Any] | list[dict[str, Any]]:
+    def predict(
+        self, batch: bool = False, explain: bool = False, **inputs: Any
+    ) -> dict[str, Any] | list[dict[str, Any]]:
         """Predict from keyword inputs named after the model's modalities (``image=``, ``text=``).
 
         A single sample by default; with ``batch=True`` each input is a list (``None`` = absent for that sample)
         and a list of answers comes back. A ``numbers`` modality (``tabular``, from a CSV) takes a dict of
         column -> value or a 1-D array of its features; its columns may also be keywords (``age=31``).
         Images and audio may be paths, bytes or arrays.
+
+        ``explain=True`` adds ``"explanation"`` to each answer: per task, the predicted class and per present
+        modality what made it (an image's heat map, a score per word, per audio segment, per column; see
+        :mod:`omnifuse.evaluation.explain`). It costs about ``steps`` (16) forward and backward passes per sample
+        and one forward pass per word of text.
         """
-        answers = self.predict_feed(self.encode(batch, **inputs))
+        feed = self.encode(batch, **inputs)
+        answers = self.predict_feed(feed)
+        if explain:
+            for answer, found in zip(answers, self.explain_feed(feed)):
+                answer["explanation"] = found
         return answers if batch else answers[0]
+
+    def explain_feed(self, feed: dict[str, np.ndarray]) -> list[dict[str, Any]]:
+        """Explanations (one per sample, JSON-ready: lists and floats) of the predicted classes for arrays made by
+        :meth:`encode`."""
+        from omnifuse.evaluation.explain import Explainer, jsonable
+
+        if getattr(self, "_explainer", None) is None:
+            features = {m: list(spec.get("features", [])) for m, spec in self.numbers.items()}
+            self._explainer = Explainer(self.model, self.modalities, features, sample_rate=self.sample_rate)
+        found = self._explainer.explain(feed, tasks=list(self.tasks))
+        for sample in found:
+            for task, value in sample.items():
+                value["class"] = self.tasks[task][value["class_index"]]
+        return [jsonable(sample) for sample in found]
 
     def encode(self, batch: bool = False, **inputs: Any) -> dict[str, np.ndarray]:
         """The model's input arrays (one per modality, plus its presence mask) for ``predict``'s inputs.

@@ -147,3 +147,8 @@ def test_evaluate_reports_ece_before_and_after_with_reliability_diagrams(run):
     assert (path / "report" / "reliability_cifar10.png").is_file()
     report = (path / "report" / "report.md").read_text()
     assert "## Calibration" in report and "![reliability cifar10](reliability_cifar10.png)" in report
+    # the rest of the report, from the same command
+    assert "## Learning curves" in report and (path / "report" / "learning_curves.png").is_file()
+    assert "## Per-class metrics (test)" in report and "| airplane |" in report
+    page = (path / "report" / "report.html").read_text()
+    assert page.count("data:image/png;base64,") == report.count("](") - 1  # every plot inline; the CSV link not

@@ -8,6 +8,7 @@ their own marker and dash style, so a line hidden under another still shows; tic
 from __future__ import annotations
 
 import csv
+import textwrap
 from pathlib import Path
 from typing import Any
 
@@ -78,7 +79,14 @@ def robustness_pngs(report: Path, part: str, found: dict[str, Any]) -> list[str]
         ax.set_xlabel(f"{first} accuracy % (test)")
         ax.set_title(f"{part}: modalities given")
         names.append(_save(fig, report / f"subsets_{part}.png"))
-    curves = found["corruption"]
+    names.append(_save(corruption_figure(part, found["corruption"]), report / f"corruption_{part}.png"))
+    return names
+
+
+def corruption_figure(part: str, curves: dict[str, Any]):
+    """The corruption figure: one column per corrupted modality, on its own level scale (top: accuracy per task;
+    below, where the fusion has weights: the mean weight of every modality)."""
+    plt = _pyplot()
     weighted = all(c["weights"] for c in curves.values())
     rows = 2 if weighted else 1
     fig, axes = plt.subplots(
@@ -99,12 +107,11 @@ def robustness_pngs(report: Path, part: str, found: dict[str, Any]) -> list[str]
         for ax in axes[:, col]:
             # each modality on its own scale: one label per tick, rotated when there are many
             ax.set_xticks(x, [f"{lv:g}" for lv in c["levels"]], rotation=45 if len(x) > 6 else 0)
-            ax.set_xlabel(f"{c['corruption']}", fontsize=8)
+            ax.set_xlabel(textwrap.fill(str(c["corruption"]), 48), fontsize=8)
             ax.grid(alpha=0.3)
             ax.legend(fontsize=7)
     fig.suptitle(f"{part}: accuracy and modality weights under corruption of one modality")
-    names.append(_save(fig, report / f"corruption_{part}.png"))
-    return names
+    return fig
 
 
 def weights_by_class_png(report: Path, part: str, task: str, by_class, present) -> str:
@@ -155,6 +162,22 @@ def reliability_png(
     ax.grid(alpha=0.3)
     hist.set_xlabel("confidence (top probability)")
     hist.set_ylabel("samples")
+    return _save(fig, path)
+
+
+def heatmap_png(path: Path, image: np.ndarray, heatmap, title: str) -> str:
+    """An image beside its attribution heat map laid over it (red raises the explained class, blue lowers it)."""
+    plt = _pyplot()
+    heat = np.asarray(heatmap, np.float64)
+    limit = float(np.abs(heat).max()) or 1.0
+    fig, axes = plt.subplots(1, 2, figsize=(7, 3.6))
+    shown = image[..., 0] if image.shape[-1] == 1 else image
+    for ax in axes:
+        ax.imshow(shown, cmap="gray" if shown.ndim == 2 else None)
+        ax.axis("off")
+    axes[1].imshow(heat, cmap="bwr", vmin=-limit, vmax=limit, alpha=0.6)
+    axes[0].set_title("input")
+    axes[1].set_title(title)
     return _save(fig, path)
 
 
