@@ -365,7 +365,8 @@ def model_card(
     run_dir, meta = predictor.run_dir, predictor.meta
     cfg = read_run_config(run_dir)
     kinds = set(predictor.modalities.values())
-    lines = [f"# Model card: {run_dir.name}", ""]
+    lines = _front_matter(predictor, meta, metrics := _read_metrics(run_dir))
+    lines += [f"# Model card: {run_dir.name}", ""]
     lines += [
         f"A multimodal classifier trained with omnifuse {__version__}, exported as **{format}** "
         f"(`{artifact}`) on {_dt.date.today().isoformat()} with Keras {keras.__version__}.",
@@ -410,11 +411,17 @@ def model_card(
                 what = "uint8 pixels 0-255, " + what.replace("an image file (PNG, JPEG, ...), ", "")
             elif kind == "audio":
                 what = f"float32 waveform in [-1, 1]: {what.replace('a WAV file, ', '')}"
+            elif kind == "numbers":
+                # the artifact takes the encoded features as one ordered array, never a dict of columns
+                features = modalities[name].get("features") or []
+                what = f"float32 array of the {len(features)} encoded features, in this order: " + ", ".join(
+                    f"`{f}`" for f in features
+                )
         else:
             kind, what = "mask", f"1.0 if `{name.removesuffix('_mask')}` is present, else 0.0"
         shape = str(tuple("batch" if d is None else d for d in tensor["shape"])).replace("'", "")
         lines.append(f"| `{name}` | {kind} | {tensor['dtype']} | {shape} | {what} |")
-    lines += ["", "## Outputs", ""]
+    lines += ["", _feed_note(format, info), "", "## Outputs", ""]
     for task, classes in predictor.tasks.items():
         shown = ", ".join(classes[:20]) + (", ..." if len(classes) > 20 else "")
         lines.append(f"- `{task}`: softmax probabilities over {len(classes)} classes, in order: {shown}")
@@ -422,6 +429,13 @@ def model_card(
         lines.append(
             f"- `{WEIGHTS_OUTPUT}`: per sample, how much each modality counted (sums to 1; 0 when absent), in "
             f"order: {', '.join(info['outputs'][WEIGHTS_OUTPUT]['modalities'])}"
+        )
+    temps = info.get("temperatures") or {}
+    if temps:
+        lines.append(
+            "- The task probabilities are calibrated: temperature-scaled by "
+            + ", ".join(f"`{t}` T = {v:.3f}" for t, v in temps.items())
+            + " (fitted on the validation split; see Calibration)."
         )
     lines += ["", "Class names and input specs are also in `model_info.json`.", "", "## Data", ""]
     lines += ["| data set | file | train | validation | test |", "|---|---|---|---|---|"]
@@ -434,7 +448,6 @@ def model_card(
             f"| {name} | {src} | {counts.get('train', '?')} | {counts.get('val', '?')} | {counts.get('test', '?')} |"
         )
     lines += ["", "## Metrics", ""]
-    metrics = _read_metrics(run_dir)
     if metrics is None:
         lines.append(f"Not evaluated yet: `omnifuse evaluate {run_dir.name}` writes report/metrics.json.")
     else:
@@ -450,6 +463,9 @@ def model_card(
                 f"| {task} | {m.get('data_set', '?')} | {m.get('n', '?')} | {m.get('accuracy', 0):.4f} | "
                 f"{m.get('macro_f1', 0):.4f} | {auc} |"
             )
+    lines += _per_class_lines(metrics)
+    lines += _calibration_lines(meta, metrics, temps)
+    lines += _training_lines(meta)
     lines += [
         "",
         "## Intended use",
@@ -465,6 +481,7 @@ def model_card(
             "**Not a medical device.** Trained on a small public research data set; it must not be used to "
             "diagnose, screen or treat anyone.",
         ]
+    lines += _limitations(predictor, meta)
     lines += [
         "",
         "## Export check",
@@ -478,3 +495,149 @@ def model_card(
         "",
     ]
     return "\n".join(lines)
+
+
+PIPELINE_TAGS = {
+    "image": "image-classification",
+    "text": "text-classification",
+    "audio": "audio-classification",
+    "numbers": "tabular-classification",
+}
+
+
+def _front_matter(predictor: Predictor, meta: dict[str, Any], metrics: dict[str, Any] | None) -> list[str]:
+    """Hugging Face-style YAML metadata: licence, data sets, metrics, task tags, languages, results."""
+    kinds = sorted(set(predictor.modalities.values()))
+    lines = [
+        "---",
+        "license: other  # see the data sets' and pretrained weights' licences below",
+        "library_name: keras",
+    ]
+    lines.append("tags:")
+    lines += [f"  - {tag}" for tag in ["omnifuse", "multimodal" if len(kinds) > 1 else kinds[0], *kinds]]
+    if len(kinds) == 1:
+        lines.append(f"pipeline_tag: {PIPELINE_TAGS[kinds[0]]}")
+    lines.append("datasets:")
+    lines += [f"  - {name}" for name in meta.get("sets", [])]
+    if "text" in kinds:
+        lines += ["language:", "  - en"]
+    lines += ["metrics:", "  - accuracy", "  - f1", "  - roc_auc", "  - expected_calibration_error"]
+    if metrics and metrics.get("tasks"):
+        lines += ["model-index:", f"  - name: {predictor.run_dir.name}", "    results:"]
+        for task, m in metrics["tasks"].items():
+            lines += [
+                f"      - task: {{type: {PIPELINE_TAGS.get(kinds[0]) if len(kinds) == 1 else 'multimodal'}, "
+                f"name: {task}}}",
+                f"        dataset: {{name: {m.get('data_set', '?')}, type: {m.get('data_set', '?')}, split: test}}",
+                "        metrics:",
+                f"          - {{type: accuracy, value: {m.get('accuracy') or 0:.4f}}}",
+                f"          - {{type: f1, name: macro-F1, value: {m.get('macro_f1') or 0:.4f}}}",
+            ]
+    return lines + ["---", ""]
+
+
+def _feed_note(format: str, info: dict[str, Any]) -> str:
+    """How the arrays above are handed to the artifact of ``format``."""
+    names = ", ".join(f"`{i['name']}`" for i in info["inputs"])
+    how = {
+        "keras": "`model.predict_on_batch({...})` with a dict of NumPy arrays",
+        "savedmodel": "`model.serve({...})` with a dict of tensors (`tf.constant`)",
+        "onnx": "`session.run(None, {...})` with a dict of NumPy arrays, each of exactly the dtype shown",
+    }[format]
+    return (
+        f"The artifact takes every input above, by name ({names}), batch first: {how}. Numbers go in as one "
+        "ordered float32 array per modality (encode a CSV row's columns as `model_info.json` lists them)."
+    )
+
+
+def _per_class_lines(metrics: dict[str, Any] | None) -> list[str]:
+    tasks = {t: m["per_class"] for t, m in ((metrics or {}).get("tasks") or {}).items() if m.get("per_class")}
+    if not tasks:
+        return []
+    lines = ["", "### Per class (test)"]
+    for task, per_class in tasks.items():
+        lines += [
+            "",
+            f"`{task}`:",
+            "",
+            "| class | precision | recall | F1 | support |",
+            "|---|---|---|---|---|",
+        ]
+        for name, c in per_class.items():
+            lines.append(
+                f"| {name} | {c['precision']:.4f} | {c['recall']:.4f} | {c['f1']:.4f} | {c['support']} |"
+            )
+    return lines
+
+
+def _calibration_lines(
+    meta: dict[str, Any], metrics: dict[str, Any] | None, temps: dict[str, float]
+) -> list[str]:
+    fitted = ((meta.get("calibration") or {}).get("tasks")) or {}
+    if not fitted:
+        return ["", "## Calibration", "", "No temperature was fitted (the run has no validation split)."]
+    tested = {t: m.get("calibration") or {} for t, m in ((metrics or {}).get("tasks") or {}).items()}
+    lines = [
+        "",
+        "## Calibration",
+        "",
+        "One temperature per task, fitted on the validation split after training (probabilities "
+        "`softmax(log(p) / T)`; the predicted class is unchanged). Expected calibration error (15 bins) and "
+        "negative log-likelihood on the test split, before and after:",
+        "",
+        "| task | T | ECE before | ECE after | NLL before | NLL after | in this artifact |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for task, f in fitted.items():
+        t = tested.get(task) or {}
+        cell = {
+            k: "—" if t.get(k) is None else f"{t[k]:.4f}"
+            for k in ("ece_before", "ece_after", "nll_before", "nll_after")
+        }
+        lines.append(
+            f"| {task} | {f['temperature']:.3f} | {cell['ece_before']} | {cell['ece_after']} | "
+            f"{cell['nll_before']} | {cell['nll_after']} | {'applied' if task in temps else 'not applied'} |"
+        )
+    return lines
+
+
+def _training_lines(meta: dict[str, Any]) -> list[str]:
+    progress = meta.get("progress") or {}
+    hardware = meta.get("hardware") or {}
+    where = (
+        f"{hardware.get('cpu', '?')}, {hardware.get('cores', '?')} cores"
+        + (f", {hardware['accelerators']}" if hardware.get("accelerators") else "")
+        if hardware
+        else "not recorded by this run"
+    )
+    return [
+        "",
+        "## Training hardware and time",
+        "",
+        f"- Hardware: {where}",
+        f"- Training time: {progress.get('train_seconds', 0):.0f} s over {progress.get('epochs_done', '?')} "
+        f"epochs (data loading and set-up: {progress.get('setup_seconds', 0):.0f} s)",
+    ]
+
+
+def _limitations(predictor: Predictor, meta: dict[str, Any]) -> list[str]:
+    lines = [
+        "",
+        "## Limitations and out-of-scope uses",
+        "",
+        "- Out of scope: decisions about people (health, credit, employment, policing) and any use where a wrong "
+        "answer causes harm; inputs unlike the training data (other sensors, languages, populations).",
+        "- The probabilities are calibrated on the validation split only; on shifted data they may again be "
+        "over-confident. Explanations (`predict --explain`) show which inputs moved the answer, not causes.",
+        "- A missing modality is handled, but accuracy with fewer modalities is lower (see the evaluation "
+        "report's robustness section).",
+    ]
+    sets = meta.get("sets", [])
+    if len(sets) > 1 and len(predictor.tasks) > 1:
+        lines.append(
+            f"- A joint model of {len(sets)} data sets ({', '.join(sets)}): each task learnt only from its own "
+            f"data set's samples and modalities. A task ({', '.join(f'`{t}`' for t in predictor.tasks)}) asked "
+            "about a sample without the modality its data set has answers anyway, and that answer means nothing: "
+            "read only the tasks whose modality you gave."
+        )
+    return lines

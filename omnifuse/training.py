@@ -484,6 +484,9 @@ def _finish(run: _Run, model: keras.Model, streams: _Streams) -> Path:
         run.dist is None
     ):  # one temperature per task, fitted on the validation split (distributed: at evaluation)
         run.meta[calibration.KEY] = calibration.fit_run(model, run.prepared, run.cfg.train.batch_size)
+    from omnifuse.bench.recorder import machine
+
+    run.meta["hardware"] = machine()  # the model card names it
     atomic_save_model(model, run.run_dir / "model.keras")
     run.progress["finished"] = True
     atomic_write_text(run.run_dir / "meta.json", json.dumps(run.meta, indent=2))

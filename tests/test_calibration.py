@@ -151,4 +151,24 @@ def test_evaluate_reports_ece_before_and_after_with_reliability_diagrams(run):
     assert "## Learning curves" in report and (path / "report" / "learning_curves.png").is_file()
     assert "## Per-class metrics (test)" in report and "| airplane |" in report
     page = (path / "report" / "report.html").read_text()
-    assert page.count("data:image/png;base64,") == report.count("](") - 1  # every plot inline; the CSV link not
+    assert (
+        page.count("data:image/png;base64,") == report.count("](") - 1
+    )  # every plot inline; the CSV link not
+
+
+def test_the_model_card_has_metadata_per_class_metrics_calibration_and_limitations(run, tmp_path):
+    path, data = run
+    if not (path / "report" / "metrics.json").is_file():
+        omnifuse.evaluate(path, data_dir=str(data))
+    card = export(path, "keras", tmp_path / "card")["card"].read_text()
+    front, body = card.split("\n---\n", 1)
+    assert front.startswith("---\nlicense: ") and "pipeline_tag: image-classification" in front
+    assert "datasets:\n  - cifar10" in front and "  - expected_calibration_error" in front
+    assert "{type: accuracy, value: " in front
+    assert "### Per class (test)" in body and "| airplane |" in body
+    t = omnifuse.load(path).temperatures["cifar10"]
+    assert f"| cifar10 | {t:.3f} |" in body and "| applied |" in body
+    assert "## Training hardware and time" in body and "not recorded" not in body
+    assert "## Limitations and out-of-scope uses" in body
+    assert "joint model" not in body  # one data set: no tasks answered without their modality
+    assert "## Pretrained encoders" not in body  # every encoder learnt from scratch
