@@ -58,7 +58,10 @@ def test_identical_curves_are_drawn_in_different_styles():
     fig = plots.corruption_figure("joint", _curves([0, 0.5, 1], [0, 0.5, 1], same_values=True))
     lines = fig.axes[0].get_lines()  # cifar10 and sentiment: the very same values
     assert np.allclose(lines[0].get_ydata(), lines[1].get_ydata())
-    assert (lines[0].get_marker(), lines[0].get_linestyle()) != (lines[1].get_marker(), lines[1].get_linestyle())
+    assert (lines[0].get_marker(), lines[0].get_linestyle()) != (
+        lines[1].get_marker(),
+        lines[1].get_linestyle(),
+    )
     plots._pyplot().close(fig)
 
 
