@@ -30,6 +30,13 @@ SetOpt = Annotated[
     list[str] | None, typer.Option("--set", "-s", help="Override a config key, e.g. --set train.epochs=3")
 ]
 DataDirOpt = Annotated[str | None, typer.Option("--data-dir", help="Folder searched first for data files")]
+CalibrationOpt = Annotated[
+    bool,
+    typer.Option(
+        "--calibration/--no-calibration",
+        help="Apply the temperatures fitted on the validation split (--no-calibration: the model's raw probabilities)",
+    ),
+]
 
 
 @app.command()
@@ -178,6 +185,17 @@ def predict(
         ),
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON")] = False,
+    calibrated: CalibrationOpt = True,
+    explain: Annotated[
+        bool,
+        typer.Option(
+            "--explain",
+            help="Say what made each answer: top words, audio moments, columns; image heat maps as PNG files",
+        ),
+    ] = False,
+    explain_dir: Annotated[
+        Path, typer.Option(help="Folder for the --explain heat maps (<modality>-<task>-explanation.png)")
+    ] = Path("."),
 ):
     """Predict from raw files: any subset of the model's modalities."""
     from omnifuse.predictor import load
@@ -196,7 +214,11 @@ def predict(
             raise OmnifuseError(f"Expected --input NAME=VALUE (e.g. -i age=31). Received: {item!r}")
         key, value = item.split("=", 1)
         inputs[key.strip()] = value
-    answer = load(run_dir).predict(**inputs)
+    predictor = load(run_dir, calibrated=calibrated)
+    feed = predictor.encode(**inputs)
+    answer = predictor.predict_feed(feed)[0]
+    if explain:
+        answer["explanation"] = predictor.explain_feed(feed)[0]
     if as_json:
         typer.echo(json.dumps(answer, indent=2))
         return
@@ -209,6 +231,39 @@ def predict(
         console.print(
             "modality weights: " + ", ".join(f"{k}={v:.3f}" for k, v in answer["modality_weights"].items())
         )
+    if explain:
+        _print_explanation(answer, feed, explain_dir)
+
+
+def _print_explanation(answer: dict, feed: dict, folder: Path) -> None:
+    """The strongest words, audio segments and columns per task; image heat maps written as PNG overlays."""
+    from omnifuse.evaluation.plots import heatmap_png
+
+    for task, found in answer["explanation"].items():
+        console.print(f"[bold]why {task} = {found['class']}[/bold]:")
+        for modality, part in found.items():
+            if not isinstance(part, dict):
+                continue
+            if "heatmap" in part:
+                folder.mkdir(parents=True, exist_ok=True)
+                path = folder / f"{modality}-{task}-explanation.png"
+                heatmap_png(path, feed[modality][0], part["heatmap"], f"{task}: {found['class']}")
+                console.print(f"  {modality}: heat map (integrated gradients) written to {path}")
+                continue
+            if "words" in part:
+                items = list(zip(part["words"], part["scores"]))
+            elif "scores" in part:
+                items = [
+                    (f"{a:.2f}-{b:.2f} s", v)
+                    for a, b, v in zip(part["start_seconds"], part["end_seconds"], part["scores"])
+                ]
+            else:
+                items = list(part["columns"].items())
+            top = sorted(items, key=lambda kv: -abs(kv[1]))[:5]
+            console.print(
+                f"  {modality} ({part['method'].replace('_', ' ')}): "
+                + ", ".join(f"{escape(str(k))} {v:+.4f}" for k, v in top)
+            )
 
 
 def _data_table(check: bool, data_dir: str | None) -> None:
@@ -414,6 +469,7 @@ def serve(
     labels_out: Annotated[
         Path, typer.Option(help="With --label-queue: the CSV each answer is appended to (a valid --data)")
     ] = Path("labels.csv"),
+    calibrated: CalibrationOpt = True,
 ):
     """Serve a run over HTTP: the web page at /, POST /predict, GET /metadata, GET /health, docs at /docs."""
     from omnifuse.limits import InputLimits
@@ -444,6 +500,7 @@ def serve(
         body_timeout_s=body_timeout,
         label_queue=label_queue,
         labels_out=labels_out,
+        calibrated=calibrated,
     )
     if label_queue is not None:
         console.print(f"Labelling page: http://{host}:{port}/label  (answers go to {labels_out})")
@@ -465,11 +522,12 @@ def export_model(
     run_dir: Path,
     format_: Annotated[str, typer.Option("--format", help="keras | savedmodel | onnx")] = "keras",
     out: Annotated[Path | None, typer.Option(help="Output folder (default RUN_DIR/export/FORMAT)")] = None,
+    calibrated: CalibrationOpt = True,
 ):
     """Export a run's model as a portable artifact, checked against the model, with MODEL_CARD.md beside it."""
     from omnifuse.export import export
 
-    result = export(run_dir, format_, out)
+    result = export(run_dir, format_, out, calibrated=calibrated)
     console.print(
         f"[green]Exported.[/green] {result['artifact']} (max |Δp| {result['max_abs_diff']:.2e} "
         f"≤ {result['tolerance']:g} on {result['probe_samples']} probe samples); card: {result['card']}"

@@ -24,7 +24,9 @@ import keras
 import numpy as np
 
 from omnifuse.errors import OmnifuseError
+from omnifuse.evaluation import calibration
 from omnifuse.model.branch import ModalityBranch
+from omnifuse.model.heads import with_temperatures
 from omnifuse.modelio import load_model
 from omnifuse.names import WEIGHTS_OUTPUT, mask_name
 from omnifuse.predictor import Predictor
@@ -43,12 +45,18 @@ MEDICAL_SETS = {"brain_mri", "pneumoniamnist", "retinamnist"}
 
 
 def export(
-    run_dir: str | Path | Predictor, format: str = "keras", out: str | Path | None = None
+    run_dir: str | Path | Predictor,
+    format: str = "keras",
+    out: str | Path | None = None,
+    calibrated: bool = True,
 ) -> dict[str, Any]:
     """Write the model of ``run_dir`` (or of a loaded :class:`Predictor`) as ``format`` into ``out`` (default
     ``<run_dir>/export/<format>``), check it, and write ``MODEL_CARD.md`` and ``model_info.json`` beside it.
 
-    A ``keras`` artifact keeps the run's precision; ``savedmodel`` and ``onnx`` artifacts are float32 (a run
+    With ``calibrated`` (the default) and a run whose temperatures were fitted on its validation split, the
+    artifact ends with them (:class:`~omnifuse.model.heads.TemperatureScale`), so its probabilities are the
+    Predictor's; ``calibrated=False`` (or a loaded Predictor made with ``calibrated=False``) exports the model's
+    raw probabilities. A ``keras`` artifact keeps the run's precision; ``savedmodel`` and ``onnx`` artifacts are float32 (a run
     trained, or loaded, in bfloat16 is exported with float32 layers and the same weights).
 
     Returns ``{"artifact", "card", "info", "format", "max_abs_diff", "tolerance", "probe_samples"}``. Raises
@@ -64,8 +72,11 @@ def export(
         _check_onnx_possible(predictor)
     out = Path(out) if out is not None else predictor.run_dir / "export" / format
     out.mkdir(parents=True, exist_ok=True)
+    temps = predictor.temperatures if calibrated else {}
     probes = _probe_feeds(predictor)
-    expected = [_as_numpy(predictor.model.predict_on_batch(feed)) for feed in probes]
+    expected = [
+        _as_numpy(calibration.apply(predictor.model.predict_on_batch(feed), temps)) for feed in probes
+    ]
 
     artifact = out / ARTIFACT[format]
     tmp = out / f".tmp-{artifact.name}"  # keeps the suffix, which Keras and ONNX Runtime read
@@ -75,7 +86,7 @@ def export(
         "savedmodel": (_write_savedmodel, _run_savedmodel),
         "onnx": (_write_onnx, _run_onnx),
     }[format]
-    writer(predictor, tmp, probes[0])
+    writer(predictor, tmp, probes[0], temps)
     got = reader(tmp, probes)
     diff = max(
         float(np.max(np.abs(np.asarray(g[k], np.float64) - e[k]))) for g, e in zip(got, expected) for k in e
@@ -89,7 +100,7 @@ def export(
     os.replace(tmp, artifact)
 
     n_probe = sum(len(feed[mask_name(next(iter(predictor.modalities)))]) for feed in probes)
-    info = _model_info(predictor, format)
+    info = _model_info(predictor, format, temps)
     atomic_write_text(out / "model_info.json", json.dumps(info, indent=2) + "\n")
     card = out / "MODEL_CARD.md"
     atomic_write_text(card, model_card(predictor, format, artifact.name, info, diff, n_probe))
@@ -154,8 +165,11 @@ def _as_numpy(out: dict[str, Any]) -> dict[str, np.ndarray]:
 # ------------------------------------------------------------------------------------------------ formats
 
 
-def _write_keras(predictor: Predictor, path: Path, probe: dict) -> None:
-    shutil.copyfile(predictor.run_dir / "model.keras", path)
+def _write_keras(predictor: Predictor, path: Path, probe: dict, temps: dict[str, float]) -> None:
+    if temps:
+        with_temperatures(predictor.model, temps).save(path)
+    else:
+        shutil.copyfile(predictor.run_dir / "model.keras", path)
 
 
 def _run_keras(path: Path, probes: list[dict]) -> list[dict[str, np.ndarray]]:
@@ -163,12 +177,12 @@ def _run_keras(path: Path, probes: list[dict]) -> list[dict[str, np.ndarray]]:
     return [_as_numpy(model.predict_on_batch(feed)) for feed in probes]
 
 
-def _write_savedmodel(predictor: Predictor, path: Path, probe: dict) -> None:
+def _write_savedmodel(predictor: Predictor, path: Path, probe: dict, temps: dict[str, float]) -> None:
     import tensorflow as tf
 
     # Not model.export(): its endpoint calls the model with training unset, and Keras' random augmentation
     # layers then default to training mode, so served images would be randomly flipped and shifted.
-    model = predictor.model
+    model = with_temperatures(predictor.model, temps) if temps else predictor.model
     archive = keras.export.ExportArchive()
     archive.track(model)
     specs = {t.name: tf.TensorSpec([None, *t.shape[1:]], t.dtype, name=t.name) for t in model.inputs}
@@ -210,7 +224,7 @@ def _importable(module: str) -> bool:
     return importlib.util.find_spec(module) is not None
 
 
-def _write_onnx(predictor: Predictor, path: Path, probe: dict) -> None:
+def _write_onnx(predictor: Predictor, path: Path, probe: dict, temps: dict[str, float]) -> None:
     for name in ("tf2onnx", "onnx"):  # the converter logs every pass; errors still raise
         logging.getLogger(name).setLevel(logging.ERROR)
     plain = keras.models.clone_model(
@@ -223,6 +237,8 @@ def _write_onnx(predictor: Predictor, path: Path, probe: dict) -> None:
             else layer
         ),
     )
+    if temps:
+        plain = with_temperatures(plain, temps)
     plain(probe)  # Keras exports only a model that has been called
     try:
         plain.export(str(path), format="onnx", verbose=False)
@@ -254,7 +270,7 @@ def _remove(path: Path) -> None:
 # ------------------------------------------------------------------------------------------ info and card
 
 
-def _model_info(predictor: Predictor, format: str) -> dict[str, Any]:
+def _model_info(predictor: Predictor, format: str, temps: dict[str, float] | None = None) -> dict[str, Any]:
     """Inputs (name, dtype, shape), outputs and class names: what a program needs to call the artifact."""
     inputs = []
     for tensor in predictor.model.inputs:
@@ -270,6 +286,8 @@ def _model_info(predictor: Predictor, format: str) -> dict[str, Any]:
         "inputs": inputs,
         "outputs": outputs,
         "tolerance": TOLERANCE,
+        # task -> the temperature the artifact's probabilities are already scaled by (empty: raw probabilities)
+        "temperatures": dict(temps or {}),
     }
 
 
@@ -347,7 +365,8 @@ def model_card(
     run_dir, meta = predictor.run_dir, predictor.meta
     cfg = read_run_config(run_dir)
     kinds = set(predictor.modalities.values())
-    lines = [f"# Model card: {run_dir.name}", ""]
+    lines = _front_matter(predictor, meta, metrics := _read_metrics(run_dir))
+    lines += [f"# Model card: {run_dir.name}", ""]
     lines += [
         f"A multimodal classifier trained with omnifuse {__version__}, exported as **{format}** "
         f"(`{artifact}`) on {_dt.date.today().isoformat()} with Keras {keras.__version__}.",
@@ -392,11 +411,17 @@ def model_card(
                 what = "uint8 pixels 0-255, " + what.replace("an image file (PNG, JPEG, ...), ", "")
             elif kind == "audio":
                 what = f"float32 waveform in [-1, 1]: {what.replace('a WAV file, ', '')}"
+            elif kind == "numbers":
+                # the artifact takes the encoded features as one ordered array, never a dict of columns
+                features = modalities[name].get("features") or []
+                what = f"float32 array of the {len(features)} encoded features, in this order: " + ", ".join(
+                    f"`{f}`" for f in features
+                )
         else:
             kind, what = "mask", f"1.0 if `{name.removesuffix('_mask')}` is present, else 0.0"
         shape = str(tuple("batch" if d is None else d for d in tensor["shape"])).replace("'", "")
         lines.append(f"| `{name}` | {kind} | {tensor['dtype']} | {shape} | {what} |")
-    lines += ["", "## Outputs", ""]
+    lines += ["", _feed_note(format, info), "", "## Outputs", ""]
     for task, classes in predictor.tasks.items():
         shown = ", ".join(classes[:20]) + (", ..." if len(classes) > 20 else "")
         lines.append(f"- `{task}`: softmax probabilities over {len(classes)} classes, in order: {shown}")
@@ -404,6 +429,13 @@ def model_card(
         lines.append(
             f"- `{WEIGHTS_OUTPUT}`: per sample, how much each modality counted (sums to 1; 0 when absent), in "
             f"order: {', '.join(info['outputs'][WEIGHTS_OUTPUT]['modalities'])}"
+        )
+    temps = info.get("temperatures") or {}
+    if temps:
+        lines.append(
+            "- The task probabilities are calibrated: temperature-scaled by "
+            + ", ".join(f"`{t}` T = {v:.3f}" for t, v in temps.items())
+            + " (fitted on the validation split; see Calibration)."
         )
     lines += ["", "Class names and input specs are also in `model_info.json`.", "", "## Data", ""]
     lines += ["| data set | file | train | validation | test |", "|---|---|---|---|---|"]
@@ -416,7 +448,6 @@ def model_card(
             f"| {name} | {src} | {counts.get('train', '?')} | {counts.get('val', '?')} | {counts.get('test', '?')} |"
         )
     lines += ["", "## Metrics", ""]
-    metrics = _read_metrics(run_dir)
     if metrics is None:
         lines.append(f"Not evaluated yet: `omnifuse evaluate {run_dir.name}` writes report/metrics.json.")
     else:
@@ -432,6 +463,9 @@ def model_card(
                 f"| {task} | {m.get('data_set', '?')} | {m.get('n', '?')} | {m.get('accuracy', 0):.4f} | "
                 f"{m.get('macro_f1', 0):.4f} | {auc} |"
             )
+    lines += _per_class_lines(metrics)
+    lines += _calibration_lines(meta, metrics, temps)
+    lines += _training_lines(meta)
     lines += [
         "",
         "## Intended use",
@@ -447,6 +481,7 @@ def model_card(
             "**Not a medical device.** Trained on a small public research data set; it must not be used to "
             "diagnose, screen or treat anyone.",
         ]
+    lines += _limitations(predictor, meta)
     lines += [
         "",
         "## Export check",
@@ -460,3 +495,149 @@ def model_card(
         "",
     ]
     return "\n".join(lines)
+
+
+PIPELINE_TAGS = {
+    "image": "image-classification",
+    "text": "text-classification",
+    "audio": "audio-classification",
+    "numbers": "tabular-classification",
+}
+
+
+def _front_matter(predictor: Predictor, meta: dict[str, Any], metrics: dict[str, Any] | None) -> list[str]:
+    """Hugging Face-style YAML metadata: licence, data sets, metrics, task tags, languages, results."""
+    kinds = sorted(set(predictor.modalities.values()))
+    lines = [
+        "---",
+        "license: other  # see the data sets' and pretrained weights' licences below",
+        "library_name: keras",
+    ]
+    lines.append("tags:")
+    lines += [f"  - {tag}" for tag in ["omnifuse", "multimodal" if len(kinds) > 1 else kinds[0], *kinds]]
+    if len(kinds) == 1:
+        lines.append(f"pipeline_tag: {PIPELINE_TAGS[kinds[0]]}")
+    lines.append("datasets:")
+    lines += [f"  - {name}" for name in meta.get("sets", [])]
+    if "text" in kinds:
+        lines += ["language:", "  - en"]
+    lines += ["metrics:", "  - accuracy", "  - f1", "  - roc_auc", "  - expected_calibration_error"]
+    if metrics and metrics.get("tasks"):
+        lines += ["model-index:", f"  - name: {predictor.run_dir.name}", "    results:"]
+        for task, m in metrics["tasks"].items():
+            lines += [
+                f"      - task: {{type: {PIPELINE_TAGS.get(kinds[0]) if len(kinds) == 1 else 'multimodal'}, "
+                f"name: {task}}}",
+                f"        dataset: {{name: {m.get('data_set', '?')}, type: {m.get('data_set', '?')}, split: test}}",
+                "        metrics:",
+                f"          - {{type: accuracy, value: {m.get('accuracy') or 0:.4f}}}",
+                f"          - {{type: f1, name: macro-F1, value: {m.get('macro_f1') or 0:.4f}}}",
+            ]
+    return lines + ["---", ""]
+
+
+def _feed_note(format: str, info: dict[str, Any]) -> str:
+    """How the arrays above are handed to the artifact of ``format``."""
+    names = ", ".join(f"`{i['name']}`" for i in info["inputs"])
+    how = {
+        "keras": "`model.predict_on_batch({...})` with a dict of NumPy arrays",
+        "savedmodel": "`model.serve({...})` with a dict of tensors (`tf.constant`)",
+        "onnx": "`session.run(None, {...})` with a dict of NumPy arrays, each of exactly the dtype shown",
+    }[format]
+    return (
+        f"The artifact takes every input above, by name ({names}), batch first: {how}. Numbers go in as one "
+        "ordered float32 array per modality (encode a CSV row's columns as `model_info.json` lists them)."
+    )
+
+
+def _per_class_lines(metrics: dict[str, Any] | None) -> list[str]:
+    tasks = {t: m["per_class"] for t, m in ((metrics or {}).get("tasks") or {}).items() if m.get("per_class")}
+    if not tasks:
+        return []
+    lines = ["", "### Per class (test)"]
+    for task, per_class in tasks.items():
+        lines += [
+            "",
+            f"`{task}`:",
+            "",
+            "| class | precision | recall | F1 | support |",
+            "|---|---|---|---|---|",
+        ]
+        for name, c in per_class.items():
+            lines.append(
+                f"| {name} | {c['precision']:.4f} | {c['recall']:.4f} | {c['f1']:.4f} | {c['support']} |"
+            )
+    return lines
+
+
+def _calibration_lines(
+    meta: dict[str, Any], metrics: dict[str, Any] | None, temps: dict[str, float]
+) -> list[str]:
+    fitted = ((meta.get("calibration") or {}).get("tasks")) or {}
+    if not fitted:
+        return ["", "## Calibration", "", "No temperature was fitted (the run has no validation split)."]
+    tested = {t: m.get("calibration") or {} for t, m in ((metrics or {}).get("tasks") or {}).items()}
+    lines = [
+        "",
+        "## Calibration",
+        "",
+        "One temperature per task, fitted on the validation split after training (probabilities "
+        "`softmax(log(p) / T)`; the predicted class is unchanged). Expected calibration error (15 bins) and "
+        "negative log-likelihood on the test split, before and after:",
+        "",
+        "| task | T | ECE before | ECE after | NLL before | NLL after | in this artifact |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for task, f in fitted.items():
+        t = tested.get(task) or {}
+        cell = {
+            k: "—" if t.get(k) is None else f"{t[k]:.4f}"
+            for k in ("ece_before", "ece_after", "nll_before", "nll_after")
+        }
+        lines.append(
+            f"| {task} | {f['temperature']:.3f} | {cell['ece_before']} | {cell['ece_after']} | "
+            f"{cell['nll_before']} | {cell['nll_after']} | {'applied' if task in temps else 'not applied'} |"
+        )
+    return lines
+
+
+def _training_lines(meta: dict[str, Any]) -> list[str]:
+    progress = meta.get("progress") or {}
+    hardware = meta.get("hardware") or {}
+    where = (
+        f"{hardware.get('cpu', '?')}, {hardware.get('cores', '?')} cores"
+        + (f", {hardware['accelerators']}" if hardware.get("accelerators") else "")
+        if hardware
+        else "not recorded by this run"
+    )
+    return [
+        "",
+        "## Training hardware and time",
+        "",
+        f"- Hardware: {where}",
+        f"- Training time: {progress.get('train_seconds', 0):.0f} s over {progress.get('epochs_done', '?')} "
+        f"epochs (data loading and set-up: {progress.get('setup_seconds', 0):.0f} s)",
+    ]
+
+
+def _limitations(predictor: Predictor, meta: dict[str, Any]) -> list[str]:
+    lines = [
+        "",
+        "## Limitations and out-of-scope uses",
+        "",
+        "- Out of scope: decisions about people (health, credit, employment, policing) and any use where a wrong "
+        "answer causes harm; inputs unlike the training data (other sensors, languages, populations).",
+        "- The probabilities are calibrated on the validation split only; on shifted data they may again be "
+        "over-confident. Explanations (`predict --explain`) show which inputs moved the answer, not causes.",
+        "- A missing modality is handled, but accuracy with fewer modalities is lower (see the evaluation "
+        "report's robustness section).",
+    ]
+    sets = meta.get("sets", [])
+    if len(sets) > 1 and len(predictor.tasks) > 1:
+        lines.append(
+            f"- A joint model of {len(sets)} data sets ({', '.join(sets)}): each task learnt only from its own "
+            f"data set's samples and modalities. A task ({', '.join(f'`{t}`' for t in predictor.tasks)}) asked "
+            "about a sample without the modality its data set has answers anyway, and that answer means nothing: "
+            "read only the tasks whose modality you gave."
+        )
+    return lines

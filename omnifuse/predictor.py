@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 
 from omnifuse.errors import OmnifuseError
+from omnifuse.evaluation import calibration
 from omnifuse.limits import DEFAULT_LIMITS, InputLimits
 from omnifuse.modelio import load_model
 from omnifuse.names import WEIGHTS_OUTPUT, mask_name
@@ -65,10 +66,18 @@ class Predictor:
     or AVX512-BF16; probabilities then differ from float32 by up to ~0.02), ``"auto"`` (bfloat16 where the hardware
     computes it natively, else float32), or ``None``: the precision the model was trained in. See
     :mod:`omnifuse.precision`. ``limits``: the largest image, recording and text accepted
-    (:class:`~omnifuse.limits.InputLimits`).
+    (:class:`~omnifuse.limits.InputLimits`). ``calibrated``: apply the temperatures fitted on the validation split
+    after training (:mod:`omnifuse.evaluation.calibration`; a run without them answers as its model does);
+    ``False`` gives the model's raw probabilities.
     """
 
-    def __init__(self, run_dir: str | Path, precision: str | None = None, limits: InputLimits | None = None):
+    def __init__(
+        self,
+        run_dir: str | Path,
+        precision: str | None = None,
+        limits: InputLimits | None = None,
+        calibrated: bool = True,
+    ):
         self.run_dir = Path(run_dir)
         self.limits = limits or DEFAULT_LIMITS
         if precision is not None:
@@ -90,6 +99,8 @@ class Predictor:
         self.num_samples = int(audio.get("num_samples", 8000))
         # numbers modality -> its features and, for a CSV, its columns (kinds, category vocabularies)
         self.numbers: dict[str, dict] = self.meta.get("numbers") or {}
+        # task -> temperature applied to its probabilities (empty: raw probabilities)
+        self.temperatures: dict[str, float] = calibration.temperatures(self.meta) if calibrated else {}
 
     def _image(self, value: Any) -> np.ndarray:
         from omnifuse.data.decode import decode_image
@@ -208,16 +219,41 @@ class Predictor:
                     row[key] = cell
         return out
 
-    def predict(self, batch: bool = False, **inputs: Any) -> dict[str, Any] | list[dict[str, Any]]:
+    def predict(
+        self, batch: bool = False, explain: bool = False, **inputs: Any
+    ) -> dict[str, Any] | list[dict[str, Any]]:
         """Predict from keyword inputs named after the model's modalities (``image=``, ``text=``).
 
         A single sample by default; with ``batch=True`` each input is a list (``None`` = absent for that sample)
         and a list of answers comes back. A ``numbers`` modality (``tabular``, from a CSV) takes a dict of
         column -> value or a 1-D array of its features; its columns may also be keywords (``age=31``).
         Images and audio may be paths, bytes or arrays.
+
+        ``explain=True`` adds ``"explanation"`` to each answer: per task, the predicted class and per present
+        modality what made it (an image's heat map, a score per word, per audio segment, per column; see
+        :mod:`omnifuse.evaluation.explain`). It costs about ``steps`` (16) forward and backward passes per sample
+        and one forward pass per word of text.
         """
-        answers = self.predict_feed(self.encode(batch, **inputs))
+        feed = self.encode(batch, **inputs)
+        answers = self.predict_feed(feed)
+        if explain:
+            for answer, found in zip(answers, self.explain_feed(feed)):
+                answer["explanation"] = found
         return answers if batch else answers[0]
+
+    def explain_feed(self, feed: dict[str, np.ndarray]) -> list[dict[str, Any]]:
+        """Explanations (one per sample, JSON-ready: lists and floats) of the predicted classes for arrays made by
+        :meth:`encode`."""
+        from omnifuse.evaluation.explain import Explainer, jsonable
+
+        if getattr(self, "_explainer", None) is None:
+            features = {m: list(spec.get("features", [])) for m, spec in self.numbers.items()}
+            self._explainer = Explainer(self.model, self.modalities, features, sample_rate=self.sample_rate)
+        found = self._explainer.explain(feed, tasks=list(self.tasks))
+        for sample in found:
+            for task, value in sample.items():
+                value["class"] = self.tasks[task][value["class_index"]]
+        return [jsonable(sample) for sample in found]
 
     def encode(self, batch: bool = False, **inputs: Any) -> dict[str, np.ndarray]:
         """The model's input arrays (one per modality, plus its presence mask) for ``predict``'s inputs.
@@ -256,7 +292,8 @@ class Predictor:
             for i in range(0, n, chunk)
         ]
         # the heads compute in float32 in either precision, so probabilities sum to 1
-        return {k: np.concatenate([np.asarray(p[k], dtype=np.float32) for p in parts]) for k in parts[0]}
+        out = {k: np.concatenate([np.asarray(p[k], dtype=np.float32) for p in parts]) for k in parts[0]}
+        return calibration.apply(out, self.temperatures)
 
     def predict_feed(self, feed: dict[str, np.ndarray]) -> list[dict[str, Any]]:
         """Answers (one per sample) for arrays made by :meth:`encode`."""
@@ -316,10 +353,17 @@ class Predictor:
             "tasks": {task: list(classes) for task, classes in self.tasks.items()},
             "modality_weights": WEIGHTS_OUTPUT in self.model.output_names,
             "precision": self.precision,
+            "temperatures": dict(self.temperatures),
         }
 
 
-def load(run_dir: str | Path, precision: str | None = None, limits: InputLimits | None = None) -> Predictor:
+def load(
+    run_dir: str | Path,
+    precision: str | None = None,
+    limits: InputLimits | None = None,
+    calibrated: bool = True,
+) -> Predictor:
     """Load a trained run for prediction (``precision``: ``"float32"``, ``"bfloat16"``, or ``None`` for the
-    precision it was trained in; ``limits``: :class:`~omnifuse.limits.InputLimits`)."""
-    return Predictor(run_dir, precision, limits)
+    precision it was trained in; ``limits``: :class:`~omnifuse.limits.InputLimits`; ``calibrated=False``: the
+    model's probabilities without the run's fitted temperatures)."""
+    return Predictor(run_dir, precision, limits, calibrated)

@@ -23,6 +23,8 @@ from omnifuse import distributed, pipeline
 from omnifuse.config import Config
 from omnifuse.data.catalog import load_datasets
 from omnifuse.errors import OmnifuseError
+from omnifuse.evaluation import calibration
+from omnifuse.hardware import machine
 from omnifuse.metrics_log import reconcile_metrics
 from omnifuse.model.builder import build_model
 from omnifuse.model.compile import compile_model
@@ -479,6 +481,11 @@ def _finish(run: _Run, model: keras.Model, streams: _Streams) -> Path:
         model = load_model(best)
     if _fits_member_weights(run.cfg):
         run.meta["member_weights"] = fit_member_weights(model, streams.val, list(run.prepared.tasks))
+    if (
+        run.dist is None
+    ):  # one temperature per task, fitted on the validation split (distributed: at evaluation)
+        run.meta[calibration.KEY] = calibration.fit_run(model, run.prepared, run.cfg.train.batch_size)
+    run.meta["hardware"] = machine()  # the model card names it
     atomic_save_model(model, run.run_dir / "model.keras")
     run.progress["finished"] = True
     atomic_write_text(run.run_dir / "meta.json", json.dumps(run.meta, indent=2))

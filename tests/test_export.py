@@ -59,6 +59,8 @@ def test_keras_export_answers_like_the_run_and_has_a_model_card(joint, tmp_path)
     assert "airplane, automobile, bird" in card and "neg, pos" in card
     assert "| cifar10 | cifar-10-python.tar.gz |" in card  # the file, not the trainer's folders
     assert "Not evaluated yet" in card  # this run has no report/metrics.json
+    # a joint model: its tasks answered without their modality are named as out of scope
+    assert "A joint model of 2 data sets (cifar10, imdb)" in card
     info = json.loads(result["info"].read_text())
     assert info["outputs"]["sentiment"]["classes"] == ["neg", "pos"]
     assert [i["name"] for i in info["inputs"]] == ["image", "image_mask", "text", "text_mask"]

@@ -13,7 +13,6 @@ from __future__ import annotations
 import argparse
 import datetime
 import json
-import os
 import platform
 import statistics
 import subprocess
@@ -27,6 +26,7 @@ from typing import Any
 import keras
 import numpy as np
 
+from omnifuse.hardware import machine  # noqa: F401  (re-exported: the harness and references use it)
 from omnifuse.rundir import atomic_write_text
 
 FINAL_METRICS = ("accuracy", "macro_f1", "roc_auc")
@@ -69,16 +69,6 @@ def _version(*names: str) -> str | None:
     return None
 
 
-def _cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
 def _git(*args: str) -> str | None:
     root = Path(__file__).resolve().parents[2]
     try:
@@ -88,15 +78,6 @@ def _git(*args: str) -> str | None:
     except (OSError, subprocess.SubprocessError):
         return None
     return out.stdout.strip()
-
-
-def machine() -> dict[str, Any]:
-    """The CPU model and the cores this process may use (and the machine has)."""
-    try:
-        cores = len(os.sched_getaffinity(0))
-    except AttributeError:  # not on Linux
-        cores = os.cpu_count()
-    return {"cpu": _cpu_model(), "cores": cores, "cpu_count": os.cpu_count()}
 
 
 def environment() -> dict[str, Any]:

@@ -96,6 +96,38 @@ class ScaledSoftmax(layers.Layer):
         return {**super().get_config(), "scale": self.scale}
 
 
+@keras.saving.register_keras_serializable(package="omnifuse")
+class TemperatureScale(layers.Layer):
+    """``softmax(log(probs) / temperature)``: a head's probabilities calibrated by the temperature fitted on the
+    validation split (:mod:`omnifuse.evaluation.calibration`); exported models end with it."""
+
+    def __init__(self, temperature=1.0, **kwargs):
+        kwargs.setdefault("dtype", "float32")
+        super().__init__(**kwargs)
+        self.temperature = float(temperature)
+
+    def call(self, probs):
+        logits = ops.log(ops.maximum(ops.cast(probs, "float32"), 1e-12)) / self.temperature
+        return ops.softmax(logits, axis=-1)
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+    def get_config(self):
+        return {**super().get_config(), "temperature": self.temperature}
+
+
+def with_temperatures(model: keras.Model, temperatures: dict[str, float]) -> keras.Model:
+    """``model`` (taking and returning dicts) with each task output in ``temperatures`` temperature-scaled; the
+    other outputs (modality weights) as they are. The same inputs, by name, dtype and shape."""
+    inputs = {t.name: keras.Input(shape=t.shape[1:], dtype=t.dtype, name=t.name) for t in model.inputs}
+    out = model(inputs)
+    scaled = {
+        k: TemperatureScale(temperatures[k], name=k)(v) if k in temperatures else v for k, v in out.items()
+    }
+    return keras.Model(inputs, scaled, name=f"{model.name}_calibrated")
+
+
 def head(model_cfg, classes: int, name: str):
     """The output layer of one task: a float32 dense layer and softmax named ``name`` (the task), or with
     ``model.head_scale`` != 1 a dense layer ``{name}_logits`` followed by :class:`ScaledSoftmax` named ``name``."""

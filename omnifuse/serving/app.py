@@ -129,6 +129,7 @@ def create_app(
     body_timeout_s: float = 30.0,
     label_queue: str | Path | None = None,
     labels_out: str | Path | None = None,
+    calibrated: bool = True,
 ) -> FastAPI:
     """The FastAPI app serving a run (a run directory or a loaded :class:`Predictor`).
 
@@ -141,12 +142,12 @@ def create_app(
     decoded at once (default: the CPU count, at most 4), which bounds memory (see the module docstring).
     ``body_timeout_s``: how long a request body may take to arrive (408 after it). ``label_queue`` and
     ``labels_out``: a queue CSV (``omnifuse label next``) to label at ``/label``, answers appended to the CSV
-    ``labels_out`` (:mod:`omnifuse.serving.labeling`).
+    ``labels_out`` (:mod:`omnifuse.serving.labeling`). ``calibrated``: answer with the run's temperature-scaled probabilities (``False``: the model's raw ones; a loaded Predictor keeps its own).
     """
     predictor = (
         run_dir_or_predictor
         if isinstance(run_dir_or_predictor, Predictor)
-        else Predictor(run_dir_or_predictor, precision, limits)
+        else Predictor(run_dir_or_predictor, precision, limits, calibrated)
     )
     max_decoders = max_decoders or min(4, os.cpu_count() or 1)
     if max_decoders < 1:

@@ -1,8 +1,16 @@
-"""Evaluation of a run on its test splits: accuracy, macro-F1, ROC-AUC, confusion matrices, modality weights.
+"""Evaluation of a run on its test splits: accuracy, macro-F1, ROC-AUC, per-class precision, recall and F1,
+confusion matrices, calibration, learning curves, modality weights.
 
-Writes ``report/metrics.json``, ``report/report.md``, one ``report/confusion_<task>.png`` per task and
+Writes ``report/metrics.json``, ``report/report.md`` and the same report as one self-contained
+``report/report.html`` (plots inline; it opens offline), one ``report/confusion_<task>.png`` and
+``report/reliability_<task>.png`` per task, ``report/learning_curves.png`` (from the run's ``metrics.csv``) and
 ``report/predictions.csv`` (one row per test sample: id, data set, true and predicted class and the class
-probabilities per task, the modalities used and, where the fusion has them, the modality weights).
+probabilities per task, temperature-scaled where the run is calibrated, the modalities used and, where the fusion
+has them, the modality weights).
+
+Calibration (:mod:`omnifuse.evaluation.calibration`): ECE and NLL on the test split before and after the run's
+temperature per task. A run trained before temperatures existed (or trained distributed) gets them fitted here on
+its validation split, recorded in its ``meta.json`` as training would have.
 
 Robustness (on by default for a data set whose test samples have 2 or more modalities; ``robustness=True`` adds the
 corruption curves of single-modality data sets, ``False`` turns it off): the accuracy from every non-empty subset of
@@ -32,24 +40,39 @@ import numpy as np
 
 from omnifuse import pipeline
 from omnifuse.data.catalog import load_datasets
+from omnifuse.evaluation import calibration, plots
+from omnifuse.evaluation.report import render_html, render_report
 from omnifuse.metrics import accuracy, member_accuracy, task_accuracy
 from omnifuse.modalities import kind as modality_kind
 from omnifuse.modelio import load_model
 from omnifuse.names import WEIGHTS_OUTPUT, mask_name
-from omnifuse.rundir import atomic_write, atomic_write_text, read_meta, read_run_config
+from omnifuse.rundir import atomic_write_json, atomic_write_text, read_meta, read_run_config
 
 
 def task_metrics(y_true: np.ndarray, probs: np.ndarray, classes: list[str]) -> dict[str, Any]:
-    """Accuracy, macro-F1, ROC-AUC (binary: positive class; multi-class: one-vs-rest macro) and the confusion matrix."""
-    from sklearn.metrics import confusion_matrix, f1_score, roc_auc_score
+    """Accuracy, macro-F1, ROC-AUC (binary: positive class; multi-class: one-vs-rest macro), the confusion matrix
+    and per class its precision, recall, F1 and support (a class never predicted has precision 0)."""
+    from sklearn.metrics import confusion_matrix, f1_score, precision_recall_fscore_support, roc_auc_score
 
     y_pred = probs.argmax(axis=1)
     labels = list(range(len(classes)))
+    precision, recall, f1, support = precision_recall_fscore_support(
+        y_true, y_pred, labels=labels, zero_division=0
+    )
     out = {
         "n": int(len(y_true)),
         "accuracy": accuracy(probs, y_true),
         "macro_f1": float(f1_score(y_true, y_pred, labels=labels, average="macro", zero_division=0)),
         "confusion": confusion_matrix(y_true, y_pred, labels=labels).tolist(),
+        "per_class": {
+            name: {
+                "precision": float(precision[k]),
+                "recall": float(recall[k]),
+                "f1": float(f1[k]),
+                "support": int(support[k]),
+            }
+            for k, name in enumerate(classes)
+        },
     }
     try:
         if len(classes) == 2:
@@ -61,24 +84,6 @@ def task_metrics(y_true: np.ndarray, probs: np.ndarray, classes: list[str]) -> d
     except ValueError:  # a class absent from y_true: AUC undefined
         out["roc_auc"] = None
     return out
-
-
-def _confusion_png(path: Path, matrix: list[list[int]], classes: list[str], title: str) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    from sklearn.metrics import ConfusionMatrixDisplay
-
-    size = max(4.0, 0.55 * len(classes) + 2)
-    fig, ax = plt.subplots(figsize=(size, size))
-    ConfusionMatrixDisplay(np.array(matrix), display_labels=classes).plot(
-        ax=ax, cmap="Blues", colorbar=False, xticks_rotation=45
-    )
-    ax.set_title(title)
-    fig.tight_layout()
-    atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=110))
-    plt.close(fig)
 
 
 def evaluate(
@@ -95,13 +100,14 @@ def evaluate(
     meta = read_meta(run_dir)
     model = load_model(run_dir / "model.keras")
     prepared = pipeline.prepare(cfg, load_datasets(cfg, data_dir))
+    temps = calibration.temperatures(_calibrated_meta(run_dir, meta, model, prepared, batch_size))
     modalities = sorted(prepared.modalities)
     with_weights = WEIGHTS_OUTPUT in model.output_names
     results: dict[str, Any] = {"run": run_dir.name, "tasks": {}, "modality_weights": {}}
     report = run_dir / "report"
     report.mkdir(exist_ok=True)
     rows: list[dict[str, Any]] = []
-    plots: dict[str, list[str]] = {}
+    shown: dict[str, list[str]] = {}  # data set -> its robustness plots
     for part in prepared.parts:
         if not len(part.test):
             continue
@@ -114,33 +120,77 @@ def evaluate(
             m["data_set"] = part.name
             if task in members:  # an ensemble (model.members > 1): each member's accuracy alone
                 m["member_accuracy"] = members[task]
+            m["calibration"] = _calibration(report, task, out[task][keep], labels[keep], temps.get(task))
             results["tasks"][task] = m
         if with_weights:
             w = out[WEIGHTS_OUTPUT].mean(axis=0)
             results["modality_weights"][part.name] = {name: float(v) for name, v in zip(modalities, w)}
-        rows += _prediction_rows(part, feed, out, prepared.tasks, modalities)
+        rows += _prediction_rows(part, feed, calibration.apply(out, temps), prepared.tasks, modalities)
         present = [m for m in modalities if feed[mask_name(m)].any()]
         if robustness is False or (robustness is None and len(present) < 2):
             continue
         tasks = {t: part.test.labels[t] for t in part.test.labels if t in out}
         found = _robustness(model, feed, out, tasks, part.name, present, prepared, batch_size)
         results.setdefault("robustness", {})[part.name] = found
-        plots[part.name] = _robustness_pngs(report, part.name, found)
+        shown[part.name] = plots.robustness_pngs(report, part.name, found)
         if with_weights and len(present) > 1 and tasks:
             task = next(iter(tasks))
             by_class = _weights_by_class(out[WEIGHTS_OUTPUT], tasks[task], prepared.tasks[task], modalities)
             results.setdefault("weights_by_class", {})[part.name] = {"task": task, "classes": by_class}
-            plots[part.name].append(_weights_by_class_png(report, part.name, task, by_class, present))
+            shown[part.name].append(plots.weights_by_class_png(report, part.name, task, by_class, present))
     for task, m in results["tasks"].items():
-        _confusion_png(
+        plots.confusion_png(
             report / f"confusion_{task}.png", m["confusion"], prepared.tasks[task], f"{task} (test)"
         )
+    results["learning_curves"] = plots.learning_png(
+        report / "learning_curves.png", plots.read_history(run_dir / "metrics.csv")
+    )
     _write_predictions(report / "predictions.csv", rows)
     results["report"] = str(report / "report.md")
+    results["html"] = str(report / "report.html")
     results["predictions"] = str(report / "predictions.csv")
     atomic_write_text(report / "metrics.json", json.dumps(results, indent=2))
-    atomic_write_text(report / "report.md", render_report(results, meta, prepared.tasks, plots))
+    markdown = render_report(results, meta, prepared.tasks, shown)
+    atomic_write_text(report / "report.md", markdown)
+    atomic_write_text(
+        report / "report.html", render_html(markdown, report, f"Evaluation report: {run_dir.name}")
+    )
     return results
+
+
+def _calibrated_meta(run_dir: Path, meta: dict[str, Any], model, prepared, batch_size: int) -> dict[str, Any]:
+    """``meta``, with the run's temperatures fitted on its validation split and recorded in ``meta.json`` first
+    where training did not fit them (a run trained before they existed, or distributed)."""
+    if meta.get(calibration.KEY) is not None:
+        return meta
+    found = calibration.fit_run(model, prepared, batch_size)
+    if found is None:
+        return meta
+    found["fitted"] = "at evaluation"
+    meta = {**read_meta(run_dir), calibration.KEY: found}
+    atomic_write_json(run_dir / "meta.json", meta)
+    return meta
+
+
+def _calibration(
+    report: Path, task: str, probs: np.ndarray, labels: np.ndarray, temperature
+) -> dict[str, Any]:
+    """ECE and NLL on the test split before and after ``temperature`` (None: no temperature; "after" = before),
+    and the reliability diagram ``reliability_<task>.png``."""
+    found = calibration.summary(probs, labels, 1.0 if temperature is None else temperature)
+    if temperature is None:
+        found["temperature"] = None
+    before = calibration.reliability(probs, labels)
+    after = (
+        None
+        if temperature is None
+        else calibration.reliability(calibration.scale(probs, temperature), labels)
+    )
+    found["reliability_before"], found["reliability_after"] = before, after
+    found["plot"] = plots.reliability_png(
+        report / f"reliability_{task}.png", task, before, after, (found["ece_before"], found["ece_after"])
+    )
+    return found
 
 
 def _feed(prepared: pipeline.Prepared, split, batch_size: int) -> dict[str, np.ndarray]:
@@ -287,203 +337,3 @@ def _write_predictions(path: Path, rows: list[dict[str, Any]]) -> None:
     writer.writeheader()
     writer.writerows(rows)
     atomic_write_text(path, buffer.getvalue())
-
-
-def _pyplot():
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
-def _save(fig, path: Path) -> str:
-    fig.tight_layout()
-    atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=110))
-    _pyplot().close(fig)
-    return path.name
-
-
-def _robustness_pngs(report: Path, part: str, found: dict[str, Any]) -> list[str]:
-    plt = _pyplot()
-    names = []
-    first = next(iter(next(iter(found["corruption"].values()))["accuracy"]), None)
-    if first is None:
-        return names
-    if found["subsets"]:
-        fig, ax = plt.subplots(figsize=(6, 0.5 * len(found["subsets"]) + 1.5))
-        labels = [" + ".join(s["modalities"]) for s in found["subsets"]]
-        values = [100 * (s["accuracy"][first] or 0.0) for s in found["subsets"]]
-        ax.barh(labels, values, color="tab:blue")
-        for y, v in enumerate(values):
-            ax.text(v, y, f" {v:.1f}", va="center")
-        ax.set_xlim(0, 110)
-        ax.set_xlabel(f"{first} accuracy % (test)")
-        ax.set_title(f"{part}: modalities given")
-        names.append(_save(fig, report / f"subsets_{part}.png"))
-    curves = found["corruption"]
-    weighted = all(c["weights"] for c in curves.values())
-    fig, axes = plt.subplots(1, 2 if weighted else 1, figsize=(11 if weighted else 6, 4), squeeze=False)
-    for m, c in curves.items():
-        x = range(len(c["levels"]))
-        axes[0, 0].plot(
-            x, [100 * (a or 0.0) for a in c["accuracy"][first]], marker="o", label=f"{m} corrupted"
-        )
-        if weighted:
-            axes[0, 1].plot(x, c["weights"][m], marker="o", label=f"weight of {m}, {m} corrupted")
-    levels = [c["levels"] for c in curves.values()]
-    same = all(lv == levels[0] for lv in levels)  # one level scale for all: label it once
-    ticks = [
-        " / ".join(f"{lv[i]:g}" for lv in (levels[:1] if same else levels)) for i in range(len(levels[0]))
-    ]
-    axes[0, 0].set_ylabel(f"{first} accuracy % (test)")
-    axes[0, 0].set_title(f"{part}: accuracy under corruption")
-    if weighted:
-        axes[0, 1].set_ylabel("mean modality weight")
-        axes[0, 1].set_ylim(0, 1)
-        axes[0, 1].set_title("weight of the corrupted modality")
-    for ax in axes[0]:
-        ax.set_xticks(range(len(ticks)), ticks)
-        ax.set_xlabel("corruption level" + ("" if same else " (" + " / ".join(curves) + ")"))
-        ax.legend(fontsize=8)
-    names.append(_save(fig, report / f"corruption_{part}.png"))
-    return names
-
-
-def _weights_by_class_png(report, part, task, by_class, present) -> str:
-    plt = _pyplot()
-    fig, ax = plt.subplots(figsize=(max(5.0, 0.5 * len(by_class) + 2), 3.5))
-    bottom = np.zeros(len(by_class))
-    for m in present:
-        values = np.array([w[m] for w in by_class.values()])
-        ax.bar(list(by_class), values, bottom=bottom, label=m)
-        bottom += values
-    ax.set_ylim(0, 1)
-    ax.set_xlabel(f"true {task}")
-    ax.set_ylabel("mean modality weight")
-    ax.set_title(f"{part}: modality weight per class")
-    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.0, 1.0))
-    return _save(fig, report / f"weights_by_class_{part}.png")
-
-
-def _fmt(v: float | None) -> str:
-    return "—" if v is None else f"{100 * v:.2f}"
-
-
-def render_report(
-    results: dict[str, Any],
-    meta: dict[str, Any],
-    tasks: dict[str, list[str]],
-    plots: dict[str, list[str]] | None = None,
-) -> str:
-    progress = meta.get("progress", {})
-    lines = [
-        f"# Evaluation report: {results['run']}",
-        "",
-        f"Data sets: {', '.join(meta.get('sets', []))}; modalities: "
-        + ", ".join(f"{k} ({v})" for k, v in meta.get("modalities", {}).items()),
-        f"Epochs trained: {progress.get('epochs_done', '?')} (best by validation loss: epoch "
-        f"{progress.get('best_epoch', '?')}); training time {progress.get('train_seconds', 0):.0f} s.",
-        "",
-        "## Test metrics",
-        "",
-        "| task | data set | n | accuracy % | macro-F1 % | ROC-AUC % |",
-        "|---|---|---:|---:|---:|---:|",
-    ]
-    for task, m in results["tasks"].items():
-        lines.append(
-            f"| {task} | {m['data_set']} | {m['n']} | {_fmt(m['accuracy'])} | {_fmt(m['macro_f1'])} | "
-            f"{_fmt(m['roc_auc'])} |"
-        )
-    ensembles = {
-        task: m["member_accuracy"] for task, m in results["tasks"].items() if m.get("member_accuracy")
-    }
-    if ensembles:
-        lines += ["", "The model is an ensemble (`model.members`); each member's test accuracy alone:", ""]
-        lines += [f"- {task}: " + ", ".join(f"{_fmt(a)}%" for a in accs) for task, accs in ensembles.items()]
-    if results["modality_weights"]:
-        names = list(next(iter(results["modality_weights"].values())))
-        lines += [
-            "",
-            "## Mean modality weight",
-            "",
-            "| data set | " + " | ".join(names) + " |",
-        ]
-        lines.append("|---|" + "---:|" * len(names))
-        for part, w in results["modality_weights"].items():
-            lines.append(f"| {part} | " + " | ".join(f"{w[n]:.3f}" for n in names) + " |")
-    for name, skipped in (meta.get("skipped_rows") or {}).items():
-        count = skipped["count"]
-        lines += ["", f"## Skipped bad rows ({name})", "", f"{count} row(s) skipped (--skip-bad-rows):", ""]
-        for bad in skipped.get("rows", [])[:20]:
-            where = f"line {bad['row']}" if isinstance(bad["row"], int) else f"sample {bad['row']}"
-            lines.append(f"- {where}, column '{bad['column']}': {bad['reason']}")
-    for part, found in (results.get("robustness") or {}).items():
-        lines += _robustness_lines(part, found, results.get("weights_by_class", {}).get(part), plots or {})
-    lines += ["", "## Confusion matrices", ""]
-    for task in results["tasks"]:
-        lines.append(f"![{task}](confusion_{task}.png)")
-    if results.get("predictions"):
-        lines += [
-            "",
-            "Every test prediction, with its class probabilities and modality weights: [predictions.csv]"
-            "(predictions.csv).",
-        ]
-    return "\n".join(lines) + "\n"
-
-
-def _robustness_lines(part: str, found: dict[str, Any], by_class, plots: dict[str, list[str]]) -> list[str]:
-    first = next(iter(found["corruption"].values()))
-    task_names = list(first["accuracy"])
-    names = found["modalities"]
-    lines = ["", f"## Robustness ({part})"]
-    if found["subsets"]:
-        lines += [
-            "",
-            "Accuracy when only some modalities are given (the others masked out, as a missing modality is):",
-            "",
-            "| modalities given | n | "
-            + " | ".join(f"{t} accuracy %" for t in task_names)
-            + "".join(f" | weight {m}" for m in names if found["subsets"][0]["weights"])
-            + " |",
-            "|---|---:|"
-            + "---:|" * len(task_names)
-            + ("---:|" * len(names) if found["subsets"][0]["weights"] else ""),
-        ]
-        for sub in found["subsets"]:
-            cells = [" + ".join(sub["modalities"]), str(sub["n"])] + [
-                _fmt(sub["accuracy"][t]) for t in task_names
-            ]
-            if sub["weights"]:
-                cells += [f"{sub['weights'][m]:.3f}" for m in names]
-            lines.append("| " + " | ".join(cells) + " |")
-    lines += [
-        "",
-        "Accuracy under growing corruption of one modality (the others clean); seeded, reproducible:",
-        "",
-    ]
-    for m, curve in found["corruption"].items():
-        weighted = curve["weights"] is not None
-        header = (
-            ["level"]
-            + [f"{t} accuracy %" for t in task_names]
-            + ([f"weight {n}" for n in names] if weighted else [])
-        )
-        lines += [f"**{m}** ({curve['kind']}: {curve['corruption']})", "", "| " + " | ".join(header) + " |"]
-        lines.append("|" + "---:|" * len(header))
-        for i, level in enumerate(curve["levels"]):
-            cells = [f"{level:g}"] + [_fmt(curve["accuracy"][t][i]) for t in task_names]
-            if weighted:
-                cells += [f"{curve['weights'][n][i]:.3f}" for n in names]
-            lines.append("| " + " | ".join(cells) + " |")
-        lines.append("")
-    if by_class:
-        lines += [f"Mean modality weight per true class of `{by_class['task']}`:", ""]
-        lines.append("| class | " + " | ".join(names) + " |")
-        lines.append("|---|" + "---:|" * len(names))
-        for name, w in by_class["classes"].items():
-            lines.append(f"| {name} | " + " | ".join(f"{w[m]:.3f}" for m in names) + " |")
-        lines.append("")
-    lines += [f"![{name}]({name})" for name in plots.get(part, [])]
-    return lines
