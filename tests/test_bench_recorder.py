@@ -76,7 +76,9 @@ def test_records_are_written_whole_or_not_at_all(tmp_path, monkeypatch):
     def interrupted(src, dst):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(recorder.os, "replace", interrupted)
+    from omnifuse import rundir  # the one atomic write the recorder uses
+
+    monkeypatch.setattr(rundir.os, "replace", interrupted)
     with pytest.raises(KeyboardInterrupt):
         recorder.write_json(path, {"accuracy": 0.9})
     assert json.loads(path.read_text()) == {"accuracy": 0.5, "steps": 3}  # the old record, whole

@@ -9,10 +9,11 @@ from omnifuse.errors import OmnifuseError
 
 
 def test_every_kind_has_its_parts_and_an_unknown_kind_names_the_valid_ones():
-    assert set(modalities.KINDS) == {"image", "text", "audio", "numbers"}
+    # features: a frozen encoder's cached output, a kind only while training (omnifuse/features.py)
+    assert set(modalities.KINDS) == {"image", "text", "audio", "numbers", "features"}
     for rule in modalities.KINDS.values():
         assert rule.LEVELS[0] == 0 and rule.LEVELS[-1] == rule.MAX_LEVEL
-    with pytest.raises(OmnifuseError, match="'video'.*'clip'.*image, text, audio, numbers"):
+    with pytest.raises(OmnifuseError, match="'video'.*'clip'.*image, text, audio, numbers, features"):
         modalities.kind("video", "clip")
 
 
