@@ -25,6 +25,8 @@ from pathlib import Path
 import keras
 import numpy as np
 
+from omnifuse.names import mask_name
+
 log = logging.getLogger(__name__)
 
 
@@ -66,7 +68,9 @@ def copy_weights(source: keras.Model, target: keras.Model) -> None:
 
 
 def extractor(model: keras.Model, name: str, branch) -> keras.Model:
-    mask = f"{name}_mask"
+    """The sub-model from modality ``name``'s raw input (and mask) to its branch's features. (Its inputs are the
+    model's own Input tensors: a sub-model *from* intermediate tensors would rewire the model, see above.)"""
+    mask = mask_name(name)
     return keras.Model({name: model.input[name], mask: model.input[mask]}, branch.output)
 
 
@@ -119,7 +123,7 @@ def extract(
     for start in range(0, len(x), batch_size):
         chunk = x[start : start + batch_size]
         ones = np.ones(len(chunk), "float32")
-        feats.append(np.asarray(net({name: chunk, f"{name}_mask": ones}, training=False), "float32"))
+        feats.append(np.asarray(net({name: chunk, mask_name(name): ones}, training=False), "float32"))
     out = np.concatenate(feats) if feats else np.zeros((0, branch.encoder.output_dim), "float32")
     if path is not None:
         path.parent.mkdir(parents=True, exist_ok=True)
