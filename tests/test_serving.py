@@ -264,6 +264,47 @@ def test_serving_benchmark_measures_single_concurrent_and_batched_requests(run):
     )
 
 
+def test_a_bad_request_mix_is_refused_with_4xx_and_leaves_valid_requests_alone(run):
+    from omnifuse.serving import bench as serving_bench
+
+    record = serving_bench.run(
+        run, requests=60, concurrency=4, batch_sizes=(), instances=0, bad_fraction=0.5, max_seconds=120
+    )
+    clean, mixed = record["bad_mix"]["clean"], record["bad_mix"]["mixed"]
+    assert clean["bad"] == 0 and clean["valid"] == 60 and mixed["requests"] == 60
+    # every kind that applies to an image + text model, each sent (they take turns) and each refused with a 4xx
+    assert set(mixed["bad_kinds"]) == {
+        "json_nested_100k",
+        "text_lone_surrogate_json",
+        "text_not_utf8_multipart",
+        "text_empty_alone",
+        "image_corrupt_png",
+        "image_png_huge_area",
+    }
+    assert mixed["bad"] >= 2 * len(mixed["bad_kinds"]), mixed  # seeded: 0.5 of 60
+    assert mixed["bad_refused_4xx"] == mixed["bad"] and mixed["bad_not_refused"] == {}
+    for phase in (clean, mixed):
+        assert phase["status_5xx"] == 0 and phase["server_errors"] == 0
+        assert phase["valid_failed"] == 0, phase["first_valid_failures"]
+        assert phase["valid"] == phase["requests"] - phase["bad"] > 0
+        assert 0 < phase["p50_ms"] <= phase["p99_ms"] and phase["rss_mb_peak"] >= phase["rss_mb_start"] > 0
+    assert record["errors"] == 0 and not record["stopped_by_deadline"]
+
+
+def test_the_bad_mix_for_an_audio_model_sends_a_truncated_wav_the_decoder_refuses():
+    from omnifuse.data.wav import decode_wav
+    from omnifuse.errors import OmnifuseError
+    from omnifuse.serving import bench as serving_bench
+
+    meta = {"modalities": {"audio": {"kind": "audio", "sample_rate": 8000, "num_samples": 8000}}}
+    files, data = serving_bench.sample_request(meta)
+    bad = serving_bench.bad_requests("http://127.0.0.1:1", meta, files, data)
+    assert set(bad) == {"json_nested_100k", "audio_truncated_wav"}
+    assert bad["audio_truncated_wav"].startswith(b"POST /predict HTTP/1.1\r\n")
+    with pytest.raises(OmnifuseError, match="truncated"):
+        decode_wav(serving_bench._truncated_wav(8000), 8000, 8000)
+
+
 def test_bfloat16_inference_answers_like_float32_and_a_bad_precision_is_named(run, predictor):
     png = png_bytes(label=2)
     want = predictor.predict(image=png, text="a wonderful, moving film")

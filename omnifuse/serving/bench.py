@@ -273,6 +273,193 @@ async def _load(
     }
 
 
+def _png_claiming(width: int, height: int) -> bytes:
+    """A PNG whose header declares ``width x height`` pixels, followed by a few bytes of image data: a decoder
+    that trusts the header would allocate the whole area."""
+    import struct
+    import zlib
+
+    def chunk(tag: bytes, body: bytes) -> bytes:
+        return struct.pack(">I", len(body)) + tag + body + struct.pack(">I", zlib.crc32(tag + body))
+
+    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", header)
+        + chunk(b"IDAT", zlib.compress(b"\0" * 64))
+        + chunk(b"IEND", b"")
+    )
+
+
+def _truncated_wav(sample_rate: int) -> bytes:
+    """A WAV whose header promises a second of 16-bit frames, with a tenth of them present."""
+    import struct
+
+    frames, present = sample_rate, sample_rate // 10
+    data = struct.pack(f"<{present}h", *([1000] * present))
+    fmt = struct.pack("<HHIIHH", 1, 1, sample_rate, 2 * sample_rate, 2, 16)
+    size = 4 + (8 + len(fmt)) + (8 + 2 * frames)
+    return (
+        b"RIFF"
+        + struct.pack("<I", size)
+        + b"WAVE"
+        + b"fmt "
+        + struct.pack("<I", len(fmt))
+        + fmt
+        + (b"data" + struct.pack("<I", 2 * frames) + data)
+    )
+
+
+def _multipart(url: str, fields: dict[str, tuple[str | None, bytes, str | None]]) -> bytes:
+    """A multipart ``POST /predict`` written byte by byte (httpx would encode a text field as UTF-8 itself):
+    ``fields``: name -> (filename or None for a form field, raw value, content type or None)."""
+    boundary = "omnifuse-bad-mix-7f3a"
+    body = b""
+    for name, (filename, value, content_type) in fields.items():
+        disposition = f'form-data; name="{name}"' + (f'; filename="{filename}"' if filename else "")
+        body += f"--{boundary}\r\nContent-Disposition: {disposition}\r\n".encode()
+        if content_type:
+            body += f"Content-Type: {content_type}\r\n".encode()
+        body += b"\r\n" + value + b"\r\n"
+    body += f"--{boundary}--\r\n".encode()
+    return encode_content(url, body, f"multipart/form-data; boundary={boundary}")
+
+
+def encode_content(url: str, content: bytes, content_type: str) -> bytes:
+    """The bytes of one ``POST /predict`` carrying ``content`` as it is (see ``encode_request``)."""
+    import httpx
+
+    request = httpx.Request("POST", url + "/predict", content=content, headers={"content-type": content_type})
+    request.read()
+    head = [f"POST {request.url.raw_path.decode()} HTTP/1.1", f"Host: {request.url.netloc.decode()}"]
+    head += [f"{k}: {v}" for k, v in request.headers.items() if k.lower() != "host"]
+    return ("\r\n".join(head) + "\r\n\r\n").encode() + content
+
+
+def bad_requests(
+    url: str, meta: dict[str, Any], files: dict[str, tuple], data: dict[str, str], seed: int = 0
+) -> dict[str, bytes]:
+    """Requests the server must refuse with a 4xx, each kind that applies to the served model's modalities, as
+    prepared bytes: kind -> request. Each spoils one field of the valid sample ``(files, data)`` and keeps the others
+    valid, so only the spoiled field can be why it is refused."""
+    rng = np.random.default_rng(seed)
+    valid = {k: (v[0], v[1], v[2]) for k, v in files.items()}
+    valid.update({k: (None, v.encode(), None) for k, v in data.items()})
+
+    def spoiled(field: str, value: tuple[str | None, bytes, str | None]) -> bytes:
+        return _multipart(url, {**valid, field: value})
+
+    bad: dict[str, bytes] = {
+        # JSON nested 100,000 deep: the parser must neither recurse that far nor answer 500
+        "json_nested_100k": encode_content(url, b"[" * 100_000 + b"]" * 100_000, "application/json"),
+    }
+    for name, info in meta["modalities"].items():
+        kind = info["kind"]
+        if kind == "text":
+            # json.dumps escapes the lone surrogate as \udce9: valid JSON, not encodable text
+            bad[f"{name}_lone_surrogate_json"] = encode_content(
+                url, json.dumps({name: "caf\udce9"}).encode(), "application/json"
+            )
+            bad[f"{name}_not_utf8_multipart"] = spoiled(name, (None, "café".encode("latin-1"), None))
+            bad[f"{name}_empty_alone"] = encode_content(
+                url, json.dumps({name: ""}).encode(), "application/json"
+            )
+        elif kind == "image":
+            noise = rng.integers(0, 256, 4096, dtype=np.uint8).tobytes()
+            bad[f"{name}_corrupt_png"] = spoiled(name, (f"{name}.png", noise, "image/png"))
+            bad[f"{name}_png_huge_area"] = spoiled(
+                name, (f"{name}.png", _png_claiming(100_000, 100_000), "image/png")
+            )
+        elif kind == "audio":
+            wav = _truncated_wav(int(info["sample_rate"]))
+            bad[f"{name}_truncated_wav"] = spoiled(name, (f"{name}.wav", wav, "audio/wav"))
+    return bad
+
+
+async def _mixed_load(
+    url: str,
+    valid: bytes,
+    bad: dict[str, bytes],
+    bad_fraction: float,
+    requests: int,
+    concurrency: int,
+    deadline: float,
+    seed: int = 0,
+) -> dict:
+    """Valid and bad requests at random (``bad_fraction`` of them bad, the kinds in turn) with ``concurrency`` in
+    flight until ``requests`` are sent or ``deadline`` passes. Counts 5xx answers, valid requests that failed
+    (anything but a 200 with an answer, or no answer), bad ones answered 4xx (and, by kind, any that were not);
+    latency percentiles of the valid requests only."""
+    host, port = url.removeprefix("http://").rsplit(":", 1)
+    rng = np.random.default_rng(seed)
+    kinds = list(bad)
+    latencies: list[float] = []
+    counts = {"valid": 0, "bad": 0, "status_5xx": 0, "valid_failed": 0, "bad_refused_4xx": 0}
+    bad_not_refused: dict[str, list[str]] = {}
+    failures: list[str] = []
+    sent = 0
+
+    async def worker() -> None:
+        nonlocal sent
+        reader, writer = await asyncio.open_connection(host, int(port))
+        try:
+            while sent < requests and time.monotonic() < deadline:
+                sent += 1
+                is_bad = bool(kinds) and rng.random() < bad_fraction
+                kind = kinds[counts["bad"] % len(kinds)] if is_bad else "valid"
+                counts["bad" if is_bad else "valid"] += 1
+                start = time.perf_counter()
+                status, answer, problem = 0, b"", ""
+                try:
+                    status, answer = await asyncio.wait_for(
+                        _exchange(reader, writer, bad[kind] if is_bad else valid), 30.0
+                    )
+                except (OSError, asyncio.TimeoutError, asyncio.IncompleteReadError, ValueError) as exc:
+                    problem = f"{type(exc).__name__}: {exc}"
+                elapsed = 1000 * (time.perf_counter() - start)
+                counts["status_5xx"] += status >= 500
+                if is_bad:
+                    if 400 <= status < 500:
+                        counts["bad_refused_4xx"] += 1
+                    else:
+                        bad_not_refused.setdefault(kind, []).append(problem or f"{status}: {answer[:120]!r}")
+                else:
+                    latencies.append(elapsed)
+                    ok = False
+                    if status == 200:
+                        try:
+                            ok = "tasks" in json.loads(answer)
+                        except ValueError:
+                            pass
+                    if not ok:
+                        counts["valid_failed"] += 1
+                        failures.append(problem or f"{status}: {answer[:200]!r}")
+                if problem or is_bad:
+                    # a fresh connection after a refusal: the server may close one whose body it did not read
+                    writer.close()
+                    reader, writer = await asyncio.open_connection(host, int(port))
+        finally:
+            writer.close()
+
+    start = time.perf_counter()
+    await asyncio.gather(*(worker() for _ in range(concurrency)))
+    wall = time.perf_counter() - start
+    lat = np.asarray(latencies) if latencies else np.zeros(1)
+    return {
+        "bad_fraction": bad_fraction,
+        "concurrency": concurrency,
+        "wall_s": round(wall, 3),
+        "requests": counts["valid"] + counts["bad"],
+        **counts,
+        "valid_per_s": round(counts["valid"] / wall, 1) if wall > 0 else 0.0,
+        "p50_ms": round(float(np.percentile(lat, 50)), 2),
+        "p99_ms": round(float(np.percentile(lat, 99)), 2),
+        "bad_kinds": kinds if bad_fraction > 0 else [],
+        "bad_not_refused": {k: {"count": len(v), "first": v[:2]} for k, v in bad_not_refused.items()},
+        "first_valid_failures": failures[:3],
+    }
+
+
 def run(
     run_dir: str | Path,
     requests: int = 200,
@@ -282,6 +469,8 @@ def run(
     max_seconds: float = 120.0,
     instances: int = 64,
     precision: str = "float32",
+    bad_fraction: float = 0.0,
+    duration: float = 0.0,
 ) -> dict[str, Any]:
     """Benchmark serving ``run_dir``; returns a JSON-able record (see the module docstring).
 
@@ -289,6 +478,12 @@ def run(
     server's ``max_batch`` per throughput phase (a fresh server each). ``max_seconds``: deadline of the load
     phases, after which each stops sending (server start-up is not counted). ``precision``: the server's
     ``--precision``.
+
+    ``bad_fraction`` > 0 adds the bad-request mix (``record["bad_mix"]``): two phases of ``concurrency`` clients,
+    each on a fresh server (``max_batch``: the last of ``batch_sizes``, 32 if none), the first with valid requests
+    only, the second with ``bad_fraction`` of them bad ones of every kind that applies (``bad_requests``); each runs
+    ``duration`` seconds if > 0, else ``requests`` requests within the deadline. ``batch_sizes=[]`` runs the mix
+    alone.
     """
     import httpx
 
@@ -354,8 +549,46 @@ def run(
                     rss_mb_end=round(server.rss_mb(), 1),
                 )
                 record["batched_requests"] = phase
+    if bad_fraction > 0:
+        if not 0 < bad_fraction <= 1:
+            raise OmnifuseError(f"Expected bad_fraction in (0, 1]. Received: {bad_fraction}")
+        max_batch = batch_sizes[-1] if len(batch_sizes) else 32
+        record["bad_mix"] = {}
+        for label, fraction in (("clean", 0.0), ("mixed", float(bad_fraction))):
+            with _Server(run_dir, max_batch, batch_wait_ms, precision) as server:
+                meta = httpx.get(server.url + "/metadata", timeout=10.0).json()
+                files, data = sample_request(meta)
+                record.setdefault("modalities", {k: v["kind"] for k, v in meta["modalities"].items()})
+                load(server.url, files, data, 2 * concurrency, concurrency)  # warm-up, valid requests
+                valid = encode_request(server.url, files, data)
+                bad = bad_requests(server.url, meta, files, data)
+                rss_start = server.rss_mb()
+                start = time.monotonic()
+                if duration > 0:
+                    n, deadline = 2**62, start + float(duration)
+                else:
+                    n, deadline = requests, start + budget["left"]
+                with _MemoryTrace(server) as trace:
+                    phase = asyncio.run(
+                        _mixed_load(server.url, valid, bad, fraction, n, concurrency, deadline)
+                    )
+                if duration <= 0:
+                    budget["left"] -= time.monotonic() - start
+                    budget["cut"] |= phase["requests"] < n
+                health = server.health()
+                phase.update(
+                    max_batch=max_batch,
+                    rss_mb_start=round(rss_start, 1),
+                    rss_mb_peak=max(mb for _, mb in trace.samples),
+                    server_errors=health["server_errors"],
+                    **trace.summary(),
+                )
+                record["bad_mix"][label] = phase
     phases = [record.get("single", {})] + record["throughput"] + [record.get("batched_requests", {})]
     record["errors"] = sum(p.get("errors", 0) + p.get("server_errors", 0) for p in phases)
+    record["errors"] += sum(
+        p["status_5xx"] + p["valid_failed"] + p["server_errors"] for p in record.get("bad_mix", {}).values()
+    )
     record["rss_growth_mb"] = max(
         (p["rss_mb_end"] - p["rss_mb_start"] for p in phases if "rss_mb_end" in p), default=0.0
     )
@@ -376,6 +609,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--max-seconds", type=float, default=120.0, help="deadline of the load phases")
     parser.add_argument("--instances", type=int, default=64, help="samples per batched request (0: none)")
     parser.add_argument("--precision", default="float32", help="the server's --precision")
+    parser.add_argument("--bad-fraction", type=float, default=0.0, help="share of bad requests (0: no mix)")
+    parser.add_argument(
+        "--duration", type=float, default=0.0, help="seconds per bad-mix phase (0: --requests)"
+    )
     parser.add_argument("--json", type=Path, help="also write the record here")
     args = parser.parse_args(argv)
     try:
@@ -389,6 +626,8 @@ def main(argv: list[str] | None = None) -> None:
             max_seconds=args.max_seconds,
             instances=args.instances,
             precision=args.precision,
+            bad_fraction=args.bad_fraction,
+            duration=args.duration,
         )
     except (OmnifuseError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
