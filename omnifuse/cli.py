@@ -367,7 +367,7 @@ def bench(
     name: Annotated[
         str,
         typer.Argument(
-            help="A preset, a config .toml, a suite (omnifuse/bench/suites.toml), SUITE:LABEL,LABEL, 'serve' "
+            help="A preset, a config .toml, a suite (omnifuse/bench/suites.toml), SUITE:LABEL,LABEL, 'serve' or 'reliability' "
             "(--run RUN_DIR), or 'report' (regenerate RESULTS.md and the README's table from --results)"
         ),
     ],
@@ -413,6 +413,9 @@ def bench(
     if name == "serve":
         run_serve(run, list(set_ or []), results, echo=typer.echo)
         return
+    if name == "reliability":  # the serving bench's load run with bad requests, beside one without
+        run_serve(run, [*RELIABILITY_LOAD, *(set_ or [])], results, echo=typer.echo)
+        return
     run_bench(
         name,
         seeds=seeds,
@@ -426,6 +429,17 @@ def bench(
         echo=typer.echo,
         first_seed=first_seed,
     )
+
+
+# `omnifuse bench reliability --run RUN`: 64 clients for 60 s, first valid requests only, then 10% bad ones of every
+# kind that applies to the model (each phase on a fresh server); later --set items override these
+RELIABILITY_LOAD = [
+    "bad_fraction=0.1",
+    "concurrency=64",
+    "duration=60",
+    "batch_sizes=[]",
+    "instances=0",
+]
 
 
 @app.command()

@@ -327,3 +327,24 @@ def test_bfloat16_inference_answers_like_float32_and_a_bad_precision_is_named(ru
         result = CliRunner().invoke(cli_app, ["serve", str(run), "--precision", "bfloat16"])
     assert result.exit_code == 0, result.output
     assert seen["app"].state.predictor.precision == "bfloat16"
+
+
+def test_bench_reliability_is_the_load_run_with_bad_requests(monkeypatch, tmp_path):
+    """`omnifuse bench reliability --run RUN` runs the serving bench with the issue's load (64 clients, 60 s, 10%
+    bad requests, beside a clean phase); a --set item overrides one of them."""
+    from typer.testing import CliRunner
+
+    import omnifuse.bench as bench_pkg
+    from omnifuse import cli
+
+    seen = {}
+    monkeypatch.setattr(
+        bench_pkg, "run_serve", lambda run, options, results, echo: seen.update(options=options)
+    )
+    result = CliRunner().invoke(
+        cli.app,
+        ["bench", "reliability", "--run", str(tmp_path), "--set", "duration=5", "--results", str(tmp_path)],
+    )
+    assert result.exit_code == 0, result.output
+    options = dict(item.split("=", 1) for item in seen["options"])  # the last one of a key wins, as in --set
+    assert options["bad_fraction"] == "0.1" and options["concurrency"] == "64" and options["duration"] == "5"

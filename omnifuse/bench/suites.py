@@ -139,7 +139,7 @@ def resolve(name: str) -> list[Entry]:
     if name in presets() or (name.endswith(".toml") and Path(name).is_file()):
         return [Entry(bench_name(name), "omnifuse", name)]
     raise OmnifuseError(
-        f"Expected a preset, a .toml config, a suite, 'serve' or 'report'. Received: {name!r}. "
+        f"Expected a preset, a .toml config, a suite, 'serve', 'reliability' or 'report'. Received: {name!r}. "
         f"Presets: {', '.join(presets())}. Suites: {', '.join(sorted(suites))}"
     )
 
