@@ -471,9 +471,10 @@ def _fit(
         run.progress["stopped_early"] = True
 
 
-def _finish(run: _Run, model: keras.Model, streams: _Streams) -> Path:
+def _finish(run: _Run, model: keras.Model, streams: _Streams, fitted: keras.Model | None = None) -> Path:
     """Save the best epoch's model (with the ensemble's member weights fitted, if asked) as ``model.keras`` and
-    mark the run finished; the run directory."""
+    mark the run finished; the run directory. ``fitted``: the head that trained on cached frozen features, if any:
+    the temperatures are fitted through it on those features, not by running the frozen encoders again."""
     if run.dist is not None:
         run.dist.record(model, run.meta)
     best = run.run_dir / CHECKPOINTS / "best.keras"
@@ -484,7 +485,13 @@ def _finish(run: _Run, model: keras.Model, streams: _Streams) -> Path:
     if (
         run.dist is None
     ):  # one temperature per task, fitted on the validation split (distributed: at evaluation)
-        run.meta[calibration.KEY] = calibration.fit_run(model, run.prepared, run.cfg.train.batch_size)
+        scorer, data = model, run.prepared
+        if fitted is not None and run.fit_prepared is not None:
+            from omnifuse.features import copy_weights
+
+            copy_weights(model, fitted)  # the saved (best) weights: the same answers on the cached features
+            scorer, data = fitted, run.fit_prepared
+        run.meta[calibration.KEY] = calibration.fit_run(scorer, data, run.cfg.train.batch_size)
     run.meta["hardware"] = machine()  # the model card names it
     atomic_save_model(model, run.run_dir / "model.keras")
     run.progress["finished"] = True
@@ -516,7 +523,7 @@ def train(
         from omnifuse.features import copy_weights
 
         copy_weights(fitted, model)
-    return _finish(run, model, streams)
+    return _finish(run, model, streams, fitted if fitted is not model else None)
 
 
 def _frozen_features(run: _Run, model: keras.Model, extra: list[keras.callbacks.Callback]) -> keras.Model:

@@ -55,6 +55,12 @@ def test_cached_features_train_the_same_model_as_the_encoder_itself(fsdd_dir, tm
     t = np.arange(2000) / 8000
     audio = (np.sin(2 * np.pi * rng.uniform(200, 900, (8, 1)) * t)).astype("float32")
     inputs = {"audio": audio, "audio_mask": np.ones(8, "float32")}
+    # the temperature fitted through the head on the cached features is the one the full model would get
+    from omnifuse.evaluation.calibration import temperatures
+
+    t_cached = temperatures(meta)["digit"]
+    t_direct = temperatures(json.loads((direct / "meta.json").read_text()))["digit"]
+    assert t_cached == pytest.approx(t_direct, rel=1e-3)
     # the saved model is the full one (raw waveforms in), with the head trained on the cached features
     np.testing.assert_allclose(_probabilities(cached, inputs), _probabilities(direct, inputs), atol=2e-4)
 

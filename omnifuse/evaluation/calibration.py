@@ -142,8 +142,9 @@ def fit_on_stream(model, stream: Iterable, tasks: list[str]) -> dict[str, Any]:
 
 
 def fit_run(model, prepared, batch_size: int = 256) -> dict[str, Any] | None:
-    """:func:`fit` on the validation splits of ``prepared`` (raw inputs, so ``model`` is the whole model even where
-    training ran on cached features); None when there is no validation sample (``data.val_fraction = 0``)."""
+    """:func:`fit` on the validation splits of ``prepared`` with ``model`` (the whole model on raw inputs, or, where
+    training ran on cached frozen features, the head on those features: the same answers); None when there is no
+    validation sample (``data.val_fraction = 0``)."""
     from omnifuse import pipeline
 
     splits = [p.val for p in prepared.parts if len(p.val)]
