@@ -1,11 +1,9 @@
-"""Audio encoders (``model.audio.encoder``): name -> options, name -> layer (imported on first use)."""
+"""Audio encoders (``model.audio.encoder``): name -> options, name -> layer
+(imported on first use), found from the package's ``*_config.py`` files (``omnifuse.encoders.discover``)."""
 
-from omnifuse.encoders import lazy_attribute
-from omnifuse.encoders.audio.cnn_config import AudioCNNConfig
-from omnifuse.encoders.audio.whisper_config import WhisperConfig
+from omnifuse.encoders import discover, lazy_attribute
 
-CONFIGS = {"cnn": AudioCNNConfig, "whisper_tiny": WhisperConfig}
-LAYERS = {"cnn": "cnn.AudioCNN", "whisper_tiny": "whisper.AudioWhisper"}
+CONFIGS, LAYERS = discover(__name__, __path__)
 
 
 def __getattr__(name: str):

@@ -17,3 +17,7 @@ class AudioCNNConfig:
     filters: tuple[int, ...] = (32, 64, 128)  # one conv-BN-ReLU-pool block per entry
     dense_units: int = 128  # width of the dense layer after the blocks: the encoder's output
     dropout: float = 0.2  # on the output
+
+
+# model.audio.encoder name -> the layer class in cnn.py that these options configure
+ENCODERS = {"cnn": "AudioCNN"}

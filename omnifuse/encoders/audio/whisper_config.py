@@ -20,3 +20,7 @@ class WhisperConfig:
     # over the frames of the real audio: "mean" (384-d) | "mean_std" (768-d)
     pooling: typing.Literal["mean", "mean_std"] = "mean"
     dropout: float = 0.0  # on the pooled features, in training
+
+
+# model.audio.encoder name -> the layer class in whisper.py that these options configure
+ENCODERS = {"whisper_tiny": "AudioWhisper"}

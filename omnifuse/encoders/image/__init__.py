@@ -1,23 +1,9 @@
-"""Image encoders (``model.image.encoder``): name -> options, name -> layer (imported on first use)."""
+"""Image encoders (``model.image.encoder``): name -> options, name -> layer
+(imported on first use), found from the package's ``*_config.py`` files (``omnifuse.encoders.discover``)."""
 
-from omnifuse.encoders import lazy_attribute
-from omnifuse.encoders.image.cnn_config import CNNConfig
-from omnifuse.encoders.image.efficientnet_lite_config import EfficientNetLiteConfig
-from omnifuse.encoders.image.fastnet_config import FastNetConfig
-from omnifuse.encoders.image.resnet_config import ResNetConfig
+from omnifuse.encoders import discover, lazy_attribute
 
-CONFIGS = {
-    "cnn": CNNConfig,
-    "resnet": ResNetConfig,
-    "fastnet": FastNetConfig,
-    "efficientnet_lite0": EfficientNetLiteConfig,
-}
-LAYERS = {
-    "cnn": "cnn.ImageCNN",
-    "resnet": "resnet.ImageResNet",
-    "fastnet": "fastnet.ImageFastNet",
-    "efficientnet_lite0": "efficientnet_lite.ImageEfficientNetLite",
-}
+CONFIGS, LAYERS = discover(__name__, __path__)
 
 
 def __getattr__(name: str):

@@ -14,3 +14,7 @@ class CNNConfig:
     dense_units: int = 256  # width of the dense layer after the blocks: the encoder's output
     batchnorm: bool = True  # batch normalisation after each conv
     dropout: float = 0.25  # after each block; twice this (at most 0.5) on the output
+
+
+# model.image.encoder name -> the layer class in cnn.py that these options configure
+ENCODERS = {"cnn": "ImageCNN"}

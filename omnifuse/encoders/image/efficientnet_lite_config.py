@@ -19,3 +19,7 @@ class EfficientNetLiteConfig:
     trainable_blocks: int = 0
     weights: str = ""  # the .pth file (or its folder); empty = the installed weight package
     dropout: float = 0.0  # dropout on the 1280-d pooled features, in training
+
+
+# model.image.encoder name -> the layer class in efficientnet_lite.py that these options configure
+ENCODERS = {"efficientnet_lite0": "ImageEfficientNetLite"}

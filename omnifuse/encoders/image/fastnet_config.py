@@ -19,3 +19,7 @@ class FastNetConfig:
     # inference: 0 = plain, 1 = average with the mirror image, 2 = also two 1-pixel shifts
     tta: typing.Literal[0, 1, 2] = 1
     bias_lr_scale: float = 1.0  # with SGD, the BN biases learn this many times faster (airbench: 64)
+
+
+# model.image.encoder name -> the layer class in fastnet.py that these options configure
+ENCODERS = {"fastnet": "ImageFastNet"}

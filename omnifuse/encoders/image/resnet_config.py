@@ -15,3 +15,7 @@ class ResNetConfig:
     blocks: int = 1  # residual blocks per stage
     dense_units: int = 256  # width of the dense layer after the global pool: the encoder's output
     dropout: float = 0.0  # on the output
+
+
+# model.image.encoder name -> the layer class in resnet.py that these options configure
+ENCODERS = {"resnet": "ImageResNet"}

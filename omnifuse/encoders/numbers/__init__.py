@@ -1,11 +1,9 @@
 """Encoders of numbers and categories (a table's columns; ``model.tabular.encoder``): name -> options, name -> layer
-(imported on first use)."""
+(imported on first use), found from the package's ``*_config.py`` files (``omnifuse.encoders.discover``)."""
 
-from omnifuse.encoders import lazy_attribute
-from omnifuse.encoders.numbers.mlp_config import TabularMLPConfig
+from omnifuse.encoders import discover, lazy_attribute
 
-CONFIGS = {"mlp": TabularMLPConfig}
-LAYERS = {"mlp": "mlp.TabularMLP"}
+CONFIGS, LAYERS = discover(__name__, __path__)
 
 
 def __getattr__(name: str):

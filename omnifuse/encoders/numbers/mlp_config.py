@@ -13,3 +13,7 @@ class TabularMLPConfig:
     units: tuple[int, ...] = (64, 64)  # one Dense-ReLU-Dropout block per entry; the last is the output width
     dropout: float = 0.1  # after each block
     missing_indicator: bool = True  # append one 0/1 input per feature saying whether its cell was empty
+
+
+# model.tabular.encoder name -> the layer class in mlp.py that these options configure
+ENCODERS = {"mlp": "TabularMLP"}

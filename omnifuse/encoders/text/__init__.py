@@ -1,20 +1,9 @@
-"""Text encoders (``model.text.encoder``): name -> options, name -> layer (imported on first use)."""
+"""Text encoders (``model.text.encoder``): name -> options, name -> layer
+(imported on first use), found from the package's ``*_config.py`` files (``omnifuse.encoders.discover``)."""
 
-from omnifuse.encoders import lazy_attribute
-from omnifuse.encoders.text.bag_config import BagConfig
-from omnifuse.encoders.text.minilm_config import MiniLMConfig
-from omnifuse.encoders.text.nb_config import NBConfig
-from omnifuse.encoders.text.rnn_config import RNNConfig
-from omnifuse.encoders.text.tfidf_config import TfidfConfig
+from omnifuse.encoders import discover, lazy_attribute
 
-CONFIGS = {"rnn": RNNConfig, "bag": BagConfig, "tfidf": TfidfConfig, "nb": NBConfig, "minilm": MiniLMConfig}
-LAYERS = {
-    "rnn": "rnn.TextRNN",
-    "bag": "bag.TextBag",
-    "tfidf": "tfidf.TextTfidf",
-    "nb": "nb.TextNB",
-    "minilm": "minilm.TextMiniLM",
-}
+CONFIGS, LAYERS = discover(__name__, __path__)
 
 
 def __getattr__(name: str):

@@ -26,3 +26,7 @@ class MiniLMConfig:
     pooling: typing.Literal["mean", "cls"] = "mean"
     normalize: bool = True  # L2-normalise the sentence vector, as sentence-transformers does for this model
     dropout: float = 0.0  # on the sentence vector, in training (the transformer's own dropouts stay off)
+
+
+# model.text.encoder name -> the layer class in minilm.py that these options configure
+ENCODERS = {"minilm": "TextMiniLM"}

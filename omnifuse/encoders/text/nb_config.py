@@ -24,3 +24,7 @@ class NBConfig:
     l2: float = 1e-6  # learn: penalty on the learned corrections to the prior weights
     dropout: float = 0.0  # learn: each n-gram of a training text is left out with this probability
     smoothing: float = 1.0  # alpha added to every n-gram's count per class
+
+
+# model.text.encoder name -> the layer class in nb.py that these options configure
+ENCODERS = {"nb": "TextNB"}

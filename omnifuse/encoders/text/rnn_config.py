@@ -28,3 +28,7 @@ class RNNConfig:
     # the token embeddings start from pretrained word vectors: "wordllama" (256-d, cut to embed_dim) or "glove"
     # (50-d: embed_dim <= 50; reading its vocabulary needs pyarrow); "none": random
     init_embeddings: typing.Literal["none", "glove", "wordllama"] = "none"
+
+
+# model.text.encoder name -> the layer class in rnn.py that these options configure
+ENCODERS = {"rnn": "TextRNN"}

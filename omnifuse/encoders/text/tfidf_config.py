@@ -14,3 +14,7 @@ class TfidfConfig:
     ngrams: int = 2  # unigrams up to this length
     units: int = 64  # width of the dense layer: the encoder's output
     dropout: float = 0.5  # on the tf-idf vector
+
+
+# model.text.encoder name -> the layer class in tfidf.py that these options configure
+ENCODERS = {"tfidf": "TextTfidf"}
