@@ -17,6 +17,7 @@ import numpy as np
 from omnifuse.errors import OmnifuseError
 from omnifuse.evaluation import calibration
 from omnifuse.limits import DEFAULT_LIMITS, InputLimits
+from omnifuse.modalities import kind as modality_kind
 from omnifuse.modelio import load_model
 from omnifuse.names import WEIGHTS_OUTPUT, mask_name
 from omnifuse.precision import check_precision, model_precision
@@ -315,6 +316,17 @@ class Predictor:
             answers.append(answer)
         return answers
 
+    def facts(self, name: str) -> dict[str, Any]:
+        """What a modality of this model takes: the keyword arguments of its kind's ``describe`` and ``example``
+        (omnifuse/modalities)."""
+        spec = self.numbers.get(name) or {"features": []}
+        return dict(
+            image_shape=self.image_shape,
+            sample_rate=self.sample_rate,
+            num_samples=self.num_samples,
+            spec=spec,
+        )
+
     def metadata(self) -> dict[str, Any]:
         """What this model takes and answers: modalities with their expected inputs, tasks with class names.
 
@@ -322,31 +334,7 @@ class Predictor:
         """
         modalities: dict[str, dict[str, Any]] = {}
         for name, kind in self.modalities.items():
-            info: dict[str, Any] = {"kind": kind}
-            if kind == "image":
-                h, w, c = self.image_shape
-                info.update(
-                    shape=[h, w, c],
-                    expects=f"an image file (PNG, JPEG, ...), resized to {w}x{h}, "
-                    + ("RGB" if c == 3 else "grayscale"),
-                )
-            elif kind == "text":
-                info.update(expects="UTF-8 text; empty text counts as absent")
-            elif kind == "audio":
-                info.update(
-                    sample_rate=self.sample_rate,
-                    num_samples=self.num_samples,
-                    expects=f"a WAV file, mixed to mono, resampled to {self.sample_rate} Hz and centre-padded or "
-                    f"cropped to {self.num_samples / self.sample_rate:g} s",
-                )
-            elif kind == "numbers":
-                spec = self.numbers.get(name) or {}
-                info.update(
-                    features=list(spec.get("features", [])),
-                    columns=[c.get("name") for c in spec.get("columns", [])],
-                    expects="a dict of column -> value, or an array of the features",
-                )
-            modalities[name] = info
+            modalities[name] = {"kind": kind, **modality_kind(kind, name).describe(**self.facts(name))}
         return {
             "run": self.run_dir.name,
             "modalities": modalities,

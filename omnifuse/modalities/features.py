@@ -3,6 +3,30 @@ place of that encoder's raw input while the rest of the model trains. Blank and 
 
 from __future__ import annotations
 
-from omnifuse.modalities.numbers import CORRUPTION, DTYPE, LEVELS, MAX_LEVEL, blank, corrupt, sample_shape
+from omnifuse.modalities.numbers import (
+    CORRUPTION,
+    DTYPE,
+    LEVELS,
+    MAX_LEVEL,
+    blank,
+    corrupt,
+    describe,
+    example,
+    feed,
+    sample_shape,
+    upload,
+)
 
-__all__ = ["CORRUPTION", "DTYPE", "LEVELS", "MAX_LEVEL", "blank", "corrupt", "sample_shape"]
+__all__ = [
+    "CORRUPTION",
+    "DTYPE",
+    "LEVELS",
+    "MAX_LEVEL",
+    "blank",
+    "corrupt",
+    "describe",
+    "example",
+    "feed",
+    "sample_shape",
+    "upload",
+]

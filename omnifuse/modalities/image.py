@@ -38,3 +38,30 @@ def _noisy(x, scale, level, seed):
 
     shape = tf.concat([tf.shape(level), tf.ones([len(x.shape) - 1], tf.int32)], axis=0)
     return x + tf.random.stateless_normal(tf.shape(x), seed=seed) * scale * tf.reshape(level, shape)
+
+
+def describe(*, image_shape, **_) -> dict:
+    h, w, c = image_shape
+    kind = "RGB" if c == 3 else "grayscale"
+    return {"shape": [h, w, c], "expects": f"an image file (PNG, JPEG, ...), resized to {w}x{h}, {kind}"}
+
+
+def example(n: int, rng, *, image_shape, **_):
+    return rng.integers(0, 256, (n, *image_shape), dtype="uint8")
+
+
+def upload(name: str, info: dict, rng) -> tuple[str, object]:
+    """A PNG file field of random pixels at the model's image size."""
+    import io
+
+    from PIL import Image
+
+    h, w, c = info["shape"]
+    pixels = rng.integers(0, 256, (h, w, c), dtype="uint8")
+    buf = io.BytesIO()
+    Image.fromarray(pixels[..., 0] if c == 1 else pixels).save(buf, format="PNG")
+    return "file", (f"{name}.png", buf.getvalue(), "image/png")
+
+
+def feed(info: dict) -> str:
+    return "uint8 pixels 0-255, " + info.get("expects", "").replace("an image file (PNG, JPEG, ...), ", "")

@@ -41,3 +41,32 @@ def corrupt(value, level, seed):
 
     x = tf.cast(value, tf.float32)
     return tf.cast(_noisy(x, column_std(x), level, seed), value.dtype)
+
+
+def describe(*, spec=None, **_) -> dict:
+    spec = spec or {}
+    return {
+        "features": list(spec.get("features", [])),
+        "columns": [c.get("name") for c in spec.get("columns", [])],
+        "expects": "a dict of column -> value, or an array of the features",
+    }
+
+
+def example(n: int, rng, *, spec=None, **_):
+    import numpy as np
+
+    return rng.standard_normal((n, len((spec or {}).get("features", [])))).astype(np.float32)
+
+
+def upload(name: str, info: dict, rng) -> tuple[str, object]:
+    import json
+
+    return "form", json.dumps([0.0] * len(info.get("features", [])))
+
+
+def feed(info: dict) -> str:
+    # an exported artifact takes the encoded features as one ordered array, never a dict of columns
+    features = info.get("features") or []
+    return f"float32 array of the {len(features)} encoded features, in this order: " + ", ".join(
+        f"`{f}`" for f in features
+    )

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import io
 import json
 import os
 import platform
@@ -32,6 +31,9 @@ from typing import Any
 import numpy as np
 
 from omnifuse.errors import OmnifuseError
+from omnifuse.modalities import kind as modality_kind
+from omnifuse.serving.bad_requests import bad_requests, mixed_load
+from omnifuse.serving.loadgen import encode_request, percentiles, pump
 
 
 def _free_port() -> int:
@@ -42,31 +44,12 @@ def _free_port() -> int:
 
 def sample_request(meta: dict[str, Any], seed: int = 0) -> tuple[dict[str, tuple], dict[str, str]]:
     """One realistic multipart request for the served model: ``(files, data)`` as httpx takes them."""
-    from PIL import Image
-
     rng = np.random.default_rng(seed)
     files: dict[str, tuple] = {}
     data: dict[str, str] = {}
     for name, info in meta["modalities"].items():
-        kind = info["kind"]
-        if kind == "image":
-            h, w, c = info["shape"]
-            pixels = rng.integers(0, 256, (h, w, c), dtype=np.uint8)
-            buf = io.BytesIO()
-            Image.fromarray(pixels[..., 0] if c == 1 else pixels).save(buf, format="PNG")
-            files[name] = (f"{name}.png", buf.getvalue(), "image/png")
-        elif kind == "text":
-            data[name] = "A wonderful, moving film with a great cast."
-        elif kind == "audio":
-            import soundfile
-
-            rate = int(info["sample_rate"])
-            t = np.arange(int(info["num_samples"])) / rate
-            buf = io.BytesIO()
-            soundfile.write(buf, 0.5 * np.sin(2 * np.pi * 440.0 * t), rate, subtype="PCM_16", format="WAV")
-            files[name] = (f"{name}.wav", buf.getvalue(), "audio/wav")
-        elif kind == "numbers":
-            data[name] = json.dumps([0.0] * len(info.get("features", [])))
+        where, value = modality_kind(info["kind"], name).upload(name, info, rng)
+        (files if where == "file" else data)[name] = value
     return files, data
 
 
@@ -194,269 +177,36 @@ def batch_body(files: dict[str, tuple], data: dict[str, str], instances: int) ->
     return {"instances": [one] * instances}
 
 
-def encode_request(url: str, files: dict, data: dict, body: dict | None = None) -> bytes:
-    """The bytes of one ``POST /predict`` (multipart ``files`` + ``data``, or the JSON ``body``), built once by httpx
-    and replayed by the load generator, as wrk replays a prepared request: the client then costs almost nothing."""
-    import httpx
-
-    if body is None:
-        request = httpx.Request("POST", url + "/predict", files=files, data=data)
-    else:
-        request = httpx.Request("POST", url + "/predict", json=body)
-    payload = request.read()
-    head = [f"POST {request.url.raw_path.decode()} HTTP/1.1", f"Host: {request.url.netloc.decode()}"]
-    head += [f"{k}: {v}" for k, v in request.headers.items() if k.lower() != "host"]
-    return ("\r\n".join(head) + "\r\n\r\n").encode() + payload
-
-
-async def _exchange(
-    reader: asyncio.StreamReader, writer: asyncio.StreamWriter, raw: bytes
-) -> tuple[int, bytes]:
-    """Send one prepared request on a keep-alive connection; the status and body of the answer."""
-    writer.write(raw)
-    await writer.drain()
-    head = await reader.readuntil(b"\r\n\r\n")
-    lines = head.decode("latin-1").split("\r\n")
-    status = int(lines[0].split()[1])
-    length = next(
-        (int(v) for k, _, v in (h.partition(":") for h in lines[1:]) if k.lower() == "content-length"), 0
-    )
-    return status, await reader.readexactly(length)
-
-
 async def _load(
     url: str, raw: bytes, requests: int, concurrency: int, deadline: float, per_request: int = 1
 ) -> dict:
     """``requests`` replays of the prepared request ``raw`` with at most ``concurrency`` in flight (one keep-alive
     connection each); latencies in ms, error count, and samples per second (``per_request`` samples each)."""
-    host, port = url.removeprefix("http://").rsplit(":", 1)
     latencies: list[float] = []
     errors: list[str] = []
-    sent = 0
 
-    async def worker() -> None:
-        nonlocal sent
-        reader, writer = await asyncio.open_connection(host, int(port))
-        try:
-            while sent < requests and time.monotonic() < deadline:
-                sent += 1
-                start = time.perf_counter()
-                try:
-                    status, answer = await asyncio.wait_for(_exchange(reader, writer, raw), 30.0)
-                    got = json.loads(answer) if status == 200 else {}
-                    ok = "tasks" in got or len(got.get("predictions", [])) == per_request
-                    if not ok:
-                        errors.append(f"{status}: {answer[:200]!r}")
-                except (OSError, asyncio.TimeoutError, asyncio.IncompleteReadError, ValueError) as exc:
-                    errors.append(f"{type(exc).__name__}: {exc}")
-                    writer.close()
-                    reader, writer = await asyncio.open_connection(host, int(port))
-                latencies.append(1000 * (time.perf_counter() - start))
-        finally:
-            writer.close()
+    def settle(label, status, answer, problem, ms) -> bool:
+        got = {}
+        if status == 200:
+            try:
+                got = json.loads(answer)
+            except ValueError:
+                pass
+        if not ("tasks" in got or len(got.get("predictions", [])) == per_request):
+            errors.append(problem or f"{status}: {answer[:200]!r}")
+        latencies.append(ms)
+        return False
 
-    start = time.perf_counter()
-    await asyncio.gather(*(worker() for _ in range(concurrency)))
-    wall = time.perf_counter() - start
-    lat = np.asarray(latencies) if latencies else np.zeros(1)
+    wall = await pump(url, requests, concurrency, deadline, lambda: ("valid", raw), settle)
     return {
         "requests": len(latencies),
         "concurrency": concurrency,
         "wall_s": round(wall, 3),
         "samples_per_request": per_request,
         "samples_per_s": round(per_request * len(latencies) / wall, 1) if wall > 0 else 0.0,
-        "p50_ms": round(float(np.percentile(lat, 50)), 2),
-        "p99_ms": round(float(np.percentile(lat, 99)), 2),
-        "mean_ms": round(float(lat.mean()), 2),
+        **percentiles(latencies),
         "errors": len(errors),
         "first_errors": errors[:3],
-    }
-
-
-def _png_claiming(width: int, height: int) -> bytes:
-    """A PNG whose header declares ``width x height`` pixels, followed by a few bytes of image data: a decoder
-    that trusts the header would allocate the whole area."""
-    import struct
-    import zlib
-
-    def chunk(tag: bytes, body: bytes) -> bytes:
-        return struct.pack(">I", len(body)) + tag + body + struct.pack(">I", zlib.crc32(tag + body))
-
-    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
-    return (
-        b"\x89PNG\r\n\x1a\n"
-        + chunk(b"IHDR", header)
-        + chunk(b"IDAT", zlib.compress(b"\0" * 64))
-        + chunk(b"IEND", b"")
-    )
-
-
-def _truncated_wav(sample_rate: int) -> bytes:
-    """A WAV whose header promises a second of 16-bit frames, with a tenth of them present."""
-    import struct
-
-    frames, present = sample_rate, sample_rate // 10
-    data = struct.pack(f"<{present}h", *([1000] * present))
-    fmt = struct.pack("<HHIIHH", 1, 1, sample_rate, 2 * sample_rate, 2, 16)
-    size = 4 + (8 + len(fmt)) + (8 + 2 * frames)
-    return (
-        b"RIFF"
-        + struct.pack("<I", size)
-        + b"WAVE"
-        + b"fmt "
-        + struct.pack("<I", len(fmt))
-        + fmt
-        + (b"data" + struct.pack("<I", 2 * frames) + data)
-    )
-
-
-def _multipart(url: str, fields: dict[str, tuple[str | None, bytes, str | None]]) -> bytes:
-    """A multipart ``POST /predict`` written byte by byte (httpx would encode a text field as UTF-8 itself):
-    ``fields``: name -> (filename or None for a form field, raw value, content type or None)."""
-    boundary = "omnifuse-bad-mix-7f3a"
-    body = b""
-    for name, (filename, value, content_type) in fields.items():
-        disposition = f'form-data; name="{name}"' + (f'; filename="{filename}"' if filename else "")
-        body += f"--{boundary}\r\nContent-Disposition: {disposition}\r\n".encode()
-        if content_type:
-            body += f"Content-Type: {content_type}\r\n".encode()
-        body += b"\r\n" + value + b"\r\n"
-    body += f"--{boundary}--\r\n".encode()
-    return encode_content(url, body, f"multipart/form-data; boundary={boundary}")
-
-
-def encode_content(url: str, content: bytes, content_type: str) -> bytes:
-    """The bytes of one ``POST /predict`` carrying ``content`` as it is (see ``encode_request``)."""
-    import httpx
-
-    request = httpx.Request("POST", url + "/predict", content=content, headers={"content-type": content_type})
-    request.read()
-    head = [f"POST {request.url.raw_path.decode()} HTTP/1.1", f"Host: {request.url.netloc.decode()}"]
-    head += [f"{k}: {v}" for k, v in request.headers.items() if k.lower() != "host"]
-    return ("\r\n".join(head) + "\r\n\r\n").encode() + content
-
-
-def bad_requests(
-    url: str, meta: dict[str, Any], files: dict[str, tuple], data: dict[str, str], seed: int = 0
-) -> dict[str, bytes]:
-    """Requests the server must refuse with a 4xx, each kind that applies to the served model's modalities, as
-    prepared bytes: kind -> request. Each spoils one field of the valid sample ``(files, data)`` and keeps the others
-    valid, so only the spoiled field can be why it is refused."""
-    rng = np.random.default_rng(seed)
-    valid = {k: (v[0], v[1], v[2]) for k, v in files.items()}
-    valid.update({k: (None, v.encode(), None) for k, v in data.items()})
-
-    def spoiled(field: str, value: tuple[str | None, bytes, str | None]) -> bytes:
-        return _multipart(url, {**valid, field: value})
-
-    bad: dict[str, bytes] = {
-        # JSON nested 100,000 deep: the parser must neither recurse that far nor answer 500
-        "json_nested_100k": encode_content(url, b"[" * 100_000 + b"]" * 100_000, "application/json"),
-    }
-    for name, info in meta["modalities"].items():
-        kind = info["kind"]
-        if kind == "text":
-            # json.dumps escapes the lone surrogate as \udce9: valid JSON, not encodable text
-            bad[f"{name}_lone_surrogate_json"] = encode_content(
-                url, json.dumps({name: "caf\udce9"}).encode(), "application/json"
-            )
-            bad[f"{name}_not_utf8_multipart"] = spoiled(name, (None, "café".encode("latin-1"), None))
-            bad[f"{name}_empty_alone"] = encode_content(
-                url, json.dumps({name: ""}).encode(), "application/json"
-            )
-        elif kind == "image":
-            noise = rng.integers(0, 256, 4096, dtype=np.uint8).tobytes()
-            bad[f"{name}_corrupt_png"] = spoiled(name, (f"{name}.png", noise, "image/png"))
-            bad[f"{name}_png_huge_area"] = spoiled(
-                name, (f"{name}.png", _png_claiming(100_000, 100_000), "image/png")
-            )
-        elif kind == "audio":
-            wav = _truncated_wav(int(info["sample_rate"]))
-            bad[f"{name}_truncated_wav"] = spoiled(name, (f"{name}.wav", wav, "audio/wav"))
-    return bad
-
-
-async def _mixed_load(
-    url: str,
-    valid: bytes,
-    bad: dict[str, bytes],
-    bad_fraction: float,
-    requests: int,
-    concurrency: int,
-    deadline: float,
-    seed: int = 0,
-) -> dict:
-    """Valid and bad requests at random (``bad_fraction`` of them bad, the kinds in turn) with ``concurrency`` in
-    flight until ``requests`` are sent or ``deadline`` passes. Counts 5xx answers, valid requests that failed
-    (anything but a 200 with an answer, or no answer), bad ones answered 4xx (and, by kind, any that were not);
-    latency percentiles of the valid requests only."""
-    host, port = url.removeprefix("http://").rsplit(":", 1)
-    rng = np.random.default_rng(seed)
-    kinds = list(bad)
-    latencies: list[float] = []
-    counts = {"valid": 0, "bad": 0, "status_5xx": 0, "valid_failed": 0, "bad_refused_4xx": 0}
-    bad_not_refused: dict[str, list[str]] = {}
-    failures: list[str] = []
-    sent = 0
-
-    async def worker() -> None:
-        nonlocal sent
-        reader, writer = await asyncio.open_connection(host, int(port))
-        try:
-            while sent < requests and time.monotonic() < deadline:
-                sent += 1
-                is_bad = bool(kinds) and rng.random() < bad_fraction
-                kind = kinds[counts["bad"] % len(kinds)] if is_bad else "valid"
-                counts["bad" if is_bad else "valid"] += 1
-                start = time.perf_counter()
-                status, answer, problem = 0, b"", ""
-                try:
-                    status, answer = await asyncio.wait_for(
-                        _exchange(reader, writer, bad[kind] if is_bad else valid), 30.0
-                    )
-                except (OSError, asyncio.TimeoutError, asyncio.IncompleteReadError, ValueError) as exc:
-                    problem = f"{type(exc).__name__}: {exc}"
-                elapsed = 1000 * (time.perf_counter() - start)
-                counts["status_5xx"] += status >= 500
-                if is_bad:
-                    if 400 <= status < 500:
-                        counts["bad_refused_4xx"] += 1
-                    else:
-                        bad_not_refused.setdefault(kind, []).append(problem or f"{status}: {answer[:120]!r}")
-                else:
-                    latencies.append(elapsed)
-                    ok = False
-                    if status == 200:
-                        try:
-                            ok = "tasks" in json.loads(answer)
-                        except ValueError:
-                            pass
-                    if not ok:
-                        counts["valid_failed"] += 1
-                        failures.append(problem or f"{status}: {answer[:200]!r}")
-                if problem or is_bad:
-                    # a fresh connection after a refusal: the server may close one whose body it did not read
-                    writer.close()
-                    reader, writer = await asyncio.open_connection(host, int(port))
-        finally:
-            writer.close()
-
-    start = time.perf_counter()
-    await asyncio.gather(*(worker() for _ in range(concurrency)))
-    wall = time.perf_counter() - start
-    lat = np.asarray(latencies) if latencies else np.zeros(1)
-    return {
-        "bad_fraction": bad_fraction,
-        "concurrency": concurrency,
-        "wall_s": round(wall, 3),
-        "requests": counts["valid"] + counts["bad"],
-        **counts,
-        "valid_per_s": round(counts["valid"] / wall, 1) if wall > 0 else 0.0,
-        "p50_ms": round(float(np.percentile(lat, 50)), 2),
-        "p99_ms": round(float(np.percentile(lat, 99)), 2),
-        "bad_kinds": kinds if bad_fraction > 0 else [],
-        "bad_not_refused": {k: {"count": len(v), "first": v[:2]} for k, v in bad_not_refused.items()},
-        "first_valid_failures": failures[:3],
     }
 
 
@@ -570,7 +320,7 @@ def run(
                     n, deadline = requests, start + budget["left"]
                 with _MemoryTrace(server) as trace:
                     phase = asyncio.run(
-                        _mixed_load(server.url, valid, bad, fraction, n, concurrency, deadline)
+                        mixed_load(server.url, valid, bad, fraction, n, concurrency, deadline)
                     )
                 if duration <= 0:
                     budget["left"] -= time.monotonic() - start
