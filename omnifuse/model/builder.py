@@ -11,7 +11,6 @@ task, plus ``modality_weights`` (B, n_modalities) when the fusion weights modali
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Iterable
 
 import keras
@@ -19,138 +18,15 @@ import numpy as np
 from keras import layers
 
 from omnifuse.config import Config
-from omnifuse.encoders.image.augment import ImageAugment
 from omnifuse.errors import OmnifuseError
 from omnifuse.modalities import kind as modality_kind
 from omnifuse.modalities import sample_shape
-from omnifuse.model.branch import ModalityBranch
+from omnifuse.model.branches import BRANCHES, Branching, needs
 from omnifuse.model.ensemble import MemberMean, member_configs
 from omnifuse.model.heads import head
 from omnifuse.names import WEIGHTS_OUTPUT, mask_name, member_name, unimodal_name
 from omnifuse.precision import precision_scope
-from omnifuse.preprocessing import standardize_text
-from omnifuse.registry import AUDIO_ENCODERS, FUSIONS, IMAGE_ENCODERS, TABULAR_ENCODERS, TEXT_ENCODERS, lookup
-
-
-def _image_branch(cfg: Config) -> tuple[layers.Layer, layers.Layer | None]:
-    img = cfg.model.image
-    encoder = lookup(IMAGE_ENCODERS, img.encoder, "image encoder")(
-        **dataclasses.asdict(getattr(img, img.encoder)), name="image_encoder"
-    )
-    preprocess = None
-    if img.augment:
-        preprocess = ImageAugment(flip=True, translate=0.125, name="image_augment")
-    return encoder, preprocess
-
-
-def _text_branch(
-    cfg: Config,
-    name: str,
-    x,
-    mask,
-    texts: list[str],
-    labels=None,
-    classes: int = 2,
-    skip_absent: bool = True,
-    member: str = "",
-    vectorized: dict | None = None,
-):
-    """Text → features. ``model.text.encoder`` names one encoder (``rnn``, ``bag``, ``tfidf``, ``nb``) or several
-    joined by ``+`` (``rnn+nb``): each gets its own vectorizer and branch, and their features are concatenated, so an
-    n-gram bag and an LSTM are trained together in one model. ``labels`` (class index per text, -1 for none) set the
-    ``nb`` encoder's log-count ratios. ``member``: the suffix of an ensemble member's layer names; ``vectorized``:
-    the vectorizer and token ids of ``x`` per vectorizer settings, filled by the first member that needs them and
-    reused by the others."""
-    txt = cfg.model.text
-    parts = txt.encoder.split("+")
-    feats = []
-    vectorized = {} if vectorized is None else vectorized
-    for part in parts:
-        cls = lookup(TEXT_ENCODERS, part, "text encoder")
-        suffix = "" if len(parts) == 1 else f"_{part}"
-        if getattr(cls, "takes_raw_text", False):
-            # a pretrained encoder tokenises the strings itself (its own vocabulary, inside the model)
-            encoder = cls(**dataclasses.asdict(getattr(txt, part)), name=f"{name}_encoder{suffix}")
-            branch = ModalityBranch(encoder, skip_absent=skip_absent, name=f"{name}_branch{suffix}{member}")
-            feats.append(branch([x, mask]))
-            continue
-        if part == "tfidf":
-            sub = txt.tfidf
-            settings = dict(max_tokens=sub.vocab_size, ngrams=_ngrams(sub.ngrams), output_mode="tf_idf")
-            options = dict(units=sub.units, dropout=sub.dropout)
-        elif part == "nb":
-            sub = txt.nb
-            # every n-gram of a text, whatever its length (padded to the longest text of the batch)
-            settings = dict(max_tokens=sub.vocab_size, ngrams=_ngrams(sub.ngrams))
-            options = dict(classes=classes, **dataclasses.asdict(sub))
-            del options["ngrams"]
-        else:
-            settings = dict(
-                max_tokens=txt.vocab_size,
-                output_sequence_length=txt.sequence_length,
-                ngrams=_ngrams(txt.ngrams),
-            )
-            options = dict(
-                vocab_size=txt.vocab_size, **dataclasses.asdict(txt.rnn if part == "rnn" else txt.bag)
-            )
-        init = options.pop("init_embeddings", "none")
-        # ensemble members whose vectorizer has the same settings share it (and its token ids); another member's
-        # vectorizer of other settings gets that member's suffix on its name
-        key = (name, tuple(sorted(settings.items())))
-        if key in vectorized:
-            vectorize, ids = vectorized[key]
-        else:
-            layer_name = f"{name}_vectorize{suffix}"
-            if any(k[0] == name and v[0].name == layer_name for k, v in vectorized.items()):
-                layer_name += member
-            vectorize = layers.TextVectorization(standardize=standardize_text, name=layer_name, **settings)
-            vectorize.adapt(texts, batch_size=1024)
-            ids = vectorize(x)
-            vectorized[key] = vectorize, ids
-        if part == "nb":
-            options["vocab_size"] = vectorize.vocabulary_size()
-        encoder = cls(**options, name=f"{name}_encoder{suffix}")
-        if init != "none":
-            _start_embeddings(encoder, init, vectorize.get_vocabulary(), txt.sequence_length)
-        if part == "nb" and labels is not None:
-            # members with equal nb settings on one vectorizer would make the same fit: it is made once, copied
-            fitted = ("nb fit", key, tuple(sorted((k, repr(v)) for k, v in options.items())))
-            if fitted in vectorized:
-                encoder.build((None, None))
-                encoder.set_weights(vectorized[fitted][0].get_weights())
-            else:
-                encoder.adapt(_text_batches(vectorize, texts, np.asarray(labels)))
-                vectorized[fitted] = (encoder,)
-        branch = ModalityBranch(encoder, skip_absent=skip_absent, name=f"{name}_branch{suffix}{member}")
-        feats.append(branch([ids, mask]))
-    return feats[0] if len(feats) == 1 else layers.Concatenate(name=f"{name}_features{member}")(feats)
-
-
-def _start_embeddings(encoder, name: str, vocabulary: list[str], length: int) -> None:
-    """Set the first rows of ``encoder``'s token embedding (one per vocabulary word) to pretrained word vectors."""
-    from omnifuse.encoders.text.embeddings import initial_embeddings
-
-    encoder.build((None, length))
-    table = keras.ops.convert_to_numpy(encoder.embedding.embeddings).copy()
-    vectors = initial_embeddings(name, vocabulary[: len(table)], table.shape[1])
-    table[: len(vectors)] = vectors
-    encoder.embedding.embeddings.assign(table)
-
-
-def _ngrams(n: int):
-    return n if n > 1 else None
-
-
-def _text_batches(vectorize, texts: list[str], labels: np.ndarray, size: int = 1024):
-    """(``vectorize``'s ids, labels) of ``texts``, ``size`` texts at a time."""
-    for i in range(0, len(texts), size):
-        yield np.asarray(vectorize(texts[i : i + size])), labels[i : i + size]
-
-
-def _audio_encoder(cfg: Config) -> layers.Layer:
-    aud = cfg.model.audio
-    options = {**dataclasses.asdict(getattr(aud, aud.encoder)), "sample_rate": cfg.data.sample_rate}
-    return lookup(AUDIO_ENCODERS, aud.encoder, "audio encoder")(**options, name="audio_encoder")
+from omnifuse.registry import FUSIONS, lookup
 
 
 def build_model(
@@ -187,11 +63,7 @@ def _build_model(cfg, modalities, tasks, texts, image_shape, numbers, images, te
     inputs = {}
     for name, kind in sorted(modalities.items()):
         rule = modality_kind(kind, name)
-        if kind == "text" and texts is None:
-            raise ValueError("build_model needs `texts` to learn the vocabulary of a text modality.")
-        if kind in ("numbers", "features") and (numbers is None or name not in numbers):
-            raise ValueError(f"build_model needs `numbers[{name!r}]`, the training rows of {name!r}.")
-        width = numbers[name].shape[1] if kind in ("numbers", "features") else 0
+        width = needs(kind, name, texts, numbers)
         shape = sample_shape(kind, image_shape=image_shape, num_samples=cfg.data.num_samples, width=width)
         inputs[name] = keras.Input(shape=shape, name=name, dtype=rule.DTYPE)
         inputs[mask_name(name)] = keras.Input(shape=(), name=mask_name(name), dtype="float32")
@@ -230,29 +102,8 @@ def _member(
     skip = len(modalities) > 1 and not cfg.train.jit_compile
     for name, kind in sorted(modalities.items()):
         x, mask = inputs[name], inputs[mask_name(name)]
-        if kind == "image":
-            encoder, preprocess = _image_branch(cfg)
-            branch = ModalityBranch(encoder, preprocess, skip_absent=skip, name=f"{name}_branch{suffix}")
-            feat = branch([x, mask])
-            if images is not None and hasattr(encoder, "adapt"):
-                encoder.adapt(images)
-        elif kind == "text":
-            task, labels = text_labels if text_labels is not None else (None, None)
-            classes = len(tasks[task]) if task is not None else 2
-            feat = _text_branch(cfg, name, x, mask, list(texts), labels, classes, skip, suffix, vectorized)
-        elif kind == "audio":
-            feat = ModalityBranch(_audio_encoder(cfg), skip_absent=skip, name=f"{name}_branch{suffix}")(
-                [x, mask]
-            )
-        elif kind == "features":  # a frozen encoder's output, computed once (omnifuse/features.py)
-            feat = x
-        else:  # numbers
-            tab = cfg.model.tabular
-            encoder = lookup(TABULAR_ENCODERS, tab.encoder, "tabular encoder")(
-                **dataclasses.asdict(getattr(tab, tab.encoder)), name=f"{name}_encoder"
-            )
-            encoder.adapt(numbers[name])
-            feat = ModalityBranch(encoder, skip_absent=skip, name=f"{name}_branch{suffix}")([x, mask])
+        at = Branching(cfg, name, tasks, texts, numbers, images, text_labels, skip, suffix, vectorized)
+        feat = BRANCHES[kind](at, x, mask)
         features[name], masks[name] = feat, mask
 
     fusion_cls = lookup(FUSIONS, cfg.model.fusion, "fusion")
