@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from omnifuse.errors import OmnifuseError
+from omnifuse.errors import OmnifuseError, did_you_mean
 from omnifuse.evaluation import calibration
 from omnifuse.limits import DEFAULT_LIMITS, InputLimits
 from omnifuse.modelio import load_model
@@ -265,7 +265,8 @@ class Predictor:
         unknown = [k for k in inputs if k not in self.modalities]
         if unknown:
             raise OmnifuseError(
-                f"Unknown modality {unknown[0]!r}. This model takes: {', '.join(self.modalities)}"
+                f"Unknown modality {unknown[0]!r}.{did_you_mean(unknown[0], self.modalities)} "
+                f"This model takes: {', '.join(self.modalities)}"
             )
         columns = {k: (v if batch else [v]) for k, v in inputs.items()}
         lengths = {len(v) for v in columns.values()}
