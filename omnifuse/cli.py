@@ -32,6 +32,7 @@ app.add_typer(label_app, name="label")
 
 @app.callback()
 def _options(
+    ctx: typer.Context,
     verbose: Annotated[
         bool,
         typer.Option("--verbose", "-v", help="Show TensorFlow's start-up and log lines (hidden by default)"),
@@ -40,6 +41,16 @@ def _options(
     """Multimodal classifiers on Keras 3."""
     # before any command imports TensorFlow: its start-up lines are printed while it loads
     quiet.setup(verbose, omnifuse.USER_TF_LOG_LEVEL)
+    if ctx.invoked_subcommand not in ("label", "data"):
+        # train prints the schema with its notes on ids before loading; evaluating (or serving) a run loads the same
+        # CSV again, and its notes were said when it trained
+        table_log = logging.getLogger("omnifuse.data.table")
+        table_log.addFilter(_not_an_id_note)
+        ctx.call_on_close(lambda: table_log.removeFilter(_not_an_id_note))
+
+
+def _not_an_id_note(record: logging.LogRecord) -> bool:
+    return "looks like an id" not in record.getMessage()
 
 
 @app.command()
@@ -112,16 +123,14 @@ def train(
 
 
 def _show_schema(cfg) -> None:
-    """Print the schema of the user's own data (--data, or data.csv / data.folder) before anything is trained;
-    the loader's warnings about ids, printed here as notes, are not repeated."""
+    """Print the schema of the user's own data (--data, or data.csv / data.folder) before anything is trained,
+    with a note for each id left out (the loader's warnings saying the same are filtered in ``_options``)."""
     if cfg is None or "table" not in cfg.data.sets or not (cfg.data.csv or cfg.data.folder):
         return
     from omnifuse.data.schema import infer_schema
 
     found = infer_schema(cfg.data.csv, cfg.data.folder, cfg.data.label, dict(cfg.data.kinds))
     print_schema(found)
-    shown = set(found.notes)
-    logging.getLogger("omnifuse.data.table").addFilter(lambda record: record.getMessage() not in shown)
 
 
 def _distribution_overrides(distribution: str | None, workers: str | None, worker_index: int | None) -> dict:

@@ -264,9 +264,11 @@ class Predictor:
         inputs = self._group_columns(inputs, batch)
         unknown = [k for k in inputs if k not in self.modalities]
         if unknown:
+            columns = [c["name"] for spec in self.numbers.values() for c in spec.get("columns", [])]
             raise OmnifuseError(
-                f"Unknown modality {unknown[0]!r}.{did_you_mean(unknown[0], self.modalities)} "
+                f"Unknown modality {unknown[0]!r}.{did_you_mean(unknown[0], [*self.modalities, *columns])} "
                 f"This model takes: {', '.join(self.modalities)}"
+                + (f" (and the columns {', '.join(columns)})" if columns else "")
             )
         columns = {k: (v if batch else [v]) for k, v in inputs.items()}
         lengths = {len(v) for v in columns.values()}

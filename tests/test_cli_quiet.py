@@ -14,10 +14,15 @@ from test_schema import write_pets
 from omnifuse.config import apply_overrides, load_config
 from omnifuse.data.cells import encode_tabular
 from omnifuse.errors import OmnifuseError
+from omnifuse.modalities import kind as modality_kind
 
 ROOT = Path(__file__).resolve().parents[1]
 # what TensorFlow prints on its way up (seen on x86 CPUs with oneDNN on, the default there)
-NOISE = ("All log messages before absl::InitializeLog()", "oneDNN custom operations are on", "oneDNN supports DT_")
+NOISE = (
+    "All log messages before absl::InitializeLog()",
+    "oneDNN custom operations are on",
+    "oneDNN supports DT_",
+)
 
 
 def _env(**extra) -> dict:
@@ -72,13 +77,15 @@ def test_a_mistake_is_answered_in_under_a_second_without_tensorflow(args, expect
     assert wall < 5.0, f"{wall:.2f} s"
 
 
-def test_did_you_mean_for_config_keys_files_and_columns(tmp_path):
+def test_did_you_mean_for_config_keys_files_columns_and_modalities(tmp_path):
     with pytest.raises(OmnifuseError, match=r"'train\.epoch'\. Did you mean 'train\.epochs'\?"):
         apply_overrides({"train": {"epochs": 1}}, ["train.epoch=3"])
     bad = tmp_path / "x.toml"
     bad.write_text('name = "x"\n[model]\nfuson = "late"\n')
     with pytest.raises(OmnifuseError, match=r"Did you mean 'model\.fusion'\?"):
         load_config(bad)
+    with pytest.raises(OmnifuseError, match="Did you mean 'image'"):
+        modality_kind("imgae")
     spec = {"columns": [{"name": "age", "kind": "number"}], "features": ["age"]}
     with pytest.raises(OmnifuseError, match="Did you mean 'age'"):
         encode_tabular(spec, [{"agee": 3}])
@@ -152,7 +159,9 @@ def test_training_prints_the_schema_then_one_plain_line_per_epoch(trained):
     assert all(" loss " in line and "val_loss" in line for line in epochs)
     # the run directory's path is one line even at 40 columns
     assert f"Run directory: {run}\n" in out
-    assert out.count("looks like an id (every value is a different single word)") == 1  # not repeated by the loader
+    assert (
+        out.count("looks like an id (every value is a different single word)") == 1
+    )  # not repeated by the loader
     assert "looks like an id" not in done.stderr
 
 

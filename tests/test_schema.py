@@ -52,7 +52,7 @@ def test_schema_lists_kinds_missing_distinct_and_category_values(pets):
     # each id gets one note naming the override that brings it back
     assert len(schema.notes) == 2
     assert "pet_id" in schema.notes[0] and "--set 'data.kinds={pet_id = \"text\"}'" in schema.notes[0]
-    assert "data.kinds={row = \"number\"}" in schema.notes[1]
+    assert 'data.kinds={row = "number"}' in schema.notes[1]
     json.dumps(schema.to_dict())  # JSON-ready, as written to the run
 
 
@@ -74,7 +74,9 @@ def test_short_tables_and_repeats_are_not_ids(tmp_path):
     kinds = {c.name: c.kind for c in inspect_csv(path, "y").columns}
     assert kinds["n"] == "number"  # too few rows to call it a row number
     path.write_text("n,y\n" + "".join(f"{v},{i % 2}\n" for i, v in enumerate([1, 2, 2, 3, 5, 8, 9])))
-    assert {c.name: c.kind for c in inspect_csv(path, "y").columns}["n"] == "number"  # not strictly increasing
+    assert {c.name: c.kind for c in inspect_csv(path, "y").columns}[
+        "n"
+    ] == "number"  # not strictly increasing
 
 
 def test_mistyped_label_and_kinds_columns_say_did_you_mean(pets):
@@ -114,6 +116,18 @@ def test_data_inspect_prints_the_table_and_the_override(pets):
         "why": "inferred",
     }
     given = CliRunner().invoke(
-        app, ["data", "inspect", str(pets), "--label", "species", "--set", 'data.kinds={pet_id="text"}', "--json"]
+        app,
+        ["data", "inspect", str(pets), "--label", "species", "--set", 'data.kinds={pet_id="text"}', "--json"],
     )
     assert {c["name"]: c["kind"] for c in json.loads(given.output)["columns"]}["pet_id"] == "text"
+
+
+def test_paths_are_not_ids_and_a_table_of_only_ids_says_how_to_use_them(tmp_path):
+    path = tmp_path / "scans.csv"
+    path.write_text("scan,y\n" + "".join(f"scans/{i}.dcm,{i % 2}\n" for i in range(8)))
+    assert {c.name: c.kind for c in inspect_csv(path, "y").columns}["scan"] == "text"
+    path.write_text("word,y\n" + "".join(f"w{i}x,{i % 2}\n" for i in range(8)))
+    with pytest.raises(
+        OmnifuseError, match=r"Received: none; Column 'word' looks like an id.*data\.kinds=\{word"
+    ):
+        load_csv(path, "y")

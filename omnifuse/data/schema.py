@@ -171,7 +171,9 @@ def id_reason(values: list[str], kind: str | None) -> str | None:
         ):
             return "its integers increase row by row"
     if kind == "text" and len(set(filled)) == len(filled):
-        if all(len(v) <= CATEGORY_MAX_LENGTH and not any(c.isspace() for c in v) for v in filled):
+        # paths are files of a kind omnifuse does not know (the path warning says so), not ids
+        short = all(len(v) <= CATEGORY_MAX_LENGTH and not any(c.isspace() for c in v) for v in filled)
+        if short and not any(_PATH_LIKE.match(v) for v in filled):
             return "every value is a different single word"
     return None
 
@@ -213,8 +215,9 @@ def column_kinds(
         elif kind != "ignore":
             columns[column] = kind
     if not columns:
+        hint = "".join(f"; {id_note(c, r, infer_kind(cells[c]))}" for c, r in ids.items())
         raise OmnifuseError(
-            f"Expected at least one input column besides the label in '{path}'. Received: none"
+            f"Expected at least one input column besides the label in '{path}'. Received: none{hint}"
         )
     log.info("Column kinds of '%s': %s", path, ", ".join(f"{c}={k}" for c, k in columns.items()))
     return columns, ids
