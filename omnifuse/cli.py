@@ -19,7 +19,7 @@ from rich.table import Table
 import omnifuse
 from omnifuse import quiet
 from omnifuse.cli_data import data_app, print_schema, weights_app
-from omnifuse.cli_options import CalibrationOpt, DataDirOpt, SetOpt, console
+from omnifuse.cli_options import CalibrationOpt, DataDirOpt, SetOpt, check_run, console
 from omnifuse.cli_serve import bench, export_model, launch, serve
 from omnifuse.errors import OmnifuseError
 from omnifuse.label.commands import label_app
@@ -193,6 +193,7 @@ def evaluate(
     ] = None,
 ):
     """Evaluate a run on its test sets: accuracy, macro-F1, ROC-AUC, confusion matrices, report.md."""
+    check_run(run_dir)
     from omnifuse.evaluation import evaluate as run_evaluation
 
     _print_results(run_evaluation(run_dir, data_dir=data_dir, robustness=robustness))

@@ -12,8 +12,8 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
-from omnifuse.cli_options import CalibrationOpt, DataDirOpt, SetOpt, console
-from omnifuse.errors import OmnifuseError
+from omnifuse.cli_options import CalibrationOpt, DataDirOpt, SetOpt, check_run, console
+from omnifuse.errors import OmnifuseError, did_you_mean
 
 
 def bench(
@@ -84,6 +84,8 @@ def bench(
     )
 
 
+EXPORT_FORMATS = ("keras", "savedmodel", "onnx")
+
 # `omnifuse bench reliability --run RUN`: 64 clients for 60 s, first valid requests only, then 10% bad ones of every
 # kind that applies to the model (each phase on a fresh server); later --set items override these
 RELIABILITY_LOAD = [
@@ -151,6 +153,7 @@ def serve(
         raise OmnifuseError(
             f"Expected --label-queue to be a CSV file. Received: '{label_queue}', which does not exist"
         )
+    check_run(run_dir)
     import uvicorn
 
     from omnifuse.serving import create_app
@@ -190,6 +193,11 @@ def export_model(
     calibrated: CalibrationOpt = True,
 ):
     """Export a run's model as a portable artifact, checked against the model, with MODEL_CARD.md beside it."""
+    check_run(run_dir)
+    if format_ not in EXPORT_FORMATS:  # omnifuse.export.FORMATS, checked before it imports TensorFlow
+        raise OmnifuseError(
+            f"Expected --format keras, savedmodel, onnx.{did_you_mean(format_, EXPORT_FORMATS)} Received: {format_!r}"
+        )
     from omnifuse.export import export
 
     result = export(run_dir, format_, out, calibrated=calibrated)

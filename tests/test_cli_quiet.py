@@ -62,12 +62,20 @@ MAIN = (
         (["train", "mnist", "--set", "trian.epochs=1"], "Did you mean 'train.epochs'?"),
         (["train", "mnist", "--set", "model.fusion=atention"], "Did you mean 'attention'?"),
         (["train", "--data", "{csv}", "--label", "specis"], "Did you mean 'species'?"),
+        (["evaluate", "{runs}/pest"], "Did you mean '{runs}/pets'?"),
+        (["export", "{runs}/pets", "--format", "onxx"], "Did you mean 'onnx'?"),
         (["data", "inspect", "{csv}", "--label", "species"], None),
     ],
 )
 def test_a_mistake_is_answered_in_under_a_second_without_tensorflow(args, expected, tmp_path):
     csv = write_pets(tmp_path / "pets.csv")
-    done, wall, cpu = _timed(MAIN, *[a.replace("{csv}", str(csv)) for a in args])
+    (tmp_path / "runs" / "pets").mkdir(parents=True)
+    (tmp_path / "runs" / "pets" / "meta.json").write_text("{}")
+    fill = {"{csv}": str(csv), "{runs}": str(tmp_path / "runs")}
+    for key, value in fill.items():
+        args = [a.replace(key, value) for a in args]
+        expected = expected and expected.replace(key, value)
+    done, wall, cpu = _timed(MAIN, *args)
     code = "2" if expected else "0"
     assert done.stdout.strip().endswith(f"exit {code} False False"), done.stdout + done.stderr
     if expected:
@@ -173,3 +181,17 @@ def test_the_run_holds_the_schema_it_was_trained_with(trained):
     kinds = {c["name"]: c["kind"] for c in schema["columns"]}
     assert kinds["pet_id"] == "ignore" and kinds["color"] == "category"
     assert set(json.loads((run / "meta.json").read_text())["numbers"]["tabular"]["features"]) >= {"age"}
+
+
+def test_the_export_formats_checked_early_are_the_exporters():
+    import ast
+
+    from omnifuse.cli_serve import EXPORT_FORMATS
+
+    source = ast.parse((ROOT / "omnifuse" / "export.py").read_text())
+    (found,) = [
+        n.value
+        for n in source.body
+        if isinstance(n, ast.Assign) and getattr(n.targets[0], "id", "") == "FORMATS"
+    ]
+    assert ast.literal_eval(found) == EXPORT_FORMATS

@@ -68,16 +68,8 @@ from omnifuse.names import reserved_names
 
 log = logging.getLogger(__name__)
 
-# the names this module had before the schema and the cells moved out (label.pool, the Predictor and tests use them)
-__all__ = [
-    "AUDIO_SUFFIXES",
-    "IMAGE_SUFFIXES",
-    "KINDS",
-    "TABULAR",
-    "TEXT_SUFFIXES",
-    "BadRow",
-    "encode_tabular",
-]
+# the names this module had before the schema and the cells moved out keep working from here
+__all__ = ["AUDIO_SUFFIXES", "IMAGE_SUFFIXES", "KINDS", "TABULAR", "TEXT_SUFFIXES", "BadRow", "encode_tabular"]  # fmt: skip
 __all__ += ["load", "load_csv", "load_folder", "safe_name"]
 _read_csv, _number = read_csv, number
 SPLITS = {"train": "train", "val": "val", "valid": "val", "validation": "val", "dev": "val", "test": "test"}

@@ -8,18 +8,7 @@
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from omnifuse.label.audit import audit
+from omnifuse.label.next import STRATEGIES, rank
 
-# imported on first use: the command line loads omnifuse.label.commands, and scipy (which audit and next need)
-# takes a second to import that a mistyped argument should not wait for
-_LAZY = {"audit": "omnifuse.label.audit", "STRATEGIES": "omnifuse.label.next", "rank": "omnifuse.label.next"}
 __all__ = ["STRATEGIES", "audit", "rank"]
-
-
-def __getattr__(name: str) -> Any:
-    if name in _LAZY:
-        value = getattr(importlib.import_module(_LAZY[name]), name)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module 'omnifuse.label' has no attribute {name!r}")
