@@ -111,7 +111,10 @@ def data_inspect(
 
 def print_schema(schema) -> None:
     """The schema as a table (:class:`omnifuse.data.schema.Schema`), then what was decided for the user."""
-    table = Table(title=f"Columns of {schema.source} ({schema.rows} rows)", title_justify="left")
+    console.print(
+        f"Columns of [bold]{escape(schema.source)}[/bold] ({schema.rows} rows):"
+    )  # a path: never wrapped
+    table = Table()
     for col in ("column", "kind", "missing", "distinct", "values / why"):
         table.add_column(col, justify="right" if col in ("missing", "distinct") else "left")
     for c in schema.columns:

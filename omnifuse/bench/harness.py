@@ -22,6 +22,7 @@ from typing import Any
 
 import numpy as np
 
+import omnifuse
 from omnifuse import quiet
 from omnifuse.bench.recorder import (
     EpochRecorder,
@@ -315,9 +316,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--table", metavar="RESULTS_DIR", help="regenerate RESULTS_DIR/../RESULTS.md and exit"
     )
     args = parser.parse_args(argv)
-    quiet.setup(
-        False, os.environ.get("TF_CPP_MIN_LOG_LEVEL")
-    )  # verbose where the parent was (OMNIFUSE_VERBOSE)
+    # TensorFlow's start-up lines hidden, unless the `omnifuse --verbose bench` that started this asked for them
+    quiet.setup(False, omnifuse.USER_TF_LOG_LEVEL)
     try:
         if args.table:
             print(update_results(args.table))
