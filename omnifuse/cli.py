@@ -113,6 +113,8 @@ def train(
         )
     if cluster:
         cfg = cfg.replace(cluster)
+    if resume is not None:
+        check_run(resume)
     _show_schema(cfg)
     # imported once the config checks out: a mistake in it is reported without waiting for TensorFlow
     from omnifuse.training import train as run_training

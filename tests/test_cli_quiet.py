@@ -63,6 +63,7 @@ MAIN = (
         (["train", "mnist", "--set", "model.fusion=atention"], "Did you mean 'attention'?"),
         (["train", "--data", "{csv}", "--label", "specis"], "Did you mean 'species'?"),
         (["evaluate", "{runs}/pest"], "Did you mean '{runs}/pets'?"),
+        (["train", "--resume", "{runs}/pets2"], "Did you mean '{runs}/pets'?"),
         (["export", "{runs}/pets", "--format", "onxx"], "Did you mean 'onnx'?"),
         (["data", "inspect", "{csv}", "--label", "species"], None),
     ],
