@@ -16,7 +16,9 @@ import os
 from pathlib import Path
 from typing import Any
 
-# Quiet TensorFlow's C++ start-up chatter unless the user asked for it.
+# Quiet TensorFlow's C++ start-up chatter unless the user asked for it (the command line hides more unless
+# --verbose, see omnifuse.quiet; a level the user set wins there too).
+USER_TF_LOG_LEVEL = os.environ.get("TF_CPP_MIN_LOG_LEVEL")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 __version__ = "0.1.0"

@@ -28,7 +28,7 @@ from typing import Any
 from omnifuse.data import catalog
 from omnifuse.data.splits import VAL_FRACTION
 from omnifuse.encoders import audio, image, numbers, text
-from omnifuse.errors import OmnifuseError
+from omnifuse.errors import OmnifuseError, did_you_mean, near_key
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -337,6 +337,7 @@ def _check_choice(
         raise OmnifuseError(
             f"Expected one of {', '.join(repr(a) for a in allowed)}{more} for config key '{key}'{where}. "
             f"Received: {value!r}{part_of}"
+            + (f".{hint}" if (hint := did_you_mean(value, allowed) if isinstance(value, str) else "") else "")
         )
 
 
@@ -366,7 +367,7 @@ def _build(cls: type, values: dict[str, Any], prefix: str, source: str) -> Any:
         key = f"{prefix}.{unknown[0]}" if prefix else unknown[0]
         where = f" in {source}" if source else ""
         raise OmnifuseError(
-            f"Unknown config key '{key}'{where}. Valid keys"
+            f"Unknown config key '{key}'{where}.{near_key(key.split('.'), key.count('.'), names)} Valid keys"
             f"{' under ' + repr(prefix) if prefix else ''}: {', '.join(names)}"
         )
     kwargs = {}
@@ -409,8 +410,9 @@ def apply_overrides(values: dict[str, Any], overrides: list[str] | dict[str, Any
             if not isinstance(node, dict) or part not in node:
                 level = ".".join(parts[:depth])
                 valid = ", ".join(node) if isinstance(node, dict) else "(none: not a table)"
+                hint = near_key(parts, depth, node) if isinstance(node, dict) else ""
                 raise OmnifuseError(
-                    f"Unknown config key '{key}'. Valid keys{' under ' + repr(level) if level else ''}: {valid}"
+                    f"Unknown config key '{key}'.{hint} Valid keys{' under ' + repr(level) if level else ''}: {valid}"
                 )
             if depth == len(parts) - 1:
                 node[part] = value
@@ -439,14 +441,17 @@ def load_config(name_or_path: str | Path, overrides: list[str] | dict[str, Any] 
     path = Path(name_or_path)
     if path.suffix == ".toml" or path.exists():
         if not path.is_file():
-            raise OmnifuseError(f"Config file not found: '{path}'. Presets: {', '.join(presets())}")
+            raise OmnifuseError(
+                f"Config file not found: '{path}'.{did_you_mean(path.stem, presets())} Presets: {', '.join(presets())}"
+            )
         values, source = read_toml(path), str(path)
     elif str(name_or_path) in presets():
         text = (resources.files("omnifuse") / "configs" / f"{name_or_path}.toml").read_text(encoding="utf-8")
         values, source = tomllib.loads(text), f"preset '{name_or_path}'"
     else:
         raise OmnifuseError(
-            f"Expected a preset name or a .toml file. Received: {str(name_or_path)!r}. Presets: {', '.join(presets())}"
+            f"Expected a preset name or a .toml file. Received: {str(name_or_path)!r}."
+            f"{did_you_mean(name_or_path, presets())} Presets: {', '.join(presets())}"
         )
     values.setdefault("name", path.stem if path.suffix == ".toml" else str(name_or_path))
     if overrides:

@@ -26,6 +26,7 @@ import keras
 import numpy as np
 
 from omnifuse.names import mask_name
+from omnifuse.progress import Steps
 
 log = logging.getLogger(__name__)
 
@@ -120,10 +121,12 @@ def extract(
             pass  # a damaged cache file is recomputed and replaced
     net = extractor(model, name, branch)
     feats = []
-    for start in range(0, len(x), batch_size):
-        chunk = x[start : start + batch_size]
-        ones = np.ones(len(chunk), "float32")
-        feats.append(np.asarray(net({name: chunk, mask_name(name): ones}, training=False), "float32"))
+    with Steps(f"features of {name} (frozen encoder, cached)", -(-len(x) // batch_size)) as steps:
+        for start in range(0, len(x), batch_size):
+            chunk = x[start : start + batch_size]
+            ones = np.ones(len(chunk), "float32")
+            feats.append(np.asarray(net({name: chunk, mask_name(name): ones}, training=False), "float32"))
+            steps.advance()
     out = np.concatenate(feats) if feats else np.zeros((0, branch.encoder.output_dim), "float32")
     if path is not None:
         path.parent.mkdir(parents=True, exist_ok=True)

@@ -17,7 +17,7 @@ import tensorflow as tf
 from omnifuse.config import Config
 from omnifuse.data import Dataset, Split
 from omnifuse.data.splits import holdout
-from omnifuse.errors import OmnifuseError
+from omnifuse.errors import OmnifuseError, did_you_mean
 from omnifuse.modalities import kind as kind_of
 from omnifuse.modalities import sample_shape
 from omnifuse.names import WEIGHTS_OUTPUT, mask_name
@@ -131,7 +131,8 @@ def select_modalities(datasets: list[Dataset], keep: tuple[str, ...]) -> list[Da
     unknown = [m for m in keep if m not in known]
     if unknown:
         raise OmnifuseError(
-            f"Unknown modality {unknown[0]!r} in data.modalities. The data sets have: {', '.join(known)}"
+            f"Unknown modality {unknown[0]!r} in data.modalities.{did_you_mean(unknown[0], known)} "
+            f"The data sets have: {', '.join(known)}"
         )
     out = []
     for ds in datasets:

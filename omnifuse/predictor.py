@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from omnifuse.errors import OmnifuseError
+from omnifuse.errors import OmnifuseError, did_you_mean
 from omnifuse.evaluation import calibration
 from omnifuse.limits import DEFAULT_LIMITS, InputLimits
 from omnifuse.modalities import kind as modality_kind
@@ -265,8 +265,11 @@ class Predictor:
         inputs = self._group_columns(inputs, batch)
         unknown = [k for k in inputs if k not in self.modalities]
         if unknown:
+            columns = [c["name"] for spec in self.numbers.values() for c in spec.get("columns", [])]
             raise OmnifuseError(
-                f"Unknown modality {unknown[0]!r}. This model takes: {', '.join(self.modalities)}"
+                f"Unknown modality {unknown[0]!r}.{did_you_mean(unknown[0], [*self.modalities, *columns])} "
+                f"This model takes: {', '.join(self.modalities)}"
+                + (f" (and the columns {', '.join(columns)})" if columns else "")
             )
         columns = {k: (v if batch else [v]) for k, v in inputs.items()}
         lengths = {len(v) for v in columns.values()}

@@ -22,6 +22,7 @@ import numpy as np
 from omnifuse import distributed, pipeline
 from omnifuse.config import Config
 from omnifuse.data.catalog import load_datasets
+from omnifuse.data.schema import write_schema
 from omnifuse.errors import OmnifuseError
 from omnifuse.evaluation import calibration
 from omnifuse.hardware import machine
@@ -32,6 +33,7 @@ from omnifuse.model.ensemble import MemberMean
 from omnifuse.model.heads import balanced_class_weights
 from omnifuse.modelio import load_model
 from omnifuse.names import WEIGHTS_OUTPUT, auxiliary_outputs, member_index, member_outputs
+from omnifuse.progress import epoch_lines, fit_verbose
 from omnifuse.rundir import atomic_write, atomic_write_text, new_run_dir, read_meta, read_run_config
 
 CHECKPOINTS = "checkpoints"
@@ -303,6 +305,7 @@ def _open(config, run_dir, runs_root, data_dir, resume) -> _Run:
             )
         run_dir.mkdir(parents=True, exist_ok=True)
     atomic_write_text(run_dir / "config.toml", cfg.to_toml())
+    write_schema(run_dir, cfg.data)
     return _Run(cfg, run_dir, {}, dist, resumed=False, prepared=prepared, start=start)
 
 
@@ -437,6 +440,7 @@ def _callbacks(
     callbacks += [
         keras.callbacks.CSVLogger(str(run.run_dir / "metrics.csv"), append=initial_epoch > 0),
         _RunCheckpoint(run.run_dir, run.meta, early, saved),
+        *epoch_lines(t.epochs, t.verbose),  # one plain line per epoch where Keras' bar would not do
     ]
     if run.dist is not None:  # replicas agree before the run's callbacks save anything; the backup comes last
         first, then = run.dist.callbacks(model, progress)
@@ -465,7 +469,7 @@ def _fit(
             initial_epoch=run.initial_epoch,
             validation_data=streams.val,
             callbacks=callbacks,
-            verbose=t.verbose,
+            verbose=fit_verbose(t.verbose),
         )
     if early is not None and early.stopped_epoch:
         run.progress["stopped_early"] = True

@@ -192,7 +192,9 @@ def test_split_column_and_train_only_vocabulary(tmp_path):
         colour = "purple" if split == "TEST" else ["red", "blue"][i % 2]
         lines.append(f"note number {i} here,{i},{colour},{split},{'ab'[i % 2]}")
     path.write_text("\n".join(lines) + "\n")
-    ds = load_csv(path, label="y")
+    # size = the row number: read as an id (ignored) unless its kind is given
+    assert "size" not in load_csv(path, label="y").meta["columns"]
+    ds = load_csv(path, label="y", kinds={"size": "number"})
     assert {k: len(v) for k, v in ds.splits.items()} == {"train": 8, "val": 2, "test": 2}
     assert ds.modalities == {"note": "text", "tabular": "numbers"}
     assert ds.meta["numbers"]["tabular"]["features"] == ["size", "colour=blue", "colour=red"]

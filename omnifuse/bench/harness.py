@@ -22,6 +22,8 @@ from typing import Any
 
 import numpy as np
 
+import omnifuse
+from omnifuse import quiet
 from omnifuse.bench.recorder import (
     EpochRecorder,
     environment,
@@ -172,6 +174,14 @@ def _run_entry(
     return record
 
 
+def run_progress(done: int, total: int, seconds: float) -> str:
+    """``[bench] run 3 of 6, 4.2 min so far, about 4.2 min left``: the left time from the runs done so far."""
+    line = f"[bench] run {done + 1} of {total}"
+    if done:
+        line += f", {seconds / 60:.1f} min so far, about {seconds / done * (total - done) / 60:.1f} min left"
+    return line
+
+
 def _with_args(label: str, args: Sequence[str]) -> str:
     """A reference's label with its extra arguments: ``keras-resnet_torch+channels-last``."""
     return "+".join([label, *(a.lstrip("-").replace("=", "-") for a in args)])
@@ -234,13 +244,13 @@ def run_bench(
     ref_labels = [r.label for r in refs]
     main = {"name": bench_name(name), "role": "main", "references": ref_labels, "invocation": stamp()}
     reference = {**main, "role": "reference", "references": []}
-    records = []
+    records: list[dict] = []
+    total, start = seeds * (len(entries) + len(refs)), time.perf_counter()
     # seed by seed, the entries then their references: a machine slowing down over the invocation slows both
     for seed in range(first_seed, first_seed + seeds):
-        for entry in entries:
-            records.append(_run_entry(entry, seed, folder, main, options, echo))
-        for ref in refs:
-            records.append(_run_entry(ref, seed, folder, reference, options, echo))
+        for entry, role in [(e, main) for e in entries] + [(r, reference) for r in refs]:
+            echo(run_progress(len(records), total, time.perf_counter() - start))
+            records.append(_run_entry(entry, seed, folder, role, options, echo))
     path = update_results(results)
     for line in compare_lines(records):
         echo(line)
@@ -306,6 +316,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--table", metavar="RESULTS_DIR", help="regenerate RESULTS_DIR/../RESULTS.md and exit"
     )
     args = parser.parse_args(argv)
+    # TensorFlow's start-up lines hidden, unless the `omnifuse --verbose bench` that started this asked for them
+    quiet.setup(False, omnifuse.USER_TF_LOG_LEVEL)
     try:
         if args.table:
             print(update_results(args.table))

@@ -13,8 +13,6 @@ from __future__ import annotations
 
 import numpy as np
 from PIL import Image
-from scipy.sparse import csr_matrix
-from scipy.sparse.csgraph import connected_components
 
 
 def thumbnails(images: np.ndarray, side: int = 32) -> np.ndarray:
@@ -41,6 +39,10 @@ def near_duplicate_groups(images: np.ndarray, threshold: float = 0.95, side: int
     rows = thumbnails(images, side)
     similar = (rows @ rows.T) >= threshold - 1e-6
     np.fill_diagonal(similar, True)
+    # scipy loads in a second: imported here, so that the command line (which imports this module) starts at once
+    from scipy.sparse import csr_matrix
+    from scipy.sparse.csgraph import connected_components
+
     _, labels = connected_components(csr_matrix(similar), directed=False)
     # renumber by first appearance so ids do not depend on scipy's order
     _, first = np.unique(labels, return_index=True)

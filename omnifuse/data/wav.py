@@ -14,7 +14,6 @@ from pathlib import Path
 
 import numpy as np
 import soundfile
-from scipy.signal import resample_poly
 
 from omnifuse.errors import OmnifuseError
 
@@ -168,6 +167,8 @@ def decode_wav(
         )
     if rate != sample_rate:
         up, down = resample_factors(rate, sample_rate, name)
+        from scipy.signal import resample_poly  # scipy.signal takes ~1 s to import: only when resampling
+
         wave = resample_poly(wave, up, down).astype(np.float32)
     if num_samples is not None:
         wave = fit_length(wave, int(num_samples))

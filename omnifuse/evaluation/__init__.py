@@ -46,6 +46,7 @@ from omnifuse.metrics import accuracy, member_accuracy, task_accuracy
 from omnifuse.modalities import kind as modality_kind
 from omnifuse.modelio import load_model
 from omnifuse.names import WEIGHTS_OUTPUT, mask_name
+from omnifuse.progress import keras_steps
 from omnifuse.rundir import atomic_write_json, atomic_write_text, read_meta, read_run_config
 
 
@@ -112,7 +113,7 @@ def evaluate(
         if not len(part.test):
             continue
         feed = _feed(prepared, part.test, batch_size)
-        out = _predict(model, feed, batch_size)
+        out = _predict(model, feed, batch_size, f"test set of {part.name}")
         members = member_accuracy(out, part.test.labels)
         for task, labels in part.test.labels.items():
             keep = labels >= 0
@@ -203,17 +204,21 @@ def _feed(prepared: pipeline.Prepared, split, batch_size: int) -> dict[str, np.n
     return {name: np.concatenate(parts) for name, parts in chunks.items()}
 
 
-def _predict(model: keras.Model, feed: dict[str, np.ndarray], batch_size: int) -> dict[str, np.ndarray]:
+def _predict(
+    model: keras.Model, feed: dict[str, np.ndarray], batch_size: int, what: str = "predicting"
+) -> dict[str, np.ndarray]:
     """``model``'s outputs for ``feed``, in sample order. With texts in the feed the model sees the samples
     shortest text first, so each batch holds texts of similar length (a recurrent encoder runs as many steps as the
-    batch's longest text); the outputs are put back in sample order."""
+    batch's longest text); the outputs are put back in sample order. ``what``: the progress bar's name for it."""
     import tensorflow as tf
 
     texts = [value for value in feed.values() if value.dtype.kind in "OSU"]
     order = pipeline.length_order(texts) if texts else None
     if order is not None:
         feed = {name: value[order] for name, value in feed.items()}
-    out = model.predict(tf.data.Dataset.from_tensor_slices(feed).batch(batch_size), verbose=0)
+    batches = -(-len(next(iter(feed.values()))) // batch_size)
+    data = tf.data.Dataset.from_tensor_slices(feed).batch(batch_size)
+    out = model.predict(data, verbose=0, callbacks=[keras_steps(what, batches)])
     if order is None:
         return out
     return (
@@ -268,7 +273,8 @@ def _robustness(model, feed, out, tasks, part, present, prepared, batch_size) ->
         for size in range(1, len(present) + 1):
             for subset in itertools.combinations(present, size):
                 hidden = [m for m in present if m not in subset]
-                got = _predict(model, mask_out(feed, hidden), batch_size) if hidden else out
+                what = f"{part}: {'+'.join(subset)} only"
+                got = _predict(model, mask_out(feed, hidden), batch_size, what) if hidden else out
                 rows = np.any([masks[m] for m in subset], axis=0)  # samples with something to predict from
                 found["subsets"].append(
                     {
@@ -289,7 +295,12 @@ def _robustness(model, feed, out, tasks, part, present, prepared, batch_size) ->
             got = (
                 out
                 if level == 0
-                else _predict(model, {**feed, m: corrupt(feed[m], kind, level, seed)}, batch_size)
+                else _predict(
+                    model,
+                    {**feed, m: corrupt(feed[m], kind, level, seed)},
+                    batch_size,
+                    f"{part}: {m} corrupted, level {level:g}",
+                )
             )
             for task, acc in task_accuracy(got, tasks, everyone).items():
                 curve["accuracy"].setdefault(task, []).append(acc)

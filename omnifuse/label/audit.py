@@ -81,7 +81,7 @@ def _sort_key(row_id) -> tuple:
 
 def _raw_rows(data: Path, ds, label: str) -> tuple[list[str], dict[str, str], dict[str, dict[str, str]]]:
     """The columns used, their kinds and each row's cells (by id, files as absolute paths), to write fold CSVs."""
-    from omnifuse.data.table import _read_csv
+    from omnifuse.data.schema import read_csv as _read_csv
 
     if data.is_file():
         kinds = dict(ds.meta["columns"])

@@ -9,12 +9,12 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
 
 from omnifuse.errors import OmnifuseError
+from omnifuse.progress import console as _console
 
 label_app = typer.Typer(no_args_is_help=True, help="What to label next, and which labels look wrong.")
-console = Console()
+console = _console()  # no wrapping of paths when output is not a terminal
 
 
 @label_app.command("next")

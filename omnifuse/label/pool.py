@@ -21,7 +21,8 @@ from typing import Any
 import numpy as np
 
 from omnifuse.data.decode import read_text
-from omnifuse.data.table import AUDIO_SUFFIXES, IMAGE_SUFFIXES, TABULAR, TEXT_SUFFIXES, _read_csv, safe_name
+from omnifuse.data.schema import AUDIO_SUFFIXES, IMAGE_SUFFIXES, TABULAR, TEXT_SUFFIXES, safe_name
+from omnifuse.data.schema import read_csv as _read_csv
 from omnifuse.errors import OmnifuseError
 
 _FOLDER_KINDS = {

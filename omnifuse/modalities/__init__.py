@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from types import ModuleType
 
-from omnifuse.errors import OmnifuseError
+from omnifuse.errors import OmnifuseError, did_you_mean
 from omnifuse.modalities import audio, features, image, numbers, text
 
 KINDS: dict[str, ModuleType] = {
@@ -35,7 +35,9 @@ def kind(name: str, modality: str = "") -> ModuleType:
     """The module of modality kind ``name``; ``modality`` names the modality in the error."""
     if name not in KINDS:
         where = f" of modality {modality!r}" if modality else ""
-        raise OmnifuseError(f"Unknown modality kind {name!r}{where}. Valid: {', '.join(KINDS)}")
+        raise OmnifuseError(
+            f"Unknown modality kind {name!r}{where}.{did_you_mean(name, KINDS)} Valid: {', '.join(KINDS)}"
+        )
     return KINDS[name]
 
 

@@ -23,7 +23,8 @@ import sys
 import urllib.request
 from pathlib import Path
 
-from omnifuse.errors import OmnifuseError
+from omnifuse.errors import OmnifuseError, did_you_mean
+from omnifuse.progress import Steps
 from omnifuse.weights.spec import WeightFile, WeightSpec
 
 _CHUNK = 1 << 20
@@ -83,9 +84,12 @@ def _download(file: WeightFile, dest: Path, timeout: float = 60) -> Path:
     digest = hashlib.sha256()
     try:
         with urllib.request.urlopen(file.url, timeout=timeout) as response, open(tmp, "wb") as out:
-            for chunk in iter(lambda: response.read(_CHUNK), b""):
-                digest.update(chunk)
-                out.write(chunk)
+            size = int(response.headers.get("Content-Length") or 0) or None
+            with Steps(f"downloading {dest.name}", size, unit="bytes") as steps:
+                for chunk in iter(lambda: response.read(_CHUNK), b""):
+                    digest.update(chunk)
+                    out.write(chunk)
+                    steps.advance(len(chunk))
         if digest.hexdigest() != file.sha256:
             raise OmnifuseError(
                 f"Expected {file.url} to have sha256 {file.sha256}. Received: {digest.hexdigest()} (not kept)"
@@ -106,7 +110,9 @@ def locate(name: str, role: str = "weights", user_path: str | os.PathLike | None
     """The checked local path of file ``role`` of pretrained weights ``name`` (see the module's lookup order)."""
     specs = _specs()
     if name not in specs:
-        raise OmnifuseError(f"Unknown pretrained weights {name!r}. Valid: {', '.join(sorted(specs))}")
+        raise OmnifuseError(
+            f"Unknown pretrained weights {name!r}.{did_you_mean(name, specs)} Valid: {', '.join(sorted(specs))}"
+        )
     spec = specs[name]
     if role not in spec.files:
         raise OmnifuseError(
@@ -149,7 +155,9 @@ def install(names: list[str] | None = None, quiet: bool = True) -> list[str]:
     names = list(names or sorted(specs))
     unknown = [n for n in names if n not in specs]
     if unknown:
-        raise OmnifuseError(f"Unknown pretrained weights {unknown}. Valid: {', '.join(sorted(specs))}")
+        raise OmnifuseError(
+            f"Unknown pretrained weights {unknown}.{did_you_mean(unknown[0], specs)} Valid: {', '.join(sorted(specs))}"
+        )
     todo = []
     for name in names:
         spec = specs[name]
