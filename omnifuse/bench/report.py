@@ -49,7 +49,8 @@ def load_records(results: str | Path) -> list[dict[str, Any]]:
             isinstance(record, dict)
             and "name" in record
             and "label" in record
-            and record.get("kind") != "serve"
+            and record.get("kind")
+            not in ("serve", "label-loop", "label-audit", "label-page")  # their own tables
             and not record.get(SUPERSEDED)
         ):
             records.append(record)
@@ -402,5 +403,8 @@ def update_results(results: str | Path, path: str | Path | None = None) -> Path:
     path = Path(path) if path is not None else results.parent / "RESULTS.md"
     records = load_records(results)
     _replace_region(path, BEGIN, END, render_table(records, f"{results.name}/"), NEW_RESULTS)
+    from omnifuse.bench.loop_report import update_labelling
+
+    update_labelling(results, path)
     update_readme(path.parent.parent / "README.md", records)
     return path
