@@ -5,6 +5,7 @@ import json
 
 import numpy as np
 import pytest
+from threadpoolctl import threadpool_limits
 
 from omnifuse.bench import loop, loop_report
 from omnifuse.bench.report import update_results
@@ -32,27 +33,16 @@ def data():
 
 
 def test_every_strategy_reveals_a_batch_a_round_from_the_same_seeded_start(data):
-    curves = {
-        s: sim.simulate(
-            data["pool"],
-            data["labels"],
-            data["test"],
-            data["test_labels"],
-            s,
-            seed=1,
-            rounds=4,
-            start=0.02,
-            batch=0.05,
-        )  # fmt: skip
-        for s in sim.STRATEGIES
-    }
+    args = (data["pool"], data["labels"], data["test"], data["test_labels"])
+    with threadpool_limits(1):  # k-means and the fits on one thread: fast on a busy machine
+        curves = {s: sim.simulate(*args, s, seed=1, rounds=2, start=0.02, batch=0.05) for s in sim.STRATEGIES}
     for s, curve in curves.items():
-        assert [p["labels"] for p in curve] == [8, 28, 48, 68, 88], s
+        assert [p["labels"] for p in curve] == [8, 28, 48], s
         assert all(0.0 <= p["accuracy"] <= 1.0 for p in curve)
     # the start is the same for every strategy of a seed (same head, same accuracy), another for another seed
     assert len({c[0]["accuracy"] for c in curves.values()}) == 1
     assert not np.array_equal(sim.start_set(400, 8, 1), sim.start_set(400, 8, 2))
-    # separable blobs: 88 labels are plenty
+    # separable blobs: 48 labels are plenty
     assert curves["random"][-1]["accuracy"] > 0.9
 
 

@@ -233,8 +233,12 @@ def run_labelling(
     echo: Callable[[str], None] = print,
     first_seed: int = 0,
     overrides: Sequence[str] = (),
+    threads: int | None = 1,
 ) -> list[dict[str, Any]]:
-    """Run the labelling benchmark ``name`` for seeds first_seed.., write its records and regenerate the tables."""
+    """Run the labelling benchmark ``name`` for seeds first_seed.., write its records and regenerate the tables
+    (``threads``: BLAS / OpenMP threads of the fits and k-means; None: the libraries' default)."""
+    from threadpoolctl import threadpool_limits
+
     from omnifuse.bench.recorder import stamp, write_json
     from omnifuse.bench.report import update_results
 
@@ -248,10 +252,12 @@ def run_labelling(
     folder = Path(results) / name
     run = run_loop if spec["kind"] == "label-loop" else run_audit
     records = []
-    for seed in range(first_seed, first_seed + seeds):
-        for record in run(spec, data, seed, head, echo):
-            write_json(folder / f"{stamp()}-{record['label']}-seed{seed}.json", record)
-            records.append(record)
+    # one BLAS / OpenMP thread: k-means and the fits spin-wait on a machine whose cores are busy (3x slower here)
+    with threadpool_limits(threads):
+        for seed in range(first_seed, first_seed + seeds):
+            for record in run(spec, data, seed, head, echo):
+                write_json(folder / f"{stamp()}-{record['label']}-seed{seed}.json", record)
+                records.append(record)
     path = update_results(results)
     echo(f"[bench] {len(records)} record(s) in {folder}; tables regenerated in {path}")
     return records
