@@ -238,10 +238,10 @@ def render(results: str | Path) -> str:
 
 def update_labelling(results: str | Path, path: str | Path) -> None:
     """Rewrite RESULTS.md's labelling region (appended at the end when the markers are missing)."""
-    from omnifuse.bench.report import _replace_region
+    from omnifuse.bench.recorder import replace_region
 
     path = Path(path)
     body = render(results)
     # no records yet: only an existing region is rewritten (a RESULTS.md without labelling runs stays as it is)
     found = latest(results, "label-loop") or latest(results, "label-audit")
-    _replace_region(path, BEGIN, END, body, path.read_text(encoding="utf-8") if found else None)
+    replace_region(path, BEGIN, END, body, path.read_text(encoding="utf-8") if found else None)

@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from omnifuse.bench.recorder import write_text
+from omnifuse.bench.recorder import replace_region as _replace_region
 from omnifuse.bench.suites import load_suites
 
 BEGIN, END = "<!-- bench:begin -->", "<!-- bench:end -->"
@@ -365,28 +365,6 @@ def render_readme_table(records: list[dict[str, Any]]) -> str:
     if len(lines) == 2:
         return "_No benchmark records of a preset yet: run `omnifuse bench PRESET`._"
     return "\n".join(lines)
-
-
-def _replace_region(path: Path, begin: str, end: str, body: str, new_file: str | None) -> bool:
-    """Write ``body`` between the markers of ``path`` (atomically); False if the file or its markers are missing
-    and ``new_file`` is None (else the file is created from ``new_file``, or the region appended)."""
-    if path.is_file():
-        text = path.read_text(encoding="utf-8")
-    elif new_file is not None:
-        text = new_file
-    else:
-        return False
-    block = f"{begin}\n{body}\n{end}"
-    i = text.find(begin)
-    j = text.find(end, i + len(begin)) if i >= 0 else -1
-    if i >= 0 and j >= 0:
-        text = text[:i] + block + text[j + len(end) :]
-    elif new_file is not None:
-        text = text.rstrip("\n") + "\n\n" + block + "\n"
-    else:
-        return False
-    write_text(path, text)
-    return True
 
 
 def update_readme(readme: str | Path, records: list[dict[str, Any]]) -> bool:
