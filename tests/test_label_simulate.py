@@ -173,3 +173,20 @@ def test_the_target_compares_each_strategy_with_random_at_ten_percent():
     assert found["rows"]["margin"]["mean"] == (0.05, 50) and found["rows"]["kcenter"]["mean"] == (0.1, 100)
     slow = [0.05 * i for i in range(10)]
     assert not loop_report.target([rec("random", 0, ramp), rec("margin", 0, slow)])["met"]
+
+
+def test_label_page_records_get_their_own_table(tmp_path):
+    from omnifuse.bench.labelpage import _stats
+
+    stats = _stats([0.001 * k for k in range(1, 101)])  # 1..100 ms
+    assert stats == {"median": 50.5, "p95": 96.0, "max": 100.0}
+    record = {"name": "label-page", "label": "run-x", "kind": "label-page", "started": "2026-12-06T08:00:00",
+              "clicks": 100, "answer_ms": stats, "click_ms": stats, "load_average": [1.5, 2.0],
+              "kill": {"acknowledged": 130, "kept_after_restart": 130, "lost": 0}}  # fmt: skip
+    results = tmp_path / "results"
+    (results / "label-page").mkdir(parents=True)
+    (results / "label-page" / "x.json").write_text(json.dumps(record))
+    update_results(results)
+    md = (tmp_path / "RESULTS.md").read_text()
+    assert "| run-x | 100 | 50.5 / 96 / 100 | 50.5 / 96 / 100 | 130 → 130 (0) | 1.5 / 2 |" in md
+    assert "| label-page |" not in md.split(loop_report.BEGIN)[0]  # not a training run

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import http.client
 import json
+import os
 import signal
 import socket
 import statistics
@@ -179,9 +180,15 @@ def bench(run_dir: str | Path | None, options: list[str], results: str | Path, e
     if not kwargs.get("pool"):
         raise OmnifuseError("Expected --set pool=POOL (a CSV or folder of samples the run reads).")
     header = environment()
+    load = os.getloadavg()[0]
     found = run(run_dir, **kwargs)
+    shown = {
+        k: Path(str(v)).name if k == "pool" else v for k, v in kwargs.items()
+    }  # no local paths in records
     record = {**header, **found, "name": "label-page", "label": Path(run_dir).name, "kind": "label-page",
-              "invocation": header["started"], "options": {k: str(v) for k, v in kwargs.items()}}  # fmt: skip
+              "invocation": header["started"], "options": shown,
+              # the machine's other work, which the latencies include (1-minute load average, before and after)
+              "load_average": [round(load, 2), round(os.getloadavg()[0], 2)]}  # fmt: skip
     out = Path(results) / "label-page" / f"{stamp()}-{Path(run_dir).name}.json"
     write_json(out, record)
     update_results(results)
