@@ -144,14 +144,14 @@ def test_the_loop_and_the_audit_write_records_curves_and_their_own_tables(tmp_pa
     saved = json.loads(next((results / "loop-x").glob("*-margin-seed1.json")).read_text())
     assert [p["labels"] for p in saved["curve"]] == [10, 20, 30] and saved["kind"] == "label-loop"
     audit = loop.run_labelling("audit-x", seeds=1, results=results, echo=lambda s: None)[0]
-    assert audit["flipped"] == 20 and set(audit["results"]) == {"omnifuse", "cleanlab"}
+    assert audit["flipped"] == 20 and set(audit["results"]) == {"omnifuse", "omnifuse-pbnr", "cleanlab"}
     assert len(audit["top"]) <= 5 and all(t["excerpt"].startswith("review") for t in audit["top"])
     md = (tmp_path / "RESULTS.md").read_text()
     assert (results / "loop-x" / loop_report.PLOT).stat().st_size > 1000
     assert "#### loop-x" in md and "![loop-x](results/loop-x/curves.png)" in md
     # the loop reaches 15% of the pool: each strategy's labels to reach random's accuracy at 10%, and the verdict
     assert "labels to reach random's 10% accuracy" in md and "Target (<= 5% of the labels): **" in md
-    assert "| pairs | 1 | 20 |" in md and "#### audit-x" in md
+    assert "| pairs | 1 | 20 |" in md and "#### audit-x" in md and "omnifuse (prune by noise rate)" in md
     # the training table leaves the labelling records out
     assert "| loop-x |" not in md.split(loop_report.BEGIN)[0]
     # the region is rewritten, not appended again
@@ -190,3 +190,21 @@ def test_label_page_records_get_their_own_table(tmp_path):
     md = (tmp_path / "RESULTS.md").read_text()
     assert "| run-x | 100 | 50.5 / 96 / 100 | 50.5 / 96 / 100 | 130 → 130 (0) | 1.5 / 2 |" in md
     assert "| label-page |" not in md.split(loop_report.BEGIN)[0]  # not a training run
+
+
+def test_pruning_by_noise_rate_also_flags_rows_no_class_is_confident_about():
+    # rows 3 and 4, labelled 1, lean to 0 without passing either threshold: off the diagonal neither is flagged;
+    # the calibrated joint estimates 1.5 -> 2 rows labelled 1 that are 0, the two with the largest p(0) - p(1)
+    probs = np.array([[0.95, 0.05], [0.85, 0.15], [0.9, 0.1], [0.6, 0.4], [0.55, 0.45], *[[0.1, 0.9]] * 3])
+    labels = np.array([0, 0, 1, 1, 1, 1, 1, 1])
+    assert find_issues(probs, labels)[0].tolist() == [2]
+    pruned, suggested, scores = find_issues(probs, labels, "prune_by_noise_rate")
+    assert pruned.tolist() == [2, 3] and suggested.tolist() == [0, 0] and scores == pytest.approx([0.8, 0.2])
+    x, y = _blobs(500, spread=1.6, seed=2)
+    noisy, flipped = sim.flip_labels(y, 0.1, seed=1)
+    probs = sim.out_of_fold(x, noisy, folds=4)
+    a = sim.precision_recall(find_issues(probs, noisy)[0], flipped)
+    b = sim.precision_recall(find_issues(probs, noisy, "prune_by_noise_rate")[0], flipped)
+    assert b["recall"] >= a["recall"] and b["precision"] > 0.5
+    with pytest.raises(OmnifuseError, match="Expected method"):
+        find_issues(probs, noisy, "vote")

@@ -189,9 +189,11 @@ def run_audit(
         noisy, flipped = flip_labels(data["labels"], noise.get("fraction", 0.0), seed, pairs or None)
         probs = out_of_fold(x, noisy, spec.get("folds", 5), seed, spec["c"])
         ours, suggested, scores = find_issues(probs, noisy)
+        pruned = find_issues(probs, noisy, "prune_by_noise_rate")[0]
         theirs = np.flatnonzero(find_label_issues(noisy, probs))
         result = {
             "omnifuse": precision_recall(ours, flipped),
+            "omnifuse-pbnr": precision_recall(pruned, flipped),
             "cleanlab": precision_recall(theirs, flipped),
         }
         top = []

@@ -186,6 +186,13 @@ def render_loops(loops: dict[str, list[dict[str, Any]]], source: str) -> list[st
     return lines
 
 
+WHO = {
+    "omnifuse": "omnifuse (off-diagonal)",
+    "omnifuse-pbnr": "omnifuse (prune by noise rate)",
+    "cleanlab": "cleanlab find_label_issues",
+}
+
+
 def render_audits(audits: dict[str, list[dict[str, Any]]]) -> list[str]:
     lines = []
     for name, records in audits.items():
@@ -195,18 +202,20 @@ def render_audits(audits: dict[str, list[dict[str, Any]]]) -> list[str]:
             _header_line(records) + f"; {records[0]['folds']}-fold cross-fitting",
             "",
         ]
+        who = [w for w in WHO if all(w in r["results"] for r in records)]
         lines += [
-            "| noise | runs | flipped | omnifuse flagged | omnifuse precision % | omnifuse recall % | cleanlab "
-            "flagged | cleanlab precision % | cleanlab recall % | out-of-fold accuracy % (given / true labels) |",
-            "|---|---:|---:|---:|---:|---:|---:|---:|---:|---|",
+            "| noise | runs | flipped | "
+            + " | ".join(f"{WHO[w]}: flagged / precision % / recall %" for w in who)
+            + " | out-of-fold accuracy % (given / true labels) |",
+            "|---|---:|---:|" + "---|" * len(who) + "---|",
         ]
         for label, runs in _by_strategy(records).items():
             res = [r["results"] for r in runs]
             cells = [label, str(len(runs)), _ms([r["flipped"] for r in runs], 1, 0)]
             noisy = any(r["flipped"] for r in runs)  # no label flipped: precision and recall do not apply
-            for who in ("omnifuse", "cleanlab"):
-                cells += [_ms([x[who]["flagged"] for x in res], 1, 0)]
-                cells += [_ms([x[who][k] for x in res]) if noisy else "—" for k in ("precision", "recall")]
+            for w in who:
+                scores = [_ms([x[w][k] for x in res]) if noisy else "—" for k in ("precision", "recall")]
+                cells.append(" / ".join([_ms([x[w]["flagged"] for x in res], 1, 0), *scores]))
             accuracy = [r["oof_accuracy"] for r in runs], [r["oof_accuracy_true"] for r in runs]
             cells.append(f"{_ms(accuracy[0])} / {_ms(accuracy[1])}")
             lines.append("| " + " | ".join(cells) + " |")
