@@ -22,6 +22,13 @@ def _blobs(n, classes=4, dim=6, spread=0.6, seed=0):
     return centres[y] + rng.normal(0, spread, (n, dim)), y
 
 
+@pytest.fixture(autouse=True)
+def one_thread():
+    """BLAS / OpenMP on one thread: the tiny fits and k-means here only lose time to thread start-up and spinning."""
+    with threadpool_limits(1):
+        yield
+
+
 @pytest.fixture(scope="module")
 def data():
     x, y = _blobs(600)  # pool and test drawn in one go (same centres)
@@ -34,8 +41,7 @@ def data():
 
 def test_every_strategy_reveals_a_batch_a_round_from_the_same_seeded_start(data):
     args = (data["pool"], data["labels"], data["test"], data["test_labels"])
-    with threadpool_limits(1):  # k-means and the fits on one thread: fast on a busy machine
-        curves = {s: sim.simulate(*args, s, seed=1, rounds=2, start=0.02, batch=0.05) for s in sim.STRATEGIES}
+    curves = {s: sim.simulate(*args, s, seed=1, rounds=2, start=0.02, batch=0.05) for s in sim.STRATEGIES}
     for s, curve in curves.items():
         assert [p["labels"] for p in curve] == [8, 28, 48], s
         assert all(0.0 <= p["accuracy"] <= 1.0 for p in curve)
