@@ -12,7 +12,7 @@ from omnifuse.bench.report import update_results
 from omnifuse.config import load_config, presets
 from omnifuse.errors import OmnifuseError
 from omnifuse.label import simulate as sim
-from omnifuse.label.audit import find_issues
+from omnifuse.label.audit import audit, find_issues
 
 
 def _blobs(n, classes=4, dim=6, spread=0.6, seed=0):
@@ -214,3 +214,5 @@ def test_pruning_by_noise_rate_also_flags_rows_no_class_is_confident_about():
     assert b["recall"] >= a["recall"] and b["precision"] > 0.5
     with pytest.raises(OmnifuseError, match="Expected method"):
         find_issues(probs, noisy, "vote")
+    with pytest.raises(OmnifuseError, match="Expected method"):  # before any fold model trains
+        audit("no-such.csv", "label", method="vote")

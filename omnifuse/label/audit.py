@@ -32,6 +32,7 @@ from omnifuse.label.duplicates import duplicate_groups
 from omnifuse.rundir import atomic_write_text
 
 SHOWN = 20  # flagged rows shown in the report
+METHODS = ("off_diagonal", "prune_by_noise_rate")  # how find_issues picks the flagged rows
 EXCERPT = 160  # characters of a text shown in the report
 
 
@@ -62,7 +63,7 @@ def find_issues(
     if method == "prune_by_noise_rate":
         return _prune_by_noise_rate(probs, labels)
     if method != "off_diagonal":
-        raise OmnifuseError(f"Expected method 'off_diagonal' or 'prune_by_noise_rate'. Received: {method!r}")
+        raise OmnifuseError(f"Expected method {' or '.join(map(repr, METHODS))}. Received: {method!r}")
     _, _, confident = confident_joint(probs, labels)
     flagged = np.flatnonzero((confident >= 0) & (confident != labels))
     scores = probs[flagged, confident[flagged]] - probs[flagged, labels[flagged]]
@@ -250,15 +251,19 @@ def audit(
     kinds: dict[str, str] | None = None,
     seed: int = 0,
     duplicate_threshold: float = 0.95,
+    method: str = "off_diagonal",
 ) -> dict[str, Any]:
     """Audit the labels of ``data`` (a CSV with ``label`` column, or a folder root/<class>/<files>).
 
     The cross-fitted models use ``run``'s config (a run directory), else ``config`` (a preset, a .toml file or a
-    Config; default ``"table"``), with ``overrides`` (keep them small: ``folds`` models are trained). Returns
+    Config; default ``"table"``), with ``overrides`` (keep them small: ``folds`` models are trained); ``method``:
+    which rows are flagged (:func:`find_issues`). Returns
     ``issues`` (dicts: ``id``, ``split``, ``given``, ``suggested``, ``score``, ``p_given``, ``p_suggested``),
     ``duplicates`` (see :func:`omnifuse.label.duplicates.duplicate_groups`), ``confident_joint``, ``classes``,
     ``probabilities`` (N, C) and ``files`` (the CSVs and report written to ``out``).
     """
+    if method not in METHODS:
+        raise OmnifuseError(f"Expected method {' or '.join(map(repr, METHODS))}. Received: {method!r}")
     data = Path(data).expanduser()
     ds = _load(data, label, kinds)
     if run is not None:
@@ -274,7 +279,7 @@ def audit(
             data, ds, label, folds, config, overrides or [], seed, Path(work)
         )
     _, joint, _ = confident_joint(probs, labels)
-    flagged, suggested, scores = find_issues(probs, labels)
+    flagged, suggested, scores = find_issues(probs, labels, method)
     issues = [
         {
             "id": _plain(whole.ids[i]),
