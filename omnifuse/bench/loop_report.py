@@ -112,8 +112,8 @@ def plot(name: str, records: list[dict[str, Any]], folder: Path) -> Path | None:
         acc = 100 * np.array([[p["accuracy"] for p in r["curve"]] for r in runs])
         mean, std = acc.mean(0), acc.std(0)
         style = {"color": "black", "linestyle": "--"} if strategy == "random" else {}
-        ax.plot(labels, mean, marker="o", markersize=3, label=f"{strategy} ({len(runs)})", **style)
-        ax.fill_between(labels, mean - std, mean + std, alpha=0.15, color=style.get("color"))
+        (line,) = ax.plot(labels, mean, marker="o", markersize=3, label=f"{strategy} ({len(runs)})", **style)
+        ax.fill_between(labels, mean - std, mean + std, alpha=0.12, color=line.get_color())
     head = records[0]
     encoders = ", ".join(f"{m}: {e}" for m, e in head.get("encoders", {}).items())
     ax.set_title(f"{name}\n{encoders}; pool {head['pool']['size']}, test {head['test_size']}", fontsize=8)
