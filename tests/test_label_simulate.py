@@ -216,3 +216,13 @@ def test_pruning_by_noise_rate_also_flags_rows_no_class_is_confident_about():
         find_issues(probs, noisy, "vote")
     with pytest.raises(OmnifuseError, match="Expected method"):  # before any fold model trains
         audit("no-such.csv", "label", method="vote")
+
+
+def test_kcenter_distances_to_labelled_samples_match_the_direct_computation():
+    from omnifuse.label.next import _nearest
+
+    rng = np.random.default_rng(4)
+    x, centres = rng.normal(size=(300, 7)), rng.normal(size=(40, 7))
+    direct = np.sqrt(((x[:, None] - centres[None]) ** 2).sum(-1)).min(1)
+    assert np.allclose(_nearest(x, centres, chunk=64), direct, atol=1e-9)
+    assert np.allclose(_nearest(centres, centres), 0.0, atol=1e-6)  # no NaN where a distance rounds below 0
