@@ -20,8 +20,8 @@ def bench(
     name: Annotated[
         str,
         typer.Argument(
-            help="A preset, a config .toml, a suite (omnifuse/bench/suites.toml), SUITE:LABEL,LABEL, 'serve' or 'reliability' "
-            "(--run RUN_DIR), or 'report' (regenerate RESULTS.md and the README's table from --results)"
+            help="A preset, a config .toml, a suite (omnifuse/bench/suites.toml), SUITE:LABEL,LABEL, 'serve', 'reliability' or "
+            "'label-page' (--run RUN_DIR), or 'report' (regenerate RESULTS.md and the README's table from --results)"
         ),
     ],
     seeds: Annotated[int, typer.Option(help="Runs with train.seed = 0..N-1, each in a fresh process")] = 1,
@@ -65,6 +65,11 @@ def bench(
         return
     if name == "serve":
         run_serve(run, list(set_ or []), results, echo=typer.echo)
+        return
+    if name == "label-page":  # the labelling page's click latency and kill -9 survival
+        from omnifuse.bench.labelpage import bench as label_page
+
+        label_page(run, list(set_ or []), results, echo=typer.echo)
         return
     if name == "reliability":  # the serving bench's load run with bad requests, beside one without
         run_serve(run, [*RELIABILITY_LOAD, *(set_ or [])], results, echo=typer.echo)

@@ -212,6 +212,12 @@ def run_bench(
         raise OmnifuseError(f"Expected --seeds of at least 1. Received: {seeds}")
     if first_seed < 0:
         raise OmnifuseError(f"Expected --first-seed of at least 0. Received: {first_seed}")
+    from omnifuse.bench.loop import load_labelling, run_labelling
+
+    if name in load_labelling():  # a [loops.NAME] or [audits.NAME]: heads on frozen features, in this process
+        if compare or ref_args:
+            raise OmnifuseError(f"--compare is not for {name!r}: its strategies run side by side already.")
+        return run_labelling(name, seeds, data_dir, results, echo, first_seed, overrides)
     # runs on another Keras backend than TensorFlow (KERAS_BACKEND=jax) get their own label, so their records are
     # never averaged with TensorFlow's
     backend = os.environ.get("KERAS_BACKEND", "tensorflow")

@@ -46,6 +46,28 @@ def write_json(path: str | Path, record: dict[str, Any]) -> Path:
     return write_text(path, json.dumps(record, indent=2, default=_plain) + "\n")
 
 
+def replace_region(path: Path, begin: str, end: str, body: str, new_file: str | None) -> bool:
+    """Write ``body`` between the markers of ``path`` (atomically); False if the file or its markers are missing
+    and ``new_file`` is None (else the file is created from ``new_file``, or the region appended)."""
+    if path.is_file():
+        text = path.read_text(encoding="utf-8")
+    elif new_file is not None:
+        text = new_file
+    else:
+        return False
+    block = f"{begin}\n{body}\n{end}"
+    i = text.find(begin)
+    j = text.find(end, i + len(begin)) if i >= 0 else -1
+    if i >= 0 and j >= 0:
+        text = text[:i] + block + text[j + len(end) :]
+    elif new_file is not None:
+        text = text.rstrip("\n") + "\n\n" + block + "\n"
+    else:
+        return False
+    write_text(path, text)
+    return True
+
+
 def _plain(value):
     if isinstance(value, np.generic):
         return value.item()

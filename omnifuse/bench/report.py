@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from omnifuse.bench.recorder import write_text
+from omnifuse.bench.recorder import replace_region as _replace_region
 from omnifuse.bench.suites import load_suites
 
 BEGIN, END = "<!-- bench:begin -->", "<!-- bench:end -->"
@@ -49,7 +49,8 @@ def load_records(results: str | Path) -> list[dict[str, Any]]:
             isinstance(record, dict)
             and "name" in record
             and "label" in record
-            and record.get("kind") != "serve"
+            and record.get("kind")
+            not in ("serve", "label-loop", "label-audit", "label-page")  # their own tables
             and not record.get(SUPERSEDED)
         ):
             records.append(record)
@@ -366,28 +367,6 @@ def render_readme_table(records: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
-def _replace_region(path: Path, begin: str, end: str, body: str, new_file: str | None) -> bool:
-    """Write ``body`` between the markers of ``path`` (atomically); False if the file or its markers are missing
-    and ``new_file`` is None (else the file is created from ``new_file``, or the region appended)."""
-    if path.is_file():
-        text = path.read_text(encoding="utf-8")
-    elif new_file is not None:
-        text = new_file
-    else:
-        return False
-    block = f"{begin}\n{body}\n{end}"
-    i = text.find(begin)
-    j = text.find(end, i + len(begin)) if i >= 0 else -1
-    if i >= 0 and j >= 0:
-        text = text[:i] + block + text[j + len(end) :]
-    elif new_file is not None:
-        text = text.rstrip("\n") + "\n\n" + block + "\n"
-    else:
-        return False
-    write_text(path, text)
-    return True
-
-
 def update_readme(readme: str | Path, records: list[dict[str, Any]]) -> bool:
     """Rewrite the block of ``readme`` between ``<!-- results:start -->`` and ``<!-- results:end -->`` with
     :func:`render_readme_table`; a README without both markers (or no README) is left untouched (False)."""
@@ -402,5 +381,8 @@ def update_results(results: str | Path, path: str | Path | None = None) -> Path:
     path = Path(path) if path is not None else results.parent / "RESULTS.md"
     records = load_records(results)
     _replace_region(path, BEGIN, END, render_table(records, f"{results.name}/"), NEW_RESULTS)
+    from omnifuse.bench.loop_report import update_labelling
+
+    update_labelling(results, path)
     update_readme(path.parent.parent / "README.md", records)
     return path

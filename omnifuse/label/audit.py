@@ -32,6 +32,7 @@ from omnifuse.label.duplicates import duplicate_groups
 from omnifuse.rundir import atomic_write_text
 
 SHOWN = 20  # flagged rows shown in the report
+METHODS = ("off_diagonal", "prune_by_noise_rate")  # how find_issues picks the flagged rows
 EXCERPT = 160  # characters of a text shown in the report
 
 
@@ -50,14 +51,46 @@ def confident_joint(probs: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, 
     return thresholds, joint, confident
 
 
-def find_issues(probs: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """The flagged rows (off the confident joint's diagonal), surest first, their suggested classes and scores
-    (p(suggested) - p(given), in (0, 1])."""
+def find_issues(
+    probs: np.ndarray, labels: np.ndarray, method: str = "off_diagonal"
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The flagged rows, surest first, their suggested classes and scores (p(suggested) - p(given)).
+
+    ``method``: ``"off_diagonal"``: the rows off the confident joint's diagonal (scores in (0, 1]);
+    ``"prune_by_noise_rate"`` (the paper's PBNR): the joint calibrated to the label counts estimates how many rows
+    of each (given i, true j) there are, n * Q[i, j], and that many rows labelled i with the largest
+    p(j) - p(i) are flagged; this also reaches rows where no class passes its threshold."""
+    if method == "prune_by_noise_rate":
+        return _prune_by_noise_rate(probs, labels)
+    if method != "off_diagonal":
+        raise OmnifuseError(f"Expected method {' or '.join(map(repr, METHODS))}. Received: {method!r}")
     _, _, confident = confident_joint(probs, labels)
     flagged = np.flatnonzero((confident >= 0) & (confident != labels))
     scores = probs[flagged, confident[flagged]] - probs[flagged, labels[flagged]]
     order = np.argsort(-scores, kind="stable")
     return flagged[order], confident[flagged][order], scores[order]
+
+
+def _prune_by_noise_rate(probs: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    _, joint, _ = confident_joint(probs, labels)
+    counts = np.bincount(labels, minlength=probs.shape[1]).astype(np.float64)
+    calibrated = joint / np.maximum(joint.sum(1, keepdims=True), 1) * counts[:, None]
+    q = calibrated / max(calibrated.sum(), 1e-12)
+    margin = np.full(len(labels), -np.inf)  # the largest p(j) - p(given) a row was flagged with
+    suggested = np.full(len(labels), -1)
+    for i, j in zip(*np.nonzero(~np.eye(len(q), dtype=bool))):
+        k = int(round(q[i, j] * len(labels)))
+        rows = np.flatnonzero(labels == i)
+        if k <= 0 or not len(rows):
+            continue
+        gap = probs[rows, j] - probs[rows, i]
+        top = rows[np.argsort(-gap, kind="stable")[: min(k, len(rows) - 1)]]  # never a whole class
+        better = probs[top, j] - probs[top, i] > margin[top]
+        margin[top[better]] = (probs[top, j] - probs[top, i])[better]
+        suggested[top[better]] = j
+    flagged = np.flatnonzero(suggested >= 0)
+    order = np.argsort(-margin[flagged], kind="stable")
+    return flagged[order], suggested[flagged][order], margin[flagged][order]
 
 
 def _whole(ds) -> tuple[Split, np.ndarray]:
@@ -218,15 +251,19 @@ def audit(
     kinds: dict[str, str] | None = None,
     seed: int = 0,
     duplicate_threshold: float = 0.95,
+    method: str = "off_diagonal",
 ) -> dict[str, Any]:
     """Audit the labels of ``data`` (a CSV with ``label`` column, or a folder root/<class>/<files>).
 
     The cross-fitted models use ``run``'s config (a run directory), else ``config`` (a preset, a .toml file or a
-    Config; default ``"table"``), with ``overrides`` (keep them small: ``folds`` models are trained). Returns
+    Config; default ``"table"``), with ``overrides`` (keep them small: ``folds`` models are trained); ``method``:
+    which rows are flagged (:func:`find_issues`). Returns
     ``issues`` (dicts: ``id``, ``split``, ``given``, ``suggested``, ``score``, ``p_given``, ``p_suggested``),
     ``duplicates`` (see :func:`omnifuse.label.duplicates.duplicate_groups`), ``confident_joint``, ``classes``,
     ``probabilities`` (N, C) and ``files`` (the CSVs and report written to ``out``).
     """
+    if method not in METHODS:
+        raise OmnifuseError(f"Expected method {' or '.join(map(repr, METHODS))}. Received: {method!r}")
     data = Path(data).expanduser()
     ds = _load(data, label, kinds)
     if run is not None:
@@ -242,7 +279,7 @@ def audit(
             data, ds, label, folds, config, overrides or [], seed, Path(work)
         )
     _, joint, _ = confident_joint(probs, labels)
-    flagged, suggested, scores = find_issues(probs, labels)
+    flagged, suggested, scores = find_issues(probs, labels, method)
     issues = [
         {
             "id": _plain(whole.ids[i]),

@@ -73,6 +73,13 @@ def audit_command(
         "audit"
     ),
     seed: Annotated[int, typer.Option(help="Seed of the folds and the models")] = 0,
+    method: Annotated[
+        str,
+        typer.Option(
+            help="off_diagonal: rows off the confident joint's diagonal (fewer, surer flags); "
+            "prune_by_noise_rate: as many rows as the calibrated joint estimates are wrong (more found)"
+        ),
+    ] = "off_diagonal",
 ):
     """Flag likely label errors (out-of-fold confident learning) and duplicate samples in labelled data."""
     if not data.exists():
@@ -91,9 +98,21 @@ def audit_command(
         from omnifuse.config import load_config
 
         load_config(config, set_ or [])  # a mistake in it is reported before any model trains
-    from omnifuse.label.audit import audit
+    from omnifuse.label.audit import METHODS, audit
 
-    result = audit(data, label or "", folds, config=config, run=run, overrides=set_ or [], out=out, seed=seed)
+    if method not in METHODS:
+        raise OmnifuseError(f"Expected --method {' or '.join(METHODS)}. Received: {method!r}")
+    result = audit(
+        data,
+        label or "",
+        folds,
+        config=config,
+        run=run,
+        overrides=set_ or [],
+        out=out,
+        seed=seed,
+        method=method,
+    )
     leaks = sum(g["leak"] for g in result["duplicates"])
     console.print(
         f"[green]Audited.[/green] {len(result['issues'])} likely label error(s), "

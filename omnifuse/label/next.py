@@ -85,10 +85,14 @@ def kcenter_order(
 
 
 def _nearest(x: np.ndarray, centres: np.ndarray, chunk: int = 1024) -> np.ndarray:
+    """Each row's distance to its nearest centre, as |x|^2 + |c|^2 - 2 x.c: (chunk, centres) at a time, never the
+    (chunk, centres, dim) differences (gigabytes for a thousand labelled 1280-dimensional embeddings)."""
     out = np.empty(len(x))
+    squared = (centres**2).sum(1)
     for s in range(0, len(x), chunk):
-        d = ((x[s : s + chunk, None, :] - centres[None]) ** 2).sum(-1)
-        out[s : s + chunk] = np.sqrt(d.min(1))
+        part = x[s : s + chunk]
+        d = (part**2).sum(1)[:, None] + squared[None] - 2.0 * part @ centres.T
+        out[s : s + chunk] = np.sqrt(np.maximum(d.min(1), 0.0))
     return out
 
 

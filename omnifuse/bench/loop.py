@@ -1,0 +1,265 @@
+"""The labelling benchmarks: ``omnifuse bench NAME`` for a ``[loops.NAME]`` or ``[audits.NAME]`` table of
+``suites.toml``.
+
+- A **loop** simulates train -> ``label next`` -> label -> train on a data set's frozen pretrained features
+  (:mod:`omnifuse.label.simulate`): every strategy, ``random`` included, on the same seeded start per seed; one
+  record per strategy and seed with accuracy against the number of labels.
+- An **audit** flips a share of the pool's labels (uniformly, or between class pairs; or none), computes
+  out-of-fold probabilities by k-fold cross-fitting, and scores the rows flagged by omnifuse's confident learning
+  (:func:`omnifuse.label.audit.find_issues`) and by ``cleanlab.filter.find_label_issues`` on the same
+  probabilities: one record per noise and seed, with precision and recall, and the top flagged rows.
+
+Records: ``<results>/<name>/<timestamp>-<label>-seed<k>.json`` (``kind`` ``label-loop`` / ``label-audit``, left out
+of the training tables); :mod:`omnifuse.bench.loop_report` renders them and the curves' PNG.
+
+>>> run_labelling("label-loop-fsdd", seeds=3)   # as `omnifuse bench label-loop-fsdd --seeds 3`
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from omnifuse.bench.suites import SUITES_FILE
+from omnifuse.errors import OmnifuseError
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+KINDS = {"loops": "label-loop", "audits": "label-audit"}
+_KEYS = {
+    "loops": ("preset", "overrides", "pool", "strategies", "start", "batch", "rounds", "c"),
+    "audits": ("preset", "overrides", "pool", "noise", "folds", "top", "c"),
+}
+_NOISE_KEYS = ("label", "fraction", "pairs")
+EXCERPT = 200  # characters of a text kept in an audit record's top rows
+
+
+def load_labelling() -> dict[str, dict[str, Any]]:
+    """Every ``[loops.NAME]`` and ``[audits.NAME]`` of suites.toml, checked, each with its ``kind``."""
+    from omnifuse.label.next import STRATEGIES
+
+    data = tomllib.loads(SUITES_FILE.read_text(encoding="utf-8"))
+    out = {}
+    for section, kind in KINDS.items():
+        for name, table in data.get(section, {}).items():
+            where = f"[{section}.{name}] of {SUITES_FILE.name}"
+            extra = [k for k in table if k not in _KEYS[section]]
+            if extra:
+                raise OmnifuseError(
+                    f"Unknown key {extra[0]!r} in {where}. Valid keys: {', '.join(_KEYS[section])}"
+                )
+            if not isinstance(table.get("preset"), str):
+                raise OmnifuseError(f"Expected a preset in {where}. Received: {table.get('preset')!r}")
+            unknown = [s for s in table.get("strategies", []) if s not in STRATEGIES]
+            if unknown:
+                raise OmnifuseError(
+                    f"Unknown strategy {unknown[0]!r} in {where}. Strategies: {', '.join(STRATEGIES)}"
+                )
+            for noise in table.get("noise", []):
+                bad = [k for k in noise if k not in _NOISE_KEYS]
+                if bad or "label" not in noise:
+                    raise OmnifuseError(
+                        f"Expected each noise of {where} as {{ label, fraction, pairs? }}. Received: {noise!r}"
+                    )
+            out[name] = {"kind": kind, "pool": ["train"], "overrides": [], "c": 1.0, **table}
+    return out
+
+
+def _features(spec: dict[str, Any], data_dir: str | None) -> dict[str, Any]:
+    """The pool (the spec's ``pool`` splits joined) and test features of the spec's preset, standardised."""
+    from omnifuse.bench.frozen import split_features
+    from omnifuse.label.simulate import standardise
+
+    found = split_features(spec["preset"], spec["overrides"], data_dir)
+    splits = found["splits"]
+    missing = [s for s in [*spec["pool"], "test"] if s not in splits]
+    if missing:
+        raise OmnifuseError(
+            f"Expected split {missing[0]!r} in {spec['preset']!r}. Received: {', '.join(splits)}"
+        )
+    parts = [splits[s] for s in spec["pool"]]
+
+    def joined(key: str) -> dict[str, np.ndarray]:
+        return {m: np.concatenate([p[key][m] for p in parts]) for m in parts[0][key]}
+
+    pool, test = standardise(joined("x"), splits["test"]["x"])
+    return {
+        "pool": pool,
+        "labels": np.concatenate([p["y"] for p in parts]),
+        "masks": joined("masks"),
+        "texts": joined("texts"),
+        "test": test,
+        "test_labels": splits["test"]["y"],
+        "classes": found["classes"],
+        "encoders": found["encoders"],
+    }
+
+
+def _header(spec: dict[str, Any], data: dict[str, Any], name: str, invocation: str) -> dict[str, Any]:
+    from omnifuse.bench.recorder import environment
+
+    return {
+        **environment(),
+        "name": name,
+        "kind": spec["kind"],
+        "invocation": invocation,
+        "preset": spec["preset"],
+        "overrides": list(spec["overrides"]),
+        "encoders": data["encoders"],
+        "head": f"logistic regression (L2, C={spec['c']:g}) on standardised frozen features",
+        "pool": {"splits": list(spec["pool"]), "size": int(len(data["labels"]))},
+        "test_size": int(len(data["test_labels"])),
+        "classes": data["classes"],
+    }
+
+
+def run_loop(
+    spec: dict[str, Any], data: dict[str, Any], seed: int, head: dict[str, Any], echo
+) -> list[dict[str, Any]]:
+    """One seed of a loop: a record per strategy."""
+    import time
+
+    from omnifuse.label.simulate import simulate
+
+    records = []
+    for strategy in spec.get("strategies", ["random", "margin"]):
+        began = time.perf_counter()
+        curve = simulate(
+            data["pool"],
+            data["labels"],
+            data["test"],
+            data["test_labels"],
+            strategy,
+            seed=seed,
+            start=spec.get("start", 0.01),
+            batch=spec.get("batch", 0.01),
+            rounds=spec.get("rounds", 9),
+            classes=len(data["classes"]),
+            pool_masks=data["masks"],
+            c=spec["c"],
+        )
+        last = curve[-1]
+        echo(
+            f"[bench] {head['name']}: {strategy}, seed {seed}: {100 * curve[0]['accuracy']:.2f}% at "
+            f"{curve[0]['labels']} labels -> {100 * last['accuracy']:.2f}% at {last['labels']}"
+        )
+        settings = {k: spec.get(k, d) for k, d in (("start", 0.01), ("batch", 0.01), ("rounds", 9))}
+        records.append(
+            {
+                **head,
+                "label": strategy,
+                "seed": seed,
+                "loop": settings,
+                "curve": curve,
+                "wall_seconds": round(time.perf_counter() - began, 3),
+            }
+        )
+    return records
+
+
+def _excerpt(text: str) -> str:
+    text = " ".join(str(text).split())
+    return text[:EXCERPT] + ("…" if len(text) > EXCERPT else "")
+
+
+def run_audit(
+    spec: dict[str, Any], data: dict[str, Any], seed: int, head: dict[str, Any], echo
+) -> list[dict[str, Any]]:
+    """One seed of an audit: a record per noise, omnifuse's flags beside cleanlab's on the same probabilities."""
+    import time
+
+    from cleanlab.filter import find_label_issues
+
+    from omnifuse.label.audit import find_issues
+    from omnifuse.label.simulate import _joined, flip_labels, out_of_fold, precision_recall
+
+    classes = data["classes"]
+    x = _joined(data["pool"])
+    records = []
+    for noise in spec.get("noise", [{"label": "clean", "fraction": 0.0}]):
+        began = time.perf_counter()
+        pairs = [(classes.index(a), classes.index(b)) for a, b in noise.get("pairs", [])]
+        noisy, flipped = flip_labels(data["labels"], noise.get("fraction", 0.0), seed, pairs or None)
+        probs = out_of_fold(x, noisy, spec.get("folds", 5), seed, spec["c"])
+        ours, suggested, scores = find_issues(probs, noisy)
+        pruned = find_issues(probs, noisy, "prune_by_noise_rate")[0]
+        theirs = np.flatnonzero(find_label_issues(noisy, probs))
+        result = {
+            "omnifuse": precision_recall(ours, flipped),
+            "omnifuse-pbnr": precision_recall(pruned, flipped),
+            "cleanlab": precision_recall(theirs, flipped),
+        }
+        top = []
+        texts = next(iter(data["texts"].values()), None)
+        for rank, (i, s, score) in enumerate(zip(ours[: spec.get("top", 0)], suggested, scores), 1):
+            row = {"rank": rank, "row": int(i), "given": classes[noisy[i]], "suggested": classes[s]}
+            row |= {"score": round(float(score), 4), "flipped": bool(np.isin(i, flipped))}
+            if texts is not None:
+                row["excerpt"] = _excerpt(texts[i])
+            top.append(row)
+        echo(
+            f"[bench] {head['name']}: {noise['label']}, seed {seed}: {len(flipped)} flipped; omnifuse "
+            f"P {result['omnifuse']['precision']:.3f} R {result['omnifuse']['recall']:.3f}, cleanlab "
+            f"P {result['cleanlab']['precision']:.3f} R {result['cleanlab']['recall']:.3f}"
+        )
+        records.append(
+            {
+                **head,
+                "label": noise["label"],
+                "seed": seed,
+                "noise": {"fraction": noise.get("fraction", 0.0), "pairs": noise.get("pairs", [])},
+                "flipped": int(len(flipped)),
+                "folds": spec.get("folds", 5),
+                "oof_accuracy": float((probs.argmax(1) == noisy).mean()),
+                "oof_accuracy_true": float((probs.argmax(1) == data["labels"]).mean()),
+                "results": result,
+                "top": top,
+                "wall_seconds": round(time.perf_counter() - began, 3),
+            }
+        )
+    return records
+
+
+def run_labelling(
+    name: str,
+    seeds: int = 3,
+    data_dir: str | None = None,
+    results: str | Path = Path("benchmarks") / "results",
+    echo: Callable[[str], None] = print,
+    first_seed: int = 0,
+    overrides: Sequence[str] = (),
+    threads: int | None = 1,
+) -> list[dict[str, Any]]:
+    """Run the labelling benchmark ``name`` for seeds first_seed.., write its records and regenerate the tables
+    (``threads``: BLAS / OpenMP threads of the fits and k-means; None: the libraries' default)."""
+    from threadpoolctl import threadpool_limits
+
+    from omnifuse.bench.recorder import stamp, write_json
+    from omnifuse.bench.report import update_results
+
+    specs = load_labelling()
+    if name not in specs:
+        raise OmnifuseError(f"Expected a labelling benchmark. Received: {name!r}. Known: {', '.join(specs)}")
+    spec = {**specs[name], "overrides": [*specs[name]["overrides"], *overrides]}
+    data = _features(spec, data_dir)
+    invocation = stamp()
+    head = _header(spec, data, name, invocation)
+    folder = Path(results) / name
+    run = run_loop if spec["kind"] == "label-loop" else run_audit
+    records = []
+    # one BLAS / OpenMP thread: k-means and the fits spin-wait on a machine whose cores are busy (3x slower here)
+    with threadpool_limits(threads):
+        for seed in range(first_seed, first_seed + seeds):
+            for record in run(spec, data, seed, head, echo):
+                write_json(folder / f"{stamp()}-{record['label']}-seed{seed}.json", record)
+                records.append(record)
+    path = update_results(results)
+    echo(f"[bench] {len(records)} record(s) in {folder}; tables regenerated in {path}")
+    return records

@@ -1,0 +1,216 @@
+"""The labelling loop, simulated on a labelled data set: which strategy of :func:`omnifuse.label.rank` buys the most
+accuracy per label. The labels of a pool are hidden; a seeded ``start`` share of them is revealed; each round a
+head is trained on the revealed samples, scored on a test set, and asked (by one of :data:`STRATEGIES`) for the
+next ``batch`` samples, whose labels are then revealed.
+
+The head is a multinomial logistic regression on frozen pretrained features: the linear softmax layer an omnifuse
+model puts on a frozen encoder (``fusion_dim = 0``), fitted to convergence by L-BFGS rather than by epochs of
+Adam with early stopping, which on 20-1,000 labels would need a validation split of its own and add training
+noise to the comparison of strategies. The fused embedding of such a model is its features concatenated, so
+``kcenter`` and ``hybrid`` read those; ``disagreement`` fits one head per modality as ``train.unimodal_loss``
+does. The scores and orders are :mod:`omnifuse.label.next`'s own.
+
+>>> curve = simulate({"audio": x}, y, {"audio": x_test}, y_test, "margin", seed=0)   # [{"labels", "accuracy"}, ...]
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from omnifuse.errors import OmnifuseError
+from omnifuse.label.next import (
+    STRATEGIES,
+    disagreement_scores,
+    entropy_scores,
+    hybrid_order,
+    kcenter_order,
+    margin_scores,
+)
+
+
+class Head:
+    """A logistic-regression head on standardised features, giving probabilities over all ``classes`` classes
+    (0 for a class no revealed sample has; a single revealed class gets probability 1)."""
+
+    def __init__(self, classes: int, c: float = 1.0, seed: int = 0):
+        self.classes, self.c, self.seed = classes, c, seed
+
+    def fit(self, x: np.ndarray, y: np.ndarray) -> Head:
+        from sklearn.linear_model import LogisticRegression
+
+        self.seen = np.unique(y)
+        self.model = None
+        if len(self.seen) > 1:
+            self.model = LogisticRegression(C=self.c, max_iter=2000, random_state=self.seed).fit(x, y)
+        return self
+
+    def predict_proba(self, x: np.ndarray) -> np.ndarray:
+        out = np.zeros((len(x), self.classes))
+        if self.model is None:
+            out[:, self.seen[0]] = 1.0
+        else:
+            out[:, self.model.classes_] = self.model.predict_proba(x)
+        return out
+
+
+def standardise(pool: dict[str, np.ndarray], *others: dict[str, np.ndarray]) -> list[dict[str, np.ndarray]]:
+    """Each modality's features scaled by the pool's mean and std (no label used): ``[pool, *others]``."""
+    stats = {m: (x.mean(0), x.std(0) + 1e-6) for m, x in pool.items()}
+    return [{m: (x - stats[m][0]) / stats[m][1] for m, x in d.items()} for d in (pool, *others)]
+
+
+def _joined(x: dict[str, np.ndarray]) -> np.ndarray:
+    return np.concatenate([x[m] for m in sorted(x)], axis=1)
+
+
+def choose(
+    strategy: str,
+    probs: np.ndarray,
+    embedding: np.ndarray,
+    labelled_embedding: np.ndarray,
+    budget: int,
+    seed: int,
+    heads: list[np.ndarray] | None = None,
+    present: list[np.ndarray] | None = None,
+) -> np.ndarray:
+    """Indices (into the unlabelled rows given) of the ``budget`` samples ``strategy`` asks for, best first."""
+    budget = min(budget, len(probs))
+    if strategy == "random":
+        return np.random.default_rng(seed).permutation(len(probs))[:budget]
+    if strategy in ("margin", "entropy"):
+        scores = margin_scores(probs) if strategy == "margin" else entropy_scores(probs)
+        return np.argsort(-scores, kind="stable")[:budget]
+    if strategy == "kcenter":
+        return kcenter_order(embedding, budget, labelled_embedding)[0]
+    if strategy == "hybrid":
+        return hybrid_order(embedding, margin_scores(probs), budget, seed)
+    if strategy == "disagreement":
+        if not heads or len(heads) < 2:
+            raise OmnifuseError("Expected two or more modalities for the 'disagreement' strategy.")
+        scores = disagreement_scores(heads, present)
+        return np.argsort(-scores, kind="stable")[:budget]
+    raise OmnifuseError(f"Expected a strategy in {', '.join(STRATEGIES)}. Received: {strategy!r}")
+
+
+def start_set(n: int, count: int, seed: int) -> np.ndarray:
+    """The seeded first ``count`` pool rows revealed (the same for every strategy of one seed)."""
+    return np.sort(np.random.default_rng(seed).permutation(n)[: max(1, count)])
+
+
+def simulate(
+    pool: dict[str, np.ndarray],
+    labels: np.ndarray,
+    test: dict[str, np.ndarray],
+    test_labels: np.ndarray,
+    strategy: str,
+    seed: int = 0,
+    start: float = 0.01,
+    batch: float = 0.01,
+    rounds: int = 9,
+    classes: int | None = None,
+    pool_masks: dict[str, np.ndarray] | None = None,
+    c: float = 1.0,
+) -> list[dict[str, Any]]:
+    """Run the loop for ``strategy`` and return one point per round, ``rounds + 1`` in all: ``labels`` (revealed),
+    ``fraction`` (of the pool) and test ``accuracy`` of the head trained on them, and ``seconds`` (fit and ask).
+
+    ``pool`` / ``test``: modality -> float features (N, D) (standardise them first: :func:`standardise`);
+    ``start`` and ``batch``: shares of the pool revealed first and asked for each round."""
+    import time
+
+    if strategy not in STRATEGIES:
+        raise OmnifuseError(f"Expected a strategy in {', '.join(STRATEGIES)}. Received: {strategy!r}")
+    n = len(labels)
+    classes = int(classes or max(labels.max(), test_labels.max()) + 1)
+    size = max(1, round(batch * n))
+    revealed = np.zeros(n, bool)
+    revealed[start_set(n, round(start * n), seed)] = True
+    x, x_test = _joined(pool), _joined(test)
+    masks = pool_masks or {m: np.ones(n) for m in pool}
+    curve = []
+    for r in range(rounds + 1):
+        began = time.perf_counter()
+        idx = np.flatnonzero(revealed)
+        head = Head(classes, c, seed).fit(x[idx], labels[idx])
+        accuracy = float((head.predict_proba(x_test).argmax(1) == test_labels).mean())
+        point = {"labels": int(revealed.sum()), "fraction": float(revealed.mean()), "accuracy": accuracy}
+        if r < rounds and (~revealed).any():
+            rest = np.flatnonzero(~revealed)
+            heads = present = None
+            if strategy == "disagreement":
+                heads = [
+                    Head(classes, c, seed).fit(pool[m][idx], labels[idx]).predict_proba(pool[m][rest])
+                    for m in sorted(pool)
+                ]
+                present = [masks[m][rest] for m in sorted(pool)]
+            picked = choose(
+                strategy,
+                head.predict_proba(x[rest]),
+                x[rest],
+                x[idx],
+                size,
+                seed * 1000 + r,
+                heads,
+                present,
+            )
+            revealed[rest[picked]] = True
+        point["seconds"] = round(time.perf_counter() - began, 3)
+        curve.append(point)
+    return curve
+
+
+def labels_to_reach(curve: list[dict[str, Any]], accuracy: float) -> int | None:
+    """The fewest labels at which ``curve`` reached ``accuracy`` (None if it never did)."""
+    return next((p["labels"] for p in curve if p["accuracy"] >= accuracy - 1e-12), None)
+
+
+def out_of_fold(
+    x: np.ndarray, labels: np.ndarray, folds: int = 5, seed: int = 0, c: float = 1.0
+) -> np.ndarray:
+    """Each row's probabilities from the head fitted on the other ``folds - 1`` stratified folds (the cross-fitting
+    of ``omnifuse label audit``, with this module's head)."""
+    from sklearn.model_selection import StratifiedKFold
+
+    classes = int(labels.max() + 1)
+    probs = np.zeros((len(labels), classes))
+    for train, held in StratifiedKFold(folds, shuffle=True, random_state=seed).split(x, labels):
+        probs[held] = Head(classes, c, seed).fit(x[train], labels[train]).predict_proba(x[held])
+    return probs
+
+
+def flip_labels(
+    labels: np.ndarray, fraction: float, seed: int, pairs: list[tuple[int, int]] | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """Labels with ``fraction`` of all rows flipped, and which rows were. Without ``pairs`` each flipped row gets a
+    uniformly drawn other class; with ``pairs`` ((a, b): a <-> b) the rows are drawn among those whose class is in a
+    pair and take its partner (the fraction is still of all rows)."""
+    rng = np.random.default_rng(seed)
+    noisy = labels.copy()
+    classes = int(labels.max() + 1)
+    if pairs:
+        partner = {a: b for a, b in pairs} | {b: a for a, b in pairs}
+        eligible = np.flatnonzero(np.isin(labels, list(partner)))
+    else:
+        eligible = np.arange(len(labels))
+    count = round(fraction * len(labels))
+    if count > len(eligible):
+        raise OmnifuseError(f"Expected at most {len(eligible)} rows to flip. Received: {count}")
+    flipped = np.sort(rng.choice(eligible, count, replace=False))
+    for i in flipped:
+        if pairs:
+            noisy[i] = partner[int(labels[i])]
+        else:
+            noisy[i] = (labels[i] + rng.integers(1, classes)) % classes
+    return noisy, flipped
+
+
+def precision_recall(flagged: np.ndarray, truth: np.ndarray) -> dict[str, float]:
+    """Precision and recall of the ``flagged`` rows against the ``truth`` rows (both index arrays)."""
+    hits = len(np.intersect1d(flagged, truth))
+    return {
+        "flagged": int(len(flagged)),
+        "precision": hits / len(flagged) if len(flagged) else 0.0,
+        "recall": hits / len(truth) if len(truth) else 0.0,
+    }
