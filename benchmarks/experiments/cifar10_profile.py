@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import statistics
 import subprocess
 import sys
@@ -45,23 +46,34 @@ GROUPS = (
 )
 
 
-def _result(side, batch, step_seconds, op_seconds, extra_seconds=None, **info):
-    """Per group the milliseconds per step; overhead = the step's wall time no op accounts for."""
+def _busy(intervals: list[tuple[float, float]]) -> float:
+    """Seconds in which at least one of these (start, end) intervals runs."""
+    total, end = 0.0, float("-inf")
+    for a, b in sorted(intervals):
+        if b > end:
+            total += b - max(a, end)
+            end = b
+    return total
+
+
+def _result(side, batch, step_seconds, op_seconds, busy_seconds, augment_seconds=0.0, **info):
+    """Per group its milliseconds per step: the step's busy time (some op running on some thread) shared out in
+    proportion to each group's op time (threads run ops side by side, so op times add up to more than the wall
+    time); overhead: the rest of the step's wall time. ``augment_seconds``: per step, work done outside the steps."""
     steps = len(step_seconds)
-    per_step = {g: 1e3 * s / steps for g, s in op_seconds.items()}
-    for group, ms in (extra_seconds or {}).items():
-        per_step[group] = per_step.get(group, 0.0) + 1e3 * ms
-    wall = 1e3 * sum(step_seconds) / steps
-    traced = sum(v for g, v in op_seconds.items()) * 1e3 / steps
-    per_step["per-step overhead"] = max(0.0, wall - traced)
+    wall, busy = 1e3 * sum(step_seconds) / steps, 1e3 * min(busy_seconds, sum(step_seconds)) / steps
+    total = sum(op_seconds.values()) or 1.0
+    groups = {g: busy * op_seconds.get(g, 0.0) / total for g in GROUPS}
+    groups["per-step overhead"] = wall - busy
+    groups["augmentation"] += 1e3 * augment_seconds
     return {
         "side": side,
         "batch_size": batch,
         "steps": steps,
-        "step_ms": round(wall, 2),
+        "step_ms": round(wall + 1e3 * augment_seconds, 2),
         "median_step_ms": round(1e3 * statistics.median(step_seconds), 2),
-        "traced_ms": round(traced, 2),
-        "groups_ms": {g: round(per_step.get(g, 0.0), 2) for g in GROUPS},
+        "groups_ms": {g: round(v, 2) for g, v in groups.items()},
+        "op_thread_ms": {g: round(1e3 * v / steps, 2) for g, v in sorted(op_seconds.items())},
         **info,
     }
 
@@ -69,54 +81,77 @@ def _result(side, batch, step_seconds, op_seconds, extra_seconds=None, **info):
 # ------------------------------------------------------------------------------------------ omnifuse (TensorFlow)
 
 
-def _tf_group(name: str) -> str | None:
-    """The group of one TensorFlow op, from its name scope and type (``scope/.../name:Type``)."""
+OPTIMIZER_SCOPE = re.compile(r"(^|/)(sgd|adam|adamw|lookahead)(_\d+)?/")
+BN_SCOPE = re.compile(r"_bn(_\d+)?/|batch_normalization|fusedbatchnorm")
+# fastnet augments inside the step with ops right under the encoder's scope (no layer of its own)
+ENCODER_OWN_OP = re.compile(r"image_encoder(_\d+)?/[^/]+(/[^/]+)?:[A-Za-z0-9]+$")
+AUGMENT_TYPES = {
+    "GatherV2",
+    "SelectV2",
+    "MirrorPad",
+    "ReverseV2",
+    "BroadcastTo",
+    "Transpose",
+    "Less",
+    "Range",
+}
+
+
+def _tf_group(name: str) -> str:
+    """The group of one TensorFlow op, from its name scope and type (``scope/.../name:Type``). The same rules
+    suit any model omnifuse builds, but augmentation is found where fastnet does it."""
     low = name.lower()
     op_type = name.rsplit(":", 1)[-1]
-    if "iterator" in low or op_type in ("IteratorGetNext", "OptionalGetValue"):
+    if low.startswith("iterator") or op_type in ("IteratorGetNext", "OptionalGetValue"):
         return "data feeding"
-    if "lookahead" in low or "/sgd/" in low or low.startswith("sgd/") or "optimizer" in low:
+    if OPTIMIZER_SCOPE.search(low) or op_type.startswith(("ResourceApply", "Assign")):
         return "optimizer + lookahead"
-    if op_type.startswith(("ResourceApply", "AssignVariable", "AssignAddVariable", "AssignSubVariable")):
-        return "optimizer + lookahead"
-    backward = "gradient_tape" in low or "grad" in op_type.lower()
-    if "Conv2D" in op_type or "conv2d" in op_type.lower():
-        return "conv backward" if backward or "Backprop" in op_type else "conv forward"
-    if "_bn/" in low or "batchnorm" in low or "batch_normalization" in low:
+    backward = "gradient_tape/" in low or op_type in ("AddN",) or "Grad" in op_type or "Backprop" in op_type
+    if "Conv2D" in op_type:
+        return "conv backward" if backward else "conv forward"
+    if BN_SCOPE.search(low):
         return "batch norm backward" if backward else "batch norm forward"
-    if not backward and ("random" in low or "augment" in low or "shifted" in low or "flip" in low):
-        return "augmentation"
+    if not backward and ENCODER_OWN_OP.search(name):
+        if op_type in AUGMENT_TYPES or "stateless_random" in low or op_type.startswith("StatelessRandom"):
+            return "augmentation"
     return "other backward" if backward else "other forward"
 
 
-def _xplane_ops(logdir: Path) -> dict[str, float]:
-    """Seconds per op name (``scope/name:Type``) of the TensorFlow ops in a trace: each op's own time."""
+# "scope/name:Type" (not "ExecutorState::Process"), and tf.data's own events
+OP_EVENT = re.compile(r"^[^:]+:[A-Z_][A-Za-z0-9_]*$|^Iterator::|^IteratorGetNextOp::DoCompute$")
+
+
+def _xplane_ops(logdir: Path) -> tuple[dict[str, float], list[tuple[float, float]]]:
+    """From a TensorFlow trace: seconds per op (``scope/name:Type``) of each op's own time (less the ops it ran
+    inside it, e.g. a function call's), and every op's (start, end) in seconds."""
     from tensorflow.tsl.profiler.protobuf import xplane_pb2
 
     seconds: dict[str, float] = {}
+    intervals: list[tuple[float, float]] = []
     for path in logdir.rglob("*.xplane.pb"):
         space = xplane_pb2.XSpace()
         space.ParseFromString(path.read_bytes())
-        for plane in space.planes:
-            if not plane.name.startswith("/host:"):
-                continue
-            stat_names = {k: v.name for k, v in plane.stat_metadata.items()}
+        for plane in (p for p in space.planes if p.name.startswith("/host:")):
             for line in plane.lines:
+                ops = []
                 for event in line.events:
-                    meta = plane.event_metadata[event.metadata_id]
-                    op = _tf_op_name(meta, event, stat_names)
-                    if op is not None:
-                        seconds[op] = seconds.get(op, 0.0) + event.duration_ps * 1e-12
-    return seconds
-
-
-def _tf_op_name(meta, event, stat_names) -> str | None:
-    """``name:Type`` where the event is a TensorFlow op's kernel (the trace's ``tf_op`` stat), else None."""
-    for stat in (*meta.stats, *event.stats):
-        if stat_names.get(stat.metadata_id) == "tf_op":
-            return stat.str_value or None
-    name = meta.name
-    return name if ":" in name and "/" in name.split(":", 1)[0] else None
+                    name = plane.event_metadata[event.metadata_id].name
+                    if OP_EVENT.match(name):
+                        start = line.timestamp_ns * 1e-9 + event.offset_ps * 1e-12
+                        ops.append((start, start + event.duration_ps * 1e-12, name))
+                stack: list[list] = []  # [end, name, own seconds] of the ops open at this point of the line
+                for start, end, name in sorted(ops, key=lambda o: (o[0], -o[1])):
+                    while stack and stack[-1][0] <= start:
+                        _, done, own = stack.pop()
+                        seconds[done] = seconds.get(done, 0.0) + own
+                    if stack:
+                        stack[-1][2] -= end - start  # the caller's own time leaves this op out
+                    else:
+                        intervals.append((start, end))
+                    stack.append([end, name, end - start])
+                for _, done, own in stack:
+                    seconds[done] = seconds.get(done, 0.0) + own
+    return seconds, intervals
 
 
 def run_tf(args) -> dict:
@@ -153,7 +188,7 @@ def run_tf(args) -> dict:
         ],
     )
     train(cfg, runs_root=Path(tempfile.mkdtemp(prefix="cifar10-profile-runs-")), callbacks=[Trace()])
-    ops = _xplane_ops(logdir)
+    ops, intervals = _xplane_ops(logdir)
     grouped: dict[str, float] = {}
     for op, s in ops.items():
         group = _tf_group(op)
@@ -164,6 +199,7 @@ def run_tf(args) -> dict:
         batch,
         times,
         grouped,
+        _busy(intervals),
         precision=cfg.train.precision,
         top_ops_ms={k: round(1e3 * v / len(times), 2) for k, v in top},
     )
@@ -201,13 +237,18 @@ def run_torch(args) -> dict:
     precision = check_precision(args.precision)
     train, test, classes = ref["data_arrays"](args.data_dir, 0, args.limit_train, 2000)
     with tempfile.TemporaryDirectory() as folder:
-        loader, test_loader = ref["loaders"](Path(folder), train, test, classes, lib.hyp["opt"]["batch_size"])
+        loader, test_loader = ref["loaders"](Path(folder), train, test, classes, args.torch_batch_size)
 
-    # airbench augments the whole training set once per epoch (translate, flip): timed apart, spread over its steps
-    loader.epoch = 1
-    start = time.perf_counter()
+    # airbench augments the whole training set once per epoch (translate; flip every other epoch), outside its
+    # steps: epochs 1 and 2 timed (epoch 0 also normalises and pads once), spread over an epoch's steps
     next(iter(loader))
-    augment_per_step = (time.perf_counter() - start) / len(loader)
+    augment = []
+    for epoch in (1, 2):
+        loader.epoch = epoch
+        start = time.perf_counter()
+        next(iter(loader))
+        augment.append(time.perf_counter() - start)
+    augment_per_step = statistics.mean(augment) / len(loader)
 
     profiler = torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU])
     marks: list[float] = []
@@ -239,7 +280,10 @@ def run_torch(args) -> dict:
 
     grouped: dict[str, float] = {}
     by_name: dict[str, float] = {}
+    intervals = []
     for event in profiler.events():
+        if event.cpu_parent is None:
+            intervals.append((event.time_range.start * 1e-6, event.time_range.end * 1e-6))
         names, parent = [event.name], event.cpu_parent
         while parent is not None:
             names.append(parent.name)
@@ -248,14 +292,14 @@ def run_torch(args) -> dict:
         seconds = event.self_cpu_time_total * 1e-6
         grouped[group] = grouped.get(group, 0.0) + seconds
         by_name[event.name] = by_name.get(event.name, 0.0) + seconds
-    grouped.pop("per-step overhead", None)
     top = sorted(by_name.items(), key=lambda kv: -kv[1])[: args.top]
     return _result(
         "airbench94 (PyTorch)",
         loader.batch_size,
         step_seconds,
         grouped,
-        extra_seconds={"augmentation": augment_per_step},
+        _busy(intervals),
+        augment_seconds=augment_per_step,
         precision=precision,
         threads=torch.get_num_threads(),
         top_ops_ms={k: round(1e3 * v / len(step_seconds), 2) for k, v in top},
@@ -287,6 +331,7 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=3, help="steps run before the trace starts")
     parser.add_argument("--precision", choices=("auto", "bfloat16", "float32"), default="auto")
     parser.add_argument("--tf-batch-size", type=int, default=256, help="cifar10-94's batch")
+    parser.add_argument("--torch-batch-size", type=int, default=1024, help="airbench94's batch")
     parser.add_argument(
         "--limit-train", type=int, default=0, help="airbench's training images (0: all 50,000)"
     )
@@ -312,7 +357,8 @@ def main() -> None:
             "--top",
             args.top,
         ]
-        options += ["--tf-batch-size", args.tf_batch_size, "--limit-train", args.limit_train]
+        options += ["--tf-batch-size", args.tf_batch_size, "--torch-batch-size", args.torch_batch_size]
+        options += ["--limit-train", args.limit_train]
         options += ["--threads", args.threads, *(["--data-dir", args.data_dir] if args.data_dir else [])]
         env = {
             **os.environ,
