@@ -159,6 +159,7 @@ def run_tf(args) -> dict:
     import tensorflow as tf
 
     from omnifuse.config import load_config
+    from omnifuse.precision import check_precision
     from omnifuse.training import train
 
     steps, warmup, batch = args.steps, args.warmup, args.tf_batch_size
@@ -200,7 +201,7 @@ def run_tf(args) -> dict:
         times,
         grouped,
         _busy(intervals),
-        precision=cfg.train.precision,
+        precision=check_precision(cfg.train.precision),  # what "auto" became here
         top_ops_ms={k: round(1e3 * v / len(times), 2) for k, v in top},
     )
 
