@@ -32,7 +32,7 @@ def bench(
         str | None,
         typer.Option(
             help="Reference run alternating with NAME's: a script of benchmarks/reference/ (cifar10_cnn, "
-            "imdb_lstm), a .py file, a preset, a suite or SUITE:LABEL"
+            "imdb_lstm, resnet_torch, airbench94), a .py file, a preset, a suite or SUITE:LABEL"
         ),
     ] = None,
     set_: SetOpt = None,
@@ -44,7 +44,10 @@ def bench(
         str, typer.Option(help="Test accuracies whose time to reach is recorded, comma-separated")
     ] = "0.80,0.85,0.88,0.90,0.92,0.93,0.94",
     ref_epochs: Annotated[
-        int | None, typer.Option(help="--epochs for a reference script (default: the script's own)")
+        float | None,
+        typer.Option(
+            help="--epochs for a reference script (default: the script's own; airbench94 takes fractions)"
+        ),
     ] = None,
     ref_arg: Annotated[
         list[str] | None,

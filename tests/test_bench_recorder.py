@@ -1,6 +1,7 @@
 """The JSON record: the reference scripts write the same fields as omnifuse runs, the recorder's scoring and
 commit, atomic writes."""
 
+import importlib.util
 import json
 import runpy
 import sys
@@ -26,14 +27,27 @@ def data_dir(tmp_path_factory):
 
 @pytest.mark.parametrize(
     "script,task",
-    [("cifar10_cnn.py", "cifar10"), ("imdb_lstm.py", "sentiment"), ("resnet_torch.py", "cifar10")],
+    [
+        ("cifar10_cnn.py", "cifar10"),
+        ("imdb_lstm.py", "sentiment"),
+        ("resnet_torch.py", "cifar10"),
+        ("airbench94.py", "cifar10"),
+    ],
 )
 def test_reference_scripts_write_the_same_record_fields(script, task, data_dir, tmp_path, monkeypatch):
-    if script == "resnet_torch.py":
-        pytest.importorskip("torch", reason="the PyTorch reference needs torch (the torch-reference extra)")
+    extra = ["--limit-train", "60"]
+    if script in ("resnet_torch.py", "airbench94.py"):
+        pytest.importorskip(
+            "torch", reason="the PyTorch references need torch (a CPU build of torch==2.13.0)"
+        )
+    if script == "airbench94.py":
+        if importlib.util.find_spec("airbench") is None:  # not imported here: it wants torchvision (stubbed)
+            pytest.skip("airbench94 needs the airbench package (the airbench extra)")
+        # 2 steps of 32 images an epoch (airbench drops a partial batch), in float32: cheap on any CPU
+        extra = ["--batch-size", "32", "--limit-train", "64", "--precision", "float32"]
     out = tmp_path / "ref.json"
     argv = [script, "--epochs", "2", "--seed", "1", "--data-dir", str(data_dir), "--json", str(out)]
-    monkeypatch.setattr(sys, "argv", [*argv, "--limit-train", "60"])
+    monkeypatch.setattr(sys, "argv", [*argv, *extra])
     runpy.run_path(str(REFERENCE / script), run_name="__main__")
     rec = json.loads(out.read_text())
     assert rec["kind"] == "reference" and rec["seed"] == 1 and rec["config"]["epochs"] == 2

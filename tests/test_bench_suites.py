@@ -128,3 +128,43 @@ def test_the_pytorch_reference_trains_the_step_overhead_suites_network():
         ref["to_tensor"](np.zeros((4, 32, 32, 3), np.uint8) + 7), __import__("torch").Generator()
     )
     assert tuple(x.shape) == (4, 3, 32, 32) and float(x.min()) == pytest.approx(7 / 255, abs=1e-5)
+
+
+def test_airbench94_resolves_to_its_torch_reference_and_builds_its_command(tmp_path, monkeypatch):
+    (ref,) = suites.resolve_reference("airbench94")
+    assert (ref.kind, ref.label, Path(ref.target)) == (
+        "reference",
+        "torch-airbench94",
+        REFERENCE / "airbench94.py",
+    )
+    assert (
+        suites.resolve_reference("cifar10_cnn")[0].label == "keras-cifar10_cnn"
+    )  # the plain-Keras scripts' label
+    ran = []
+
+    def fake_run(entry, seed, folder, meta, options, echo):
+        out = folder / "x.json"
+        ran.append((entry.label, harness._command(entry, seed, out, "DATA", options["ref_epochs"], "runs")))
+        return {"label": entry.label}
+
+    monkeypatch.setattr(harness, "_run_entry", fake_run)
+    monkeypatch.setattr(harness, "update_results", lambda results: results)
+    monkeypatch.setattr(harness, "compare_lines", lambda records: [])
+    harness.run_bench(
+        "cifar10-94",
+        compare="airbench94",
+        ref_epochs=0.2,  # a fifth of an epoch: airbench counts its 9.9 epochs in fractions
+        ref_args=["--limit-test=1000"],
+        results=tmp_path / "results",
+        first_seed=3,
+    )
+    (main, main_cmd), (label, cmd) = ran
+    assert main == "cifar10-94" and "--limit-test=1000" not in main_cmd
+    assert label == "torch-airbench94+limit-test-1000"
+    out = str(tmp_path / "results" / "cifar10-94" / "x.json")
+    assert cmd[1:] == [
+        *(ref.target, "--seed", "3", "--json", out, "--data-dir", "DATA"),
+        *("--epochs", "0.2", "--limit-test=1000"),
+    ]
+    # whole epochs stay whole numbers for the scripts that count them as integers
+    assert harness._command(ref, 0, Path("x.json"), None, 2.0, "runs")[-2:] == ["--epochs", "2"]

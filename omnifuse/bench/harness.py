@@ -123,7 +123,7 @@ def _command(entry: Entry, seed: int, out: Path, data_dir, ref_epochs, runs_root
         if data_dir:
             cmd += ["--data-dir", str(data_dir)]
         if ref_epochs:
-            cmd += ["--epochs", str(ref_epochs)]
+            cmd += ["--epochs", format(ref_epochs, "g")]  # 2.0 -> "2" for a script counting whole epochs
         return cmd + list(entry.overrides)  # a reference's extra arguments
     cmd = [
         sys.executable,
@@ -195,7 +195,7 @@ def run_bench(
     data_dir: str | None = None,
     results: str | Path = Path("benchmarks") / "results",
     thresholds: Sequence[float] = DEFAULT_THRESHOLDS,
-    ref_epochs: int | None = None,
+    ref_epochs: float | None = None,
     ref_args: Sequence[str] = (),
     runs_root: str | Path = Path("runs") / "bench",
     echo: Callable[[str], None] = print,

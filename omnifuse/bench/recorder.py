@@ -272,11 +272,14 @@ def record_run(
     }
 
 
-def reference_parser(doc: str, epochs: int, batch_size: int, limit_train: int = 0) -> argparse.ArgumentParser:
+def reference_parser(
+    doc: str, epochs: float, batch_size: int, limit_train: int = 0
+) -> argparse.ArgumentParser:
     """The command line every reference script takes: what the harness passes (``--seed``, ``--json``,
     ``--data-dir``, ``--epochs``) plus ``--batch-size`` and ``--limit-train``; a script adds its own options."""
     parser = argparse.ArgumentParser(description=doc.split("\n")[0])
-    parser.add_argument("--epochs", type=int, default=epochs)
+    # a float default (airbench's 9.9) takes fractions of an epoch
+    parser.add_argument("--epochs", type=type(epochs), default=epochs)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--data-dir", default=None)
     parser.add_argument("--json", default=None, help="write the benchmark record here")
@@ -288,11 +291,17 @@ def reference_parser(doc: str, epochs: int, batch_size: int, limit_train: int = 
 
 
 def finish_reference(
-    args, recorder: EpochRecorder, task: str, final: dict[str, Any], started: float, params: int
+    args,
+    recorder: EpochRecorder,
+    task: str,
+    final: dict[str, Any],
+    started: float,
+    params: int,
+    **extra: Any,
 ) -> None:
     """What a reference script does at its end: print the test accuracy and, with ``--json``, write its record
     (``args``: the script's parsed arguments, with ``seed``, ``batch_size`` and ``json``; ``started``: its
-    ``time.perf_counter()`` at the start)."""
+    ``time.perf_counter()`` at the start; ``extra``: more fields of the record)."""
     print(f"test accuracy {100 * final['accuracy']:.2f}%")
     if args.json:
         record = record_run(
@@ -304,5 +313,6 @@ def finish_reference(
             final={task: final},
             wall_seconds=time.perf_counter() - started,
             params=int(params),
+            **extra,
         )
         write_json(args.json, record)

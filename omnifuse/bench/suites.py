@@ -96,14 +96,31 @@ def _suite(name: str, table: dict[str, Any], bases: dict[str, tuple[str, ...]]) 
     return Suite(name, tuple(entries), table.get("pooled", False))
 
 
-def load_suites() -> dict[str, Suite]:
-    """Every suite of ``suites.toml``, checked (unknown keys, missing labels or presets, unknown bases); preset
-    names and override keys are checked when a run loads its config (and by the tests, for every suite)."""
+def _load() -> dict[str, Any]:
     try:
         data = tomllib.loads(SUITES_FILE.read_text(encoding="utf-8"))
     except tomllib.TOMLDecodeError as exc:
         raise OmnifuseError(f"Expected valid TOML in {SUITES_FILE.name}. Received: {exc}") from None
-    _unknown("the top level", data, ("bases", "suites", "loops", "audits"))  # labelling ones: bench/loop.py
+    _unknown(
+        "the top level", data, ("bases", "references", "suites", "loops", "audits")
+    )  # labelling ones: bench/loop.py
+    return data
+
+
+def reference_labels() -> dict[str, str]:
+    """``[references]`` of ``suites.toml``: a reference script's label where it is not ``keras-<script>``."""
+    labels = _load().get("references", {})
+    if not isinstance(labels, dict) or not all(isinstance(v, str) and v for v in labels.values()):
+        raise OmnifuseError(
+            f"Expected [references] of {SUITES_FILE.name} to map script names to labels. Received: {labels!r}"
+        )
+    return labels
+
+
+def load_suites() -> dict[str, Suite]:
+    """Every suite of ``suites.toml``, checked (unknown keys, missing labels or presets, unknown bases); preset
+    names and override keys are checked when a run loads its config (and by the tests, for every suite)."""
+    data = _load()
     bases = {k: _strings(f"[bases] {k}", v) for k, v in data.get("bases", {}).items()}
     return {name: _suite(name, table, bases) for name, table in data.get("suites", {}).items()}
 
@@ -158,15 +175,17 @@ def reference_scripts() -> list[Path]:
 
 
 def resolve_reference(ref: str) -> list[Entry]:
-    """A reference: a script (``cifar10_cnn``, ``cifar10_cnn.py`` or a path to a .py file), a preset, a suite, or
-    one entry of a suite as ``SUITE:LABEL``."""
+    """A reference: a script (``cifar10_cnn``, ``cifar10_cnn.py`` or a path to a .py file; labelled
+    ``keras-<script>`` unless ``[references]`` names it otherwise), a preset, a suite, or one entry of a suite as
+    ``SUITE:LABEL``."""
     scripts = {p.stem: p for p in reference_scripts()}
+    labels = reference_labels()
     path = Path(ref)
     if path.suffix == ".py" and path.is_file():
-        return [Entry(f"keras-{path.stem}", "reference", str(path.resolve()))]
+        return [Entry(labels.get(path.stem, f"keras-{path.stem}"), "reference", str(path.resolve()))]
     if ref.removesuffix(".py") in scripts:
         script = scripts[ref.removesuffix(".py")]
-        return [Entry(f"keras-{script.stem}", "reference", str(script))]
+        return [Entry(labels.get(script.stem, f"keras-{script.stem}"), "reference", str(script))]
     suites = load_suites()
     suite, _, label = ref.partition(":")
     if label and suite in suites:
