@@ -223,6 +223,9 @@ def predict(
         typer.echo(json.dumps(answer, indent=2))
         return
     for task, res in answer["tasks"].items():
+        if not res["answerable"]:
+            console.print(f"[bold]{task}[/bold]: [dim]not answered ({escape(res['reason'])})[/dim]")
+            continue
         top = sorted(res["probabilities"].items(), key=lambda kv: -kv[1])[:3]
         console.print(
             f"[bold]{task}[/bold]: {res['class']}  (" + ", ".join(f"{c} {p:.3f}" for c, p in top) + ")"
