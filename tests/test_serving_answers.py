@@ -45,7 +45,10 @@ def test_explain_true_adds_each_samples_explanation(client, predictor):
     plain = client.post("/predict", files={"image": ("x.png", png, "image/png")}, data={"text": text})
     assert "explanation" not in plain.json()
     got = client.post(
-        "/predict", params={"explain": "true"}, files={"image": ("x.png", png, "image/png")}, data={"text": text}
+        "/predict",
+        params={"explain": "true"},
+        files={"image": ("x.png", png, "image/png")},
+        data={"text": text},
     )
     assert got.status_code == 200, got.text
     found = got.json()["explanation"]
