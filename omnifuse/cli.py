@@ -165,11 +165,18 @@ def evaluate(
             help="Accuracy per modality subset and under corruption (default: on where samples have 2+ modalities)",
         ),
     ] = None,
+    worst: Annotated[
+        bool,
+        typer.Option(
+            "--worst/--no-worst",
+            help="The most confidently misclassified test samples per class, explained (at most 3 a class, 30 a task)",
+        ),
+    ] = True,
 ):
     """Evaluate a run on its test sets: accuracy, macro-F1, ROC-AUC, confusion matrices, report.md."""
     from omnifuse.evaluation import evaluate as run_evaluation
 
-    _print_results(run_evaluation(run_dir, data_dir=data_dir, robustness=robustness))
+    _print_results(run_evaluation(run_dir, data_dir=data_dir, robustness=robustness, worst_samples=worst))
 
 
 @app.command()
