@@ -84,3 +84,14 @@ def test_docs_are_served_from_the_package_and_the_page_has_a_favicon(client):
     assert icon.status_code == 200 and icon.headers["content-type"].startswith("image/svg+xml")
     assert icon.text.startswith("<svg")
     assert 'rel="icon" href="/favicon.ico"' in client.get("/").text
+
+
+def test_the_cli_says_which_task_it_could_not_answer(predictor):
+    from typer.testing import CliRunner
+
+    from omnifuse.cli import app
+
+    result = CliRunner().invoke(app, ["predict", str(predictor.run_dir), "--text", "a dull film"])
+    assert result.exit_code == 0, result.output
+    assert "cifar10: not answered (no input to answer from" in " ".join(result.output.split())
+    assert "sentiment: neg" in result.output or "sentiment: pos" in result.output
