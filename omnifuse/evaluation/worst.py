@@ -68,7 +68,7 @@ def collect(
     explainer = Explainer(model, modalities, features, sample_rate=sample_rate)
     out: dict[str, Any] = {}
     for task, y in labels.items():
-        if task not in probs:
+        if task not in probs or not (np.asarray(y) >= 0).any():  # not this data set's task
             continue
         picked = select(y, probs[task])
         start = time.perf_counter()
