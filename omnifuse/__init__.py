@@ -64,12 +64,16 @@ def train(
 
 
 def evaluate(
-    run_dir: str | Path, data_dir: str | None = None, robustness: bool | None = None
+    run_dir: str | Path,
+    data_dir: str | None = None,
+    robustness: bool | None = None,
+    worst_samples: bool = True,
 ) -> dict[str, Any]:
     """Evaluate a run on its test sets and write its report; return the metrics.
 
     ``robustness``: accuracy per modality subset and under corruption (default: where samples have 2+ modalities).
+    ``worst_samples``: the report shows the most confidently misclassified test samples per class, explained.
     """
     from omnifuse.evaluation import evaluate as _evaluate
 
-    return _evaluate(run_dir, data_dir=data_dir, robustness=robustness)
+    return _evaluate(run_dir, data_dir=data_dir, robustness=robustness, worst_samples=worst_samples)

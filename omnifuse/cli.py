@@ -193,12 +193,19 @@ def evaluate(
             help="Accuracy per modality subset and under corruption (default: on where samples have 2+ modalities)",
         ),
     ] = None,
+    worst: Annotated[
+        bool,
+        typer.Option(
+            "--worst/--no-worst",
+            help="The most confidently misclassified test samples per class, explained (at most 3 a class, 30 a task)",
+        ),
+    ] = True,
 ):
     """Evaluate a run on its test sets: accuracy, macro-F1, ROC-AUC, confusion matrices, report.md."""
     check_run(run_dir)
     from omnifuse.evaluation import evaluate as run_evaluation
 
-    _print_results(run_evaluation(run_dir, data_dir=data_dir, robustness=robustness))
+    _print_results(run_evaluation(run_dir, data_dir=data_dir, robustness=robustness, worst_samples=worst))
 
 
 @app.command()
@@ -252,6 +259,9 @@ def predict(
         typer.echo(json.dumps(answer, indent=2))
         return
     for task, res in answer["tasks"].items():
+        if not res["answerable"]:
+            console.print(f"[bold]{task}[/bold]: [dim]not answered ({escape(res['reason'])})[/dim]")
+            continue
         top = sorted(res["probabilities"].items(), key=lambda kv: -kv[1])[:3]
         console.print(
             f"[bold]{task}[/bold]: {res['class']}  (" + ", ".join(f"{c} {p:.3f}" for c, p in top) + ")"

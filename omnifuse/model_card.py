@@ -323,8 +323,9 @@ def _limitations(predictor: Predictor, meta: dict[str, Any]) -> list[str]:
         lines.append(
             f"- A joint model of {len(sets)} data sets ({', '.join(sets)}): each task learnt only from its own "
             f"data set's samples and modalities. A task ({', '.join(f'`{t}`' for t in predictor.tasks)}) asked "
-            "about a sample without the modality its data set has answers anyway, and that answer means nothing: "
-            "read only the tasks whose modality you gave."
+            "about a sample without the modality its data set has would answer from nothing: `predict` and the "
+            'server mark it `"answerable": false` with a reason, but the exported artifact still outputs '
+            "probabilities for it; read only the tasks whose modality you gave."
         )
     return lines
 

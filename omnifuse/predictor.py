@@ -102,6 +102,9 @@ class Predictor:
         self.numbers: dict[str, dict] = self.meta.get("numbers") or {}
         # task -> temperature applied to its probabilities (empty: raw probabilities)
         self.temperatures: dict[str, float] = calibration.temperatures(self.meta) if calibrated else {}
+        # task -> the modalities it learnt to answer from (a run that did not record them: all of them)
+        learnt = self.meta.get("task_modalities") or {}
+        self.task_modalities = {t: list(learnt.get(t, self.modalities)) for t in self.tasks}
 
     def _image(self, value: Any) -> np.ndarray:
         from omnifuse.data.decode import decode_image
@@ -242,6 +245,25 @@ class Predictor:
                 answer["explanation"] = found
         return answers if batch else answers[0]
 
+    def answerable(self, feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """Per task, which samples of ``feed`` give at least one of the modalities it learnt to answer from (a
+        joint model's task with none of its inputs would answer from nothing, however confident it looks)."""
+        return {
+            task: np.any([feed[mask_name(m)] > 0 for m in names], axis=0)
+            if names
+            else np.zeros(len(feed[mask_name(next(iter(self.modalities)))]), bool)
+            for task, names in self.task_modalities.items()
+        }
+
+    def _unanswerable(self, task: str) -> dict[str, Any]:
+        names = self.task_modalities[task]
+        return {
+            "answerable": False,
+            "class": None,
+            "reason": f"no input to answer from: {task!r} answers from {' or '.join(names) or 'nothing'}, "
+            "and none was given",
+        }
+
     def explain_feed(self, feed: dict[str, np.ndarray]) -> list[dict[str, Any]]:
         """Explanations (one per sample, JSON-ready: lists and floats) of the predicted classes for arrays made by
         :meth:`encode`."""
@@ -251,9 +273,13 @@ class Predictor:
             features = {m: list(spec.get("features", [])) for m, spec in self.numbers.items()}
             self._explainer = Explainer(self.model, self.modalities, features, sample_rate=self.sample_rate)
         found = self._explainer.explain(feed, tasks=list(self.tasks))
-        for sample in found:
-            for task, value in sample.items():
-                value["class"] = self.tasks[task][value["class_index"]]
+        answerable = self.answerable(feed)
+        for i, sample in enumerate(found):
+            for task in list(sample):
+                if not answerable[task][i]:  # nothing to explain: the task had no input
+                    del sample[task]
+                    continue
+                sample[task]["class"] = self.tasks[task][sample[task]["class_index"]]
         return [jsonable(sample) for sample in found]
 
     def encode(self, batch: bool = False, **inputs: Any) -> dict[str, np.ndarray]:
@@ -300,16 +326,23 @@ class Predictor:
         return calibration.apply(out, self.temperatures)
 
     def predict_feed(self, feed: dict[str, np.ndarray]) -> list[dict[str, Any]]:
-        """Answers (one per sample) for arrays made by :meth:`encode`."""
+        """Answers (one per sample) for arrays made by :meth:`encode`: per task ``"answerable": true``, the class and
+        the probabilities; or, where none of the modalities the task learnt from was given (a joint model's
+        ``cifar10`` asked about a review), ``"answerable": false``, ``"class": null`` and a ``"reason"``."""
         n = len(feed[mask_name(next(iter(self.modalities)))])
         out = self._run(feed)
+        answerable = self.answerable(feed)
         answers = []
         order = sorted(self.modalities)
         for i in range(n):
             answer: dict[str, Any] = {"tasks": {}}
             for task, classes in self.tasks.items():
+                if not answerable[task][i]:
+                    answer["tasks"][task] = self._unanswerable(task)
+                    continue
                 probs = out[task][i]
                 answer["tasks"][task] = {
+                    "answerable": True,
                     "class": classes[int(probs.argmax())],
                     "probabilities": {c: float(p) for c, p in zip(classes, probs)},
                 }
@@ -342,6 +375,7 @@ class Predictor:
             "run": self.run_dir.name,
             "modalities": modalities,
             "tasks": {task: list(classes) for task, classes in self.tasks.items()},
+            "task_modalities": {task: list(names) for task, names in self.task_modalities.items()},
             "modality_weights": WEIGHTS_OUTPUT in self.model.output_names,
             "precision": self.precision,
             "temperatures": dict(self.temperatures),

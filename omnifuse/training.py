@@ -21,6 +21,7 @@ import numpy as np
 
 from omnifuse import distributed, pipeline
 from omnifuse.config import Config
+from omnifuse.data import modalities_per_task
 from omnifuse.data.catalog import load_datasets
 from omnifuse.data.schema import write_schema
 from omnifuse.errors import OmnifuseError
@@ -323,6 +324,7 @@ def _load_data(run: _Run, data_dir: str | None) -> None:
         image_shape=list(prepared.image_shape) if prepared.image_shape else None,
         audio={"sample_rate": cfg.data.sample_rate, "num_samples": cfg.data.num_samples},
         sets=[p.name for p in prepared.parts],
+        task_modalities=modalities_per_task([p.train for p in prepared.parts]),
         sources=prepared.sources,
         numbers=prepared.numbers,
         skipped_rows=prepared.skipped_rows,

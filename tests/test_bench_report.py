@@ -1,6 +1,8 @@
 """RESULTS.md and the README's table, rendered from records: mean ± std, ratios, machines apart, fold suites
 pooled, superseded records left out, only the region between the markers rewritten."""
 
+import numpy as np
+
 from omnifuse.bench import recorder, report
 
 HAND_WRITTEN_HEAD = "# Results\n\nHand-written notes, with the published anchors: NBSVM 91.2%.\n\n"
@@ -225,3 +227,28 @@ def test_results_region_is_the_only_part_rewritten(tmp_path):
     assert text.startswith("# Only hand-written text\n\n" + report.BEGIN) and text.rstrip().endswith(
         report.END
     )
+
+
+def test_records_keep_the_test_calibration_and_results_show_ece_before_and_after(tmp_path):
+    epochs = recorder.EpochRecorder(np.zeros((1, 1)), {"cifar10": np.array([0])}, verbose=False)
+    cal = {"temperature": 1.5, "ece_before": 0.12, "ece_after": 0.03, "nll_before": 0.9, "nll_after": 0.7}
+    evaluated = {"accuracy": 0.8, "macro_f1": 0.8, "roc_auc": 0.9, "calibration": {**cal, "plot": "x.png"}}
+    rec = recorder.record_run(
+        epochs, kind="omnifuse", seed=0, config={}, batch_size=4, final={"cifar10": evaluated}, wall_seconds=1
+    )
+    assert (
+        rec["final"]["cifar10"]["calibration"] == cal
+    )  # the plot and diagram bins are the report's, not kept
+    old = _record("cnn", 0.8, 10.0)  # a record from before calibration was recorded: no row
+    new = [_record("fast", 0.9, 10.0, sha=s) for s in ("a", "b")]
+    for r, (before, after) in zip(new, ((0.12, 0.03), (0.10, 0.05))):
+        r["final"]["cifar10"]["calibration"] = {**cal, "ece_before": before, "ece_after": after}
+    table = report.render_table([old, *new])
+    rows = [
+        line for line in table.splitlines() if line.startswith("| cifar10-x | ") and "| cifar10 | " in line
+    ]
+    assert rows == [
+        "| cifar10-x | fast | 2 | cifar10 | 1.500 ± 0.000 | 11.00 ± 1.41 | 4.00 ± 1.41 | 0.9000 ± 0.0000 | 0.7000 ± 0.0000 |"
+    ]
+    assert "ECE % before" in table
+    assert report.render_calibration([old]) == ""

@@ -4,32 +4,17 @@ Needs Debian's ``chromium`` and ``chromium-driver`` (``.ci/run`` installs them) 
 CI the test is skipped when they are missing; in CI (``CI=true``) it always runs.
 """
 
-import os
-import shutil
-
+import fixtures_browser
 import pytest
 from fixtures_serving import LiveServer, png_bytes, trained_run
 
 import omnifuse
 from omnifuse.serving import create_app
 
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
-CHROMEDRIVER = shutil.which("chromedriver") or "/usr/bin/chromedriver"
-IN_CI = os.environ.get("CI", "").lower() == "true"
+fixtures_browser.skip_without_chromium()
+browser = fixtures_browser.browser  # the shared headless Chromium (a module-scoped fixture)
 
-if not IN_CI and (CHROMIUM is None or not os.path.exists(CHROMEDRIVER)):
-    pytest.skip(
-        "headless Chromium is not installed (apt-get install chromium chromium-driver); it is required in CI",
-        allow_module_level=True,
-    )
-if not IN_CI:
-    pytest.importorskip("selenium", reason="selenium is not installed (pip install -e '.[dev]')")
-
-from selenium import webdriver  # noqa: E402
-from selenium.webdriver.chrome.service import Service  # noqa: E402
 from selenium.webdriver.common.by import By  # noqa: E402
-from selenium.webdriver.support import expected_conditions as ec  # noqa: E402
-from selenium.webdriver.support.ui import WebDriverWait  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -43,35 +28,8 @@ def server(predictor):
         yield url
 
 
-@pytest.fixture(scope="module")
-def browser(tmp_path_factory):
-    options = webdriver.ChromeOptions()
-    if CHROMIUM:
-        options.binary_location = CHROMIUM
-    for flag in (
-        "--headless",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--no-first-run",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--disable-sync",
-        "--disable-dev-shm-usage",
-        "--window-size=1100,1400",
-        f"--user-data-dir={tmp_path_factory.mktemp('chromium-profile')}",
-    ):
-        options.add_argument(flag)
-    driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
-    driver.set_page_load_timeout(60)
-    yield driver
-    driver.quit()
-
-
 def _open(browser, url):
-    browser.get(url + "/")
-    wait = WebDriverWait(browser, 60)
-    wait.until(ec.element_to_be_clickable((By.ID, "predict-button")))
-    return wait
+    return fixtures_browser.open_page(browser, url)
 
 
 def test_page_predicts_from_an_image_and_a_text(browser, server, predictor, tmp_path):
@@ -121,3 +79,4 @@ def test_page_shows_the_servers_error_for_a_broken_image(browser, server, tmp_pa
     assert (
         error.is_displayed() and error.text.startswith("image:") and "not in any image format" in error.text
     )
+    assert "'broken.png'" in error.text and "<bytes>" not in error.text  # the file is named

@@ -37,6 +37,8 @@ def _assert_close(outputs, predictor, feed):
     want = predictor.predict_feed(feed)
     for i, answer in enumerate(want):
         for task, res in answer["tasks"].items():
+            if not res["answerable"]:  # no input for this task: the API gives no probabilities to compare
+                continue
             got = np.asarray(outputs[task])[i]
             assert np.abs(got - np.array(list(res["probabilities"].values()))).max() <= TOLERANCE
         if "modality_weights" in answer:

@@ -30,6 +30,9 @@ from omnifuse.hardware import machine  # noqa: F401  (re-exported: the harness a
 from omnifuse.rundir import atomic_write_text
 
 FINAL_METRICS = ("accuracy", "macro_f1", "roc_auc")
+# what a record keeps of a task's test-split calibration (omnifuse/evaluation/calibration.py): the run's temperature
+# and the expected calibration error and log-likelihood before and after it
+CALIBRATION_KEYS = ("temperature", "ece_before", "ece_after", "nll_before", "nll_after")
 
 
 def write_text(path: str | Path, text: str) -> Path:
@@ -266,10 +269,19 @@ def record_run(
         "seed": seed,
         "config": config,
         **recorder.summary(batch_size),
-        "final": {task: {k: m.get(k) for k in FINAL_METRICS} for task, m in final.items()},
+        "final": {task: _final(m) for task, m in final.items()},
         "wall_seconds": round(wall_seconds, 3),
         **extra,
     }
+
+
+def _final(metrics: dict[str, Any]) -> dict[str, Any]:
+    """A task's final test metrics as a record keeps them, with its calibration where the evaluation gave one."""
+    out = {k: metrics.get(k) for k in FINAL_METRICS}
+    found = metrics.get("calibration")
+    if isinstance(found, dict):
+        out["calibration"] = {k: found.get(k) for k in CALIBRATION_KEYS}
+    return out
 
 
 def reference_parser(

@@ -59,3 +59,23 @@ class Dataset:
 
     def __getitem__(self, split: str) -> Split:
         return self.splits[split]
+
+
+def modalities_per_task(splits: list[Split]) -> dict[str, list[str]]:
+    """Per task, the modalities present in training samples that carry its label (sorted): what the task learnt to
+    answer from. A joint model's task whose modalities are all absent from a request has nothing to answer from.
+
+    Example: CIFAR-10 (image) and IMDb (text) trained together give ``{"cifar10": ["image"], "sentiment": ["text"]}``.
+    """
+    found: dict[str, set[str]] = {}
+    for split in splits:
+        for task, labels in split.labels.items():
+            labelled = np.asarray(labels).reshape(-1) >= 0
+            if not labelled.any():
+                continue
+            names = found.setdefault(task, set())
+            for name in split.inputs:
+                mask = split.masks.get(name)
+                if mask is None or (np.asarray(mask)[labelled] > 0).any():
+                    names.add(name)
+    return {task: sorted(names) for task, names in found.items()}

@@ -20,8 +20,28 @@ from omnifuse.errors import OmnifuseError
 _SIXTEEN_BIT_MODES = ("I;16", "I;16B", "I;16L", "I;16N")
 
 
-def _describe(src) -> str:
+class NamedBytes(bytes):
+    """A file's contents that keep the file's name (an upload's filename), so that an error names the file.
+
+    Example: ``decode_image(NamedBytes(b"not an image", "cat.png"))`` fails with "Received: 'cat.png' (12 bytes)".
+    """
+
+    name: str
+
+    def __new__(cls, data: bytes, name: str) -> NamedBytes:
+        out = super().__new__(cls, data)
+        out.name = name
+        return out
+
+
+def describe_source(src) -> str:
+    """How an error names a file given as a path, as bytes, or as :class:`NamedBytes`."""
+    if isinstance(src, NamedBytes):
+        return f"'{src.name}' ({len(src)} bytes)"
     return "<bytes>" if isinstance(src, (bytes, bytearray, memoryview)) else f"'{src}'"
+
+
+_describe = describe_source
 
 
 def decode_image(

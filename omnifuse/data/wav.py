@@ -23,7 +23,9 @@ MAX_RESAMPLE_FACTOR = 1000  # largest up or down factor of the reduced rate rati
 
 
 def _describe(src) -> str:
-    return "<bytes>" if isinstance(src, (bytes, bytearray, memoryview)) else f"'{src}'"
+    from omnifuse.data.decode import describe_source
+
+    return describe_source(src)
 
 
 def resample_factors(from_rate: int, to_rate: int, where: str = "<audio>") -> tuple[int, int]:

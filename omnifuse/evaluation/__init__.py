@@ -39,8 +39,9 @@ import keras
 import numpy as np
 
 from omnifuse import pipeline
+from omnifuse.data import modalities_per_task
 from omnifuse.data.catalog import load_datasets
-from omnifuse.evaluation import calibration, plots
+from omnifuse.evaluation import calibration, plots, worst
 from omnifuse.evaluation.report import render_html, render_report
 from omnifuse.metrics import accuracy, member_accuracy, task_accuracy
 from omnifuse.modalities import kind as modality_kind
@@ -88,25 +89,36 @@ def task_metrics(y_true: np.ndarray, probs: np.ndarray, classes: list[str]) -> d
 
 
 def evaluate(
-    run_dir: str | Path, data_dir: str | None = None, batch_size: int = 256, robustness: bool | None = None
+    run_dir: str | Path,
+    data_dir: str | None = None,
+    batch_size: int = 256,
+    robustness: bool | None = None,
+    worst_samples: bool = True,
 ) -> dict[str, Any]:
     """Evaluate the run's final model on every test split; write the report; return the metrics.
 
     ``robustness``: ``None`` (default) evaluates modality subsets and corruption for the data sets whose test
     samples have 2 or more modalities; ``True`` adds the corruption curves of single-modality data sets; ``False``
-    skips both.
+    skips both. ``worst_samples``: explain the most confidently misclassified test samples per class in the report
+    (:mod:`omnifuse.evaluation.worst`; bounded: at most 3 a class, 30 a task).
     """
     run_dir = Path(run_dir)
     cfg = read_run_config(run_dir)
     meta = read_meta(run_dir)
     model = load_model(run_dir / "model.keras")
     prepared = pipeline.prepare(cfg, load_datasets(cfg, data_dir))
+    if "task_modalities" not in meta:  # a run trained before they were recorded: as training records them
+        meta = {**meta, "task_modalities": modalities_per_task([p.train for p in prepared.parts])}
+        atomic_write_json(run_dir / "meta.json", meta)
     temps = calibration.temperatures(_calibrated_meta(run_dir, meta, model, prepared, batch_size))
     modalities = sorted(prepared.modalities)
     with_weights = WEIGHTS_OUTPUT in model.output_names
     results: dict[str, Any] = {"run": run_dir.name, "tasks": {}, "modality_weights": {}}
     report = run_dir / "report"
     report.mkdir(exist_ok=True)
+    for stale in report.glob("worst_*.png"):  # an earlier evaluation's samples
+        stale.unlink()
+    features = {m: list(spec.get("features", [])) for m, spec in prepared.numbers.items()}
     rows: list[dict[str, Any]] = []
     shown: dict[str, list[str]] = {}  # data set -> its robustness plots
     for part in prepared.parts:
@@ -126,7 +138,23 @@ def evaluate(
         if with_weights:
             w = out[WEIGHTS_OUTPUT].mean(axis=0)
             results["modality_weights"][part.name] = {name: float(v) for name, v in zip(modalities, w)}
-        rows += _prediction_rows(part, feed, calibration.apply(out, temps), prepared.tasks, modalities)
+        shown_out = calibration.apply(out, temps)
+        rows += _prediction_rows(part, feed, shown_out, prepared.tasks, modalities)
+        if worst_samples:
+            results.setdefault("worst", {}).update(
+                worst.collect(
+                    model,
+                    feed,
+                    shown_out,
+                    part.test.labels,
+                    prepared.tasks,
+                    prepared.modalities,
+                    report,
+                    part.test.ids,
+                    features,
+                    cfg.data.sample_rate,
+                )
+            )
         present = [m for m in modalities if feed[mask_name(m)].any()]
         if robustness is False or (robustness is None and len(present) < 2):
             continue

@@ -239,3 +239,52 @@ def learning_png(path: Path, history: dict[str, list[float]]) -> str | None:
         if len(epochs) <= 20:
             ax.set_xticks(epochs)
     return _save(fig, path)
+
+
+def sample_image_png(path: Path, image: np.ndarray, heatmap, scale: int = 3) -> str:
+    """A small thumbnail: the image beside it with its attribution heat map laid over it (orange raises the
+    explained class, blue lowers it), each ``scale`` times the model's resolution, nearest-neighbour."""
+    from PIL import Image
+
+    image = np.asarray(image, np.uint8)
+    rgb = np.repeat(image, 3, axis=-1) if image.shape[-1] == 1 else image[..., :3]
+    heat = np.asarray(heatmap, np.float64)
+    peak = float(np.abs(heat).max()) or 1.0
+    strength = (np.abs(heat) / peak)[..., None]
+    colour = np.where(heat[..., None] >= 0, [217, 130, 43], [47, 111, 223])
+    overlay = (rgb * (1 - 0.75 * strength) + colour * 0.75 * strength).astype(np.uint8)
+    both = np.concatenate([rgb, np.full((rgb.shape[0], 2, 3), 255, np.uint8), overlay], axis=1)
+    picture = Image.fromarray(both).resize((both.shape[1] * scale, both.shape[0] * scale), Image.NEAREST)
+    atomic_write(path, lambda tmp: picture.save(tmp, format="PNG", optimize=True))
+    return path.name
+
+
+def sample_audio_png(path: Path, wave: np.ndarray, scores, sample_rate: int) -> str:
+    """A small strip of a recording: its waveform, its log-mel spectrogram and, under them, the attribution of each
+    time segment (orange raises the explained class, blue lowers it)."""
+    import tensorflow as tf
+
+    plt = _pyplot()
+    wave = np.asarray(wave, np.float32)
+    stft = tf.signal.stft(wave, frame_length=256, frame_step=64, fft_length=256)
+    mel = tf.signal.linear_to_mel_weight_matrix(40, 129, sample_rate, 20.0, sample_rate / 2)
+    logmel = np.log(np.asarray(tf.matmul(tf.abs(stft) ** 2, mel)) + 1e-6).T
+    scores = np.asarray(scores, np.float64)
+    limit = float(np.abs(scores).max()) or 1.0
+    seconds = len(wave) / sample_rate
+    fig, axes = plt.subplots(3, 1, figsize=(3.6, 1.7), sharex=True, gridspec_kw={"height_ratios": [2, 2, 1]})
+    axes[0].plot(np.arange(len(wave)) / sample_rate, wave, linewidth=0.4, color="#333")
+    axes[1].imshow(logmel, aspect="auto", origin="lower", extent=(0, seconds, 0, 1), cmap="magma")
+    axes[2].imshow(
+        scores[None, :], aspect="auto", extent=(0, seconds, 0, 1), cmap="PuOr_r", vmin=-limit, vmax=limit
+    )
+    for ax in axes:
+        ax.set_yticks([])
+        for side in ax.spines.values():
+            side.set_visible(False)
+    axes[2].set_xlabel("s", fontsize=6, labelpad=0)
+    axes[2].tick_params(labelsize=6, length=2, pad=1)
+    fig.subplots_adjust(left=0.02, right=0.98, top=0.98, bottom=0.22, hspace=0.08)
+    atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=90, format="png"))
+    plt.close(fig)
+    return path.name

@@ -9,6 +9,8 @@ import re
 from pathlib import Path
 from typing import Any
 
+from omnifuse.evaluation.worst import markdown as worst_markdown
+
 
 def _fmt(v: float | None) -> str:
     return "—" if v is None else f"{100 * v:.2f}"
@@ -70,6 +72,7 @@ def render_report(
     lines += ["", "## Confusion matrices", ""]
     for task in results["tasks"]:
         lines.append(f"![{task}](confusion_{task}.png)")
+    lines += worst_markdown(results.get("worst") or {})
     if results.get("predictions"):
         lines += [
             "",
@@ -154,6 +157,9 @@ th, td { border: 1px solid #ccc; padding: 3px 8px; }
 th { background: #f3f3f3; }
 td:not(:first-child) { text-align: right; }
 img { max-width: 100%; display: block; margin: 0.8em 0; }
+li img { margin: 0.3em 0; image-rendering: pixelated; }
+blockquote { margin: 0.4em 0 0.8em; padding: 0.2em 0.8em; border-left: 3px solid #ccc; color: #333; }
+mark { background: rgba(217, 130, 43, 0.6); padding: 0 2px; }
 code { background: #f3f3f3; padding: 0 3px; }
 """
 

@@ -48,6 +48,10 @@ def describe(*, spec=None, **_) -> dict:
     return {
         "features": list(spec.get("features", [])),
         "columns": [c.get("name") for c in spec.get("columns", [])],
+        # per column its kind and, for a category, the values seen in training (the page's fields)
+        "schema": [
+            {k: c[k] for k in ("name", "kind", "vocabulary") if k in c} for c in spec.get("columns", [])
+        ],
         "expects": "a dict of column -> value, or an array of the features",
     }
 

@@ -8,6 +8,12 @@ order. Each request is decoded on its own, so a bad input is answered with a 4xx
 same time go through it as one batch (:class:`MicroBatcher`); if a batch fails, each request in it is run on its own,
 so only the request the model cannot take fails (422), never the others.
 
+Each task of an answer says whether it could be answered: a joint model's task whose modalities were all absent from
+the sample (``cifar10`` asked about a review alone) comes back as ``{"answerable": false, "class": null, "reason":
+...}`` instead of a class picked from nothing. ``POST /predict?explain=true`` adds each sample's ``"explanation"``
+(:meth:`Predictor.explain_feed`; what the web page's "Explain" switch draws). ``/docs`` (Swagger UI) is served from
+files installed with the package: it works offline.
+
 Nothing a client sends gets a 5xx: malformed, oversized, too deeply nested or badly encoded bodies, corrupt files,
 images over ``max_image_pixels``, bodies that stop arriving (408 after ``body_timeout_s``) are 4xx, each counted in
 ``/health`` (``bad_requests``, and ``model_rejected`` for requests the model failed on alone). Memory stays bounded:
@@ -30,9 +36,10 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from fastapi import FastAPI, Request
+from fastapi import FastAPI, Query, Request
 from fastapi.responses import FileResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
+from fastapi_offline import FastAPIOffline
 from starlette.concurrency import run_in_threadpool
 
 from omnifuse.limits import InputLimits
@@ -42,6 +49,7 @@ from omnifuse.serving.inputs import CONTENT_TYPES, FILE_KINDS, Fields, RequestEr
 from omnifuse.serving.timeouts import BodyDeadline
 
 log = logging.getLogger("omnifuse.serving")
+MAX_EXPLAINED = 16  # samples of one request explained at most (explain=true)
 
 
 class ModelRejected(Exception):
@@ -153,6 +161,7 @@ def create_app(
     if max_decoders < 1:
         raise ValueError(f"Expected max_decoders >= 1. Received: {max_decoders}")
     decoding = asyncio.Semaphore(max_decoders)
+    explaining = asyncio.Semaphore(1)
     fields = Fields(predictor)
     batcher = MicroBatcher(lambda feeds: _predict_batch(predictor, feeds), max_batch, batch_wait_ms)
     counts = {"bad_requests": 0, "model_rejected": 0, "server_errors": 0}
@@ -165,10 +174,12 @@ def create_app(
         yield
         await batcher.stop()
 
-    app = FastAPI(
+    # /docs from Swagger UI's files installed with the fastapi-offline package: it works without a network
+    app = FastAPIOffline(
         title=f"omnifuse: {predictor.run_dir.name}",
         description="Predictions of a multimodal classifier trained with omnifuse. The web page is at `/`.",
         lifespan=lifespan,
+        favicon_url="/favicon.ico",
     )
     app.add_middleware(BodyDeadline, seconds=body_timeout_s)
     app.state.predictor, app.state.batcher = predictor, batcher
@@ -178,6 +189,10 @@ def create_app(
     @app.get("/", include_in_schema=False)
     async def page() -> FileResponse:
         return FileResponse(str(static / "index.html"))
+
+    @app.get("/favicon.ico", include_in_schema=False)
+    async def favicon() -> FileResponse:
+        return FileResponse(str(static / "favicon.svg"), media_type="image/svg+xml")
 
     if label_queue is not None:
         from omnifuse.label.queue import LabelQueue
@@ -224,9 +239,23 @@ def create_app(
         openapi_extra=_openapi_body(fields.kinds),
         responses=ERROR_RESPONSES,
     )
-    async def predict(request: Request) -> dict[str, Any]:
+    async def predict(
+        request: Request,
+        explain: bool = Query(
+            False,
+            description="Add each sample's explanation: per task, an image's heat map, a score per word, per "
+            f"audio segment, per column (at most {MAX_EXPLAINED} samples a request; costs about 16 forward and "
+            "backward passes a sample, and one forward pass per word of text)",
+        ),
+    ) -> dict[str, Any]:
         try:
             inputs = await read_request(request, fields, max_upload_bytes, max_instances)
+            if explain and isinstance(inputs, list) and len(inputs) > MAX_EXPLAINED:
+                raise RequestError(
+                    413,
+                    "explain",
+                    f"Expected at most {MAX_EXPLAINED} instances with explain=true. Received: {len(inputs)}",
+                )
             async with decoding:
                 feed = await run_in_threadpool(encode_all, predictor, inputs)
         except RequestError as exc:
@@ -252,6 +281,11 @@ def create_app(
             counts["server_errors"] += 1
             log.exception("prediction failed")
             return JSONResponse({"detail": "The model failed on this input.", "field": None}, status_code=500)
+        if explain:
+            async with explaining:  # one at a time: an explanation costs tens of forward and backward passes
+                found = await run_in_threadpool(predictor.explain_feed, feed)
+            for answer, explanation in zip(answers, found):
+                answer["explanation"] = explanation
         return {"predictions": answers} if isinstance(inputs, list) else answers[0]
 
     return app

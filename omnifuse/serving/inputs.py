@@ -13,6 +13,7 @@ from fastapi import Request
 from starlette.datastructures import FormData, UploadFile
 from starlette.formparsers import MultiPartException, MultiPartParser
 
+from omnifuse.data.decode import NamedBytes
 from omnifuse.errors import OmnifuseError
 from omnifuse.predictor import Predictor
 
@@ -36,6 +37,10 @@ FILE_KINDS = ("image", "audio")
 MAX_JSON_DEPTH = (
     32  # nesting of arrays and objects in a JSON body; a sample needs 4 (instances, sample, numbers)
 )
+
+
+def _name(filename: str | None) -> str:
+    return f"'{filename}', " if filename else ""
 
 
 class RequestError(Exception):
@@ -142,7 +147,7 @@ class Fields:
                 data = await value.read()
                 if not data and not value.filename:
                     continue  # an empty file input, as a browser sends for a file not chosen
-                inputs[field] = self._upload(field, kind, value.content_type or "", data)
+                inputs[field] = self._upload(field, kind, value.content_type or "", data, value.filename)
                 continue
             value = _form_text(field, value)  # a field's bytes, as the client sent them
             if kind in FILE_KINDS:
@@ -157,7 +162,9 @@ class Fields:
                 inputs[field] = value
         return inputs
 
-    def _upload(self, field: str, kind: str, content_type: str, data: bytes) -> Any:
+    def _upload(
+        self, field: str, kind: str, content_type: str, data: bytes, filename: str | None = None
+    ) -> Any:
         ctype = content_type.split(";")[0].strip().lower()
         accepted = CONTENT_TYPES.get(kind, ())
         if ctype not in GENERIC_TYPES and ctype not in accepted:
@@ -169,13 +176,16 @@ class Fields:
             )
         if kind in FILE_KINDS:
             if not data:
-                raise RequestError(422, field, f"Expected {field!r} as a non-empty file. Received: 0 bytes")
-            return data
+                raise RequestError(
+                    422, field, f"Expected {field!r} as a non-empty file. Received: {_name(filename)}0 bytes"
+                )
+            # the file's name travels with its bytes, so a decoding error names it (not "<bytes>")
+            return NamedBytes(data, filename) if filename else data
         if kind == "text":
             from omnifuse.data.decode import decode_text
 
             try:
-                return decode_text(data, f"the uploaded {field!r}")
+                return decode_text(data, f"the uploaded {field!r}" + (f" ('{filename}')" if filename else ""))
             except OmnifuseError as exc:
                 raise RequestError(422, field, str(exc)) from exc
         raise RequestError(415, field, f"Expected {field!r} as a form field. Received: a file upload")

@@ -18,7 +18,34 @@ function showError(message) {
   box.hidden = !message;
 }
 
+// a table's columns, one typed input each: numbers as number inputs, categories as the values seen in training
+function buildColumns(name, info) {
+  const field = document.getElementById("columns-field").content.firstElementChild.cloneNode(true);
+  field.dataset.name = name;
+  field.querySelector("legend").textContent = name;
+  const box = field.querySelector(".columns");
+  for (const column of info.schema) {
+    const label = el("label", { class: "column" });
+    label.append(el("span", {}, column.name));
+    let input;
+    if (column.kind === "category") {
+      input = el("select");
+      input.append(el("option", { value: "" }, "(missing)"));
+      for (const value of column.vocabulary || []) input.append(el("option", { value }, value));
+    } else {
+      input = el("input", { type: "number", step: "any", placeholder: "(missing)" });
+    }
+    input.name = column.name;
+    input.id = `column-${column.name}`;
+    input.dataset.column = column.name;
+    label.append(input);
+    box.append(label);
+  }
+  return field;
+}
+
 function buildField(name, info) {
+  if (info.kind === "numbers" && info.schema && info.schema.length) return buildColumns(name, info);
   const template = document.getElementById(`${info.kind}-field`);
   if (!template) return null; // a kind this page cannot offer an input for
   const field = template.content.firstElementChild.cloneNode(true);
@@ -144,10 +171,19 @@ function showResult(answer) {
   for (const [task, res] of Object.entries(answer.tasks)) {
     const card = el("div", { class: "card task" });
     card.dataset.task = task;
-    const sorted = Object.entries(res.probabilities).sort((a, b) => b[1] - a[1]);
     card.append(el("h2", {}, task));
+    if (res.answerable === false) { // none of the inputs this task answers from was given
+      card.classList.add("unanswerable");
+      card.dataset.answerable = "false";
+      card.append(el("p", { class: "predicted" }, "not answered"), el("p", { class: "reason" }, res.reason));
+      result.append(card);
+      continue;
+    }
+    card.dataset.answerable = "true";
+    const sorted = Object.entries(res.probabilities).sort((a, b) => b[1] - a[1]);
     card.append(el("p", { class: "predicted" }, res.class));
     card.append(bars(sorted.slice(0, MAX_BARS), "probabilities"));
+    if (answer.explanation && answer.explanation[task]) card.append(explanationView(answer.explanation[task]));
     result.append(card);
   }
   if (answer.modality_weights) {
@@ -165,6 +201,12 @@ async function submit(event) {
   const form = new FormData();
   for (const field of document.querySelectorAll("#fields .field")) {
     const name = field.dataset.name;
+    if (field.dataset.kind === "columns") { // each column its own form field, empty = missing
+      for (const input of field.querySelectorAll("[data-column]")) {
+        if (input.value.trim()) form.append(input.name, input.value.trim());
+      }
+      continue;
+    }
     const input = field.querySelector("input, textarea");
     if (recordings[name]) form.append(name, recordings[name], "recording.wav");
     else if (input.type === "file") { if (input.files[0]) form.append(name, input.files[0]); }
@@ -179,7 +221,8 @@ async function submit(event) {
   button.disabled = true;
   result.dataset.state = "waiting";
   try {
-    const response = await fetch("/predict", { method: "POST", body: form });
+    const explain = document.getElementById("explain").checked;
+    const response = await fetch(explain ? "/predict?explain=true" : "/predict", { method: "POST", body: form });
     const body = await response.json();
     if (!response.ok) {
       result.dataset.state = "error";
