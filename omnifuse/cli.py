@@ -72,6 +72,20 @@ def train(
     worker_index: Annotated[
         int | None, typer.Option(help="multi_worker: this worker's place in --workers")
     ] = None,
+    track: Annotated[
+        str | None,
+        typer.Option(help="mlflow: also log params, metrics and the model to MLflow (track.mlflow)"),
+    ] = None,
+    track_uri: Annotated[
+        str | None,
+        typer.Option(help="The MLflow tracking URI (default: sqlite:///<runs root>/mlflow.db; track.uri)"),
+    ] = None,
+    tensorboard: Annotated[
+        bool | None,
+        typer.Option(
+            "--tensorboard/--no-tensorboard", help="TensorBoard logs in RUN/logs (track.tensorboard)"
+        ),
+    ] = None,
 ):
     """Train a model; every epoch is checkpointed in the run directory."""
     from omnifuse.config import load_config
@@ -99,6 +113,13 @@ def train(
         )
     if cluster:
         cfg = cfg.replace(cluster)
+    tracked = _track_overrides(track, track_uri, tensorboard)
+    if tracked and resume is not None:
+        raise OmnifuseError(
+            "--track, --track-uri and --tensorboard apply to a new run; a resumed run keeps its own."
+        )
+    if tracked:
+        cfg = cfg.replace(tracked)
     # imported once the config checks out: a mistake in it is reported without waiting for TensorFlow
     from omnifuse.training import train as run_training
 
@@ -118,6 +139,18 @@ def _distribution_overrides(distribution: str | None, workers: str | None, worke
         out["train.workers"] = list(parse_workers(workers))
     if worker_index is not None:
         out["train.worker_index"] = worker_index
+    return out
+
+
+def _track_overrides(track: str | None, uri: str | None, tensorboard: bool | None) -> dict:
+    """Config overrides for ``--track``, ``--track-uri`` and ``--tensorboard/--no-tensorboard``."""
+    if track not in (None, "mlflow", "none"):
+        raise OmnifuseError(f"Expected --track mlflow (or none). Received: {track!r}")
+    out: dict = {} if track is None else {"track.mlflow": track == "mlflow"}
+    if uri is not None:
+        out["track.uri"] = uri
+    if tensorboard is not None:
+        out["track.tensorboard"] = tensorboard
     return out
 
 

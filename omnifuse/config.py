@@ -29,6 +29,7 @@ from omnifuse.data import catalog
 from omnifuse.data.splits import VAL_FRACTION
 from omnifuse.encoders import audio, image, numbers, text
 from omnifuse.errors import OmnifuseError
+from omnifuse.tracking_config import TrackConfig
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -248,6 +249,7 @@ class Config:
     data: DataConfig = field(default_factory=DataConfig)  # what is trained on
     model: ModelConfig = field(default_factory=ModelConfig)  # encoders, fusion, heads
     train: TrainConfig = field(default_factory=TrainConfig)  # how it is trained
+    track: TrackConfig = field(default_factory=TrackConfig)  # experiment tracking: TensorBoard, MLflow
 
     def __post_init__(self):
         # a Config built in Python (or by dataclasses.replace) gets the checks a TOML file gets

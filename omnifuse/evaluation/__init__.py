@@ -155,6 +155,9 @@ def evaluate(
     atomic_write_text(
         report / "report.html", render_html(markdown, report, f"Evaluation report: {run_dir.name}")
     )
+    from omnifuse import tracking
+
+    tracking.log_evaluation(meta, results, report)  # a run tracked in MLflow gets its test metrics and report
     return results
 
 
