@@ -229,10 +229,38 @@ def predict(
     explain_dir: Annotated[
         Path, typer.Option(help="Folder for the --explain heat maps (<modality>-<task>-explanation.png)")
     ] = Path("."),
+    data: Annotated[
+        Path | None,
+        typer.Option(
+            "--data", help="A CSV with the training CSV's columns: one answer per row (label optional)"
+        ),
+    ] = None,
+    out: Annotated[
+        Path | None, typer.Option(help="--data: write the answers here as CSV (default: print them)")
+    ] = None,
+    skip_bad_rows: Annotated[
+        bool, typer.Option("--skip-bad-rows", help="--data: leave out (and list) bad rows instead of failing")
+    ] = False,
+    id_column: Annotated[
+        str | None,
+        typer.Option(help="--data: the column naming each row (default: the training CSV's id column)"),
+    ] = None,
+    allow_outside_paths: Annotated[
+        bool,
+        typer.Option("--allow-outside-paths", help="--data: let file paths point outside the CSV's folder"),
+    ] = False,
 ):
-    """Predict from raw files: any subset of the model's modalities."""
+    """Predict from raw files (any subset of the model's modalities), or for every row of a CSV (--data)."""
     from omnifuse.predictor import load
 
+    if data is not None:
+        if image or text or text_file or fields or explain:
+            raise OmnifuseError("Expected --data or single inputs (--image, --text, -i ...). Received both")
+        answers = load(run_dir, calibrated=calibrated).predict_table(
+            data, id_column=id_column, skip_bad_rows=skip_bad_rows, allow_outside_paths=allow_outside_paths
+        )
+        _print_table_answers(answers, out)
+        return
     inputs = {}
     if image is not None:
         inputs["image"] = str(image)
@@ -266,6 +294,25 @@ def predict(
         )
     if explain:
         _print_explanation(answer, feed, explain_dir)
+
+
+def _print_table_answers(answers, out: Path | None) -> None:
+    """``predict --data``: the answers as CSV (to ``out``, else stdout), and what was left out on stderr."""
+    from omnifuse.predict_table import describe
+
+    err = Console(stderr=True, soft_wrap=True, highlight=False)
+    if answers.missing:
+        err.print(f"note: no column {', '.join(answers.missing)} (those inputs are absent in every row)")
+    for bad in answers.skipped:
+        err.print(f"skipped: {escape(describe(bad))}")
+    if out is None:
+        typer.echo(answers.to_csv(), nl=False)
+        return
+    answers.write_csv(out)
+    rows = len({b.row for b in answers.skipped})
+    console.print(
+        f"[green]Predicted[/green] {len(answers.rows)} row(s) ({rows} skipped) -> [bold]{out}[/bold]"
+    )
 
 
 def _print_explanation(answer: dict, feed: dict, folder: Path) -> None:

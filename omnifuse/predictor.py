@@ -220,9 +220,11 @@ class Predictor:
         return out
 
     def predict(
-        self, batch: bool = False, explain: bool = False, **inputs: Any
+        self, table: Any = None, /, batch: bool = False, explain: bool = False, **inputs: Any
     ) -> dict[str, Any] | list[dict[str, Any]]:
-        """Predict from keyword inputs named after the model's modalities (``image=``, ``text=``).
+        """Predict from keyword inputs named after the model's modalities (``image=``, ``text=``), or for every
+        row of a pandas DataFrame ``table`` (the training CSV's columns: a DataFrame of answers comes back, see
+        :meth:`predict_table`).
 
         A single sample by default; with ``batch=True`` each input is a list (``None`` = absent for that sample)
         and a list of answers comes back. A ``numbers`` modality (``tabular``, from a CSV) takes a dict of
@@ -234,12 +236,49 @@ class Predictor:
         :mod:`omnifuse.evaluation.explain`). It costs about ``steps`` (16) forward and backward passes per sample
         and one forward pass per word of text.
         """
+        if table is not None:
+            if inputs or batch or explain:
+                raise OmnifuseError("Expected a table or keyword inputs. Received both")
+            return self.predict_table(table).to_frame()
         feed = self.encode(batch, **inputs)
         answers = self.predict_feed(feed)
         if explain:
             for answer, found in zip(answers, self.explain_feed(feed)):
                 answer["explanation"] = found
         return answers if batch else answers[0]
+
+    def predict_table(
+        self,
+        table: Any,
+        id_column: str | None = None,
+        skip_bad_rows: bool = False,
+        allow_outside_paths: bool = False,
+    ):
+        """Answers for every row of a CSV file (a path) or a pandas DataFrame with the training CSV's columns: a
+        :class:`~omnifuse.predict_table.TableAnswers` (``.to_frame()``, ``.write_csv(path)``, ``.skipped``).
+        ``id_column`` (default: the training CSV's id column, where the table has it) is kept in the answers; a bad
+        row is an error unless ``skip_bad_rows``. See :mod:`omnifuse.predict_table`.
+
+        >>> load("runs/pets").predict_table("new.csv", skip_bad_rows=True).write_csv("predictions.csv")
+        """
+        from omnifuse import predict_table
+
+        if isinstance(table, (str, Path)):
+            return predict_table.predict_csv(
+                self,
+                table,
+                id_column=id_column,
+                skip_bad_rows=skip_bad_rows,
+                allow_outside_paths=allow_outside_paths,
+            )
+        return predict_table.predict_frame(self, table, id_column=id_column, skip_bad_rows=skip_bad_rows)
+
+    def encode_column(self, name: str, values: list[Any]) -> tuple[np.ndarray, np.ndarray]:
+        """One modality's input array and presence mask for ``values`` (``None`` = absent), as :meth:`encode`
+        makes them."""
+        if name not in self.modalities:
+            raise OmnifuseError(f"Unknown modality {name!r}. This model takes: {', '.join(self.modalities)}")
+        return self._column(name, self.modalities[name], values)
 
     def explain_feed(self, feed: dict[str, np.ndarray]) -> list[dict[str, Any]]:
         """Explanations (one per sample, JSON-ready: lists and floats) of the predicted classes for arrays made by

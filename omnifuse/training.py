@@ -188,6 +188,7 @@ def _load_data(run: _Run, data_dir: str | None) -> None:
         sources=prepared.sources,
         numbers=prepared.numbers,
         skipped_rows=prepared.skipped_rows,
+        tables=prepared.tables,
         samples={
             p.name: {"train": len(p.train), "val": len(p.val), "test": len(p.test)} for p in prepared.parts
         },

@@ -102,6 +102,7 @@ class _Options:
     sample_rate: int
     num_samples: int
     allow_outside_paths: bool = False
+    id_column: str = ""  # the user's id column ("": none): its values name the samples in predictions
 
 
 @dataclass
@@ -241,8 +242,18 @@ def load_csv(
         sample_rate,
         num_samples,
         allow_outside_paths,
+        _id_column([c for c in features if c not in columns and c not in grouped], samples),
     )
     return _assemble(path.stem, str(path), path.parent, samples, columns, label, has_split, options)
+
+
+def _id_column(ignored: list[str], samples: list[_Sample]) -> str:
+    """The user's id column: the first ignored column with a distinct value in every row ("" for none)."""
+    for column in ignored:
+        values = [s.cells[column].strip() for s in samples]
+        if all(values) and len(set(values)) == len(values):
+            return column
+    return ""
 
 
 def load_folder(
@@ -619,6 +630,9 @@ def _assemble(
     meta["bad_rows"] = [b.to_dict() for b in bad[:MAX_RECORDED]] if options.skip_bad_rows else []
     task = safe_name(label)
     extra = {} if groups is None else {"group": groups}
+    if options.id_column:  # the user's ids name the rows of predictions.csv
+        extra["id"] = np.array([s.cells[options.id_column].strip() for s in samples])
+        meta["id_column"] = options.id_column
     whole = Split(inputs, {task: labels}, ids=np.array([s.row for s in samples]), extra=extra, masks=masks)
     splits = {}
     for split in ("train", "val", "test"):

@@ -125,7 +125,10 @@ def evaluate(
         if with_weights:
             w = out[WEIGHTS_OUTPUT].mean(axis=0)
             results["modality_weights"][part.name] = {name: float(v) for name, v in zip(modalities, w)}
-        rows += _prediction_rows(part, feed, calibration.apply(out, temps), prepared.tasks, modalities)
+        id_name = (prepared.tables.get(part.name) or {}).get("id_column") or "id"
+        rows += _prediction_rows(
+            part, feed, calibration.apply(out, temps), prepared.tasks, modalities, id_name
+        )
         present = [m for m in modalities if feed[mask_name(m)].any()]
         if robustness is False or (robustness is None and len(present) < 2):
             continue
@@ -311,12 +314,14 @@ def _weights_by_class(weights, labels, classes, modalities) -> dict[str, dict[st
     return out
 
 
-def _prediction_rows(part, feed, out, tasks, modalities) -> list[dict[str, Any]]:
+def _prediction_rows(part, feed, out, tasks, modalities, id_name: str = "id") -> list[dict[str, Any]]:
+    """One row per test sample, named by the user's id column (``id_name``) where the data has one."""
     n = len(part.test)
     ids = part.test.ids if part.test.ids is not None else np.arange(n)
+    ids = part.test.extra.get("id", ids)
     rows = []
     for i in range(n):
-        row: dict[str, Any] = {"id": ids[i], "data_set": part.name}
+        row: dict[str, Any] = {id_name: ids[i], "data_set": part.name}
         for task, classes in tasks.items():
             labels = part.test.labels.get(task)
             if (
