@@ -11,7 +11,8 @@ import omnifuse
 from omnifuse import tracking
 
 needs_mlflow = pytest.mark.skipif(
-    importlib.util.find_spec("mlflow") is None, reason="mlflow is not installed (pip install 'omnifuse[mlflow]')"
+    importlib.util.find_spec("mlflow") is None,
+    reason="mlflow is not installed (pip install 'omnifuse[mlflow]')",
 )
 
 
@@ -97,7 +98,9 @@ def test_mlflow_gets_params_metrics_files_and_the_model_then_the_test_metrics(tr
 
     results = omnifuse.evaluate(run, robustness=False)
     found = client.get_run(record["run_id"])
-    assert found.data.metrics["test/species/accuracy"] == pytest.approx(results["tasks"]["species"]["accuracy"])
+    assert found.data.metrics["test/species/accuracy"] == pytest.approx(
+        results["tasks"]["species"]["accuracy"]
+    )
     assert "report/report.md" in {a.path for a in client.list_artifacts(record["run_id"], "report")}
 
 
