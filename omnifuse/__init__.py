@@ -31,6 +31,7 @@ _LAZY = {
     "build_model": "omnifuse.model.builder",
     "Predictor": "omnifuse.predictor",
     "load": "omnifuse.predictor",
+    "register_encoder": "omnifuse.registry",
 }
 __all__ = [*_LAZY, "evaluate", "train"]
 

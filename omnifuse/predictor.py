@@ -8,6 +8,7 @@
 from __future__ import annotations
 
 import json
+import re
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -49,6 +50,16 @@ def _load_model(path: Path, precision: str | None):
         raise OmnifuseError(
             f"Expected a complete .keras model file. Received: '{path}', which is not a readable archive "
             f"({type(exc).__name__}: {exc}); it may be truncated: restore it or train the run again"
+        ) from exc
+    except TypeError as exc:
+        found = re.search(r"'registered_name': 'omnifuse_custom>(\w+)'", str(exc))
+        if found is None:
+            raise
+        module = re.search(rf"'module': '([\w.]+)', 'class_name': '{found[1]}'", str(exc))
+        raise OmnifuseError(
+            f"Expected the encoder class {found[1]!r} (from module {module[1] if module else '?'!r}) to be "
+            f"registered before loading "
+            f"'{path}'. Import the module of yours that calls omnifuse.register_encoder first"
         ) from exc
     except ValueError as exc:
         if "safe_mode" not in str(exc):

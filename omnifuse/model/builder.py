@@ -12,6 +12,7 @@ task, plus ``modality_weights`` (B, n_modalities) when the fusion weights modali
 from __future__ import annotations
 
 import dataclasses
+import inspect
 from collections.abc import Iterable
 
 import keras
@@ -90,9 +91,7 @@ def _text_branch(
                 output_sequence_length=txt.sequence_length,
                 ngrams=_ngrams(txt.ngrams),
             )
-            options = dict(
-                vocab_size=txt.vocab_size, **dataclasses.asdict(txt.rnn if part == "rnn" else txt.bag)
-            )
+            options = _with_accepted(cls, dataclasses.asdict(getattr(txt, part)), vocab_size=txt.vocab_size)
         init = options.pop("init_embeddings", "none")
         # ensemble members whose vectorizer has the same settings share it (and its token ids); another member's
         # vectorizer of other settings gets that member's suffix on its name
@@ -149,8 +148,18 @@ def _text_batches(vectorize, texts: list[str], labels: np.ndarray, size: int = 1
 
 def _audio_encoder(cfg: Config) -> layers.Layer:
     aud = cfg.model.audio
-    options = {**dataclasses.asdict(getattr(aud, aud.encoder)), "sample_rate": cfg.data.sample_rate}
-    return lookup(AUDIO_ENCODERS, aud.encoder, "audio encoder")(**options, name="audio_encoder")
+    cls = lookup(AUDIO_ENCODERS, aud.encoder, "audio encoder")
+    options = _with_accepted(
+        cls, dataclasses.asdict(getattr(aud, aud.encoder)), sample_rate=cfg.data.sample_rate
+    )
+    return cls(**options, name="audio_encoder")
+
+
+def _with_accepted(cls, options: dict, **facts) -> dict:
+    """``options`` plus the ``facts`` about the data (``vocab_size``, ``sample_rate``) that ``cls`` takes: every
+    encoder of omnifuse's own takes them; one registered by the user may not."""
+    accepted = inspect.signature(cls.__init__).parameters
+    return {**options, **{k: v for k, v in facts.items() if k in accepted}}
 
 
 def build_model(
@@ -251,7 +260,8 @@ def _member(
             encoder = lookup(TABULAR_ENCODERS, tab.encoder, "tabular encoder")(
                 **dataclasses.asdict(getattr(tab, tab.encoder)), name=f"{name}_encoder"
             )
-            encoder.adapt(numbers[name])
+            if hasattr(encoder, "adapt"):  # learns its normalisation from the training rows
+                encoder.adapt(numbers[name])
             feat = ModalityBranch(encoder, skip_absent=skip, name=f"{name}_branch{suffix}")([x, mask])
         features[name], masks[name] = feat, mask
 
