@@ -113,7 +113,9 @@ def train(
         )
     if cluster:
         cfg = cfg.replace(cluster)
-    tracked = _track_overrides(track, track_uri, tensorboard)
+    from omnifuse.tracking_config import overrides as track_overrides
+
+    tracked = track_overrides(track, track_uri, tensorboard)
     if tracked and resume is not None:
         raise OmnifuseError(
             "--track, --track-uri and --tensorboard apply to a new run; a resumed run keeps its own."
@@ -139,18 +141,6 @@ def _distribution_overrides(distribution: str | None, workers: str | None, worke
         out["train.workers"] = list(parse_workers(workers))
     if worker_index is not None:
         out["train.worker_index"] = worker_index
-    return out
-
-
-def _track_overrides(track: str | None, uri: str | None, tensorboard: bool | None) -> dict:
-    """Config overrides for ``--track``, ``--track-uri`` and ``--tensorboard/--no-tensorboard``."""
-    if track not in (None, "mlflow", "none"):
-        raise OmnifuseError(f"Expected --track mlflow (or none). Received: {track!r}")
-    out: dict = {} if track is None else {"track.mlflow": track == "mlflow"}
-    if uri is not None:
-        out["track.uri"] = uri
-    if tensorboard is not None:
-        out["track.tensorboard"] = tensorboard
     return out
 
 
@@ -259,7 +249,14 @@ def predict(
         answers = load(run_dir, calibrated=calibrated).predict_table(
             data, id_column=id_column, skip_bad_rows=skip_bad_rows, allow_outside_paths=allow_outside_paths
         )
-        _print_table_answers(answers, out)
+        err = Console(stderr=True, soft_wrap=True, highlight=False)
+        for line in answers.notes():  # missing columns, skipped rows
+            err.print(escape(line))
+        if out is None:
+            typer.echo(answers.to_csv(), nl=False)
+            return
+        answers.write_csv(out)
+        console.print(f"[green]Predicted[/green] {answers.summary()} -> [bold]{out}[/bold]")
         return
     inputs = {}
     if image is not None:
@@ -294,25 +291,6 @@ def predict(
         )
     if explain:
         _print_explanation(answer, feed, explain_dir)
-
-
-def _print_table_answers(answers, out: Path | None) -> None:
-    """``predict --data``: the answers as CSV (to ``out``, else stdout), and what was left out on stderr."""
-    from omnifuse.predict_table import describe
-
-    err = Console(stderr=True, soft_wrap=True, highlight=False)
-    if answers.missing:
-        err.print(f"note: no column {', '.join(answers.missing)} (those inputs are absent in every row)")
-    for bad in answers.skipped:
-        err.print(f"skipped: {escape(describe(bad))}")
-    if out is None:
-        typer.echo(answers.to_csv(), nl=False)
-        return
-    answers.write_csv(out)
-    rows = len({b.row for b in answers.skipped})
-    console.print(
-        f"[green]Predicted[/green] {len(answers.rows)} row(s) ({rows} skipped) -> [bold]{out}[/bold]"
-    )
 
 
 def _print_explanation(answer: dict, feed: dict, folder: Path) -> None:

@@ -42,6 +42,19 @@ class TableAnswers:
     skipped: list[BadRow] = field(default_factory=list)
     missing: list[str] = field(default_factory=list)  # input columns the table does not have
     index: list[Any] = field(default_factory=list)  # a DataFrame's index labels of the answered rows
+    unit: str = "line"  # what a row id is: a CSV's line, a DataFrame's row
+
+    def notes(self) -> list[str]:
+        """What the command line says besides the answers: the columns the table lacks, each skipped row."""
+        out = (
+            [f"note: no column {', '.join(self.missing)} (those inputs are absent in every row)"]
+            if self.missing
+            else []
+        )
+        return out + [f"skipped: {describe(bad, self.unit)}" for bad in self.skipped]
+
+    def summary(self) -> str:
+        return f"{len(self.rows)} row(s) ({len({b.row for b in self.skipped})} skipped)"
 
     def to_csv(self) -> str:
         buffer = io.StringIO()
@@ -122,7 +135,11 @@ def predict_rows(
     if bad and not skip_bad_rows:
         raise OmnifuseError(_bad_rows_message(bad, where, unit))
     answers = TableAnswers(
-        _out_columns(predictor, id_column, label), [], bad, [c for c in columns if c not in present]
+        _out_columns(predictor, id_column, label),
+        [],
+        bad,
+        [c for c in columns if c not in present],
+        unit=unit,
     )
     if not kept:
         return answers

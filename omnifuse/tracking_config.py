@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from omnifuse.errors import OmnifuseError
+
 
 @dataclass(frozen=True)
 class TrackConfig:
@@ -19,3 +21,15 @@ class TrackConfig:
     # the MLflow tracking URI; "" = a local store beside the run directory, sqlite:///<runs root>/mlflow.db
     uri: str = ""
     experiment: str = ""  # the MLflow experiment; "" = the config's name
+
+
+def overrides(track: str | None, uri: str | None, tensorboard: bool | None) -> dict:
+    """Config overrides for the command line's ``--track``, ``--track-uri`` and ``--tensorboard/--no-tensorboard``."""
+    if track not in (None, "mlflow", "none"):
+        raise OmnifuseError(f"Expected --track mlflow (or none). Received: {track!r}")
+    out: dict = {} if track is None else {"track.mlflow": track == "mlflow"}
+    if uri is not None:
+        out["track.uri"] = uri
+    if tensorboard is not None:
+        out["track.tensorboard"] = tensorboard
+    return out

@@ -107,3 +107,20 @@ def test_mlflow_gets_params_metrics_files_and_the_model_then_the_test_metrics(tr
 def test_the_default_store_is_a_sqlite_file_beside_the_runs(tmp_path):
     assert tracking.default_uri(tmp_path / "runs") == f"sqlite:///{(tmp_path / 'runs').resolve()}/mlflow.db"
     assert tracking.flatten({"a": {"b": 1, "c": [1, 2]}, "d": "x"}) == {"a.b": "1", "a.c": "[1, 2]", "d": "x"}
+
+
+def test_the_command_line_sets_the_track_keys_and_rejects_an_unknown_tracker(monkeypatch):
+    from typer.testing import CliRunner
+
+    from omnifuse import training
+    from omnifuse.cli import app
+
+    seen = {}
+    monkeypatch.setattr(training, "train", lambda cfg, **kw: seen.setdefault("cfg", cfg) and kw["runs_root"])
+    args = ["train", "cifar10-cnn", "--track", "mlflow", "--track-uri", "sqlite:///x.db", "--no-tensorboard"]
+    result = CliRunner().invoke(app, args, catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    track = seen["cfg"].track
+    assert track.mlflow and track.uri == "sqlite:///x.db" and not track.tensorboard
+    bad = CliRunner().invoke(app, ["train", "cifar10-cnn", "--track", "wandb"])
+    assert "Expected --track mlflow (or none). Received: 'wandb'" in str(bad.exception)
