@@ -51,7 +51,9 @@ def callbacks(cfg, run_dir: Path, meta: dict[str, Any], prepared, model) -> list
     """The tracking callbacks of a run: TensorBoard's and the modality weights (``track.tensorboard``), MLflow's
     (``track.mlflow``). ``prepared``: the data the model trains on (its validation samples are the probe)."""
     out: list[keras.callbacks.Callback] = []
-    if cfg.track.tensorboard:
+    if cfg.track.tensorboard and importlib.util.find_spec("tensorboard") is None:
+        log.warning("No TensorBoard logs: the tensorboard package is not installed (pip install tensorboard)")
+    elif cfg.track.tensorboard:
         logs = run_dir / LOGS
         out.append(keras.callbacks.TensorBoard(str(logs), write_graph=False, profile_batch=0))
         if WEIGHTS_OUTPUT in model.output_names:

@@ -364,7 +364,7 @@ def _finish(run: _Run, model: keras.Model, streams: _Streams, fitted: keras.Mode
             scorer, data = fitted, run.fit_prepared
         held = calibration.held_out(scorer, data, run.cfg.train.batch_size)
         run.meta[calibration.KEY] = None if held is None else calibration.fit(*held)
-        if held is not None and held[0] and run.cfg.track.tensorboard:
+        if held is not None and held[0] and (run.run_dir / tracking.LOGS).is_dir():
             tracking.log_confusion(run.run_dir, run.prepared.tasks, held, run.progress.get("epochs_done", 0))
     run.meta["hardware"] = machine()  # the model card names it
     atomic_save_model(model, run.run_dir / "model.keras")
