@@ -9,7 +9,7 @@ file, or a number column that holds no number is a bad row: every bad row is rep
 was expected) and the prediction fails, unless ``skip_bad_rows`` leaves them out (and lists them).
 
 Out: the user's id column (``id_column``, else the one the training CSV had: an ignored column with a distinct value
-in every row; a CSV without one gets its ``line``), the label column where the table has it, then per task the
+in every row; without one, the CSV's ``line`` or the DataFrame's ``row``), the label column where the table has it, then per task the
 predicted class (``<task>_predicted``) and one probability per class (``<task>_p_<class>``), as in the evaluation's
 ``predictions.csv``, and the modalities each row was answered from.
 """
@@ -145,7 +145,7 @@ def predict_rows(
         return answers
     feed = {key: np.concatenate(values) for key, values in pieces.items()}
     for (row_id, cells), answer in zip(kept, predictor.predict_feed(feed)):
-        row: dict[str, Any] = {id_column or "line": cells.get(id_column, "") if id_column else row_id}
+        row: dict[str, Any] = {id_column or unit: cells.get(id_column, "") if id_column else row_id}
         row.update({c: cells.get(c, "") for c in label})
         for task, found in answer["tasks"].items():
             row[f"{task}_predicted"] = found["class"]
@@ -167,8 +167,8 @@ def _id_column(predictor, header: list, given: str | None, where: str) -> str | 
     return next((c for c in trained if c and c in header), None)
 
 
-def _out_columns(predictor, id_column: str | None, label: list[str]) -> list[str]:
-    out = [id_column or "line", *label]
+def _out_columns(predictor, first: str, label: list[str]) -> list[str]:
+    out = [first, *label]
     for task, classes in predictor.tasks.items():
         out += [f"{task}_predicted", *(f"{task}_p_{c}" for c in classes)]
     return [*out, "modalities_used"]
