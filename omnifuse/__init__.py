@@ -33,6 +33,7 @@ _LAZY = {
     "build_model": "omnifuse.model.builder",
     "Predictor": "omnifuse.predictor",
     "load": "omnifuse.predictor",
+    "register_encoder": "omnifuse.registry",
 }
 __all__ = [*_LAZY, "evaluate", "train"]
 
@@ -52,15 +53,22 @@ def train(
     runs_root: str | Path = "runs",
     data_dir: str | None = None,
     resume: str | Path | None = None,
+    callbacks: list[Any] | None = None,
 ) -> Path:
-    """Train a preset name, config file or Config (with dotted overrides); return the run directory."""
+    """Train a preset name, config file or Config (with dotted overrides); return the run directory.
+
+    ``callbacks``: Keras callbacks of your own, called by ``model.fit`` beside the run's (checkpoints, logs):
+
+    >>> omnifuse.train("table", {"data.csv": "pets.csv", "data.label": "species"},
+    ...                callbacks=[keras.callbacks.LambdaCallback(on_epoch_end=lambda e, logs: print(e, logs))])
+    """
     from omnifuse.config import Config, load_config
     from omnifuse.training import train as _train
 
     if resume is not None:
-        return _train(None, resume=resume, data_dir=data_dir)
+        return _train(None, resume=resume, data_dir=data_dir, callbacks=callbacks)
     cfg = config.replace(overrides or []) if isinstance(config, Config) else load_config(config, overrides)
-    return _train(cfg, run_dir=run_dir, runs_root=runs_root, data_dir=data_dir)
+    return _train(cfg, run_dir=run_dir, runs_root=runs_root, data_dir=data_dir, callbacks=callbacks)
 
 
 def evaluate(

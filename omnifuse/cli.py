@@ -86,6 +86,20 @@ def train(
     worker_index: Annotated[
         int | None, typer.Option(help="multi_worker: this worker's place in --workers")
     ] = None,
+    track: Annotated[
+        str | None,
+        typer.Option(help="mlflow: also log params, metrics and the model to MLflow (track.mlflow)"),
+    ] = None,
+    track_uri: Annotated[
+        str | None,
+        typer.Option(help="The MLflow tracking URI (default: sqlite:///<runs root>/mlflow.db; track.uri)"),
+    ] = None,
+    tensorboard: Annotated[
+        bool | None,
+        typer.Option(
+            "--tensorboard/--no-tensorboard", help="TensorBoard logs in RUN/logs (track.tensorboard)"
+        ),
+    ] = None,
 ):
     """Train a model; every epoch is checkpointed in the run directory."""
     from omnifuse.config import load_config
@@ -115,6 +129,15 @@ def train(
         cfg = cfg.replace(cluster)
     if resume is not None:
         check_run(resume)
+    from omnifuse.tracking_config import overrides as track_overrides
+
+    tracked = track_overrides(track, track_uri, tensorboard)
+    if tracked and resume is not None:
+        raise OmnifuseError(
+            "--track, --track-uri and --tensorboard apply to a new run; a resumed run keeps its own."
+        )
+    if tracked:
+        cfg = cfg.replace(tracked)
     _show_schema(cfg)
     # imported once the config checks out: a mistake in it is reported without waiting for TensorFlow
     from omnifuse.training import train as run_training
@@ -232,10 +255,45 @@ def predict(
     explain_dir: Annotated[
         Path, typer.Option(help="Folder for the --explain heat maps (<modality>-<task>-explanation.png)")
     ] = Path("."),
+    data: Annotated[
+        Path | None,
+        typer.Option(
+            "--data", help="A CSV with the training CSV's columns: one answer per row (label optional)"
+        ),
+    ] = None,
+    out: Annotated[
+        Path | None, typer.Option(help="--data: write the answers here as CSV (default: print them)")
+    ] = None,
+    skip_bad_rows: Annotated[
+        bool, typer.Option("--skip-bad-rows", help="--data: leave out (and list) bad rows instead of failing")
+    ] = False,
+    id_column: Annotated[
+        str | None,
+        typer.Option(help="--data: the column naming each row (default: the training CSV's id column)"),
+    ] = None,
+    allow_outside_paths: Annotated[
+        bool,
+        typer.Option("--allow-outside-paths", help="--data: let file paths point outside the CSV's folder"),
+    ] = False,
 ):
-    """Predict from raw files: any subset of the model's modalities."""
+    """Predict from raw files (any subset of the model's modalities), or for every row of a CSV (--data)."""
     from omnifuse.predictor import load
 
+    if data is not None:
+        if image or text or text_file or fields or explain:
+            raise OmnifuseError("Expected --data or single inputs (--image, --text, -i ...). Received both")
+        answers = load(run_dir, calibrated=calibrated).predict_table(
+            data, id_column=id_column, skip_bad_rows=skip_bad_rows, allow_outside_paths=allow_outside_paths
+        )
+        err = Console(stderr=True, soft_wrap=True, highlight=False)
+        for line in answers.notes():  # missing columns, skipped rows
+            err.print(escape(line))
+        if out is None:
+            typer.echo(answers.to_csv(), nl=False)
+            return
+        answers.write_csv(out)
+        console.print(f"[green]Predicted[/green] {answers.summary()} -> [bold]{out}[/bold]")
+        return
     inputs = {}
     if image is not None:
         inputs["image"] = str(image)

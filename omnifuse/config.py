@@ -27,8 +27,10 @@ from typing import Any
 
 from omnifuse.data import catalog
 from omnifuse.data.splits import VAL_FRACTION
-from omnifuse.encoders import audio, image, numbers, text
+from omnifuse.encoders import sections
+from omnifuse.encoders.sections import Joined
 from omnifuse.errors import OmnifuseError, did_you_mean, near_key
+from omnifuse.tracking_config import TrackConfig
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -36,19 +38,7 @@ else:  # pragma: no cover
     import tomli as tomllib
 
 
-class Joined:
-    """Marks a str key (``typing.Annotated[str, Joined(choices)]``) that takes one of ``choices`` or several joined
-    by ``sep`` (``model.text.encoder = "rnn+nb"``); each part is checked."""
-
-    def __init__(self, choices: tuple[str, ...], sep: str = "+"):
-        self.choices, self.sep = tuple(choices), sep
-
-
 DataSetName = typing.Literal[tuple(catalog.NAMES)]
-ImageEncoder = typing.Literal[tuple(image.CONFIGS)]
-TextEncoders = typing.Annotated[str, Joined(tuple(text.CONFIGS))]
-AudioEncoder = typing.Literal[tuple(audio.CONFIGS)]
-TabularEncoder = typing.Literal[tuple(numbers.CONFIGS)]
 # a CSV column's kind (omnifuse.data.table.KINDS)
 ColumnKind = typing.Literal["image", "text", "audio", "number", "category", "ignore", "group"]
 # omnifuse.registry.FUSIONS
@@ -104,60 +94,6 @@ class DataConfig:
             )
 
 
-def _with_encoder_sections(name: str, base: type, configs: dict[str, type]) -> type:
-    """``base`` (a kind's own keys) plus one section per encoder of the kind's ``CONFIGS`` table, in its order;
-    each section's comment (``field.metadata["doc"]``) is the first line of its dataclass's docstring."""
-    sections = [
-        (key, cls, field(default_factory=cls, metadata={"doc": (cls.__doc__ or "").strip().splitlines()[0]}))
-        for key, cls in configs.items()
-    ]
-    cls = dataclasses.make_dataclass(name, sections, bases=(base,), frozen=True)
-    cls.__module__, cls.__doc__ = __name__, base.__doc__
-    return cls
-
-
-@dataclass(frozen=True)
-class _ImageKeys:
-    """model.image: the image encoder, and one section of options per encoder (omnifuse.encoders.image)."""
-
-    encoder: ImageEncoder = "cnn"  # cnn | resnet | fastnet  (the input shape is the data's)
-    augment: bool = False  # random flip + translate inside the training step
-
-
-@dataclass(frozen=True)
-class _TextKeys:
-    """model.text: the text encoder(s), the vocabulary, and one section per encoder (omnifuse.encoders.text)."""
-
-    # rnn | bag | tfidf | nb, or several joined by "+" (rnn+nb), trained together
-    encoder: TextEncoders = "rnn"
-    # rnn, bag: tokens kept (the most frequent in the training texts); tfidf, nb: their own
-    vocab_size: int = 20000
-    sequence_length: int = 200  # token ids per text, cut or padded to this (rnn, bag)
-    ngrams: int = 1  # token n-grams in the vocabulary (the bag encoder profits from 2)
-
-
-@dataclass(frozen=True)
-class _AudioKeys:
-    """model.audio: the audio encoder, and one section per encoder (omnifuse.encoders.audio)."""
-
-    # log-mel CNN (the waveform's rate and length are data.sample_rate / data.num_samples)
-    encoder: AudioEncoder = "cnn"
-
-
-@dataclass(frozen=True)
-class _TabularKeys:
-    """model.tabular: the encoder of a table's numbers and categories, one section per encoder (encoders.numbers)."""
-
-    # numbers + categories (NaN-aware, standardised with train-split statistics)
-    encoder: TabularEncoder = "mlp"
-
-
-ImageConfig = _with_encoder_sections("ImageConfig", _ImageKeys, image.CONFIGS)
-TextConfig = _with_encoder_sections("TextConfig", _TextKeys, text.CONFIGS)
-AudioConfig = _with_encoder_sections("AudioConfig", _AudioKeys, audio.CONFIGS)
-TabularConfig = _with_encoder_sections("TabularConfig", _TabularKeys, numbers.CONFIGS)
-
-
 @dataclass(frozen=True)
 class ModelConfig:
     fusion: Fusion = "attention"  # how the modalities' features are combined (omnifuse/fusion/)
@@ -183,11 +119,11 @@ class ModelConfig:
     # after training, the members' weights in the mean fitted on the validation split (the least log-loss);
     # otherwise every member counts the same
     fit_member_weights: bool = False
-    image: ImageConfig = field(default_factory=ImageConfig)  # the image encoder
-    text: TextConfig = field(default_factory=TextConfig)  # the text encoder(s)
-    audio: AudioConfig = field(default_factory=AudioConfig)  # the audio encoder
+    image: sections.ImageConfig = field(default_factory=lambda: sections.ImageConfig())  # the image encoder
+    text: sections.TextConfig = field(default_factory=lambda: sections.TextConfig())  # the text encoder(s)
+    audio: sections.AudioConfig = field(default_factory=lambda: sections.AudioConfig())  # the audio encoder
     # the encoder of a table's numbers and categories
-    tabular: TabularConfig = field(default_factory=TabularConfig)
+    tabular: sections.TabularConfig = field(default_factory=lambda: sections.TabularConfig())
 
 
 @dataclass(frozen=True)
@@ -248,6 +184,7 @@ class Config:
     data: DataConfig = field(default_factory=DataConfig)  # what is trained on
     model: ModelConfig = field(default_factory=ModelConfig)  # encoders, fusion, heads
     train: TrainConfig = field(default_factory=TrainConfig)  # how it is trained
+    track: TrackConfig = field(default_factory=TrackConfig)  # experiment tracking: TensorBoard, MLflow
 
     def __post_init__(self):
         # a Config built in Python (or by dataclasses.replace) gets the checks a TOML file gets
@@ -264,6 +201,13 @@ class Config:
     def replace(self, overrides: list[str] | dict[str, Any]) -> Config:
         """A copy with dotted overrides applied: ``["train.epochs=3"]`` or ``{"train.epochs": 3}``."""
         return from_dict(apply_overrides(self.to_dict(), overrides))
+
+
+def __getattr__(name: str) -> Any:
+    # ImageConfig, TextConfig, AudioConfig, TabularConfig: the current ones (see omnifuse/encoders/sections.py)
+    if name in sections.SECTIONS:
+        return getattr(sections, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def _to_plain(value: Any) -> Any:

@@ -22,6 +22,7 @@ from typing import Any
 import keras
 import numpy as np
 
+from omnifuse import tracking
 from omnifuse.errors import OmnifuseError
 from omnifuse.evaluation import calibration
 from omnifuse.modalities import kind as modality_kind
@@ -104,6 +105,7 @@ def export(
     atomic_write_text(out / "model_info.json", json.dumps(info, indent=2) + "\n")
     card = out / "MODEL_CARD.md"
     atomic_write_text(card, model_card(predictor, format, artifact.name, info, diff, n_probe))
+    tracking.log_export(predictor.meta, [card, out / "model_info.json"], format)  # a run tracked in MLflow
     return {
         "artifact": artifact,
         "card": card,

@@ -46,6 +46,8 @@ class Prepared:
     skipped_rows: dict[str, dict] = field(
         default_factory=dict
     )  # data set -> {"count", "rows"}: bad rows skipped
+    # a CSV's data set -> its "columns" (kinds), "modality_columns" and "id_column" (omnifuse/predict_table.py)
+    tables: dict[str, dict] = field(default_factory=dict)
 
 
 def _holdout(
@@ -116,6 +118,9 @@ def prepare(cfg: Config, datasets: list[Dataset]) -> Prepared:
         if ds.meta.get("skipped_rows"):
             skipped = {"count": ds.meta["skipped_rows"], "rows": ds.meta.get("bad_rows", [])}
             prepared.skipped_rows[ds.name] = skipped
+        if "modality_columns" in ds.meta:
+            keys = ("columns", "modality_columns", "id_column")
+            prepared.tables[ds.name] = {k: ds.meta[k] for k in keys if k in ds.meta}
     return prepared
 
 

@@ -8,6 +8,7 @@
 from __future__ import annotations
 
 import json
+import re
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -50,6 +51,16 @@ def _load_model(path: Path, precision: str | None):
         raise OmnifuseError(
             f"Expected a complete .keras model file. Received: '{path}', which is not a readable archive "
             f"({type(exc).__name__}: {exc}); it may be truncated: restore it or train the run again"
+        ) from exc
+    except TypeError as exc:
+        found = re.search(r"'registered_name': 'omnifuse_custom>(\w+)'", str(exc))
+        if found is None:
+            raise
+        module = re.search(rf"'module': '([\w.]+)', 'class_name': '{found[1]}'", str(exc))
+        raise OmnifuseError(
+            f"Expected the encoder class {found[1]!r} (from module {module[1] if module else '?'!r}) to be "
+            f"registered before loading "
+            f"'{path}'. Import the module of yours that calls omnifuse.register_encoder first"
         ) from exc
     except ValueError as exc:
         if "safe_mode" not in str(exc):
@@ -224,9 +235,11 @@ class Predictor:
         return out
 
     def predict(
-        self, batch: bool = False, explain: bool = False, **inputs: Any
+        self, table: Any = None, /, batch: bool = False, explain: bool = False, **inputs: Any
     ) -> dict[str, Any] | list[dict[str, Any]]:
-        """Predict from keyword inputs named after the model's modalities (``image=``, ``text=``).
+        """Predict from keyword inputs named after the model's modalities (``image=``, ``text=``), or for every
+        row of a pandas DataFrame ``table`` (the training CSV's columns: a DataFrame of answers comes back, see
+        :meth:`predict_table`).
 
         A single sample by default; with ``batch=True`` each input is a list (``None`` = absent for that sample)
         and a list of answers comes back. A ``numbers`` modality (``tabular``, from a CSV) takes a dict of
@@ -238,6 +251,10 @@ class Predictor:
         :mod:`omnifuse.evaluation.explain`). It costs about ``steps`` (16) forward and backward passes per sample
         and one forward pass per word of text.
         """
+        if table is not None:
+            if inputs or batch or explain:
+                raise OmnifuseError("Expected a table or keyword inputs. Received both")
+            return self.predict_table(table).to_frame()
         feed = self.encode(batch, **inputs)
         answers = self.predict_feed(feed)
         if explain:
@@ -263,6 +280,39 @@ class Predictor:
             "reason": f"no input to answer from: {task!r} answers from {' or '.join(names) or 'nothing'}, "
             "and none was given",
         }
+
+    def predict_table(
+        self,
+        table: Any,
+        id_column: str | None = None,
+        skip_bad_rows: bool = False,
+        allow_outside_paths: bool = False,
+    ):
+        """Answers for every row of a CSV file (a path) or a pandas DataFrame with the training CSV's columns: a
+        :class:`~omnifuse.predict_table.TableAnswers` (``.to_frame()``, ``.write_csv(path)``, ``.skipped``).
+        ``id_column`` (default: the training CSV's id column, where the table has it) is kept in the answers; a bad
+        row is an error unless ``skip_bad_rows``. See :mod:`omnifuse.predict_table`.
+
+        >>> load("runs/pets").predict_table("new.csv", skip_bad_rows=True).write_csv("predictions.csv")
+        """
+        from omnifuse import predict_table
+
+        if isinstance(table, (str, Path)):
+            return predict_table.predict_csv(
+                self,
+                table,
+                id_column=id_column,
+                skip_bad_rows=skip_bad_rows,
+                allow_outside_paths=allow_outside_paths,
+            )
+        return predict_table.predict_frame(self, table, id_column=id_column, skip_bad_rows=skip_bad_rows)
+
+    def encode_column(self, name: str, values: list[Any]) -> tuple[np.ndarray, np.ndarray]:
+        """One modality's input array and presence mask for ``values`` (``None`` = absent), as :meth:`encode`
+        makes them."""
+        if name not in self.modalities:
+            raise OmnifuseError(f"Unknown modality {name!r}. This model takes: {', '.join(self.modalities)}")
+        return self._column(name, self.modalities[name], values)
 
     def explain_feed(self, feed: dict[str, np.ndarray]) -> list[dict[str, Any]]:
         """Explanations (one per sample, JSON-ready: lists and floats) of the predicted classes for arrays made by

@@ -2,7 +2,8 @@
 
 ``runs/<name>/``: ``config.toml`` (the full resolved config), ``meta.json`` (modalities, tasks, data sources,
 progress), ``metrics.csv`` (one row per epoch), ``checkpoints/last.keras`` and ``checkpoints/best.keras`` (model and
-optimizer state, written after every epoch), and at the end ``model.keras`` (the best epoch by validation loss).
+optimizer state, written after every epoch), ``logs/`` (TensorBoard; omnifuse/tracking.py, which also logs to
+MLflow where asked), and at the end ``model.keras`` (the best epoch by validation loss).
 Every file is written to a temporary name and renamed, so a kill never leaves a half-written file; ``resume`` picks
 up after the last completed epoch.
 """
@@ -19,7 +20,15 @@ from typing import Any
 import keras
 import numpy as np
 
-from omnifuse import distributed, pipeline
+from omnifuse import distributed, pipeline, tracking
+from omnifuse.callbacks import (  # noqa: F401  (also imported from here)
+    CHECKPOINTS,
+    _EpochTimer,
+    _Lookahead,
+    _ResumableEarlyStopping,
+    _RunCheckpoint,
+    atomic_save_model,
+)
 from omnifuse.config import Config
 from omnifuse.data import modalities_per_task
 from omnifuse.data.catalog import load_datasets
@@ -30,126 +39,17 @@ from omnifuse.hardware import machine
 from omnifuse.metrics_log import reconcile_metrics
 from omnifuse.model.builder import build_model
 from omnifuse.model.compile import compile_model
-from omnifuse.model.ensemble import MemberMean
+from omnifuse.model.ensemble import fit_member_weights  # noqa: F401  (also imported from here)
 from omnifuse.model.heads import balanced_class_weights
 from omnifuse.modelio import load_model
-from omnifuse.names import WEIGHTS_OUTPUT, auxiliary_outputs, member_index, member_outputs
+from omnifuse.names import WEIGHTS_OUTPUT, auxiliary_outputs
 from omnifuse.progress import epoch_lines, fit_verbose
-from omnifuse.rundir import atomic_write, atomic_write_text, new_run_dir, read_meta, read_run_config
-
-CHECKPOINTS = "checkpoints"
+from omnifuse.rundir import atomic_write_text, new_run_dir, read_meta, read_run_config
 
 # Keras warns when a finite validation stream ends (it always does: one pass per epoch is the intent), and about a
 # shuffle flag that tf.data input ignores (the pipeline shuffles itself).
 warnings.filterwarnings("ignore", message="Your input ran out of data")
 warnings.filterwarnings("ignore", message="`shuffle=True` was passed")
-
-
-def atomic_save_model(model: keras.Model, path: Path) -> None:
-    atomic_write(path, model.save)
-
-
-class _EpochTimer(keras.callbacks.Callback):
-    """Adds the epoch's wall time to the logs (so metrics.csv records it)."""
-
-    def on_epoch_begin(self, epoch, logs=None):
-        self._start = time.perf_counter()
-
-    def on_epoch_end(self, epoch, logs=None):
-        if logs is not None:
-            logs["epoch_seconds"] = round(time.perf_counter() - self._start, 3)
-
-
-class _ResumableEarlyStopping(keras.callbacks.EarlyStopping):
-    """Keras's early stopping, with its patience counter carried over a resume."""
-
-    def __init__(self, state: dict[str, Any], **kwargs):
-        super().__init__(**kwargs)
-        self._state = state
-
-    def on_train_begin(self, logs=None):
-        super().on_train_begin(logs)
-        if "best" in self._state:
-            self.best = self._state["best"]
-            self.wait = self._state.get("wait", 0)
-
-
-class _Lookahead(keras.callbacks.Callback):
-    """Lookahead with a ramped average: every ``every`` steps, slow = d * slow + (1 - d) * weights, then the weights
-    restart from slow; d = decay * (step / total)^3, so early training runs free. The last epoch ends on slow."""
-
-    def __init__(self, decay: float, every: int, total_steps: int, initial_step: int = 0):
-        super().__init__()
-        self.decay, self.every, self.total = decay, max(1, every), max(1, total_steps)
-        self.step = initial_step
-
-    def on_train_begin(self, logs=None):
-        self.vars = [v for v in self.model.weights if "float" in str(v.dtype)]
-        self.slow = [keras.ops.convert_to_numpy(v).astype(np.float32) for v in self.vars]
-
-    def _restart_from_slow(self):
-        for v, s in zip(self.vars, self.slow):
-            v.assign(s)
-
-    def on_train_batch_end(self, batch, logs=None):
-        self.step += 1
-        if self.step % self.every == 0:
-            d = self.decay * min(1.0, self.step / self.total) ** 3
-            for v, s in zip(self.vars, self.slow):
-                s *= d
-                s += (1.0 - d) * keras.ops.convert_to_numpy(v)
-            self._restart_from_slow()
-
-    def on_epoch_end(self, epoch, logs=None):
-        if epoch + 1 >= self.params.get("epochs", 0):
-            self._restart_from_slow()
-
-
-class _RunCheckpoint(keras.callbacks.Callback):
-    """After each epoch: last.keras, best.keras when the validation loss improved, and the progress in meta.json."""
-
-    def __init__(
-        self,
-        run_dir: Path,
-        meta: dict[str, Any],
-        early: _ResumableEarlyStopping | None,
-        saved: keras.Model | None = None,
-    ):
-        super().__init__()
-        self.run_dir = run_dir
-        self.meta = meta
-        self.early = early
-        self.saved = (
-            saved  # the model checkpointed (default: the one fitted; the full one when that is its head)
-        )
-
-    def _to_save(self) -> keras.Model:
-        if self.saved is None:
-            return self.model
-        from omnifuse.features import copy_weights
-
-        copy_weights(
-            self.model, self.saved
-        )  # the head trained on cached features: carry it into the full model
-        return self.saved
-
-    def on_epoch_end(self, epoch, logs=None):
-        logs = logs or {}
-        folder = self.run_dir / CHECKPOINTS
-        folder.mkdir(exist_ok=True)
-        progress = self.meta.setdefault("progress", {})
-        loss = logs.get("val_loss", logs.get("loss"))
-        if loss is not None and np.isfinite(loss) and loss < progress.get("best", np.inf):
-            atomic_save_model(self._to_save(), folder / "best.keras")
-            progress.update(best=float(loss), best_epoch=epoch + 1)
-        atomic_save_model(self._to_save(), folder / "last.keras")
-        progress["epochs_done"] = epoch + 1
-        if self.early is not None:
-            progress["wait"] = int(self.early.wait)
-        progress["train_seconds"] = round(
-            progress.get("train_seconds", 0.0) + logs.get("epoch_seconds", 0.0), 3
-        )
-        atomic_write_text(self.run_dir / "meta.json", json.dumps(self.meta, indent=2))
 
 
 def _class_weights(cfg: Config, prepared: pipeline.Prepared) -> dict[str, list[float]] | None:
@@ -208,41 +108,6 @@ def _image_sample(prepared: pipeline.Prepared, seed: int, size: int = 5000) -> n
         return None
     images = np.concatenate(chunks)
     return images[np.sort(rng.permutation(len(images))[:size])]
-
-
-def fit_member_weights(model: keras.Model, stream, tasks: list[str]) -> list[float]:
-    """Fit an ensemble's member weights (every :class:`MemberMean` of ``model``) on ``stream``, held-out ``(x, y)``
-    batches: the weights on the simplex whose weighted mean of the members' probabilities has the least log-loss
-    over every task's labelled samples (L-BFGS on the weights' softmax logits, from equal weights). Returns them."""
-    from scipy.optimize import minimize
-    from scipy.special import softmax
-
-    members = member_outputs(model.output_names, tasks)
-    probs: dict[str, list[np.ndarray]] = {name: [] for name in members}
-    labels: dict[str, list[np.ndarray]] = {task: [] for task in tasks}
-    for x, y in stream:
-        out = model.predict_on_batch(x)
-        for name in members:
-            probs[name].append(np.asarray(out[name], np.float64))
-        for task in tasks:
-            labels[task].append(np.asarray(y[task]).reshape(-1))
-    true_class = []  # per task, (members, labelled samples): each member's probability of the true class
-    for task in tasks:
-        found = np.concatenate(labels[task])
-        keep = np.flatnonzero(found >= 0)
-        names = sorted((n for n, t in members.items() if t == task), key=member_index)
-        true_class.append(np.stack([np.concatenate(probs[n])[keep, found[keep]] for n in names]))
-    count = max(1, sum(p.shape[1] for p in true_class))
-
-    def log_loss(logits):
-        w = softmax(logits)
-        return -sum(np.log(np.maximum(w @ p, 1e-12)).sum() for p in true_class) / count
-
-    weights = softmax(minimize(log_loss, np.zeros(true_class[0].shape[0]), method="L-BFGS-B").x)
-    for layer in model.layers:
-        if isinstance(layer, MemberMean):
-            layer.member_weights.assign(weights.astype(np.float32))
-    return [round(float(w), 6) for w in weights]
 
 
 @dataclass
@@ -328,6 +193,7 @@ def _load_data(run: _Run, data_dir: str | None) -> None:
         sources=prepared.sources,
         numbers=prepared.numbers,
         skipped_rows=prepared.skipped_rows,
+        tables=prepared.tables,
         samples={
             p.name: {"train": len(p.train), "val": len(p.val), "test": len(p.test)} for p in prepared.parts
         },
@@ -436,6 +302,11 @@ def _callbacks(
     if t.lookahead:
         callbacks.append(_Lookahead(t.lookahead, t.lookahead_every, t.epochs * steps, initial_epoch * steps))
     callbacks += extra  # after the lookahead, so that they see the weights training ends on
+    if run.dist is None or run.dist.chief:  # TensorBoard, MLflow: one writer, the process that writes the run
+        callbacks += tracking.callbacks(
+            run.cfg, run.run_dir, run.meta, run.fit_prepared or run.prepared, model
+        )
+        atomic_write_text(run.run_dir / "meta.json", json.dumps(run.meta, indent=2))  # the MLflow run's id
     if early is not None:
         callbacks.append(early)
     reconcile_metrics(run.run_dir / "metrics.csv", initial_epoch)  # rows past the last checkpoint (a kill) go
@@ -497,11 +368,16 @@ def _finish(run: _Run, model: keras.Model, streams: _Streams, fitted: keras.Mode
 
             copy_weights(model, fitted)  # the saved (best) weights: the same answers on the cached features
             scorer, data = fitted, run.fit_prepared
-        run.meta[calibration.KEY] = calibration.fit_run(scorer, data, run.cfg.train.batch_size)
+        held = calibration.held_out(scorer, data, run.cfg.train.batch_size)
+        run.meta[calibration.KEY] = None if held is None else calibration.fit(*held)
+        if held is not None and held[0] and (run.run_dir / tracking.LOGS).is_dir():
+            tracking.log_confusion(run.run_dir, run.prepared.tasks, held, run.progress.get("epochs_done", 0))
     run.meta["hardware"] = machine()  # the model card names it
     atomic_save_model(model, run.run_dir / "model.keras")
     run.progress["finished"] = True
     atomic_write_text(run.run_dir / "meta.json", json.dumps(run.meta, indent=2))
+    if run.dist is None or run.dist.chief:
+        tracking.finish(run.run_dir, run.meta)
     return run.run_dir if run.dist is None else run.dist.close(run.run_dir)
 
 
@@ -517,14 +393,25 @@ def train(
 
     >>> run = train(load_config("cifar10-cnn", ["train.epochs=1"]))
     """
+    if config is not None:
+        tracking.check(config)
     run = _open(config, run_dir, runs_root, data_dir, resume)
+    tracking.check(run.cfg)
+    try:
+        return _train(run, data_dir, list(callbacks or []))
+    except BaseException:
+        tracking.failed(run.meta)
+        raise
+
+
+def _train(run: _Run, data_dir: str | None, callbacks: list[keras.callbacks.Callback]) -> Path:
     keras.utils.set_random_seed(run.cfg.train.seed + run.initial_epoch)
     _load_data(run, data_dir)
     model = _build(run)
-    fitted = _frozen_features(run, model, list(callbacks or []))
+    fitted = _frozen_features(run, model, callbacks)
     streams = _streams(run, fitted)
     _compile(run, fitted, streams)
-    _fit(run, fitted, streams, list(callbacks or []), saved=model if fitted is not model else None)
+    _fit(run, fitted, streams, callbacks, saved=model if fitted is not model else None)
     if fitted is not model:
         from omnifuse.features import copy_weights
 

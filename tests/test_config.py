@@ -13,6 +13,7 @@ import pytest
 from omnifuse import config
 from omnifuse.config import Config, from_dict, load_config, presets
 from omnifuse.encoders import image as image_encoders
+from omnifuse.encoders import sections
 from omnifuse.errors import OmnifuseError
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -218,7 +219,7 @@ def test_a_new_encoder_is_one_table_line():
         width: int = 4  # the output width
 
     table = {**image_encoders.CONFIGS, "tiny": TinyConfig}
-    cls = config._with_encoder_sections("ImageConfig", config._ImageKeys, table)
+    cls = sections._with_encoder_sections("ImageConfig", sections._ImageKeys, table)
     built = config._build(cls, {"tiny": {"width": 8}}, "model.image", "")
     assert built.tiny == TinyConfig(8) and built.cnn == image_encoders.CONFIGS["cnn"]()
     field = {f.name: f for f in dataclasses.fields(cls)}["tiny"]

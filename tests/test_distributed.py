@@ -290,6 +290,7 @@ def test_workers_hold_the_chiefs_model(worker_run):
     assert sorted(p.name for p in run.iterdir()) == [
         "checkpoints",
         "config.toml",
+        "logs",  # TensorBoard's, written by the chief only
         "meta.json",
         "metrics.csv",
         "model.keras",

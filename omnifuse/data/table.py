@@ -41,7 +41,7 @@ them (line in the file, column, reason); with ``skip_bad_rows=True`` they are le
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -89,11 +89,12 @@ class _Options:
     sample_rate: int
     num_samples: int
     allow_outside_paths: bool = False
+    id_column: str = ""  # the user's id column ("": none): its values name the samples in predictions
 
 
 def _options(args: dict[str, Any]) -> _Options:
     """The :class:`_Options` among a loader's arguments (``locals()``: load_csv and load_folder share them)."""
-    return _Options(**{f.name: args[f.name] for f in fields(_Options)})
+    return _Options(**{f.name: args[f.name] for f in fields(_Options) if f.name in args})
 
 
 # the data-config keys load() reads (under the same names; the catalog passes these)
@@ -209,7 +210,18 @@ def load_csv(
                 )
         samples.append(sample)
     columns, _ = column_kinds(path, features, {c: [s.cells[c] for s in samples] for c in features}, kinds)
+    ids = _id_column([c for c in features if c not in columns and c not in grouped], samples)
+    options = replace(options, id_column=ids)
     return _assemble(path.stem, str(path), path.parent, samples, columns, label, has_split, options)
+
+
+def _id_column(ignored: list[str], samples: list[Sample]) -> str:
+    """The user's id column: the first ignored column with a distinct value in every row ("" for none)."""
+    for column in ignored:
+        values = [s.cells[column].strip() for s in samples]
+        if all(values) and len(set(values)) == len(values):
+            return column
+    return ""
 
 
 def load_folder(
@@ -360,6 +372,9 @@ def _assemble(
     meta["bad_rows"] = [b.to_dict() for b in bad[:MAX_RECORDED]] if options.skip_bad_rows else []
     task = safe_name(label)
     extra = {} if groups is None else {"group": groups}
+    if options.id_column:  # the user's ids name the rows of predictions.csv
+        extra["id"] = np.array([s.cells[options.id_column].strip() for s in samples])
+        meta["id_column"] = options.id_column
     whole = Split(inputs, {task: labels}, ids=np.array([s.row for s in samples]), extra=extra, masks=masks)
     splits = {}
     for split in ("train", "val", "test"):

@@ -8,8 +8,9 @@ imports Keras or TensorFlow. Each kind's ``__init__`` finds its encoders itself 
 
 - ``CONFIGS``: name -> options dataclass; its names are the valid ``model.<kind>.encoder`` values and its
   dataclasses the ``model.<kind>.<name>`` config sections (``omnifuse.config`` builds those from it);
-- ``LAYERS``: name -> ``"module.Class"`` in the kind's package; ``ENCODERS`` (name -> class) and the classes by
-  their names are imported from it on first use.
+- ``LAYERS``: name -> ``"module.Class"`` in the kind's package (or the class itself, for an encoder of the user's
+  added by :func:`omnifuse.register_encoder`); ``ENCODERS`` (name -> class) and the classes by their names are
+  imported from it on first use.
 
 So adding an encoder is two files, ``<file>.py`` and ``<file>_config.py``, and no table to edit.
 """
@@ -54,11 +55,13 @@ def lazy_attribute(package: str, layers: dict[str, str], name: str) -> Any:
     if name == "ENCODERS":
         return {key: _load(package, path) for key, path in layers.items()}
     for path in layers.values():
-        if path.rsplit(".", 1)[1] == name:
+        if isinstance(path, str) and path.rsplit(".", 1)[1] == name:
             return _load(package, path)
     raise AttributeError(f"module {package!r} has no attribute {name!r}")
 
 
-def _load(package: str, path: str) -> type:
+def _load(package: str, path: str | type) -> type:
+    if not isinstance(path, str):  # a class registered from outside the package
+        return path
     module, cls = path.rsplit(".", 1)
     return getattr(importlib.import_module(f"{package}.{module}"), cls)

@@ -139,7 +139,8 @@ def evaluate(
             w = out[WEIGHTS_OUTPUT].mean(axis=0)
             results["modality_weights"][part.name] = {name: float(v) for name, v in zip(modalities, w)}
         shown_out = calibration.apply(out, temps)
-        rows += _prediction_rows(part, feed, shown_out, prepared.tasks, modalities)
+        id_name = (prepared.tables.get(part.name) or {}).get("id_column") or "id"
+        rows += _prediction_rows(part, feed, shown_out, prepared.tasks, modalities, id_name)
         if worst_samples:
             results.setdefault("worst", {}).update(
                 worst.collect(
@@ -184,6 +185,9 @@ def evaluate(
     atomic_write_text(
         report / "report.html", render_html(markdown, report, f"Evaluation report: {run_dir.name}")
     )
+    from omnifuse import tracking
+
+    tracking.log_evaluation(meta, results, report)  # a run tracked in MLflow gets its test metrics and report
     return results
 
 
@@ -347,12 +351,14 @@ def _weights_by_class(weights, labels, classes, modalities) -> dict[str, dict[st
     return out
 
 
-def _prediction_rows(part, feed, out, tasks, modalities) -> list[dict[str, Any]]:
+def _prediction_rows(part, feed, out, tasks, modalities, id_name: str = "id") -> list[dict[str, Any]]:
+    """One row per test sample, named by the user's id column (``id_name``) where the data has one."""
     n = len(part.test)
     ids = part.test.ids if part.test.ids is not None else np.arange(n)
+    ids = part.test.extra.get("id", ids)
     rows = []
     for i in range(n):
-        row: dict[str, Any] = {"id": ids[i], "data_set": part.name}
+        row: dict[str, Any] = {id_name: ids[i], "data_set": part.name}
         for task, classes in tasks.items():
             labels = part.test.labels.get(task)
             if (

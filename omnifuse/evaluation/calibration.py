@@ -123,8 +123,8 @@ def fit(probs: Mapping[str, np.ndarray], labels: Mapping[str, np.ndarray]) -> di
     return {"method": "temperature", "split": "validation", "bins": BINS, "tasks": tasks}
 
 
-def fit_on_stream(model, stream: Iterable, tasks: list[str]) -> dict[str, Any]:
-    """:func:`fit` on ``stream``'s ``(x, y, ...)`` batches of held-out data, run through ``model``."""
+def predict_stream(model, stream: Iterable, tasks: list[str]) -> tuple[dict, dict]:
+    """Per task, ``model``'s probabilities and the labels over ``stream``'s ``(x, y, ...)`` batches ({} for none)."""
     probs: dict[str, list[np.ndarray]] = {t: [] for t in tasks}
     labels: dict[str, list[np.ndarray]] = {t: [] for t in tasks}
     for batch in stream:
@@ -134,24 +134,33 @@ def fit_on_stream(model, stream: Iterable, tasks: list[str]) -> dict[str, Any]:
             probs[task].append(np.asarray(out[task], np.float64))
             labels[task].append(np.asarray(y[task]).reshape(-1))
     if not any(probs.values()) or not probs[tasks[0]]:
-        return fit({}, {})
-    return fit(
-        {t: np.concatenate(p) for t, p in probs.items()},
-        {t: np.concatenate(y) for t, y in labels.items()},
-    )
+        return {}, {}
+    return {t: np.concatenate(p) for t, p in probs.items()}, {t: np.concatenate(y) for t, y in labels.items()}
 
 
-def fit_run(model, prepared, batch_size: int = 256) -> dict[str, Any] | None:
-    """:func:`fit` on the validation splits of ``prepared`` with ``model`` (the whole model on raw inputs, or, where
-    training ran on cached frozen features, the head on those features: the same answers); None when there is no
-    validation sample (``data.val_fraction = 0``)."""
+def fit_on_stream(model, stream: Iterable, tasks: list[str]) -> dict[str, Any]:
+    """:func:`fit` on ``stream``'s ``(x, y, ...)`` batches of held-out data, run through ``model``."""
+    return fit(*predict_stream(model, stream, tasks))
+
+
+def held_out(model, prepared, batch_size: int = 256) -> tuple[dict, dict] | None:
+    """Per task, ``model``'s probabilities and the labels on the validation splits of ``prepared`` (the whole model
+    on raw inputs, or, where training ran on cached frozen features, the head on those features: the same
+    answers); None when there is no validation sample (``data.val_fraction = 0``)."""
     from omnifuse import pipeline
 
     splits = [p.val for p in prepared.parts if len(p.val)]
     if not splits:
         return None
     stream, _ = pipeline.stream(prepared, splits, batch_size=batch_size)
-    return fit_on_stream(model, stream, list(prepared.tasks))
+    return predict_stream(model, stream, list(prepared.tasks))
+
+
+def fit_run(model, prepared, batch_size: int = 256) -> dict[str, Any] | None:
+    """:func:`fit` on the validation splits of ``prepared`` with ``model`` (see :func:`held_out`); None when there
+    is no validation sample."""
+    found = held_out(model, prepared, batch_size)
+    return None if found is None else fit(*found)
 
 
 def temperatures(meta: Mapping[str, Any] | None) -> dict[str, float]:

@@ -33,8 +33,10 @@ class ModalityBranch(layers.Layer):
         shape = tuple(input_shape[0])
         if self.preprocess is not None:
             self.preprocess.build(shape)
-        if not self.encoder.built:
-            self.encoder.build(shape)
+        if not self.encoder.built and type(self.encoder).build is not layers.Layer.build:
+            self.encoder.build(
+                shape
+            )  # (a layer without build() of its own is built by a symbolic call instead)
 
     def _encode(self, x, training):
         if self.preprocess is not None:
@@ -47,10 +49,29 @@ class ModalityBranch(layers.Layer):
             # JAX cannot trace a stateful layer (batch-norm statistics, random augmentation) inside a cond: the
             # encoder runs on every batch, and a batch without this modality updates its batch-norm statistics too
             return ops.cast(self._encode(x, training), self.compute_dtype)
-        zeros = ops.zeros((ops.shape(x)[0], self.encoder.output_dim), dtype=self.compute_dtype)
+        zeros = ops.zeros((ops.shape(x)[0], self._output_dim(x)), dtype=self.compute_dtype)
         return ops.cond(
             ops.any(mask > 0), lambda: ops.cast(self._encode(x, training), self.compute_dtype), lambda: zeros
         )
+
+    def _output_dim(self, x) -> int:
+        """The encoder's ``output_dim``; for a layer of the user's without one, the width of its output for ``x``
+        (``omnifuse.register_encoder`` takes any layer that maps a batch to (B, D))."""
+        if not self.encoder.built:  # a layer of the user's without build(): a symbolic call builds its layers
+            self.encoder(keras.KerasTensor(tuple(x.shape), dtype=x.dtype))
+        dim = getattr(self.encoder, "output_dim", None)
+        if dim is None:
+            spec = self.encoder.compute_output_spec(keras.KerasTensor(tuple(x.shape), dtype=x.dtype))
+            if len(spec.shape) != 2 or spec.shape[-1] is None:
+                raise ValueError(
+                    f"Expected encoder {self.encoder.name!r} to return (batch, features). Received: {spec.shape}"
+                )
+            dim = self.encoder.output_dim = int(spec.shape[-1])
+        return dim
+
+    def compute_output_spec(self, inputs, training=None):
+        x = inputs[0]
+        return keras.KerasTensor((x.shape[0], self._output_dim(x)), dtype=self.compute_dtype)
 
     def compute_output_shape(self, input_shape):
         return (input_shape[0][0], self.encoder.output_dim)

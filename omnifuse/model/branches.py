@@ -11,6 +11,7 @@ here."""
 from __future__ import annotations
 
 import dataclasses
+import inspect
 from collections.abc import Iterable
 
 import keras
@@ -80,7 +81,8 @@ def _numbers(at: Branching, x, mask):
     encoder = lookup(TABULAR_ENCODERS, tab.encoder, "tabular encoder")(
         **dataclasses.asdict(getattr(tab, tab.encoder)), name=f"{at.name}_encoder"
     )
-    encoder.adapt(at.numbers[at.name])
+    if hasattr(encoder, "adapt"):  # learns its normalisation from the training rows
+        encoder.adapt(at.numbers[at.name])
     return ModalityBranch(encoder, skip_absent=at.skip, name=f"{at.name}_branch{at.suffix}")([x, mask])
 
 
@@ -149,9 +151,7 @@ def _text_branch(
                 output_sequence_length=txt.sequence_length,
                 ngrams=_ngrams(txt.ngrams),
             )
-            options = dict(
-                vocab_size=txt.vocab_size, **dataclasses.asdict(txt.rnn if part == "rnn" else txt.bag)
-            )
+            options = _with_accepted(cls, dataclasses.asdict(getattr(txt, part)), vocab_size=txt.vocab_size)
         init = options.pop("init_embeddings", "none")
         # ensemble members whose vectorizer has the same settings share it (and its token ids); another member's
         # vectorizer of other settings gets that member's suffix on its name
@@ -208,5 +208,15 @@ def _text_batches(vectorize, texts: list[str], labels: np.ndarray, size: int = 1
 
 def _audio_encoder(cfg: Config) -> layers.Layer:
     aud = cfg.model.audio
-    options = {**dataclasses.asdict(getattr(aud, aud.encoder)), "sample_rate": cfg.data.sample_rate}
-    return lookup(AUDIO_ENCODERS, aud.encoder, "audio encoder")(**options, name="audio_encoder")
+    cls = lookup(AUDIO_ENCODERS, aud.encoder, "audio encoder")
+    options = _with_accepted(
+        cls, dataclasses.asdict(getattr(aud, aud.encoder)), sample_rate=cfg.data.sample_rate
+    )
+    return cls(**options, name="audio_encoder")
+
+
+def _with_accepted(cls, options: dict, **facts) -> dict:
+    """``options`` plus the ``facts`` about the data (``vocab_size``, ``sample_rate``) that ``cls`` takes: every
+    encoder of omnifuse's own takes them; one registered by the user may not."""
+    accepted = inspect.signature(cls.__init__).parameters
+    return {**options, **{k: v for k, v in facts.items() if k in accepted}}

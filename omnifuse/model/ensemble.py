@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import keras
+import numpy as np
 from keras import layers, ops
 
 from omnifuse.config import Config
 from omnifuse.errors import OmnifuseError
+from omnifuse.names import member_index, member_outputs
 
 
 def member_configs(cfg: Config) -> list[Config]:
@@ -55,3 +57,38 @@ class MemberMean(layers.Layer):
 
     def compute_output_shape(self, input_shape):
         return input_shape[0]
+
+
+def fit_member_weights(model: keras.Model, stream, tasks: list[str]) -> list[float]:
+    """Fit an ensemble's member weights (every :class:`MemberMean` of ``model``) on ``stream``, held-out ``(x, y)``
+    batches: the weights on the simplex whose weighted mean of the members' probabilities has the least log-loss
+    over every task's labelled samples (L-BFGS on the weights' softmax logits, from equal weights). Returns them."""
+    from scipy.optimize import minimize
+    from scipy.special import softmax
+
+    members = member_outputs(model.output_names, tasks)
+    probs: dict[str, list[np.ndarray]] = {name: [] for name in members}
+    labels: dict[str, list[np.ndarray]] = {task: [] for task in tasks}
+    for x, y in stream:
+        out = model.predict_on_batch(x)
+        for name in members:
+            probs[name].append(np.asarray(out[name], np.float64))
+        for task in tasks:
+            labels[task].append(np.asarray(y[task]).reshape(-1))
+    true_class = []  # per task, (members, labelled samples): each member's probability of the true class
+    for task in tasks:
+        found = np.concatenate(labels[task])
+        keep = np.flatnonzero(found >= 0)
+        names = sorted((n for n, t in members.items() if t == task), key=member_index)
+        true_class.append(np.stack([np.concatenate(probs[n])[keep, found[keep]] for n in names]))
+    count = max(1, sum(p.shape[1] for p in true_class))
+
+    def log_loss(logits):
+        w = softmax(logits)
+        return -sum(np.log(np.maximum(w @ p, 1e-12)).sum() for p in true_class) / count
+
+    weights = softmax(minimize(log_loss, np.zeros(true_class[0].shape[0]), method="L-BFGS-B").x)
+    for layer in model.layers:
+        if isinstance(layer, MemberMean):
+            layer.member_weights.assign(weights.astype(np.float32))
+    return [round(float(w), 6) for w in weights]
