@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 from fixtures_media import tone
 
-from omnifuse.encoders.audio import AudioCNN, AudioCNNConfig
+from omnifuse.encoders.audio import AudioCNN
+from omnifuse.encoders.audio.cnn_config import AudioCNNConfig
 
 SMALL = {"filters": (4, 8), "dense_units": 16, "num_mel_bins": 16, "frame_length": 128, "frame_step": 64}
 
