@@ -258,10 +258,9 @@ def _column(name: str, kind: str, values: list[str], why: str = "inferred") -> C
     return Column(name, kind, len(values) - sum(filled.values()), len(filled), shown, why)
 
 
-def inspect_csv(
-    path: str | Path, label: str, kinds: dict[str, str] | None = None, split_column="split"
-) -> Schema:
-    """The schema of a CSV: each column's kind, empty cells, distinct values (decodes no file)."""
+def open_csv(path: str | Path, label: str, split_column: str):
+    """A CSV's path, header, rows, whether it has a split column, and its feature columns (neither the label nor
+    the split column), with an error naming the file when it is missing or lacks the label column."""
     path = Path(path).expanduser()
     if not path.is_file():
         raise OmnifuseError(f"Expected a CSV file. Received: '{path}', which does not exist or is not a file")
@@ -269,6 +268,14 @@ def inspect_csv(
     check_label(path, header, label)
     has_split = split_column in header and split_column != label
     features = [c for c in header if c != label and not (has_split and c == split_column)]
+    return path, header, rows, has_split, features
+
+
+def inspect_csv(
+    path: str | Path, label: str, kinds: dict[str, str] | None = None, split_column="split"
+) -> Schema:
+    """The schema of a CSV: each column's kind, empty cells, distinct values (decodes no file)."""
+    path, header, rows, has_split, features = open_csv(path, label, split_column)
     cells = {c: [r[header.index(c)] if header.index(c) < len(r) else "" for _, r in rows] for c in header}
     given = dict(kinds or {})
     plain = {c: "ignore" if k == "group" else k for c, k in given.items()}

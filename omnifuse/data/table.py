@@ -56,9 +56,9 @@ from omnifuse.data.schema import (
     SUFFIX_KINDS,
     TABULAR,
     TEXT_SUFFIXES,
-    check_label,
     column_kinds,
     number,
+    open_csv,
     read_csv,
     safe_name,
 )
@@ -176,13 +176,7 @@ def load_csv(
     Example: ``load_csv("pets.csv", label="species", kinds={"id": "ignore"})["train"].inputs["photo"].shape``.
     """
     options = _options(locals())
-    path = Path(path).expanduser()
-    if not path.is_file():
-        raise OmnifuseError(f"Expected a CSV file. Received: '{path}', which does not exist or is not a file")
-    header, rows = read_csv(path)
-    check_label(path, header, label)
-    has_split = split_column in header and split_column != label
-    features = [c for c in header if c != label and not (has_split and c == split_column)]
+    path, header, rows, has_split, features = open_csv(path, label, split_column)
     kinds = dict(kinds or {})
     grouped = [c for c, k in kinds.items() if k == "group"]
     if len(grouped) > 1:
