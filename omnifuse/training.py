@@ -19,7 +19,7 @@ from typing import Any
 import keras
 import numpy as np
 
-from omnifuse import distributed, pipeline
+from omnifuse import distributed, pipeline, semi
 from omnifuse.config import Config
 from omnifuse.data.catalog import load_datasets
 from omnifuse.errors import OmnifuseError
@@ -517,8 +517,10 @@ def train(
     model = _build(run)
     fitted = _frozen_features(run, model, list(callbacks or []))
     streams = _streams(run, fitted)
+    semi.record(run.prepared, run.meta)  # unlabelled samples: train.semi_supervised (omnifuse/semi.py)
+    extra = list(callbacks or []) + semi.attach(run.cfg, run.prepared, fitted, streams, run.initial_epoch)
     _compile(run, fitted, streams)
-    _fit(run, fitted, streams, list(callbacks or []), saved=model if fitted is not model else None)
+    _fit(run, fitted, streams, extra, saved=model if fitted is not model else None)
     if fitted is not model:
         from omnifuse.features import copy_weights
 
@@ -532,8 +534,8 @@ def _frozen_features(run: _Run, model: keras.Model, extra: list[keras.callbacks.
     features. Callbacks with a ``use_prepared`` method are handed that copy (the bench scores its test set on it)."""
     from omnifuse import features
 
-    if not run.cfg.train.cache_features or run.dist is not None:
-        return model
+    if not run.cfg.train.cache_features or run.dist is not None or semi.active(run.cfg):
+        return model  # (semi-supervised training streams raw unlabelled samples)
     branches = features.plan(model, sorted(run.prepared.modalities))
     if not branches:
         return model
