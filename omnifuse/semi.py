@@ -66,6 +66,7 @@ class PseudoLabels(keras.callbacks.Callback):
         """Label the unlabelled samples with ``model`` and store the targets; returns the share labelled and, where
         the true labels are known, the share of those targets that are right."""
         labelled = right = known = total = 0
+        truths = False
         for part in self.prepared.parts:
             if part.name not in self.tables:
                 continue
@@ -79,12 +80,13 @@ class PseudoLabels(keras.callbacks.Callback):
                 total += len(targets)
                 truth = part.unlabeled.extra.get(f"true_{task}")
                 if truth is not None:
+                    truths = True
                     chosen = targets >= 0
                     right += int((targets[chosen] == truth[chosen]).sum())
                     known += int(chosen.sum())
         self.stats = {"pseudo_labeled": labelled / max(1, total)}
-        if known:
-            self.stats["pseudo_accuracy"] = right / known
+        if truths:  # every epoch's row has the column (NaN while no sample has a target)
+            self.stats["pseudo_accuracy"] = right / known if known else float("nan")
         return self.stats
 
     def on_epoch_begin(self, epoch, logs=None):

@@ -62,9 +62,7 @@ def test_imdb_unsup_missing_is_an_error_naming_the_file(tmp_path):
 
 
 def test_fsdd_one_speakers_labels_the_others_unlabelled(tmp_path):
-    write_fsdd(
-        tmp_path, speakers=("ann", "bob", "cid"), per_digit=7, variants=((8000, 1, "PCM_16"),)
-    )
+    write_fsdd(tmp_path, speakers=("ann", "bob", "cid"), per_digit=7, variants=((8000, 1, "PCM_16"),))
     overrides = ["data.labeled_where=speaker=bob", "data.num_samples=800"]
     (ds,) = load_datasets(load_config("fsdd", [*overrides, "data.unlabeled=unsup"]), data_dir=str(tmp_path))
     train, pool = ds["train"], ds["unlabeled"]
