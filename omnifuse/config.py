@@ -96,9 +96,8 @@ class DataConfig:
     # unlabelled samples (docs/unlabelled.md): "" none; "unsup" the set's own (IMDb's train/unsup; the samples that
     # labels_per_class / labeled_where unlabel); or a CSV / .txt folder. Copies of test samples are dropped
     unlabeled: str = ""
-    labels_per_class: int = (
-        0  # > 0: keep this many labels per class (seeded); the rest unlabelled or left out
-    )
+    # > 0: keep this many labels per class (seeded choice); the rest unlabelled or left out
+    labels_per_class: int = 0
     labeled_where: str = ""  # "<extra>=<v>[,<v>]": keep labels only there (fsdd: "speaker=jackson"), as above
 
     def __post_init__(self):
