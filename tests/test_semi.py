@@ -98,6 +98,31 @@ def test_refresh_selects_exactly_the_predictions_above_the_threshold(runs, blobs
     assert stats["pseudo_labeled"] == pytest.approx(confident.mean())
 
 
+def test_the_training_loss_counts_unlabelled_targets_at_their_weight(runs, blobs):
+    from omnifuse.model.compile import compile_model
+    from omnifuse.modelio import load_model
+
+    cfg = _config(blobs, "train.semi_supervised=pseudo_label", "train.unlabeled_weight=0.25")
+    prepared = pipeline.prepare(cfg, load_datasets(cfg))
+    model = load_model(runs["pseudo_label"] / "model.keras")
+    compile_model(model, cfg, prepared.tasks, steps_per_epoch=1)
+    streams = SimpleNamespace(train=_labelled(prepared), steps=1)
+    (callback,) = semi.attach(cfg, prepared, model, streams)
+    pool = prepared.parts[0].unlabeled
+    wrong = 1 - pool.extra["true_y"]  # targets the model disagrees with: a large loss
+    callback.tables["blobs"]["y"].assign(wrong)
+    x, y, w = next(iter(b for b in streams.train.take(streams.steps) if float(b[2][0]) != 1.0))
+    out = model(x, training=False)
+    weighted = float(model.compute_loss(x, y, out, sample_weight=w))
+    full = float(model.compute_loss(x, y, out, sample_weight=np.ones_like(w)))
+    assert full > 1.0 and weighted == pytest.approx(0.25 * full, rel=1e-4)
+    callback.tables["blobs"]["y"].assign(np.full(len(pool), -1))  # no targets: the batch adds nothing
+    x, y, w = next(iter(b for b in streams.train.take(streams.steps) if float(b[2][0]) != 1.0))
+    assert float(model.compute_loss(x, y, model(x, training=False), sample_weight=w)) == pytest.approx(
+        0.0, abs=1e-6
+    )
+
+
 def _labelled(prepared):
     ds, _ = pipeline.stream(
         prepared, [p.train for p in prepared.parts], batch_size=32, shuffle=True, repeat=True
