@@ -2,10 +2,12 @@
 
 Both methods give unlabelled samples targets from the model's own confident predictions, refreshed at the start of
 every epoch (:class:`PseudoLabels`): a sample whose top probability for a task is at least
-``train.pseudo_label_threshold`` gets that class as its label, the others get -1 (no label: the masked loss leaves
-them out). The training stream then interleaves, in a seeded random order, the labelled batches (sample weight 1)
-with one pass over the unlabelled samples (sample weight ``train.unlabeled_weight``), so an epoch is one pass over
-both and the learning-rate schedule counts both.
+``train.pseudo_label_threshold`` gets that class as its label, the others get -1 (no label: the loss leaves them
+out). Each training step then holds, as FixMatch's does, a labelled batch and ``train.unlabeled_ratio`` times as
+many unlabelled samples, and its loss per task is the labelled samples' mean cross-entropy plus
+``train.unlabeled_weight`` times the unlabelled samples' summed cross-entropy over the targets given, divided by
+their count (those without a target count 0). An epoch is one pass over the unlabelled samples; the labelled ones
+are drawn from their own endless, reshuffled stream.
 
 - ``pseudo_label``: the unlabelled samples are trained on as they are (plus the model's own augmentation).
 - ``consistency``: the targets come from the clean samples (the weak view), and the model trains on strongly
@@ -138,12 +140,28 @@ def _strong(modalities: dict[str, str], seed: int):
     return perturb
 
 
-def _weighted(weight: float):
-    def add(x, y):
-        batch = tf.shape(x[next(iter(x))])[0]
-        return x, y, tf.fill([batch], tf.constant(weight, tf.float32))
+def _join(weight: float):
+    """(labelled batch, unlabelled batch) -> one batch of both, with per-output sample weights that make the
+    masked loss (a mean over the samples with a label) FixMatch's: labelled mean + weight * unlabelled sum / B_u."""
 
-    return add
+    def join(labelled, unlabelled):
+        (xl, yl), (xu, yu) = labelled, unlabelled
+        x = {k: tf.concat([xl[k], xu[k]], axis=0) for k in xl}
+        y = {k: tf.concat([yl[k], yu[k]], axis=0) for k in yl}
+        size_l = tf.shape(next(iter(yl.values())))[0]
+        size_u = tf.shape(next(iter(yu.values())))[0]
+        is_labelled = tf.range(size_l + size_u) < size_l
+        weights = {}
+        for name, labels in y.items():
+            valid = tf.maximum(tf.reduce_sum(tf.cast(tf.reshape(labels, [-1]) >= 0, tf.float32)), 1.0)
+            weights[name] = tf.where(
+                is_labelled,
+                valid / tf.cast(size_l, tf.float32),
+                weight * valid / tf.cast(size_u, tf.float32),
+            )
+        return x, y, weights
+
+    return join
 
 
 def attach(cfg: Config, prepared: pipeline.Prepared, model: keras.Model, streams, epoch: int = 0) -> list:
@@ -152,10 +170,11 @@ def attach(cfg: Config, prepared: pipeline.Prepared, model: keras.Model, streams
     t = cfg.train
     if not active(cfg):
         return []
-    if not 0.0 < t.pseudo_label_threshold <= 1.0 or t.unlabeled_weight < 0:
+    if not 0.0 < t.pseudo_label_threshold <= 1.0 or t.unlabeled_weight < 0 or t.unlabeled_ratio < 1:
         raise OmnifuseError(
-            "Expected train.pseudo_label_threshold in (0, 1] and train.unlabeled_weight >= 0. Received: "
-            f"{t.pseudo_label_threshold!r}, {t.unlabeled_weight!r}"
+            "Expected train.pseudo_label_threshold in (0, 1], train.unlabeled_weight >= 0 and "
+            f"train.unlabeled_ratio >= 1. Received: {t.pseudo_label_threshold!r}, {t.unlabeled_weight!r}, "
+            f"{t.unlabeled_ratio!r}"
         )
     if t.distribution != "none":
         raise OmnifuseError(
@@ -171,6 +190,7 @@ def attach(cfg: Config, prepared: pipeline.Prepared, model: keras.Model, streams
     seed = t.seed + epoch
     with_weights = WEIGHTS_OUTPUT in model.output_names
     auxiliary = auxiliary_outputs(model.output_names, prepared.tasks)
+    size = t.batch_size * t.unlabeled_ratio
     tables, streams_u, counts = {}, [], []
     for i, part in enumerate(parts):
         n = len(part.unlabeled)
@@ -181,7 +201,7 @@ def attach(cfg: Config, prepared: pipeline.Prepared, model: keras.Model, streams
         ds, steps = pipeline.stream(
             prepared,
             [_indexed(part)],
-            batch_size=t.batch_size,
+            batch_size=size,
             shuffle=True,
             seed=seed + 104729 * (i + 1),
             with_weights=with_weights,
@@ -195,13 +215,12 @@ def attach(cfg: Config, prepared: pipeline.Prepared, model: keras.Model, streams
             )
         if auxiliary:
             ds = ds.map(pipeline._auxiliary_labels(auxiliary))
-        streams_u.append(ds.map(_weighted(t.unlabeled_weight)))
+        streams_u.append(ds)
         counts.append(steps)
-    order = np.repeat(np.arange(len(parts) + 1, dtype=np.int64), [streams.steps, *counts])
+    order = np.repeat(np.arange(len(parts), dtype=np.int64), counts)
     choice = tf.data.Dataset.from_tensor_slices(order).shuffle(len(order), seed=seed).repeat()
-    labelled = streams.train.map(_weighted(1.0))
-    streams.train = tf.data.Dataset.choose_from_datasets([labelled, *streams_u], choice).prefetch(
-        tf.data.AUTOTUNE
-    )
+    unlabelled = tf.data.Dataset.choose_from_datasets(streams_u, choice) if len(parts) > 1 else streams_u[0]
+    joined = tf.data.Dataset.zip(streams.train, unlabelled).map(_join(t.unlabeled_weight))
+    streams.train = joined.prefetch(tf.data.AUTOTUNE)
     streams.steps = int(len(order))
     return [PseudoLabels(prepared, tables, t.pseudo_label_threshold, t.batch_size)]

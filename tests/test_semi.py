@@ -16,6 +16,7 @@ from omnifuse.errors import OmnifuseError
 from omnifuse.training import train
 
 THRESHOLD = 0.9
+RATIO = 2  # unlabelled samples per labelled one in a step: batches of 32 + 64
 
 
 @pytest.fixture(scope="module")
@@ -44,6 +45,7 @@ def blobs(tmp_path_factory):
         "train.early_stopping=0",
         "train.verbose=0",
         f"train.pseudo_label_threshold={THRESHOLD}",
+        f"train.unlabeled_ratio={RATIO}",
     ]
     return overrides, root
 
@@ -70,8 +72,8 @@ def test_pseudo_labels_are_confident_correct_and_trained_on(runs):
     meta = json.loads((runs["pseudo_label"] / "meta.json").read_text())
     pool = meta["unlabeled"]["blobs"]
     assert pool["samples"] > 200 and pool["dropped_test_copies"] == 0
-    # the unlabelled pass is part of each epoch, beside the one batch of labelled samples
-    assert meta["progress"]["steps_per_epoch"] == 1 + -(-pool["samples"] // 32)
+    # an epoch is a pass over the unlabelled samples, 64 a step
+    assert meta["progress"]["steps_per_epoch"] == -(-pool["samples"] // (32 * RATIO))
     rows = _metrics(runs["pseudo_label"])
     first, last = float(rows[0]["pseudo_labeled"]), float(rows[-1]["pseudo_labeled"])
     assert last > 0.5 and last >= first  # the model labels more of the pool as it learns from it
@@ -98,7 +100,12 @@ def test_refresh_selects_exactly_the_predictions_above_the_threshold(runs, blobs
     assert stats["pseudo_labeled"] == pytest.approx(confident.mean())
 
 
-def test_the_training_loss_counts_unlabelled_targets_at_their_weight(runs, blobs):
+def _cross_entropy(probs, labels):
+    return -np.log(np.clip(probs[np.arange(len(labels)), np.maximum(labels, 0)], 1e-7, 1.0)) * (labels >= 0)
+
+
+def test_the_training_loss_is_fixmatchs(runs, blobs):
+    """Labelled mean + weight * (unlabelled cross-entropy summed over the targets given) / unlabelled count."""
     from omnifuse.model.compile import compile_model
     from omnifuse.modelio import load_model
 
@@ -109,18 +116,16 @@ def test_the_training_loss_counts_unlabelled_targets_at_their_weight(runs, blobs
     streams = SimpleNamespace(train=_labelled(prepared), steps=1)
     (callback,) = semi.attach(cfg, prepared, model, streams)
     pool = prepared.parts[0].unlabeled
-    wrong = 1 - pool.extra["true_y"]  # targets the model disagrees with: a large loss
-    callback.tables["blobs"]["y"].assign(wrong)
-    x, y, w = next(iter(b for b in streams.train.take(streams.steps) if float(b[2][0]) != 1.0))
-    out = model(x, training=False)
-    weighted = float(model.compute_loss(x, y, out, sample_weight=w))
-    full = float(model.compute_loss(x, y, out, sample_weight=np.ones_like(w)))
-    assert full > 1.0 and weighted == pytest.approx(0.25 * full, rel=1e-4)
-    callback.tables["blobs"]["y"].assign(np.full(len(pool), -1))  # no targets: the batch adds nothing
-    x, y, w = next(iter(b for b in streams.train.take(streams.steps) if float(b[2][0]) != 1.0))
-    assert float(model.compute_loss(x, y, model(x, training=False), sample_weight=w)) == pytest.approx(
-        0.0, abs=1e-6
-    )
+    wrong = np.where(np.arange(len(pool)) % 2 == 0, 1 - pool.extra["true_y"], -1)  # half with a wrong target
+    for table in (wrong, np.full(len(pool), -1)):
+        callback.tables["blobs"]["y"].assign(table)
+        x, y, w = next(iter(streams.train))
+        probs = np.asarray(model(x, training=False)["y"])
+        ce = _cross_entropy(probs, np.asarray(y["y"]))
+        expected = ce[:32].mean() + 0.25 * ce[32:].sum() / (32 * RATIO)
+        got = float(model.compute_loss(x, y, model(x, training=False), sample_weight=w))
+        assert got == pytest.approx(expected, rel=1e-4)
+    assert (wrong >= 0).any() and ce[32:].sum() == 0  # the second pass: no targets, only the labelled term
 
 
 def _labelled(prepared):
@@ -140,24 +145,26 @@ def test_unlabelled_batches_carry_the_targets_and_their_weight(blobs, method):
     table = np.where(np.arange(len(pool)) % 3 == 0, -1, pool.extra["true_y"])  # some rows without a target
     callback.tables["blobs"]["y"].assign(table)
     by_row = {tuple(np.round(x, 4)): t for x, t in zip(pool.inputs["tabular"], table)}
-    weights, targets, changed = [], [], 0
+    targets, changed = [], 0
     for x, y, w in streams.train.take(streams.steps):
-        weights.append(float(w[0]))
-        assert len(set(np.asarray(w).tolist())) == 1
-        if float(w[0]) == 1.0:
-            assert (np.asarray(y["y"]) >= 0).all()  # a labelled batch
-            continue
-        targets += np.asarray(y["y"]).tolist()
-        for row, target in zip(np.asarray(x["tabular"]), np.asarray(y["y"])):
+        labels = np.asarray(y["y"])
+        assert (
+            len(labels) == 32 + 32 * RATIO and (labels[:32] >= 0).all()
+        )  # a labelled batch, then unlabelled
+        valid = (labels >= 0).sum()
+        np.testing.assert_allclose(w["y"][:32], valid / 32, rtol=1e-6)
+        np.testing.assert_allclose(w["y"][32:], 0.25 * valid / (32 * RATIO), rtol=1e-6)
+        targets += labels[32:].tolist()
+        for row, target in zip(np.asarray(x["tabular"])[32:], labels[32:]):
             key = tuple(np.round(row, 4))
             if key not in by_row:
                 changed += 1
             elif method == "pseudo_label":
                 assert by_row[key] == target  # the table's target for that sample, -1 where it has none
+    assert streams.steps == -(-len(pool) // (32 * RATIO))
     assert sorted(targets[: len(table)]) == sorted(
         table.tolist()
     )  # a pass over the pool, each with its target
-    assert weights.count(1.0) == 1 and weights.count(0.25) == streams.steps - 1 == -(-len(pool) // 32)
     if method == "pseudo_label":
         assert changed == 0  # trained on as they are
     else:
