@@ -5,8 +5,8 @@ every epoch (:class:`PseudoLabels`): a sample whose top probability for a task i
 ``train.pseudo_label_threshold`` gets that class as its label, the others get -1 (no label: the loss leaves them
 out). Each training step then holds, as FixMatch's does, a labelled batch and ``train.unlabeled_ratio`` times as
 many unlabelled samples, and its loss per task is the labelled samples' mean cross-entropy plus
-``train.unlabeled_weight`` times the unlabelled samples' summed cross-entropy over the targets given, divided by
-their count (those without a target count 0). An epoch is one pass over the unlabelled samples; the labelled ones
+``train.unlabeled_weight`` times the unlabelled samples' mean cross-entropy, in which a sample without a target
+counts 0. An epoch is one pass over the unlabelled samples; the labelled ones
 are drawn from their own endless, reshuffled stream.
 
 - ``pseudo_label``: the unlabelled samples are trained on as they are (plus the model's own augmentation).
