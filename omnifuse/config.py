@@ -246,9 +246,8 @@ class TrainConfig:
     # epoch; consistency = those targets (from clean inputs) on strongly corrupted copies, FixMatch-style
     semi_supervised: typing.Literal["none", "pseudo_label", "consistency"] = "none"
     pseudo_label_threshold: float = 0.95  # least top probability for an unlabelled sample to get a target
-    unlabeled_weight: float = (
-        1.0  # the unlabelled loss (a mean over each step's unlabelled samples) times this
-    )
+    # the unlabelled loss (a mean over each step's unlabelled samples) times this
+    unlabeled_weight: float = 1.0
     unlabeled_ratio: int = 7  # unlabelled samples per labelled one in each step (FixMatch's mu)
     # none | mirrored (local devices) | multi_worker (omnifuse/distributed.py)
     distribution: typing.Literal["none", "mirrored", "multi_worker"] = "none"
