@@ -83,6 +83,12 @@ class DataConfig:
     test_fraction: float = 0.2
     # keep only these modalities (e.g. ["audio"]: an audio-only model); () = all
     modalities: tuple[str, ...] = ()
+    # unlabelled samples (docs/unlabelled.md): "" none; "unsup" the set's own (IMDb's train/unsup; the samples that
+    # labels_per_class / labeled_where unlabel); or a CSV / .txt folder. Copies of test samples are dropped
+    unlabeled: str = ""
+    # > 0: keep this many labels per class (seeded choice); the rest unlabelled or left out
+    labels_per_class: int = 0
+    labeled_where: str = ""  # "<extra>=<v>[,<v>]": keep labels only there (fsdd: "speaker=jackson"), as above
 
     def __post_init__(self):
         if self.split != "official" and not (
@@ -172,6 +178,13 @@ class TrainConfig:
     # per training sample with >= 2 modalities: corrupt each present one with this probability, at a random level up
     # to the robustness evaluation's strongest (noise for images/audio/numbers, token dropout for text)
     modality_noise: float = 0.0
+    # use data.unlabeled (omnifuse/semi.py): pseudo_label = confident predictions as targets, refreshed each
+    # epoch; consistency = those targets (from clean inputs) on strongly corrupted copies, FixMatch-style
+    semi_supervised: typing.Literal["none", "pseudo_label", "consistency"] = "none"
+    pseudo_label_threshold: float = 0.95  # least top probability for an unlabelled sample to get a target
+    # the unlabelled loss (a mean over each step's unlabelled samples) times this
+    unlabeled_weight: float = 1.0
+    unlabeled_ratio: int = 7  # unlabelled samples per labelled one in each step (FixMatch's mu)
     # none | mirrored (local devices) | multi_worker (omnifuse/distributed.py)
     distribution: typing.Literal["none", "mirrored", "multi_worker"] = "none"
     workers: tuple[str, ...] = ()  # multi_worker: host:port of every worker (else $TF_CONFIG) ...

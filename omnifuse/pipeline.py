@@ -32,6 +32,7 @@ class Part:
     train: Split
     val: Split
     test: Split
+    unlabeled: Split | None = None  # data.unlabeled's samples, no labels (omnifuse/semi.py trains on them)
 
 
 @dataclass
@@ -49,6 +50,8 @@ class Prepared:
     )  # data set -> {"count", "rows"}: bad rows skipped
     # a CSV's data set -> its "columns" (kinds), "modality_columns" and "id_column" (omnifuse/predict_table.py)
     tables: dict[str, dict] = field(default_factory=dict)
+    # data set -> {"source", "read", "dropped_test_copies"}: its unlabelled samples (omnifuse/data/unlabeled.py)
+    unlabeled: dict[str, dict] = field(default_factory=dict)
 
 
 def _holdout(
@@ -110,12 +113,16 @@ def prepare(cfg: Config, datasets: list[Dataset]) -> Prepared:
                         f"Images of {ds.name!r} are {shape}, another data set's are {image_shape}."
                     )
                 image_shape = shape
-        parts.append(Part(ds.name, train, val, test))
+        unlabeled = splits.get("unlabeled")
+        unlabeled = None if unlabeled is None else _limit(unlabeled, cfg.data.limit_train, cfg.train.seed)
+        parts.append(Part(ds.name, train, val, test, unlabeled))
     prepared = Prepared(
         parts, modalities, tasks, image_shape, {d.name: d.source for d in datasets}, cfg.data.num_samples
     )
     for ds, part in zip(datasets, parts):
         _record_numbers(prepared, ds, part)
+        if "unlabeled" in ds.meta:
+            prepared.unlabeled[ds.name] = {**ds.meta["unlabeled"], "samples": len(part.unlabeled or ())}
         if ds.meta.get("skipped_rows"):
             skipped = {"count": ds.meta["skipped_rows"], "rows": ds.meta.get("bad_rows", [])}
             prepared.skipped_rows[ds.name] = skipped

@@ -20,7 +20,7 @@ from typing import Any
 import keras
 import numpy as np
 
-from omnifuse import distributed, pipeline, tracking
+from omnifuse import distributed, pipeline, semi, tracking
 from omnifuse.callbacks import (  # noqa: F401  (also imported from here)
     CHECKPOINTS,
     _EpochTimer,
@@ -410,8 +410,10 @@ def _train(run: _Run, data_dir: str | None, callbacks: list[keras.callbacks.Call
     model = _build(run)
     fitted = _frozen_features(run, model, callbacks)
     streams = _streams(run, fitted)
+    semi.record(run.prepared, run.meta)  # unlabelled samples: train.semi_supervised (omnifuse/semi.py)
+    extra = list(callbacks or []) + semi.attach(run.cfg, run.prepared, fitted, streams, run.initial_epoch)
     _compile(run, fitted, streams)
-    _fit(run, fitted, streams, callbacks, saved=model if fitted is not model else None)
+    _fit(run, fitted, streams, extra, saved=model if fitted is not model else None)
     if fitted is not model:
         from omnifuse.features import copy_weights
 
@@ -425,8 +427,8 @@ def _frozen_features(run: _Run, model: keras.Model, extra: list[keras.callbacks.
     features. Callbacks with a ``use_prepared`` method are handed that copy (the bench scores its test set on it)."""
     from omnifuse import features
 
-    if not run.cfg.train.cache_features or run.dist is not None:
-        return model
+    if not run.cfg.train.cache_features or run.dist is not None or semi.active(run.cfg):
+        return model  # (semi-supervised training streams raw unlabelled samples)
     branches = features.plan(model, sorted(run.prepared.modalities))
     if not branches:
         return model

@@ -67,10 +67,23 @@ def load_dataset(name: str, data_dir=None, **values) -> Dataset:
 def load_datasets(cfg: Any, data_dir: str | None = None) -> list[Dataset]:
     """The data sets of ``cfg.data.sets`` (a :class:`omnifuse.config.Config`), in that order, each loader given the
     ``cfg.data`` keys it declares. Files are looked for in ``data_dir``, else ``cfg.data.data_dir``, then the usual
-    places (``$OMNIFUSE_DATA``, the user cache)."""
+    places (``$OMNIFUSE_DATA``, the user cache). ``data.unlabeled`` / ``data.labels_per_class`` /
+    ``data.labeled_where`` then give each set its ``unlabeled`` split (:func:`omnifuse.data.unlabeled.apply`)."""
+    from omnifuse.data import unlabeled
+
     values = {f.name: getattr(cfg.data, f.name) for f in dataclasses.fields(cfg.data) if f.name != "data_dir"}
     folder = data_dir or cfg.data.data_dir or None
-    return [load_dataset(name, folder, **values) for name in cfg.data.sets]
+    d = cfg.data  # unlabelled samples and scarce labels: omnifuse/data/unlabeled.py
+    return [
+        unlabeled.apply(
+            load_dataset(name, folder, **values),
+            d.unlabeled,
+            d.labels_per_class,
+            d.labeled_where,
+            cfg.train.seed,
+        )
+        for name in cfg.data.sets
+    ]
 
 
 def status(data_dir=None, check: bool = False) -> list[dict]:

@@ -60,18 +60,23 @@ SOURCE = Source(
     members=tuple(f"{split}/{label}" for split in SPLITS for label in LABELS),
 )
 
+# the data-config keys load() reads -> its argument names
+OPTIONS = {"unlabeled": "unlabeled"}
+
 # One parsed review: (split, label index, numeric id, rating, text).
 _Review = tuple[str, int, int, int, str]
 # The URL lists found: (split, label index) -> the lines of urls_<label>.txt, and where they were read.
 _Urls = dict[tuple[str, int], tuple[list[str], str]]
 
 
-def load(data_dir=None, download: bool | None = None) -> Dataset:
+def load(data_dir=None, download: bool | None = None, unlabeled: str = "") -> Dataset:
     """IMDb as arrays: splits ``train`` and ``test`` (25,000 each), ``text`` object arrays of raw review strings.
 
     Task ``sentiment`` (0 = neg, 1 = pos); ``ids`` like ``"train/pos/123"``; ``extra["rating"]`` the 1-10 star
     rating from the file name; ``extra["group"]`` the film's IMDb number (``tt0453418`` -> 453418) where the split's
     URL lists are present and name a film for every review. Samples are ordered by label, then numeric id.
+    ``unlabeled="unsup"``: also the split ``unlabeled``, the 50,000 reviews of ``train/unsup``
+    (:mod:`omnifuse.data.imdb_unsup`).
     Example: ``load(data_dir="data")["test"].inputs["text"][0]``.
     """
     path = locate(SOURCE, data_dir, download)
@@ -87,9 +92,14 @@ def load(data_dir=None, download: bool | None = None) -> Dataset:
         arrays = _to_arrays(reviews, path)
         arrays.update(_films(arrays, urls))
         write_parsed_cache(cache_file, key, arrays)
+    splits = {split: _split(arrays, split) for split in SPLITS}
+    if unlabeled == "unsup":
+        from omnifuse.data.imdb_unsup import load_unsup
+
+        splits["unlabeled"] = load_unsup(data_dir, download)
     return Dataset(
         name="imdb",
-        splits={split: _split(arrays, split) for split in SPLITS},
+        splits=splits,
         tasks={"sentiment": list(LABELS)},
         modalities={"text": "text"},
         source=str(path),
