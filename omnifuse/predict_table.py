@@ -25,7 +25,9 @@ from typing import Any
 
 import numpy as np
 
-from omnifuse.data.table import MAX_LISTED, BadRow, _Decoder, _number, _read_csv, safe_name
+from omnifuse.data.cells import BadRow, Decoder
+from omnifuse.data.schema import number, read_csv, safe_name
+from omnifuse.data.table import MAX_LISTED
 from omnifuse.errors import OmnifuseError
 from omnifuse.names import mask_name
 from omnifuse.rundir import atomic_write_text
@@ -121,7 +123,7 @@ def predict_rows(
         )
     id_column = _id_column(predictor, header, id_column, where)
     label = [c for c in header if safe_name(str(c)) in predictor.tasks]
-    decoder = _Decoder(base, None, predictor.sample_rate, predictor.num_samples, allow_outside_paths)
+    decoder = Decoder(base, None, predictor.sample_rate, predictor.num_samples, allow_outside_paths)
     pieces: dict[str, list[np.ndarray]] = {}
     kept, bad = [], []
     for row_id, cells in rows:
@@ -187,7 +189,7 @@ def _encode_row(
             continue
         try:
             if kind in ("number", "category"):
-                if kind == "number" and _number(str(cell).strip()) is None:
+                if kind == "number" and number(str(cell).strip()) is None:
                     raise OmnifuseError(f"expected a number. Received: {cell!r}")
                 numbers.setdefault(modality, {})[column] = cell
                 continue
@@ -234,7 +236,7 @@ def predict_csv(
     path = Path(path).expanduser()
     if not path.is_file():
         raise OmnifuseError(f"Expected a CSV file. Received: '{path}', which does not exist or is not a file")
-    header, lines = _read_csv(path)
+    header, lines = read_csv(path)
     rows = [(line, dict(zip(header, (c.strip() for c in cells)))) for line, cells in lines]
     return predict_rows(
         predictor,

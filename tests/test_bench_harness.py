@@ -76,7 +76,8 @@ def test_bench_command_writes_records_table_and_ratio(data_dir, tmp_path, monkey
     assert all(0.0 <= e["test_accuracy"]["cifar10"] <= 1.0 and e["eval_seconds"] >= 0 for e in rec["epochs"])
     assert rec["first_step_seconds"] > 0 and rec["step_seconds"] > 0 and rec["steps"] == 2 * 4
     assert rec["wall_seconds"] >= rec["train_seconds"] and rec["process_seconds"] >= rec["wall_seconds"]
-    assert set(rec["final"]["cifar10"]) == {"accuracy", "macro_f1", "roc_auc"}
+    assert set(rec["final"]["cifar10"]) == {"accuracy", "macro_f1", "roc_auc", "calibration"}
+    assert set(rec["final"]["cifar10"]["calibration"]) >= {"temperature", "ece_before", "ece_after"}
     # 1% is reached at the first epoch unless the model gets every test image wrong; 99.9% is never reached
     reached = rec["time_to_accuracy"]["cifar10"]
     assert reached["0.999"] is None

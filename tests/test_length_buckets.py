@@ -114,7 +114,7 @@ def test_prediction_runs_shortest_text_first_and_answers_in_sample_order():
     class CountingModel:
         """Answers each sample's word count and number, and notes the order it was asked in."""
 
-        def predict(self, ds, verbose=0):
+        def predict(self, ds, verbose=0, callbacks=None):
             counts, numbers = [], []
             for batch in ds:
                 counts += [len(t.split()) for t in batch["text"].numpy()]
