@@ -30,6 +30,7 @@ from omnifuse.data.splits import VAL_FRACTION
 from omnifuse.encoders import sections
 from omnifuse.encoders.sections import Joined
 from omnifuse.errors import OmnifuseError, did_you_mean, near_key
+from omnifuse.rundir import CONFIG
 from omnifuse.tracking_config import TrackConfig
 
 if sys.version_info >= (3, 11):
@@ -415,3 +416,11 @@ def load_config(name_or_path: str | Path, overrides: list[str] | dict[str, Any] 
         base = from_dict(values, source).to_dict()
         return from_dict(apply_overrides(base, overrides), "--set")
     return from_dict(values, source)
+
+
+def read_run_config(run_dir: str | Path) -> Config:
+    """A run's ``config.toml``, the full resolved config it was trained with."""
+    path = Path(run_dir) / CONFIG
+    if not path.is_file():
+        raise OmnifuseError(f"Expected a run directory with {CONFIG}. Received: '{run_dir}'")
+    return from_dict(read_toml(path), str(path))

@@ -11,10 +11,10 @@ from typing import Any
 
 import keras
 
+from omnifuse.config import read_run_config
 from omnifuse.modalities import kind as modality_kind
 from omnifuse.names import WEIGHTS_OUTPUT
 from omnifuse.predictor import Predictor
-from omnifuse.rundir import read_run_config
 
 MEDICAL_SETS = {"brain_mri", "pneumoniamnist", "retinamnist"}
 

@@ -1,8 +1,8 @@
-"""The run directory's files: atomic writes, reading a run's config and meta, naming a new run.
+"""The run directory's files: atomic writes, reading a run's meta, naming a new run.
 
 Every file omnifuse writes is written to a temporary name beside it and renamed over it, so a kill never leaves a
 half-written file (``os.replace`` is atomic on one file system). This module imports nothing from omnifuse but
-the error type and, when a run's config is read, the config module.
+the error type (a run's config is read by ``omnifuse.config.read_run_config``).
 """
 
 from __future__ import annotations
@@ -72,16 +72,6 @@ def read_meta(run_dir: str | Path) -> dict[str, Any]:
         raise OmnifuseError(
             f"Expected JSON in '{path}'. Received: a file that does not parse ({err})"
         ) from err
-
-
-def read_run_config(run_dir: str | Path):
-    """A run's ``config.toml``, the full resolved config it was trained with (a :class:`omnifuse.config.Config`)."""
-    from omnifuse.config import from_dict, read_toml
-
-    path = Path(run_dir) / CONFIG
-    if not path.is_file():
-        raise OmnifuseError(f"Expected a run directory with {CONFIG}. Received: '{run_dir}'")
-    return from_dict(read_toml(path), str(path))
 
 
 def free_run_dir(root: str | Path, name: str) -> Path:

@@ -29,7 +29,7 @@ from omnifuse.callbacks import (  # noqa: F401  (also imported from here)
     _RunCheckpoint,
     atomic_save_model,
 )
-from omnifuse.config import Config
+from omnifuse.config import Config, read_run_config
 from omnifuse.data import modalities_per_task
 from omnifuse.data.catalog import load_datasets
 from omnifuse.data.schema import write_schema
@@ -44,7 +44,7 @@ from omnifuse.model.heads import balanced_class_weights
 from omnifuse.modelio import load_model
 from omnifuse.names import WEIGHTS_OUTPUT, auxiliary_outputs
 from omnifuse.progress import epoch_lines, fit_verbose
-from omnifuse.rundir import atomic_write_text, new_run_dir, read_meta, read_run_config
+from omnifuse.rundir import atomic_write_text, new_run_dir, read_meta
 
 # Keras warns when a finite validation stream ends (it always does: one pass per epoch is the intent), and about a
 # shuffle flag that tf.data input ignores (the pipeline shuffles itself).

@@ -83,7 +83,7 @@ def user_run(tmp_path_factory):
 
 
 def test_a_registered_layer_trains_saves_and_loads_in_the_same_process(user_run):
-    from omnifuse.rundir import read_run_config
+    from omnifuse.config import read_run_config
 
     run, trained, _ = user_run
     assert read_run_config(run).model.tabular.linear.units == 4

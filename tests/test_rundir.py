@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from omnifuse import metrics, names, rundir
+from omnifuse.config import read_run_config
 from omnifuse.errors import OmnifuseError
 
 
@@ -50,7 +51,7 @@ def test_reading_a_folder_that_is_no_run_names_the_missing_file(tmp_path):
     with pytest.raises(OmnifuseError, match="meta.json"):
         rundir.read_meta(tmp_path)
     with pytest.raises(OmnifuseError, match="config.toml"):
-        rundir.read_run_config(tmp_path)
+        read_run_config(tmp_path)
     (tmp_path / "meta.json").write_text("{oops", encoding="utf-8")
     with pytest.raises(OmnifuseError, match="meta.json"):
         rundir.read_meta(tmp_path)

@@ -39,6 +39,7 @@ import keras
 import numpy as np
 
 from omnifuse import pipeline
+from omnifuse.config import read_run_config
 from omnifuse.data import modalities_per_task
 from omnifuse.data.catalog import load_datasets
 from omnifuse.evaluation import calibration, plots, worst
@@ -48,7 +49,7 @@ from omnifuse.modalities import kind as modality_kind
 from omnifuse.modelio import load_model
 from omnifuse.names import WEIGHTS_OUTPUT, mask_name
 from omnifuse.progress import keras_steps
-from omnifuse.rundir import atomic_write_json, atomic_write_text, read_meta, read_run_config
+from omnifuse.rundir import atomic_write_json, atomic_write_text, read_meta
 
 
 def task_metrics(y_true: np.ndarray, probs: np.ndarray, classes: list[str]) -> dict[str, Any]:

@@ -267,7 +267,7 @@ def audit(
     data = Path(data).expanduser()
     ds = _load(data, label, kinds)
     if run is not None:
-        from omnifuse.rundir import read_run_config
+        from omnifuse.config import read_run_config
 
         config = read_run_config(run)
     task = next(iter(ds.tasks))
