@@ -74,6 +74,15 @@ def test_an_under_confident_model_gets_a_temperature_below_one():
     assert calibration.fit_temperature(probs, labels) < 0.7
 
 
+def test_a_validation_split_without_errors_fits_no_temperature():
+    # every sample right: the NLL only falls as T does, down to the bound; nothing says the model is too unsure
+    probs = np.tile([0.7, 0.2, 0.1], (50, 1))
+    labels = np.zeros(50, int)
+    assert calibration.fit_temperature(probs, labels) == 1.0
+    labels[0] = 1  # one error is evidence: the fit runs again
+    assert calibration.fit_temperature(probs, labels) != 1.0
+
+
 @pytest.fixture(scope="module")
 def run(tmp_path_factory):
     root = tmp_path_factory.mktemp("calibration")
