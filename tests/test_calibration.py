@@ -149,7 +149,7 @@ def test_an_exported_model_answers_with_the_calibrated_probabilities(run, tmp_pa
 
 def test_evaluate_reports_ece_before_and_after_with_reliability_diagrams(run):
     path, data = run
-    results = omnifuse.evaluate(path, data_dir=str(data))
+    results = omnifuse.evaluate(path, data_dir=str(data), worst_samples=False)
     found = results["tasks"]["cifar10"]["calibration"]
     assert found["ece_after"] < found["ece_before"]
     assert found["temperature"] == pytest.approx(omnifuse.load(path).temperatures["cifar10"], rel=1e-5)
@@ -168,7 +168,7 @@ def test_evaluate_reports_ece_before_and_after_with_reliability_diagrams(run):
 def test_the_model_card_has_metadata_per_class_metrics_calibration_and_limitations(run, tmp_path):
     path, data = run
     if not (path / "report" / "metrics.json").is_file():
-        omnifuse.evaluate(path, data_dir=str(data))
+        omnifuse.evaluate(path, data_dir=str(data), worst_samples=False)
     card = export(path, "keras", tmp_path / "card")["card"].read_text()
     front, body = card.split("\n---\n", 1)
     assert front.startswith("---\nlicense: ") and "pipeline_tag: image-classification" in front

@@ -258,7 +258,7 @@ def weighted_run(media, tmp_path_factory):
         runs_root=tmp_path_factory.mktemp("runs"),
         data_dir=str(media),
     )
-    return run, omnifuse.evaluate(run, data_dir=str(media))
+    return run, omnifuse.evaluate(run, data_dir=str(media), worst_samples=False)
 
 
 def test_robustness_report_and_predictions_csv(weighted_run):
