@@ -4,6 +4,7 @@ behaviour it works around. A Keras upgrade that changes one of them breaks here,
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterator
 from typing import Any
 
@@ -64,3 +65,30 @@ def reduce_scalars_without_axis(strategy) -> None:
         return reduce(reduce_op, value, axis=axis)
 
     strategy.reduce = reduce_scalars
+
+
+_SHARING = ("shared_objects/id_to_obj_map", "shared_objects/id_to_config_map")
+
+
+@contextlib.contextmanager
+def outside_object_sharing() -> Iterator[None]:
+    """Build layers as if no model were being loaded: Keras' object-sharing maps (``ObjectSharingScope``, active
+    while ``load_model`` deserializes) are set aside and restored after.
+
+    ``layers.Bidirectional(rnn)`` recreates its forward and backward layers by serializing ``rnn`` and
+    deserializing the configs. Inside a loading scope each serialized object is recorded by its ``id()``; when the
+    new ``rnn`` happens to sit at the address of an object already recorded (freed since: CPython reuses ids), its
+    config is marked shared and deserializing it returns that stale object, so the backward layer can come back as
+    the forward one ("Forward layer and backward layer should have different `go_backwards` value"): a load that
+    fails now and then, seen with ensembles of bidirectional GRUs. Keras keeps these maps in ``global_state``
+    (``keras/src/saving/serialization_lib.py``, ``ObjectSharingScope``)."""
+    from keras.src.backend.common import global_state
+
+    saved = {key: global_state.get_global_attribute(key) for key in _SHARING}
+    for key in _SHARING:
+        global_state.set_global_attribute(key, None)
+    try:
+        yield
+    finally:
+        for key, value in saved.items():
+            global_state.set_global_attribute(key, value)

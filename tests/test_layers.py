@@ -393,3 +393,34 @@ def test_encoder_defaults_are_their_configs(kind, name):
             assert list(default) == list(want) if isinstance(want, (list, tuple)) else default == want, (
                 option.name
             )
+
+
+def test_a_bidirectional_text_rnn_builds_right_inside_a_keras_loading_scope():
+    # while a model loads, Keras records each serialized object by id(); when a new layer sits at the address of a
+    # recorded, since freed one, deserializing hands back the stale object. Forced here: every id is "recorded",
+    # and every lookup returns one forward GRU; built outside the sharing maps, the two directions stay two layers.
+    from keras.src.backend.common import global_state
+    from keras.src.saving import serialization_lib
+
+    from omnifuse.encoders.text import TextRNN
+
+    stale = keras.layers.GRU(4, return_sequences=True)
+
+    class Everything(dict):
+        def __contains__(self, key):
+            return True
+
+        def __getitem__(self, key):
+            return {}
+
+        def get(self, key, default=None):
+            return stale
+
+    with serialization_lib.ObjectSharingScope():
+        global_state.set_global_attribute("shared_objects/id_to_obj_map", Everything())
+        global_state.set_global_attribute("shared_objects/id_to_config_map", Everything())
+        encoder = TextRNN(vocab_size=50, embed_dim=8, units=4, cell="gru", bidirectional=True, pooling="max")
+        assert global_state.get_global_attribute("shared_objects/id_to_obj_map").get(0) is stale  # restored
+    rnn = encoder.rnn
+    assert rnn.forward_layer is not stale and rnn.backward_layer is not stale
+    assert not rnn.forward_layer.go_backwards and rnn.backward_layer.go_backwards

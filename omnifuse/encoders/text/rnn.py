@@ -8,6 +8,7 @@ from keras import layers, ops
 from omnifuse.encoders.layers import build_chain
 from omnifuse.encoders.text.padding import trim_padding
 from omnifuse.encoders.text.rnn_config import RNNConfig
+from omnifuse.keras_compat import outside_object_sharing
 
 
 @keras.saving.register_keras_serializable(package="omnifuse")
@@ -65,7 +66,12 @@ class TextRNN(layers.Layer):
         self.conv_pooling = layers.MaxPooling1D(conv_pool) if conv_filters else None
         rnn_cls = layers.LSTM if cell == "lstm" else layers.GRU
         rnn = rnn_cls(units, return_sequences=pooling != "last")
-        self.rnn = layers.Bidirectional(rnn) if bidirectional else rnn
+        if bidirectional:
+            with (
+                outside_object_sharing()
+            ):  # a load could otherwise make both directions one layer (keras_compat)
+                rnn = layers.Bidirectional(rnn)
+        self.rnn = rnn
         self.out_drop = layers.Dropout(dropout)
 
     def build(self, input_shape):
