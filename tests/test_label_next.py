@@ -13,7 +13,7 @@ import omnifuse.label
 from omnifuse.cli import app
 from omnifuse.data.table import load_csv
 from omnifuse.errors import OmnifuseError
-from omnifuse.label.next import disagreement_scores, kcenter_order, margin_scores
+from omnifuse.label.next import disagreement_scores, kcenter_order, margin_scores, typiclust_order
 
 
 @pytest.fixture(scope="module")
@@ -82,14 +82,14 @@ def test_margin_and_entropy_rank_by_the_model_s_own_probabilities(sky, pool):
     assert {r["row"] for r in entropy[:8]} == {r["row"] for r in all_rows[:8]}  # same order for two classes
 
 
-def test_kcenter_and_hybrid_do_not_fill_a_batch_with_copies(sky, pool):
+def test_diverse_strategies_do_not_fill_a_batch_with_copies(sky, pool):
     _, run = sky
     path, kinds = pool
     copies = {int(line) for line in (np.flatnonzero(kinds == "copy") + 2)}
     p = omnifuse.load(run)
     margin = omnifuse.label.rank(p, path, budget=6, strategy="margin")
     assert sum(r["row"] in copies for r in margin) >= 3  # uncertainty alone asks for the same sample again
-    for strategy in ("kcenter", "hybrid"):
+    for strategy in ("kcenter", "hybrid", "typiclust"):
         ranked = omnifuse.label.rank(p, path, budget=6, strategy=strategy)
         assert len({r["row"] for r in ranked}) == 6
         assert sum(r["row"] in copies for r in ranked) <= 1, strategy
@@ -225,3 +225,31 @@ def test_mistakes_name_what_was_received(sky, pool, tmp_path):
         omnifuse.label.rank(run, missing, 2)
     with pytest.raises(OmnifuseError, match="Unknown task 'colour'"):
         omnifuse.label.rank(run, path, 2, task="colour")
+
+
+def _blobs(rng, sizes=(40, 25, 10), outliers_per_blob=3):
+    """Well-separated 2-d blobs, each a tight core and a few far-flung members; returns points and blob ids."""
+    points, blob, core = [], [], []
+    for b, n in enumerate(sizes):
+        centre = np.array([30.0 * b, 0.0])
+        points.append(centre + rng.normal(0, 0.3, (n, 2)))
+        points.append(centre + rng.normal(0, 4.0, (outliers_per_blob, 2)))
+        blob += [b] * (n + outliers_per_blob)
+        core += [True] * n + [False] * outliers_per_blob
+    return np.concatenate(points), np.array(blob), np.array(core)
+
+
+def test_typiclust_picks_a_typical_sample_of_each_uncovered_cluster_largest_first():
+    x, blob, core = _blobs(np.random.default_rng(0))
+    order, typicality = typiclust_order(x, budget=3, seed=0)
+    assert list(blob[order]) == [0, 1, 2]  # one per blob, largest blob first
+    assert core[order].all()  # the dense core of each blob, not its far-flung members
+    assert np.all(typicality > 0)
+    assert not core[kcenter_order(x, 3)[0]].all()  # k-center, for contrast, starts at an extreme point
+
+
+def test_typiclust_skips_clusters_the_labelled_samples_cover():
+    x, blob, _ = _blobs(np.random.default_rng(1))
+    labelled = x[blob == 0][:2]
+    order, _ = typiclust_order(x, budget=2, labelled=labelled, seed=0)
+    assert sorted(blob[order]) == [1, 2]

@@ -66,6 +66,8 @@ def test_choose_asks_for_the_least_sure_and_the_farthest_samples():
     assert sim.choose("margin", probs, emb, emb[:0], 2, 0).tolist() == [3, 1]
     assert sim.choose("entropy", probs, emb, emb[:0], 1, 0).tolist() == [3]
     assert sim.choose("kcenter", probs, emb, np.array([[10.0]]), 1, 0).tolist() == [0]
+    # the labelled sample covers the cluster at 10; of the one at 0-2, the middle sample is the most typical
+    assert sim.choose("typiclust", probs, emb, np.array([[10.0]]), 1, 0).tolist() == [1]
     with pytest.raises(OmnifuseError, match="two or more modalities"):
         sim.choose("disagreement", probs, emb, emb[:0], 1, 0, heads=[probs], present=[np.ones(4)])
     with pytest.raises(OmnifuseError, match="Expected a strategy"):

@@ -26,15 +26,16 @@ def next_command(
         Path, typer.Option(help="The CSV to write (a queue for `omnifuse serve --label-queue`)")
     ] = Path("next.csv"),
     strategy: Annotated[
-        str, typer.Option(help="random | margin | entropy | kcenter | hybrid | disagreement")
+        str, typer.Option(help="random | margin | entropy | kcenter | hybrid | typiclust | disagreement")
     ] = "margin",
     task: Annotated[
         str | None, typer.Option(help="The task whose probabilities count (default: the first)")
     ] = None,
     labelled: Annotated[
-        Path | None, typer.Option(help="kcenter: samples already labelled (CSV or folder), kept away from")
+        Path | None,
+        typer.Option(help="kcenter, typiclust: samples already labelled (CSV or folder), kept away from"),
     ] = None,
-    seed: Annotated[int, typer.Option(help="Seed of random and of hybrid's clustering")] = 0,
+    seed: Annotated[int, typer.Option(help="Seed of random and of hybrid's and typiclust's clustering")] = 0,
 ):
     """Rank an unlabelled pool and write the BUDGET samples worth labelling first."""
     from omnifuse.label.next import STRATEGIES

@@ -8,6 +8,10 @@
   the score is that distance when it was picked (diversity);
 - ``hybrid``: the pool's embeddings in ``budget`` k-means clusters, the most uncertain (margin) sample of each,
   ranked by margin: uncertain, yet not ``budget`` near-copies of one confusing sample;
+- ``typiclust``: for a small budget (the cold start, where uncertainty of a weak model points at its odd samples):
+  the pool and the labelled samples in ``labelled + budget`` k-means clusters; each pick is the most typical sample
+  (the densest: least mean distance to its nearest neighbours in its cluster) of the largest cluster no labelled
+  sample or earlier pick covers yet (Hacohen, Dekel and Weinshall, "Active learning on a budget", ICML 2022);
 - ``disagreement``: how much the per-modality heads (``train.unimodal_loss`` > 0) disagree: the Jensen-Shannon
   divergence between the probabilities of the heads whose modality the sample has (0 with fewer than two).
 
@@ -27,7 +31,7 @@ from omnifuse.errors import OmnifuseError
 from omnifuse.label.pool import Pool, predict_pool, read_pool, rebase
 from omnifuse.names import mask_name, split_member, unimodal_outputs
 
-STRATEGIES = ("random", "margin", "entropy", "kcenter", "hybrid", "disagreement")
+STRATEGIES = ("random", "margin", "entropy", "kcenter", "hybrid", "typiclust", "disagreement")
 FUSION_LAYER = "fusion"
 EMBEDDING = "__embedding"  # the fused embedding's key among the pool's outputs
 RANK_COLUMNS = (
@@ -117,6 +121,60 @@ def hybrid_order(embeddings: np.ndarray, uncertainty: np.ndarray, budget: int, s
     return np.array((picks + rest)[:budget], np.int64)
 
 
+def typiclust_order(
+    embeddings: np.ndarray,
+    budget: int,
+    labelled: np.ndarray | None = None,
+    seed: int = 0,
+    neighbours: int = 20,
+    max_clusters: int = 500,
+) -> tuple[np.ndarray, np.ndarray]:
+    """TypiClust: ``budget`` indices, each the most typical unpicked sample of the largest cluster with the fewest
+    labelled samples and picks, and each pick's typicality (1 / mean distance to its ``neighbours`` nearest
+    neighbours within its cluster, labelled samples included).
+
+    The clusters: k-means over the pool and ``labelled`` together, ``len(labelled) + budget`` of them (at most
+    ``max_clusters``, so a large labelled set does not split the pool into singletons)."""
+    from sklearn.cluster import KMeans
+    from sklearn.neighbors import NearestNeighbors
+
+    x = embeddings.astype(np.float64)
+    known = (
+        np.zeros((0, x.shape[1])) if labelled is None else labelled.astype(np.float64).reshape(-1, x.shape[1])
+    )
+    budget = min(budget, len(x))
+    if budget == 0:
+        return np.zeros(0, np.int64), np.zeros(0)
+    both = np.concatenate([known, x])
+    k = max(1, min(len(known) + budget, max_clusters, len(both)))
+    clusters = KMeans(n_clusters=k, n_init=1, random_state=seed).fit_predict(both)
+    covered = np.bincount(clusters[: len(known)], minlength=k)
+    own = clusters[len(known) :]
+    typicality = np.zeros(len(x))
+    for c in np.unique(own):
+        members = np.flatnonzero(clusters == c)
+        if len(members) < 2:
+            typicality[own == c] = 0.0
+            continue
+        near = NearestNeighbors(n_neighbors=min(neighbours + 1, len(members))).fit(both[members])
+        distances = near.kneighbors(x[own == c])[0][:, 1:]  # its own point, at distance 0, left out
+        typicality[own == c] = 1.0 / (distances.mean(1) + 1e-12)
+    left = np.bincount(own, minlength=k)
+    picked = np.zeros(len(x), bool)
+    picks = []
+    for _ in range(budget):
+        open_ = np.flatnonzero(left > 0)
+        c = open_[np.lexsort((-left[open_], covered[open_]))[0]]  # fewest covering, then largest
+        candidates = np.flatnonzero((own == c) & ~picked)
+        i = int(candidates[np.argmax(typicality[candidates])])
+        picks.append(i)
+        picked[i] = True
+        covered[c] += 1
+        left[c] -= 1
+    order = np.array(picks, np.int64)
+    return order, typicality[order]
+
+
 def embedding_model(model):
     """A model from ``model``'s inputs to its fused embedding (an ensemble's members' embeddings, concatenated).
 
@@ -156,7 +214,7 @@ def rank(
     ``run``: a run directory or a loaded :class:`~omnifuse.predictor.Predictor`; ``pool``: a CSV or folder of
     unlabelled samples (or a :class:`~omnifuse.label.pool.Pool`); ``task``: which task's probabilities (default:
     the run's first); ``labelled``: samples already labelled (a CSV or folder, as the pool), which ``kcenter``
-    keeps away from. ``strategy``: one of :data:`STRATEGIES` (see the module docstring).
+    keeps away from and ``typiclust`` counts as covering their clusters. ``strategy``: one of :data:`STRATEGIES` (see the module docstring).
     """
     from omnifuse.predictor import Predictor
 
@@ -176,7 +234,7 @@ def rank(
             f"with train.unimodal_loss > 0. Received: run '{predictor.run_dir}' with outputs "
             f"{', '.join(predictor.model.output_names)}"
         )
-    diverse = strategy in ("kcenter", "hybrid")
+    diverse = strategy in ("kcenter", "hybrid", "typiclust")
     embed = embedding_model(predictor.model) if diverse else None
     out = predict_pool(predictor, pool, embed)
     probs = out[task]
@@ -192,12 +250,15 @@ def rank(
             [out[name] for name in heads.values()], [out[mask_name(m)] for m in heads]
         )
         order = np.argsort(-scores, kind="stable")[:budget]
-    elif strategy == "kcenter":
+    elif strategy in ("kcenter", "typiclust"):
         known = None
         if labelled is not None:
             known_pool = labelled if isinstance(labelled, Pool) else read_pool(labelled)
             known = predict_pool(predictor, known_pool, embed)[EMBEDDING]
-        order, picked = kcenter_order(out[EMBEDDING], budget, known)
+        if strategy == "kcenter":
+            order, picked = kcenter_order(out[EMBEDDING], budget, known)
+        else:
+            order, picked = typiclust_order(out[EMBEDDING], budget, known, seed)
         scores = np.zeros(len(pool))
         scores[order] = picked
     else:  # hybrid

@@ -7,7 +7,7 @@ The head is a multinomial logistic regression on frozen pretrained features: the
 model puts on a frozen encoder (``fusion_dim = 0``), fitted to convergence by L-BFGS rather than by epochs of
 Adam with early stopping, which on 20-1,000 labels would need a validation split of its own and add training
 noise to the comparison of strategies. The fused embedding of such a model is its features concatenated, so
-``kcenter`` and ``hybrid`` read those; ``disagreement`` fits one head per modality as ``train.unimodal_loss``
+``kcenter``, ``hybrid`` and ``typiclust`` read those; ``disagreement`` fits one head per modality as ``train.unimodal_loss``
 does. The scores and orders are :mod:`omnifuse.label.next`'s own.
 
 >>> curve = simulate({"audio": x}, y, {"audio": x_test}, y_test, "margin", seed=0)   # [{"labels", "accuracy"}, ...]
@@ -27,6 +27,7 @@ from omnifuse.label.next import (
     hybrid_order,
     kcenter_order,
     margin_scores,
+    typiclust_order,
 )
 
 
@@ -86,6 +87,8 @@ def choose(
         return kcenter_order(embedding, budget, labelled_embedding)[0]
     if strategy == "hybrid":
         return hybrid_order(embedding, margin_scores(probs), budget, seed)
+    if strategy == "typiclust":
+        return typiclust_order(embedding, budget, labelled_embedding, seed)[0]
     if strategy == "disagreement":
         if not heads or len(heads) < 2:
             raise OmnifuseError("Expected two or more modalities for the 'disagreement' strategy.")
