@@ -97,10 +97,9 @@ function answer(label) {
   if (!current) return;
   return guarded(async () => {
     const row = current.row;
-    const data = await call("POST", "/label/answer", { row, label });
-    progress(data);
+    await call("POST", "/label/answer", { row, label });
     say(`Saved: row ${row} is ${label}`);
-    await next();
+    await next(); // the count changes with the sample shown, never before it (a page read between the two is stale)
   });
 }
 
@@ -116,9 +115,9 @@ function skip() {
 function undo() {
   return guarded(async () => {
     const data = await call("POST", "/label/undo", {});
-    progress(data);
     say(`Undone: row ${data.sample.row} is unlabelled again`);
     show(data.sample);
+    progress(data);
   });
 }
 
