@@ -303,3 +303,21 @@ def test_lite1_and_lite2_encoders_are_chosen_by_name(variant):
         cls(mode="last_k", trainable_blocks=22)
     with pytest.raises(OmnifuseError, match="Expected an EfficientNet-Lite variant"):
         imagenet_logits(np.zeros((1, 32, 32, 3), "uint8"), variant="lite9")
+
+
+def test_onnx_form_resizes_like_tensorflow(weights_path):
+    # the ONNX export's resize (two products with constant matrices) is TF's antialiased bilinear resize
+    from omnifuse.encoders.image.efficientnet_lite import resize_matrix
+
+    rng = np.random.default_rng(2)
+    for (h, w), side in [((32, 32), 224), ((28, 40), 48), ((300, 90), 64), ((17, 17), 17)]:
+        x = rng.integers(0, 256, (2, h, w, 3)).astype("float32")
+        want = np.asarray(keras.ops.image.resize(x, (side, side), interpolation="bilinear", antialias=True))
+        got = np.einsum("ih,bhwc->biwc", resize_matrix(h, side), x)
+        got = np.einsum("jw,biwc->bijc", resize_matrix(w, side), got)
+        assert np.abs(got - want).max() < 0.01  # of 0-255: float32 rounding
+    enc = ImageEfficientNetLite(size=48)
+    x = rng.integers(0, 256, (2, 32, 40, 3)).astype("uint8")
+    plain = np.asarray(enc(x))
+    enc.onnx_form = True
+    np.testing.assert_allclose(np.asarray(enc(x)), plain, rtol=1e-4, atol=1e-4)

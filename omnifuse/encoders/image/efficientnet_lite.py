@@ -96,6 +96,16 @@ FEATURES = 1280
 CLASSES = 1000  # ImageNet-1k, in the usual class-index order
 
 
+def resize_matrix(src: int, dst: int) -> np.ndarray:
+    """(dst, src) weights of TF's antialiased bilinear resize along one axis (``ScaleAndTranslate`` with its triangle
+    kernel, stretched by the scale when shrinking, truncated at the edges and renormalised), as a constant."""
+    inv = src / dst
+    stretch = max(inv, 1.0)
+    centres = (np.arange(dst) + 0.5) * inv
+    weights = np.clip(1.0 - np.abs((np.arange(src) + 0.5 - centres[:, None]) / stretch), 0.0, None)
+    return (weights / weights.sum(axis=1, keepdims=True)).astype(np.float32)
+
+
 def _bn(name):
     return BatchNormalization(epsilon=1e-3, momentum=0.99, name=name)
 
@@ -153,6 +163,9 @@ class ImageEfficientNetLite(Pretrained, layers.Layer):
     """
 
     variant = "lite0"
+    # set by an ONNX export (omnifuse/export.py) while it traces the model: resize by matrix products (the same
+    # answer within float32 rounding, several times slower on large images, so not in training)
+    onnx_form = False
 
     def __init__(
         self,
@@ -298,7 +311,14 @@ class ImageEfficientNetLite(Pretrained, layers.Layer):
         x = ops.cast(x, "float32")
         if x.shape[-1] == 1:
             x = ops.repeat(x, 3, axis=-1)
-        if tuple(x.shape[1:3]) != (self.size, self.size):
+        height, width = x.shape[1:3]
+        if (height, width) == (self.size, self.size):
+            pass
+        elif self.onnx_form and height is not None and width is not None:
+            # the same resize as two products with constant matrices: ONNX has no form of TF's ScaleAndTranslate
+            x = ops.einsum("ih,bhwc->biwc", resize_matrix(height, self.size), x)
+            x = ops.einsum("jw,biwc->bijc", resize_matrix(width, self.size), x)
+        else:
             x = ops.image.resize(x, (self.size, self.size), interpolation="bilinear", antialias=True)
         return (x - 127.0) / 128.0
 
