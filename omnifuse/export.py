@@ -2,9 +2,10 @@
 
 Formats: ``keras`` (``model.keras``, loads with omnifuse installed), ``savedmodel`` (a TensorFlow SavedModel made by
 Keras' ``model.export``, loads with TensorFlow alone) and ``onnx`` (``model.onnx`` through tf2onnx, for models whose
-inputs are images and numbers: text and audio preprocessing live inside the model as TensorFlow string and FFT ops
-that ONNX cannot express). Every artifact is reloaded after writing and its probabilities compared with the run's
-model on a probe batch; the largest difference and the tolerance go into ``MODEL_CARD.md``.
+inputs are images, numbers, and audio through Whisper: text and the audio CNN's preprocessing live inside the model
+as TensorFlow string and FFT ops that ONNX cannot express). Every artifact is reloaded after writing and its
+probabilities compared with the run's model on a probe batch; the largest difference and the tolerance go into
+``MODEL_CARD.md``.
 
 >>> export("runs/cifar10-cnn", "onnx")["artifact"]
 PosixPath('runs/cifar10-cnn/export/onnx/model.onnx')
