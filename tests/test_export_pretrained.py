@@ -64,8 +64,15 @@ def _assert_close(outputs, predictor, feed):
 def test_onnx_export_of_a_pretrained_image_model_runs_in_onnxruntime(lite_run, tmp_path):
     ort = pytest.importorskip("onnxruntime")
     onnx = pytest.importorskip("onnx")
-    result = export(lite_run, "onnx", tmp_path)
-    assert result["max_abs_diff"] <= TOLERANCE
+    from typer.testing import CliRunner
+
+    from omnifuse.cli import app
+
+    done = CliRunner().invoke(
+        app, ["export", str(lite_run.run_dir), "--format", "onnx", "--out", str(tmp_path)]
+    )
+    assert done.exit_code == 0, done.output
+    result = {"artifact": tmp_path / "model.onnx", "card": tmp_path / "MODEL_CARD.md"}
     ops = {node.op_type for node in onnx.load(str(result["artifact"])).graph.node}
     assert (
         "Conv" in ops and "ScaleAndTranslate" not in ops
@@ -135,3 +142,24 @@ def test_whisper_encoder_converts_to_onnx(tmp_path):
     (got,) = session.run(None, {session.get_inputs()[0].name: clips})
     assert np.abs(got - want).max() < 1e-3 * np.abs(want).max()
     assert np.abs(want[0] - want[2]).max() > 0.1  # different clips, different features
+
+
+def test_an_op_tf2onnx_left_unconverted_is_named(tmp_path):
+    onnx = pytest.importorskip("onnx")
+    from onnx import TensorProto, helper
+
+    from omnifuse.export import _check_onnx_ops
+
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4])
+    nodes = [
+        helper.make_node("Relu", ["x"], ["h"], name="model/branch/encoder/relu"),
+        helper.make_node(
+            "ScaleAndTranslate", ["h"], ["y"], name="model/branch/encoder/resize/ScaleAndTranslate"
+        ),
+    ]
+    path = tmp_path / "m.onnx"
+    onnx.save(helper.make_model(helper.make_graph(nodes, "g", [x], [y])), str(path))
+    with pytest.raises(OmnifuseError, match=r"ScaleAndTranslate \(in encoder/resize\).*--format savedmodel"):
+        _check_onnx_ops(path, tmp_path)
+    assert not path.exists()  # no artifact that no runtime loads is left behind
