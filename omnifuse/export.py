@@ -271,9 +271,8 @@ def _check_onnx_ops(path: Path, run_dir: Path) -> None:
     unknown = {}
     for node in graph.node:
         if not onnx.defs.has(node.op_type, node.domain):
-            unknown.setdefault(
-                node.op_type, "/".join(node.name.split("/")[-3:-1])
-            )  # the layer, not the model
+            # where: the layer's last two name parts, not the whole model's path
+            unknown.setdefault(node.op_type, "/".join(node.name.split("/")[-3:-1]))
     if unknown:
         _remove(path)
         where = ", ".join(f"{op} (in {scope})" for op, scope in sorted(unknown.items()))

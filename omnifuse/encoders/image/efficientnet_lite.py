@@ -47,50 +47,21 @@ class Variant:
         return sum(stage[0] for stage in self.stages)
 
 
+# fmt: off
 VARIANTS = {
-    "lite0": Variant(
-        "EfficientNet-Lite0",
-        (
-            (1, 3, 1, 1, 16),
-            (2, 3, 2, 6, 24),
-            (2, 5, 2, 6, 40),
-            (3, 3, 2, 6, 80),
-            (3, 5, 1, 6, 112),
-            (4, 5, 2, 6, 192),
-            (1, 3, 1, 6, 320),
-        ),  # fmt: skip
-        224,
-        "efficientnet_lite0",
-    ),
-    "lite1": Variant(  # depth 1.1: 2 -> 3, 3 -> 4, 4 -> 5 repeats; width 1.0
-        "EfficientNet-Lite1",
-        (
-            (1, 3, 1, 1, 16),
-            (3, 3, 2, 6, 24),
-            (3, 5, 2, 6, 40),
-            (4, 3, 2, 6, 80),
-            (4, 5, 1, 6, 112),
-            (5, 5, 2, 6, 192),
-            (1, 3, 1, 6, 320),
-        ),  # fmt: skip
-        240,
-        "efficientnet_lite1",
-    ),
-    "lite2": Variant(  # depth 1.2 (the same repeats as Lite1); width 1.1, rounded to multiples of 8
-        "EfficientNet-Lite2",
-        (
-            (1, 3, 1, 1, 16),
-            (3, 3, 2, 6, 24),
-            (3, 5, 2, 6, 48),
-            (4, 3, 2, 6, 88),
-            (4, 5, 1, 6, 120),
-            (5, 5, 2, 6, 208),
-            (1, 3, 1, 6, 352),
-        ),  # fmt: skip
-        260,
-        "efficientnet_lite2",
-    ),
+    "lite0": Variant("EfficientNet-Lite0", ((1, 3, 1, 1, 16), (2, 3, 2, 6, 24), (2, 5, 2, 6, 40), (3, 3, 2, 6, 80),
+                                            (3, 5, 1, 6, 112), (4, 5, 2, 6, 192), (1, 3, 1, 6, 320)),
+                     224, "efficientnet_lite0"),
+    # depth 1.1: stages of 2, 3, 4 blocks get 3, 4, 5 (not the first and last); width 1.0
+    "lite1": Variant("EfficientNet-Lite1", ((1, 3, 1, 1, 16), (3, 3, 2, 6, 24), (3, 5, 2, 6, 40), (4, 3, 2, 6, 80),
+                                            (4, 5, 1, 6, 112), (5, 5, 2, 6, 192), (1, 3, 1, 6, 320)),
+                     240, "efficientnet_lite1"),
+    # depth 1.2 (the same repeats as Lite1); width 1.1, rounded to multiples of 8 (stem and head stay 32 / 1280)
+    "lite2": Variant("EfficientNet-Lite2", ((1, 3, 1, 1, 16), (3, 3, 2, 6, 24), (3, 5, 2, 6, 48), (4, 3, 2, 6, 88),
+                                            (4, 5, 1, 6, 120), (5, 5, 2, 6, 208), (1, 3, 1, 6, 352)),
+                     260, "efficientnet_lite2"),
 }
+# fmt: on
 STEM_CHANNELS = 32
 FEATURES = 1280
 CLASSES = 1000  # ImageNet-1k, in the usual class-index order
@@ -149,8 +120,7 @@ class ImageEfficientNetLite(Pretrained, layers.Layer):
     Subclasses set ``variant`` (a key of :data:`VARIANTS`) for Lite1 and Lite2.
 
     Any image size: the layer resizes to ``size`` x ``size`` (default: the variant's native side; bilinear,
-    antialiased) and scales (x - 127) / 128
-    itself, and repeats a grey channel to three. The weights are read (by :func:`omnifuse.weights.locate`, sha256
+    antialiased) and scales (x - 127) / 128 itself, and repeats a grey channel to three. The weights are read (by :func:`omnifuse.weights.locate`, sha256
     checked) when the layer is built.
 
     ``mode``: ``"frozen"``: no backbone weight trains; ``"finetune"``: all do; ``"last_k"``: the last
@@ -353,9 +323,7 @@ def imagenet_logits(images, weights: str = "", variant: str = "lite0", size: int
         raise OmnifuseError(
             f"Expected an EfficientNet-Lite variant in {', '.join(VARIANTS)}. Received: {variant!r}"
         )
-    from omnifuse.encoders import (
-        image,
-    )  # the table of the variants' layer classes (efficientnet_lite1.py ...)
+    from omnifuse.encoders import image  # the variants' layer classes (efficientnet_lite1.py ...)
 
     sized = {} if size is None else {"size": size}
     model = image.ENCODERS[VARIANTS[variant].weights](**sized, weights=weights, include_top=True)
