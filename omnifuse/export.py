@@ -2,9 +2,10 @@
 
 Formats: ``keras`` (``model.keras``, loads with omnifuse installed), ``savedmodel`` (a TensorFlow SavedModel made by
 Keras' ``model.export``, loads with TensorFlow alone) and ``onnx`` (``model.onnx`` through tf2onnx, for models whose
-inputs are images and numbers: text and audio preprocessing live inside the model as TensorFlow string and FFT ops
-that ONNX cannot express). Every artifact is reloaded after writing and its probabilities compared with the run's
-model on a probe batch; the largest difference and the tolerance go into ``MODEL_CARD.md``.
+inputs are images, numbers, and audio through Whisper: text and the audio CNN's preprocessing live inside the model
+as TensorFlow string and FFT ops that ONNX cannot express). Every artifact is reloaded after writing and its
+probabilities compared with the run's model on a probe batch; the largest difference and the tolerance go into
+``MODEL_CARD.md``.
 
 >>> export("runs/cifar10-cnn", "onnx")["artifact"]
 PosixPath('runs/cifar10-cnn/export/onnx/model.onnx')
@@ -23,6 +24,7 @@ import keras
 import numpy as np
 
 from omnifuse import tracking
+from omnifuse.config import read_run_config
 from omnifuse.errors import OmnifuseError
 from omnifuse.evaluation import calibration
 from omnifuse.modalities import kind as modality_kind
@@ -37,11 +39,15 @@ from omnifuse.rundir import atomic_write_text
 FORMATS = ("keras", "savedmodel", "onnx")
 TOLERANCE = 1e-4  # largest |difference| of any output (probability or weight) between artifact and run model
 ARTIFACT = {"keras": "model.keras", "savedmodel": "saved_model", "onnx": "model.onnx"}
+# why a model with this modality kind's input (or with "kind:encoder", which wins) has no ONNX form
 ONNX_UNSUPPORTED = {
     "text": "text is tokenized inside the model by TensorFlow string ops (TextVectorization), which ONNX cannot "
     "express",
+    "text:minilm": "MiniLM splits strings into WordPiece tokens inside the model with TensorFlow string ops "
+    "(regular expressions, Unicode decoding, a vocabulary hash table in a loop), which ONNX cannot express",
     "audio": "audio becomes a mel spectrogram inside the model through an FFT whose real and imaginary parts "
     "tf2onnx cannot convert",
+    "audio:whisper_tiny": "",  # resampling and log-mel are convolutions with constant kernels: ONNX has them
 }
 
 
@@ -70,7 +76,8 @@ def export(
         # SavedModel and ONNX artifacts are float32 graphs, which every runtime runs: the same weights, float32 layers
         predictor = Predictor(predictor.run_dir, "float32")
     if format == "onnx":
-        _check_onnx_possible(predictor)
+        check_onnx_possible(predictor.modalities, read_run_config(predictor.run_dir))
+        _check_onnx_converter()
     out = Path(out) if out is not None else predictor.run_dir / "export" / format
     out.mkdir(parents=True, exist_ok=True)
     temps = predictor.temperatures if calibrated else {}
@@ -193,14 +200,22 @@ def _run_savedmodel(path: Path, probes: list[dict]) -> list[dict[str, np.ndarray
     ]
 
 
-def _check_onnx_possible(predictor: Predictor) -> None:
-    for name, kind in predictor.modalities.items():
-        if kind in ONNX_UNSUPPORTED:
+def check_onnx_possible(modalities: dict[str, str], cfg) -> None:
+    """Raise an :class:`OmnifuseError` naming the input and its encoder when a model with ``modalities`` (name ->
+    kind), built from ``cfg``, has preprocessing that ONNX cannot express."""
+    for name, kind in modalities.items():
+        section = getattr(cfg.model, kind, None)  # model.image, model.text, model.audio
+        encoder = getattr(section, "encoder", "")
+        reason = ONNX_UNSUPPORTED.get(f"{kind}:{encoder}", ONNX_UNSUPPORTED.get(kind))
+        if reason:
             raise OmnifuseError(
-                f"Expected a model with image and numbers inputs only for ONNX export. Received: a model with "
-                f"{kind} input {name!r}; {ONNX_UNSUPPORTED[kind]}. Use --format savedmodel (TensorFlow alone "
-                "runs it) or --format keras."
+                f"Expected a model whose inputs ONNX can express for --format onnx. Received: {kind} input "
+                f"{name!r} (encoder {encoder}); {reason}. Use --format savedmodel (TensorFlow alone runs it) or "
+                "--format keras."
             )
+
+
+def _check_onnx_converter() -> None:
     missing = [m for m in ("tf2onnx", "onnxruntime") if not _importable(m)]
     if missing:
         raise OmnifuseError(
@@ -230,13 +245,41 @@ def _write_onnx(predictor: Predictor, path: Path, probe: dict, temps: dict[str, 
     )
     if temps:
         plain = with_temperatures(plain, temps)
-    plain(probe)  # Keras exports only a model that has been called
+    # layers with an ONNX form of their own (``onnx_form``: EfficientNet-Lite's resize) use it while tf2onnx traces
+    switched = [layer for layer in plain._flatten_layers() if getattr(layer, "onnx_form", None) is False]
     try:
+        for layer in switched:
+            layer.onnx_form = True
+        plain(probe)  # Keras exports only a model that has been called
         plain.export(str(path), format="onnx", verbose=False)
     except Exception as exc:
         raise OmnifuseError(
             f"Expected tf2onnx to convert the model of '{predictor.run_dir}'. Received: {type(exc).__name__}: {exc}"
         ) from exc
+    finally:
+        for layer in switched:
+            layer.onnx_form = False
+    _check_onnx_ops(path, predictor.run_dir)
+
+
+def _check_onnx_ops(path: Path, run_dir: Path) -> None:
+    """tf2onnx leaves an op it cannot convert in the graph under its TensorFlow name, as a model no runtime loads:
+    name those ops and where they are instead."""
+    import onnx
+
+    graph = onnx.load(str(path), load_external_data=False).graph
+    unknown = {}
+    for node in graph.node:
+        if not onnx.defs.has(node.op_type, node.domain):
+            # where: the layer's last two name parts, not the whole model's path
+            unknown.setdefault(node.op_type, "/".join(node.name.split("/")[-3:-1]))
+    if unknown:
+        _remove(path)
+        where = ", ".join(f"{op} (in {scope})" for op, scope in sorted(unknown.items()))
+        raise OmnifuseError(
+            f"Expected every TensorFlow op of the model of '{run_dir}' to have an ONNX form. Received: {where}, "
+            "which tf2onnx cannot convert. Use --format savedmodel (TensorFlow alone runs it) or --format keras."
+        )
 
 
 def _run_onnx(path: Path, probes: list[dict]) -> list[dict[str, np.ndarray]]:

@@ -96,8 +96,11 @@ def cache_root() -> Path:
 def _key(branch, x: np.ndarray) -> str:
     encoder = branch.encoder
     h = hashlib.sha256()
-    # the encoder's code: a change in how it computes its features must not read features cached before
-    h.update(Path(inspect.getfile(type(encoder))).read_bytes())
+    # the encoder's code, and that of the omnifuse classes it builds on (EfficientNet-Lite1's layer is Lite0's with
+    # another block table): a change in how it computes its features must not read features cached before
+    bases = [c for c in type(encoder).__mro__[1:] if c.__module__.startswith("omnifuse.")]
+    for path in dict.fromkeys(inspect.getfile(c) for c in [type(encoder), *bases]):
+        h.update(Path(path).read_bytes())
     config = keras.saving.serialize_keras_object(encoder)
     h.update(json.dumps(config, sort_keys=True, default=str).encode())
     for w in encoder.weights[:4] + encoder.weights[-4:]:  # the pretrained weights' identity, cheaply

@@ -1,7 +1,9 @@
-"""EfficientNet-Lite0's ported weights, and the PyTorch state-dict reader that loads them without running code.
+"""EfficientNet-Lite0/1/2's ported weights, and the PyTorch state-dict reader that loads them without running code.
 
 The fixtures came from benchmarks/reference/efficientnet_lite_reference.py: an independent PyTorch definition of the
-network, fed the same file through torch.load, gave the reference logits; torch.save wrote the tiny .pth files.
+network, fed the same file through torch.load, gave Lite0's reference logits; torch.save wrote the tiny .pth files.
+Lite1's and Lite2's reference logits came from benchmarks/reference/efficientnet_lite_numpy.py, a numpy forward pass
+that reproduces the PyTorch logits of Lite0 to 1e-5, on three of Lite0's images reflect-padded to 240 and 260 px.
 """
 
 import io
@@ -14,7 +16,9 @@ import keras
 import numpy as np
 import pytest
 
+from omnifuse.encoders import image
 from omnifuse.encoders.image.efficientnet_lite import (
+    VARIANTS,
     EfficientNetLiteConfig,
     ImageEfficientNetLite,
     imagenet_logits,
@@ -31,6 +35,15 @@ def weights_path():
 
     try:
         return locate("efficientnet_lite0")
+    except OmnifuseError as err:  # the weight package is not installed here
+        pytest.skip(str(err))
+
+
+def _installed(name):
+    from omnifuse.weights import locate
+
+    try:
+        return locate(name)
     except OmnifuseError as err:  # the weight package is not installed here
         pytest.skip(str(err))
 
@@ -231,3 +244,80 @@ def test_bad_options_and_inputs_are_named(tmp_path):
     other.write_bytes((FIXTURES / "tiny_state_dict_zip.pth").read_bytes())
     with pytest.raises(OmnifuseError, match="sha256"):  # a file that is not the pinned weights
         ImageEfficientNetLite(weights=str(other)).build((None, 32, 32, 3))
+
+
+# ------------------------------------------------------------------------------------------- Lite1 and Lite2
+LITE12 = ["lite1", "lite2"]
+
+
+def native_images(images, side):
+    """Lite0's 224 px fixture images reflect-padded to ``side``: the numpy reference's inputs, exactly."""
+    pad = side - images.shape[1]
+    return np.pad(images, ((0, 0), (pad // 2, pad - pad // 2), (pad // 2, pad - pad // 2), (0, 0)), "reflect")
+
+
+@pytest.fixture(scope="module")
+def reference12():
+    with np.load(FIXTURES / "efficientnet_lite12_reference.npz") as f:
+        return {k: f[k] for k in f.files}
+
+
+@pytest.mark.parametrize("variant", LITE12)
+def test_pth_reads_lite1_and_lite2(variant):
+    spec = VARIANTS[variant]
+    sd = load_state_dict(_installed(spec.weights))
+    blocks = [k for k in sd if k.endswith("_depthwise_conv.weight")]
+    assert len(blocks) == spec.blocks == 21
+    # the layout in VARIANTS, block by block: kernel and output channels as the file has them
+    layout = [(k, c) for n, k, _, _, c in spec.stages for _ in range(n)]
+    for i, (kernel, cout) in enumerate(layout):
+        assert sd[f"_blocks.{i}._depthwise_conv.weight"].shape[-1] == kernel
+        assert sd[f"_blocks.{i}._project_conv.weight"].shape[0] == cout
+    assert sd["_conv_stem.weight"].shape == (32, 3, 3, 3)
+    assert sd["_conv_head.weight"].shape == (1280, layout[-1][1], 1, 1)
+    learned = sum(v.size for k, v in sd.items() if k.endswith(("weight", "bias")))
+    assert learned == {"lite1": 5_416_680, "lite2": 6_092_072}[variant]
+
+
+@pytest.mark.parametrize("variant", LITE12)
+def test_lite1_and_lite2_imagenet_logits_match_the_numpy_reference(variant, reference, reference12):
+    _installed(VARIANTS[variant].weights)
+    images = native_images(reference["images"][reference12["picked"]], VARIANTS[variant].size)
+    logits = imagenet_logits(images, variant=variant)  # at the native side: no resizing inside
+    want = reference12[f"{variant}_logits"]
+    assert logits.shape == want.shape == (3, 1000)
+    assert np.abs(logits - want).max() < 1e-3
+    np.testing.assert_array_equal(np.argsort(-logits, 1)[:, :5], np.argsort(-want, 1)[:, :5])
+    # the second image is CIFAR-10's first test image, a cat: tabby (281) is among both variants' top 5
+    assert 281 in np.argsort(-logits[1])[:5]
+
+
+@pytest.mark.parametrize("variant", LITE12)
+def test_lite1_and_lite2_encoders_are_chosen_by_name(variant):
+    name = VARIANTS[variant].weights
+    cls, options = image.ENCODERS[name], image.CONFIGS[name]()
+    assert issubclass(cls, ImageEfficientNetLite) and cls.variant == variant
+    assert options.size == VARIANTS[variant].size == cls().size  # the native side by default
+    assert cls().output_dim == 1280
+    with pytest.raises(OmnifuseError, match=f"{name} trainable_blocks between 0 and 21.*22"):
+        cls(mode="last_k", trainable_blocks=22)
+    with pytest.raises(OmnifuseError, match="Expected an EfficientNet-Lite variant"):
+        imagenet_logits(np.zeros((1, 32, 32, 3), "uint8"), variant="lite9")
+
+
+def test_onnx_form_resizes_like_tensorflow(weights_path):
+    # the ONNX export's resize (two products with constant matrices) is TF's antialiased bilinear resize
+    from omnifuse.encoders.image.efficientnet_lite import resize_matrix
+
+    rng = np.random.default_rng(2)
+    for (h, w), side in [((32, 32), 224), ((28, 40), 48), ((300, 90), 64), ((17, 17), 17)]:
+        x = rng.integers(0, 256, (2, h, w, 3)).astype("float32")
+        want = np.asarray(keras.ops.image.resize(x, (side, side), interpolation="bilinear", antialias=True))
+        got = np.einsum("ih,bhwc->biwc", resize_matrix(h, side), x)
+        got = np.einsum("jw,biwc->bijc", resize_matrix(w, side), got)
+        assert np.abs(got - want).max() < 0.01  # of 0-255: float32 rounding
+    enc = ImageEfficientNetLite(size=48)
+    x = rng.integers(0, 256, (2, 32, 40, 3)).astype("uint8")
+    plain = np.asarray(enc(x))
+    enc.onnx_form = True
+    np.testing.assert_allclose(np.asarray(enc(x)), plain, rtol=1e-4, atol=1e-4)

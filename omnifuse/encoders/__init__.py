@@ -26,7 +26,7 @@ from typing import Any
 def discover(package: str, path) -> tuple[dict[str, type], dict[str, str]]:
     """``CONFIGS`` and ``LAYERS`` of the kind package ``package`` (its ``__path__``), from each
     ``<file>_config.py``'s ``ENCODERS`` (name -> class name in ``<file>.py``) and the one dataclass it defines,
-    in the order of the files' names. Imports the config modules only (no Keras)."""
+    in the order of the encoders' names. Imports the config modules only (no Keras)."""
     configs: dict[str, type] = {}
     layers: dict[str, str] = {}
     for info in sorted(pkgutil.iter_modules(path), key=lambda m: m.name):
@@ -47,7 +47,8 @@ def discover(package: str, path) -> tuple[dict[str, type], dict[str, str]]:
         for name, cls in names.items():
             configs[name] = options[0]
             layers[name] = f"{info.name[: -len('_config')]}.{cls}"
-    return configs, layers
+    order = sorted(configs)  # efficientnet_lite0 (efficientnet_lite_config.py) before efficientnet_lite1
+    return {n: configs[n] for n in order}, {n: layers[n] for n in order}
 
 
 def lazy_attribute(package: str, layers: dict[str, str], name: str) -> Any:

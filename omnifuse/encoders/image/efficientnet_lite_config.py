@@ -15,7 +15,7 @@ class EfficientNetLiteConfig:
     # frozen: no backbone weight trains (features computed once) | finetune: all do | last_k: the last
     # trainable_blocks blocks and the head conv; batch-norm statistics stay frozen in every mode
     mode: typing.Literal["frozen", "finetune", "last_k"] = "frozen"
-    # last_k: how many of the last of the 16 blocks train (the head conv always does)
+    # last_k: how many of the last blocks train (of 16 in Lite0, 21 in Lite1 and Lite2; the head conv always does)
     trainable_blocks: int = 0
     weights: str = ""  # the .pth file (or its folder); empty = the installed weight package
     dropout: float = 0.0  # dropout on the 1280-d pooled features, in training

