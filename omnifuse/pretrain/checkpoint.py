@@ -65,6 +65,7 @@ def read(init: str, key: str, kind: str, encoder: str, options: dict[str, Any]) 
             f"Expected {key} to name a pretraining run (a folder with {ENCODER} and {META}, written by "
             f"`omnifuse pretrain`). Received: {init!r}"
             + (" (no such folder)" if not run_dir.is_dir() else f" (no {ENCODER} in it)")
+            + '. Run `omnifuse pretrain` with this config first, or set it to "" for a random start'
         )
     try:
         meta = json.loads(meta_path.read_text(encoding="utf-8"))
@@ -147,3 +148,9 @@ def start(kind: str, section: Any) -> Checkpoint | None:
             f"`omnifuse pretrain` trains). Received: model.{kind}.encoder = {section.encoder!r}"
         )
     return read(section.init, key, kind, chosen[0], encoder_options(kind, chosen[0], section))
+
+
+def check_inits(cfg: Any) -> None:
+    """Check every ``model.<kind>.init`` of ``cfg`` before anything is trained (a run directory is made)."""
+    for kind in PRETRAINABLE:
+        start(kind, getattr(cfg.model, kind))
