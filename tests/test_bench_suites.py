@@ -172,7 +172,7 @@ def test_airbench94_resolves_to_its_torch_reference_and_builds_its_command(tmp_p
 
 
 def test_a_variant_with_pretrain_runs_omnifuse_pretrain_first():
-    scratch, pretrained = suites.resolve("imdb-unlabeled-small")
+    scratch, pretrained, _ = suites.resolve("imdb-unlabeled-small")
     assert not scratch.pretrain and pretrained.pretrain
     assert scratch.overrides[:-2] == pretrained.overrides  # the same model and labels, but for the start
     command = harness._command(pretrained, 0, Path("out.json"), None, None, Path("runs"))

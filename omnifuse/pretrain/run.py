@@ -167,6 +167,11 @@ def pretrain(
     name, kind = _modality(cfg, prepared.modalities)
     if kind == "text":
         text.check(cfg)
+    elif cfg.model.image.encoder not in checkpoint.PRETRAINABLE["image"]:
+        raise OmnifuseError(
+            f"Expected model.image.encoder to be one of {', '.join(checkpoint.PRETRAINABLE['image'])} (the image "
+            f"encoders omnifuse pretrains from scratch). Received: {cfg.model.image.encoder!r}"
+        )
     found = samples(prepared, name, p.limit, cfg.train.seed)
     if not len(found):
         raise OmnifuseError(
