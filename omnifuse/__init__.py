@@ -35,7 +35,7 @@ _LAZY = {
     "load": "omnifuse.predictor",
     "register_encoder": "omnifuse.registry",
 }
-__all__ = [*_LAZY, "evaluate", "train"]
+__all__ = [*_LAZY, "evaluate", "pretrain", "train"]
 
 
 def __getattr__(name: str) -> Any:
@@ -69,6 +69,28 @@ def train(
         return _train(None, resume=resume, data_dir=data_dir, callbacks=callbacks)
     cfg = config.replace(overrides or []) if isinstance(config, Config) else load_config(config, overrides)
     return _train(cfg, run_dir=run_dir, runs_root=runs_root, data_dir=data_dir, callbacks=callbacks)
+
+
+def pretrain(
+    config: str | Path | Any,
+    overrides: list[str] | dict[str, Any] | None = None,
+    run_dir: str | Path | None = None,
+    runs_root: str | Path = "runs",
+    data_dir: str | None = None,
+    callbacks: list[Any] | None = None,
+) -> Path:
+    """Pretrain the encoder of a preset name, config file or Config (with dotted overrides) without labels
+    (``pretrain.*``; text: a language model, images: contrastive); return the run directory, which a model then
+    starts from with ``model.<kind>.init``. Running it again on an unfinished run directory continues it.
+
+    >>> lm = omnifuse.pretrain("imdb-unlabeled", ["pretrain.epochs=1"], run_dir="runs/imdb-lm")
+    >>> run = omnifuse.train("imdb-unlabeled", [f"model.text.init={lm}"])
+    """
+    from omnifuse.config import Config, load_config
+    from omnifuse.pretrain.run import pretrain as _pretrain
+
+    cfg = config.replace(overrides or []) if isinstance(config, Config) else load_config(config, overrides)
+    return _pretrain(cfg, run_dir=run_dir, runs_root=runs_root, data_dir=data_dir, callbacks=callbacks)
 
 
 def evaluate(

@@ -1,4 +1,4 @@
-"""The ``omnifuse`` command line: train, evaluate, predict, data, presets, demo.
+"""The ``omnifuse`` command line: train, pretrain, evaluate, predict, data, presets, demo.
 
 User mistakes (a bad file, key or value) print one clear message and exit with code 2, without a traceback.
 """
@@ -20,6 +20,7 @@ import omnifuse
 from omnifuse import quiet
 from omnifuse.cli_data import data_app, print_schema, weights_app
 from omnifuse.cli_options import CalibrationOpt, DataDirOpt, SetOpt, check_run, console
+from omnifuse.cli_pretrain import pretrain
 from omnifuse.cli_serve import bench, export_model, launch, serve
 from omnifuse.errors import OmnifuseError
 from omnifuse.label.commands import label_app
@@ -395,7 +396,7 @@ def demo(
     console.print(f"Demo finished in {time.perf_counter() - start:.0f} s. Run directory: {run}")
 
 
-for _command in (bench, serve, launch):
+for _command in (pretrain, bench, serve, launch):
     app.command()(_command)
 app.command("export")(export_model)
 

@@ -30,6 +30,7 @@ from omnifuse.data.splits import VAL_FRACTION
 from omnifuse.encoders import sections
 from omnifuse.encoders.sections import Joined
 from omnifuse.errors import OmnifuseError, did_you_mean, near_key
+from omnifuse.pretrain_config import PretrainConfig
 from omnifuse.rundir import CONFIG
 from omnifuse.tracking_config import TrackConfig
 
@@ -199,6 +200,8 @@ class Config:
     model: ModelConfig = field(default_factory=ModelConfig)  # encoders, fusion, heads
     train: TrainConfig = field(default_factory=TrainConfig)  # how it is trained
     track: TrackConfig = field(default_factory=TrackConfig)  # experiment tracking: TensorBoard, MLflow
+    # self-supervised pretraining of an encoder (omnifuse pretrain; docs/pretraining.md)
+    pretrain: PretrainConfig = field(default_factory=PretrainConfig)
 
     def __post_init__(self):
         # a Config built in Python (or by dataclasses.replace) gets the checks a TOML file gets

@@ -43,6 +43,7 @@ from omnifuse.model.ensemble import fit_member_weights  # noqa: F401  (also impo
 from omnifuse.model.heads import balanced_class_weights
 from omnifuse.modelio import load_model
 from omnifuse.names import WEIGHTS_OUTPUT, auxiliary_outputs
+from omnifuse.pretrain import checkpoint
 from omnifuse.progress import epoch_lines, fit_verbose
 from omnifuse.rundir import atomic_write_text, new_run_dir, read_meta
 
@@ -395,6 +396,7 @@ def train(
     """
     if config is not None:
         tracking.check(config)
+        checkpoint.check_inits(config)  # model.<kind>.init: before a run directory is made
     run = _open(config, run_dir, runs_root, data_dir, resume)
     tracking.check(run.cfg)
     try:

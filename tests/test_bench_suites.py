@@ -70,6 +70,7 @@ def test_a_suite_file_with_a_mistake_names_the_key_and_what_it_expected(tmp_path
         '[suites.x]\nvariants = [{ label = "a", preset = "mnist", base = "v9" }]\n': "Received: 'v9'. Bases: ",
         '[suites.x]\nvariants = [{ label = "a", preset = "mnist", overrides = "x=1" }]\n': "list of 'key=value'",
         "[suites.x]\nvariants = []\n": "non-empty list",
+        '[suites.x]\nvariants = [{ label = "a", preset = "mnist", pretrain = "yes" }]\n': "pretrain to be true or false",
         "[suite.x]\n": "Unknown key 'suite' in the top level",
         "[suites.x\n": "Expected valid TOML",
     }
@@ -168,3 +169,12 @@ def test_airbench94_resolves_to_its_torch_reference_and_builds_its_command(tmp_p
     ]
     # whole epochs stay whole numbers for the scripts that count them as integers
     assert harness._command(ref, 0, Path("x.json"), None, 2.0, "runs")[-2:] == ["--epochs", "2"]
+
+
+def test_a_variant_with_pretrain_runs_omnifuse_pretrain_first():
+    scratch, pretrained, _ = suites.resolve("imdb-unlabeled-small")
+    assert not scratch.pretrain and pretrained.pretrain
+    assert scratch.overrides[:-2] == pretrained.overrides  # the same model and labels, but for the start
+    command = harness._command(pretrained, 0, Path("out.json"), None, None, Path("runs"))
+    assert "--pretrain" in command
+    assert "--pretrain" not in harness._command(scratch, 0, Path("out.json"), None, None, Path("runs"))

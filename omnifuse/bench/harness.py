@@ -81,8 +81,11 @@ def run_one(
     overrides: Sequence[str] = (),
     data_dir: str | None = None,
     runs_root: str | Path = Path("runs") / "bench",
+    pretrain: bool = False,
 ) -> dict[str, Any]:
-    """Train and evaluate ``target`` (a preset or .toml) with ``train.seed = seed`` in this process; the record."""
+    """Train and evaluate ``target`` (a preset or .toml) with ``train.seed = seed`` in this process; the record.
+    ``pretrain``: first pretrain the config's encoder (``omnifuse pretrain``) and train from it; the record's
+    ``pretrain`` holds that part's time apart."""
     start = time.perf_counter()
     from omnifuse import pipeline
     from omnifuse.config import load_config
@@ -92,6 +95,9 @@ def run_one(
     from omnifuse.training import train
 
     cfg = load_config(target, ["train.verbose=2", *overrides, f"train.seed={seed}"])
+    pretrained = _pretrain(cfg, data_dir, runs_root) if pretrain else {}
+    if pretrained:
+        cfg = cfg.replace({f"model.{pretrained['kind']}.init": pretrained["run_dir"]})
     prepared = pipeline.prepare(cfg, load_datasets(cfg, data_dir))
     test_batch = max(256, cfg.train.batch_size)
     inputs, labels = _test_stream(prepared, test_batch)
@@ -111,7 +117,27 @@ def run_one(
         run_dir=str(run_dir),
         precision=check_precision(cfg.train.precision),  # what "auto" became on this machine
         **({"robustness": metrics["robustness"]} if metrics.get("robustness") else {}),
+        **({"pretrain": pretrained} if pretrained else {}),
     )
+
+
+def _pretrain(cfg, data_dir: str | None, runs_root: str | Path) -> dict[str, Any]:
+    """``omnifuse pretrain`` of ``cfg`` into a new folder of ``runs_root``; what the record says of it."""
+    from omnifuse.pretrain.run import pretrain
+    from omnifuse.rundir import free_run_dir, read_meta
+
+    start = time.perf_counter()
+    run = pretrain(cfg, run_dir=free_run_dir(runs_root, f"{cfg.name}-pretrained"), data_dir=data_dir)
+    meta = read_meta(run)
+    return {
+        "run_dir": str(run),
+        "kind": meta["pretrain"]["kind"],
+        "samples": meta["pretrain"]["samples"],
+        "epochs": meta["progress"]["epochs_done"],
+        "loss": meta["progress"].get("loss"),
+        "train_seconds": meta["progress"].get("pretrain_seconds"),
+        "wall_seconds": round(time.perf_counter() - start, 3),
+    }
 
 
 # ------------------------------------------------------------------------------------------ the harness
@@ -137,6 +163,8 @@ def _command(entry: Entry, seed: int, out: Path, data_dir, ref_epochs, runs_root
         str(out),
     ]
     cmd += ["--runs-root", str(runs_root)]
+    if entry.pretrain:
+        cmd.append("--pretrain")
     if data_dir:
         cmd += ["--data-dir", str(data_dir)]
     for item in entry.overrides:
@@ -222,13 +250,16 @@ def run_bench(
     # never averaged with TensorFlow's
     backend = os.environ.get("KERAS_BACKEND", "tensorflow")
     suffix = "" if backend == "tensorflow" else f"+{backend}"
-    entries = [Entry(e.label + suffix, e.kind, e.target, (*e.overrides, *overrides)) for e in resolve(name)]
+    entries = [
+        Entry(e.label + suffix, e.kind, e.target, (*e.overrides, *overrides), e.pretrain)
+        for e in resolve(name)
+    ]
     refs = []
     if ref_args and not compare:
         raise OmnifuseError("--ref-arg needs --compare naming a reference script.")
     if compare:
         refs = [
-            Entry(r.label + suffix, r.kind, r.target, (*r.overrides, *overrides))
+            Entry(r.label + suffix, r.kind, r.target, (*r.overrides, *overrides), r.pretrain)
             if r.kind == "omnifuse"
             else Entry(_with_args(r.label, ref_args), r.kind, r.target, tuple(ref_args))
             for r in resolve_reference(compare)
@@ -237,7 +268,7 @@ def run_bench(
             raise OmnifuseError(f"--ref-arg is for a reference script; --compare {compare!r} names none.")
         clash = {e.label for e in entries} & {r.label for r in refs}
         if clash:
-            refs = [Entry(f"ref-{r.label}", r.kind, r.target, r.overrides) for r in refs]
+            refs = [Entry(f"ref-{r.label}", r.kind, r.target, r.overrides, r.pretrain) for r in refs]
     results = Path(results)
     folder = results / bench_name(name)
     folder.mkdir(parents=True, exist_ok=True)
@@ -319,6 +350,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--data-dir")
     parser.add_argument("--runs-root", default=str(Path("runs") / "bench"))
     parser.add_argument(
+        "--pretrain", action="store_true", help="omnifuse pretrain the config first, train from it"
+    )
+    parser.add_argument(
         "--table", metavar="RESULTS_DIR", help="regenerate RESULTS_DIR/../RESULTS.md and exit"
     )
     args = parser.parse_args(argv)
@@ -330,7 +364,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 0
         if not args.one or not args.out:
             parser.error("--one PRESET and --out FILE are required (or --table RESULTS_DIR)")
-        record = run_one(args.one, args.seed, args.overrides, args.data_dir, args.runs_root)
+        record = run_one(args.one, args.seed, args.overrides, args.data_dir, args.runs_root, args.pretrain)
         write_json(args.out, record)
     except OmnifuseError as exc:
         print(f"error: {exc}", file=sys.stderr)

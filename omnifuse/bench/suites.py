@@ -23,7 +23,7 @@ else:  # pragma: no cover
 SUITES_FILE = resources.files("omnifuse") / "bench" / "suites.toml"
 REFERENCE_DIR = Path("benchmarks") / "reference"
 _SUITE_KEYS = ("preset", "pooled", "variants")
-_VARIANT_KEYS = ("label", "preset", "base", "overrides")
+_VARIANT_KEYS = ("label", "preset", "base", "overrides", "pretrain")
 
 
 @dataclass(frozen=True)
@@ -34,6 +34,8 @@ class Entry:
     kind: str  # "omnifuse" | "reference"
     target: str  # preset name or .toml path; or the script's path
     overrides: tuple[str, ...] = ()
+    # first `omnifuse pretrain` the same config, then train it from that encoder (model.<kind>.init)
+    pretrain: bool = False
 
 
 @dataclass(frozen=True)
@@ -92,7 +94,12 @@ def _suite(name: str, table: dict[str, Any], bases: dict[str, tuple[str, ...]]) 
                 f"Bases: {', '.join(bases) or '(none)'}"
             )
         overrides = (*bases.get(base, ()), *_strings(f"{at} overrides", variant.get("overrides", [])))
-        entries.append(Entry(label, "omnifuse", preset, overrides))
+        pretrain = variant.get("pretrain", False)
+        if not isinstance(pretrain, bool):
+            raise OmnifuseError(
+                f"Expected {at} ({label!r}) pretrain to be true or false. Received: {pretrain!r}"
+            )
+        entries.append(Entry(label, "omnifuse", preset, overrides, pretrain))
     return Suite(name, tuple(entries), table.get("pooled", False))
 
 

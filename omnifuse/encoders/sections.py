@@ -50,6 +50,8 @@ class _ImageKeys:
     # cnn | resnet | fastnet (the input shape is the data's) | efficientnet_lite0, _lite1, _lite2 (pretrained)
     encoder: ImageEncoder = "cnn"
     augment: bool = False  # random flip + translate inside the training step
+    # a pretraining run (omnifuse pretrain) whose encoder weights this encoder starts from; "" = a random start
+    init: str = ""
 
 
 @dataclass(frozen=True)
@@ -62,6 +64,9 @@ class _TextKeys:
     vocab_size: int = 20000
     sequence_length: int = 200  # token ids per text, cut or padded to this (rnn, bag)
     ngrams: int = 1  # token n-grams in the vocabulary (the bag encoder profits from 2)
+    # a pretraining run (omnifuse pretrain) whose vocabulary and rnn weights the rnn encoder starts from; "" = a
+    # vocabulary learned from the training texts and a random start
+    init: str = ""
 
 
 @dataclass(frozen=True)

@@ -22,6 +22,7 @@ from omnifuse.config import Config
 from omnifuse.encoders.image.augment import ImageAugment
 from omnifuse.model.branch import ModalityBranch
 from omnifuse.preprocessing import standardize_text
+from omnifuse.pretrain import checkpoint
 from omnifuse.registry import AUDIO_ENCODERS, IMAGE_ENCODERS, TABULAR_ENCODERS, TEXT_ENCODERS, lookup
 
 
@@ -57,7 +58,10 @@ def _image(at: Branching, x, mask):
     encoder, preprocess = _image_branch(at.cfg)
     branch = ModalityBranch(encoder, preprocess, skip_absent=at.skip, name=f"{at.name}_branch{at.suffix}")
     feat = branch([x, mask])
-    if at.images is not None and hasattr(encoder, "adapt"):
+    pretrained = checkpoint.start("image", at.cfg.model.image)
+    if pretrained is not None:  # (after the branch built it; adapting would only be overwritten)
+        checkpoint.load_into(encoder, pretrained, "model.image.init", (None, *x.shape[1:]))
+    elif at.images is not None and hasattr(encoder, "adapt"):
         encoder.adapt(at.images)
     return feat
 
@@ -125,6 +129,8 @@ def _text_branch(
     txt = cfg.model.text
     parts = txt.encoder.split("+")
     feats = []
+    # model.text.init: the rnn encoder's weights and the vocabulary of its vectorizer come from a pretraining run
+    pretrained = checkpoint.start("text", txt)
     vectorized = {} if vectorized is None else vectorized
     for part in parts:
         cls = lookup(TEXT_ENCODERS, part, "text encoder")
@@ -162,8 +168,18 @@ def _text_branch(
             layer_name = f"{name}_vectorize{suffix}"
             if any(k[0] == name and v[0].name == layer_name for k, v in vectorized.items()):
                 layer_name += member
-            vectorize = layers.TextVectorization(standardize=standardize_text, name=layer_name, **settings)
-            vectorize.adapt(texts, batch_size=1024)
+            if pretrained is not None and part == "rnn":
+                vectorize = layers.TextVectorization(
+                    standardize=standardize_text,
+                    name=layer_name,
+                    vocabulary=pretrained.vocabulary,
+                    **settings,
+                )
+            else:
+                vectorize = layers.TextVectorization(
+                    standardize=standardize_text, name=layer_name, **settings
+                )
+                vectorize.adapt(texts, batch_size=1024)
             ids = vectorize(x)
             vectorized[key] = vectorize, ids
         if part == "nb":
@@ -171,6 +187,8 @@ def _text_branch(
         encoder = cls(**options, name=f"{name}_encoder{suffix}")
         if init != "none":
             _start_embeddings(encoder, init, vectorize.get_vocabulary(), txt.sequence_length)
+        if pretrained is not None and part == "rnn":
+            checkpoint.load_into(encoder, pretrained, "model.text.init", (None, txt.sequence_length))
         if part == "nb" and labels is not None:
             # members with equal nb settings on one vectorizer would make the same fit: it is made once, copied
             fitted = ("nb fit", key, tuple(sorted((k, repr(v)) for k, v in options.items())))
