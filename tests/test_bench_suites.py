@@ -47,6 +47,8 @@ def test_every_suite_names_a_preset_and_only_config_keys_that_exist():
         "brain-mri-cv",
         "fsdd-pretrained-loso",
         "brain-mri-pretrained-cv",
+        "fsdd-finetuned-loso",
+        "brain-mri-finetuned-cv",
     }
     for name, suite in found.items():
         assert len({e.label for e in suite.entries}) == len(suite.entries), name
