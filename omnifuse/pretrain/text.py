@@ -52,12 +52,7 @@ class LanguageModel(layers.Layer):
     def call(self, ids, training=None):
         e = self.encoder
         present = ops.not_equal(ids, 0)
-        x = e.embedding(ids)
-        if e.bigram_embedding is not None:
-            x = x + e.bigram_embedding(e.bigram_ids(ids))
-        if e.word_drop is not None:
-            x = e.word_drop(x, training=training)
-        x = e.embed_drop(x, training=training)
+        x = e.embed(ids, training=training)
         # every step's state: the encoder is built with a pooling that returns sequences (its variables are the
         # same whatever the pooling); a bidirectional layer's backward states come back in reading order
         h = e.out_drop(e.rnn(x, mask=present, training=training), training=training)

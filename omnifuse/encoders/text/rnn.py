@@ -97,15 +97,20 @@ class TextRNN(layers.Layer):
         pool, reach = (self.conv_pool, 2) if self.conv is not None else (1, 0)  # the conv's kernel is 5 wide
         return trim_padding(ids, pool, reach)
 
-    def call(self, ids, training=None):
-        ids = self._trim_padding(ids)
-        present = ops.cast(ops.not_equal(ids, 0), "bool")
+    def embed(self, ids, training=None):
+        """Token ids (B, T) -> the vectors the recurrent layer reads (B, T, embed_dim): word (and word-pair)
+        embeddings, with word and embedding dropout in training."""
         x = self.embedding(ids)
         if self.bigram_embedding is not None:
             x = x + self.bigram_embedding(self.bigram_ids(ids))
         if self.word_drop is not None:
             x = self.word_drop(x, training=training)
-        x = self.embed_drop(x, training=training)
+        return self.embed_drop(x, training=training)
+
+    def call(self, ids, training=None):
+        ids = self._trim_padding(ids)
+        present = ops.cast(ops.not_equal(ids, 0), "bool")
+        x = self.embed(ids, training=training)
         if self.conv is not None:
             x = self.conv_pooling(self.conv(x))
             # a pooled step is padding only if every token it covers was padding
