@@ -97,10 +97,9 @@ function answer(label) {
   if (!current) return;
   return guarded(async () => {
     const row = current.row;
-    const data = await call("POST", "/label/answer", { row, label });
-    progress(data);
+    await call("POST", "/label/answer", { row, label });
     say(`Saved: row ${row} is ${label}`);
-    await next();
+    await next(); // the count and the next sample change together (a count ahead of the sample misled keys)
   });
 }
 
