@@ -97,9 +97,10 @@ function answer(label) {
   if (!current) return;
   return guarded(async () => {
     const row = current.row;
-    await call("POST", "/label/answer", { row, label });
+    const data = await call("POST", "/label/answer", { row, label });
+    progress(data);
     say(`Saved: row ${row} is ${label}`);
-    await next(); // the count and the next sample change together (a count ahead of the sample misled keys)
+    await next();
   });
 }
 
