@@ -1,3 +1,5 @@
+import gc
+
 import pytest
 
 
@@ -60,3 +62,10 @@ def pytest_configure(config):
 def pytest_collection_modifyitems(items):
     rank = {name: i for i, name in enumerate(SLOWEST_FIRST)}
     items.sort(key=lambda item: rank.get(item.path.name, len(rank)))  # stable: each file's own order is kept
+
+
+def pytest_collection_finish(session):
+    # what collection imported (TensorFlow, Keras, omnifuse: half a million objects) lives to the end; frozen, the
+    # garbage collector's full passes stop walking it (measured on two test files: its time 24 s -> 8 s)
+    gc.collect()
+    gc.freeze()
