@@ -11,6 +11,7 @@ up after the last completed epoch.
 from __future__ import annotations
 
 import json
+import shutil
 import time
 import warnings
 from dataclasses import dataclass
@@ -45,7 +46,7 @@ from omnifuse.modelio import load_model
 from omnifuse.names import WEIGHTS_OUTPUT, auxiliary_outputs
 from omnifuse.pretrain import checkpoint
 from omnifuse.progress import epoch_lines, fit_verbose
-from omnifuse.rundir import atomic_write_text, new_run_dir, read_meta
+from omnifuse.rundir import atomic_write, atomic_write_text, new_run_dir, read_meta
 
 # Keras warns when a finite validation stream ends (it always does: one pass per epoch is the intent), and about a
 # shuffle flag that tf.data input ignores (the pipeline shuffles itself).
@@ -358,6 +359,7 @@ def _finish(run: _Run, model: keras.Model, streams: _Streams, fitted: keras.Mode
     best = run.run_dir / CHECKPOINTS / "best.keras"
     if best.is_file():
         model = load_model(best)
+    copy_best = best.is_file() and not _fits_member_weights(run.cfg)  # model.keras: best.keras, not re-saved
     if _fits_member_weights(run.cfg):
         run.meta["member_weights"] = fit_member_weights(model, streams.val, list(run.prepared.tasks))
     if (
@@ -374,7 +376,8 @@ def _finish(run: _Run, model: keras.Model, streams: _Streams, fitted: keras.Mode
         if held is not None and held[0] and (run.run_dir / tracking.LOGS).is_dir():
             tracking.log_confusion(run.run_dir, run.prepared.tasks, held, run.progress.get("epochs_done", 0))
     run.meta["hardware"] = machine()  # the model card names it
-    atomic_save_model(model, run.run_dir / "model.keras")
+    save = (lambda tmp: shutil.copyfile(best, tmp)) if copy_best else model.save
+    atomic_write(run.run_dir / "model.keras", save)
     run.progress["finished"] = True
     atomic_write_text(run.run_dir / "meta.json", json.dumps(run.meta, indent=2))
     if run.dist is None or run.dist.chief:

@@ -67,8 +67,10 @@ def test_fsdd_leave_one_speaker_out(media_dir):
 
 
 def test_av_digits_both_modalities_and_weights(media_dir, tmp_path):
-    run = omnifuse.train("av-digits", FAST, runs_root=tmp_path, data_dir=str(media_dir))
-    metrics = omnifuse.evaluate(run, data_dir=str(media_dir), worst_samples=False)
+    # one epoch: what is checked (the test split's size, the modality weights' shape and masking) needs no learning;
+    # the robustness section is test_fusions.py's (test_robustness_report_and_predictions_csv)
+    run = omnifuse.train("av-digits", FAST + ["train.epochs=1"], runs_root=tmp_path, data_dir=str(media_dir))
+    metrics = omnifuse.evaluate(run, data_dir=str(media_dir), robustness=False, worst_samples=False)
     assert metrics["tasks"]["digit"]["n"] == 150
     weights = metrics["modality_weights"]["av_digits"]
     assert set(weights) == {"audio", "image"} and sum(weights.values()) == pytest.approx(1.0, abs=1e-4)
@@ -80,7 +82,7 @@ def test_av_digits_both_modalities_and_weights(media_dir, tmp_path):
 def test_brain_mri_cross_validation_fold(media_dir, tmp_path):
     run = omnifuse.train(
         "brain-mri",
-        FAST + ["data.image_size=32", "data.fold=2", "model.image.augment=false"],
+        FAST + ["data.image_size=32", "data.fold=2", "model.image.augment=false", "train.epochs=1"],
         runs_root=tmp_path,
         data_dir=str(media_dir),
     )

@@ -214,6 +214,7 @@ def out_of_fold(
                 "data.kinds": {c: k for c, k in kinds.items()},
                 "data.allow_outside_paths": True,
                 "train.seed": seed + f,
+                "track.tensorboard": False,  # the fold runs are removed after the audit: no logs to keep
             }
         ).replace(overrides or [])
         run = train(cfg, runs_root=work / "runs")
