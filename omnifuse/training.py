@@ -19,9 +19,8 @@ from pathlib import Path
 from typing import Any
 
 import keras
-import numpy as np
 
-from omnifuse import distributed, pipeline, semi, tracking
+from omnifuse import distributed, pipeline, semi, tracking, training_split
 from omnifuse.callbacks import (  # noqa: F401  (also imported from here)
     CHECKPOINTS,
     _EpochTimer,
@@ -41,7 +40,6 @@ from omnifuse.metrics_log import reconcile_metrics
 from omnifuse.model.builder import build_model
 from omnifuse.model.compile import compile_model
 from omnifuse.model.ensemble import fit_member_weights  # noqa: F401  (also imported from here)
-from omnifuse.model.heads import balanced_class_weights
 from omnifuse.modelio import load_model
 from omnifuse.names import WEIGHTS_OUTPUT, auxiliary_outputs
 from omnifuse.pretrain import checkpoint
@@ -52,64 +50,6 @@ from omnifuse.rundir import atomic_write, atomic_write_text, new_run_dir, read_m
 # shuffle flag that tf.data input ignores (the pipeline shuffles itself).
 warnings.filterwarnings("ignore", message="Your input ran out of data")
 warnings.filterwarnings("ignore", message="`shuffle=True` was passed")
-
-
-def _class_weights(cfg: Config, prepared: pipeline.Prepared) -> dict[str, list[float]] | None:
-    """Per task, the loss weight of each class (``train.class_weight``), from the training labels."""
-    if cfg.train.class_weight == "none":
-        return None
-    out = {}
-    for task, classes in prepared.tasks.items():
-        labels = [p.train.labels[task] for p in prepared.parts if task in p.train.labels]
-        out[task] = balanced_class_weights(np.concatenate(labels), len(classes))
-    return out
-
-
-def _numbers_rows(prepared: pipeline.Prepared) -> dict[str, np.ndarray]:
-    """Per numbers modality, the training rows that have it: the tabular encoder is normalised with them."""
-    rows = {}
-    for name, spec in prepared.numbers.items():
-        chunks = [np.zeros((0, len(spec["features"])), np.float32)]
-        for p in prepared.parts:
-            if name in p.train.inputs:
-                present = p.train.masks.get(name, np.ones(len(p.train), np.float32)) > 0
-                chunks.append(p.train.inputs[name][present])
-        rows[name] = np.concatenate(chunks).astype(np.float32)
-    return rows
-
-
-def _training_texts(prepared: pipeline.Prepared) -> tuple[list[str], tuple[str, np.ndarray] | None]:
-    """Every training text (one vocabulary for every text modality: a CSV may have several text columns), and
-    (task, class index per text, -1 for none) for the first task that labels any of them, or None."""
-    named = [m for m, kind in prepared.modalities.items() if kind == "text"]
-    texts, labels = [], {task: [] for task in prepared.tasks}
-    for p in prepared.parts:
-        for m in named:
-            if m not in p.train.inputs:
-                continue
-            found = list(p.train.inputs[m])
-            texts += found
-            for task, rows in labels.items():
-                rows.append(np.asarray(p.train.labels.get(task, np.full(len(found), -1)), "int64"))
-    for task, rows in labels.items():
-        column = np.concatenate(rows) if rows else np.zeros(0, "int64")
-        if (column >= 0).any():
-            return texts, (task, column)
-    return texts, None
-
-
-def _image_sample(prepared: pipeline.Prepared, seed: int, size: int = 5000) -> np.ndarray | None:
-    """Up to ``size`` training images (those present), drawn with ``seed``: data-initialised encoders adapt to them."""
-    rng, chunks = np.random.default_rng(seed), []
-    for name, kind in prepared.modalities.items():
-        for p in prepared.parts:
-            if kind == "image" and name in p.train.inputs:
-                present = np.flatnonzero(p.train.masks.get(name, np.ones(len(p.train), np.float32)) > 0)
-                chunks.append(p.train.inputs[name][np.sort(rng.permutation(present)[:size])])
-    if not chunks:
-        return None
-    images = np.concatenate(chunks)
-    return images[np.sort(rng.permutation(len(images))[:size])]
 
 
 @dataclass
@@ -214,7 +154,7 @@ def _build(run: _Run, prepared: pipeline.Prepared | None = None) -> keras.Model:
     prepared, t = prepared or run.prepared, run.cfg.train
     texts = text_labels = None
     if "text" in prepared.modalities.values():
-        texts, text_labels = _training_texts(prepared)
+        texts, text_labels = training_split.training_texts(prepared)
     with distributed.scope(run.dist):
         return build_model(
             run.cfg,
@@ -222,8 +162,8 @@ def _build(run: _Run, prepared: pipeline.Prepared | None = None) -> keras.Model:
             prepared.tasks,
             texts,
             prepared.image_shape or (32, 32, 3),
-            numbers=_numbers_rows(prepared),
-            images=_image_sample(prepared, t.seed),
+            numbers=training_split.numbers_rows(prepared),
+            images=training_split.image_sample(prepared, t.seed),
             text_labels=text_labels,
         )
 
@@ -275,7 +215,11 @@ def _compile(run: _Run, model: keras.Model, streams: _Streams) -> None:
     if not model.compiled:
         with distributed.scope(dist):
             compile_model(
-                model, run.cfg, run.prepared.tasks, streams.steps, _class_weights(run.cfg, run.prepared)
+                model,
+                run.cfg,
+                run.prepared.tasks,
+                streams.steps,
+                training_split.class_weights(run.cfg, run.prepared),
             )
     if dist is not None:
         streams.train = dist.shard(streams.train)
@@ -359,12 +303,11 @@ def _finish(run: _Run, model: keras.Model, streams: _Streams, fitted: keras.Mode
     best = run.run_dir / CHECKPOINTS / "best.keras"
     if best.is_file():
         model = load_model(best)
-    copy_best = best.is_file() and not _fits_member_weights(run.cfg)  # model.keras: best.keras, not re-saved
-    if _fits_member_weights(run.cfg):
+    fit_weights = _fits_member_weights(run.cfg)
+    if fit_weights:
         run.meta["member_weights"] = fit_member_weights(model, streams.val, list(run.prepared.tasks))
-    if (
-        run.dist is None
-    ):  # one temperature per task, fitted on the validation split (distributed: at evaluation)
+    # one temperature per task, fitted on the validation split (distributed: at evaluation)
+    if run.dist is None:
         scorer, data = model, run.prepared
         if fitted is not None and run.fit_prepared is not None:
             from omnifuse.features import copy_weights
@@ -376,7 +319,8 @@ def _finish(run: _Run, model: keras.Model, streams: _Streams, fitted: keras.Mode
         if held is not None and held[0] and (run.run_dir / tracking.LOGS).is_dir():
             tracking.log_confusion(run.run_dir, run.prepared.tasks, held, run.progress.get("epochs_done", 0))
     run.meta["hardware"] = machine()  # the model card names it
-    save = (lambda tmp: shutil.copyfile(best, tmp)) if copy_best else model.save
+    # model.keras: best.keras as it is (serializing it again costs), unless member weights were fitted into it
+    save = (lambda tmp: shutil.copyfile(best, tmp)) if best.is_file() and not fit_weights else model.save
     atomic_write(run.run_dir / "model.keras", save)
     run.progress["finished"] = True
     atomic_write_text(run.run_dir / "meta.json", json.dumps(run.meta, indent=2))
