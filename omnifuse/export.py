@@ -27,6 +27,7 @@ from omnifuse import tracking
 from omnifuse.config import read_run_config
 from omnifuse.errors import OmnifuseError
 from omnifuse.evaluation import calibration
+from omnifuse.keras_compat import all_layers
 from omnifuse.modalities import kind as modality_kind
 from omnifuse.model.branch import ModalityBranch
 from omnifuse.model.heads import with_temperatures
@@ -246,7 +247,7 @@ def _write_onnx(predictor: Predictor, path: Path, probe: dict, temps: dict[str, 
     if temps:
         plain = with_temperatures(plain, temps)
     # layers with an ONNX form of their own (``onnx_form``: EfficientNet-Lite's resize) use it while tf2onnx traces
-    switched = [layer for layer in plain._flatten_layers() if getattr(layer, "onnx_form", None) is False]
+    switched = [layer for layer in all_layers(plain) if getattr(layer, "onnx_form", None) is False]
     try:
         for layer in switched:
             layer.onnx_form = True

@@ -20,8 +20,12 @@ def all_layers(model) -> Iterator[Any]:
     """
     flatten = getattr(model, "_flatten_layers", None)
     if flatten is None:
+        import keras
+
         raise OmnifuseError(
-            "This Keras version has no Layer._flatten_layers; set train.jit_compile = false to train with it."
+            "Expected a Keras 3 version whose layers have _flatten_layers (omnifuse walks nested layers with it: "
+            "learning-rate multipliers, the train.jit_compile check, ONNX export). Received: keras "
+            f"{keras.__version__}"
         )
     return iter(flatten())
 
