@@ -18,6 +18,7 @@ import numpy as np
 from omnifuse.errors import OmnifuseError, did_you_mean
 from omnifuse.evaluation import calibration
 from omnifuse.limits import DEFAULT_LIMITS, InputLimits
+from omnifuse.modalities import KINDS
 from omnifuse.modalities import kind as modality_kind
 from omnifuse.modelio import load_model
 from omnifuse.names import WEIGHTS_OUTPUT, mask_name
@@ -117,95 +118,11 @@ class Predictor:
         learnt = self.meta.get("task_modalities") or {}
         self.task_modalities = {t: list(learnt.get(t, self.modalities)) for t in self.tasks}
 
-    def _image(self, value: Any) -> np.ndarray:
-        from omnifuse.data.decode import decode_image
-
-        h, w, c = self.image_shape
-        if isinstance(value, np.ndarray):
-            arr = value
-            if arr.ndim == 2:
-                arr = arr[..., None]
-            if arr.shape != (h, w, c):
-                raise OmnifuseError(
-                    f"Expected an image array of shape {(h, w, c)}. Received: shape {arr.shape}"
-                )
-            return arr.astype(np.uint8)
-        arr = decode_image(value, size=(h, w), channels=c, max_pixels=self.limits.max_image_pixels)
-        return arr if arr.ndim == 3 else arr[..., None]
-
-    def _audio(self, value: Any) -> np.ndarray:
-        from omnifuse.data.wav import decode_wav, fit_length
-
-        if isinstance(value, np.ndarray):
-            if value.ndim != 1:
-                raise OmnifuseError(
-                    f"Expected a mono waveform array (samples,) at {self.sample_rate} Hz. Received: shape {value.shape}"
-                )
-            return fit_length(value.astype(np.float32), self.num_samples)
-        return decode_wav(value, self.sample_rate, self.num_samples, self.limits.max_audio_seconds)
-
     def _column(self, name: str, kind: str, values: list[Any]) -> tuple[np.ndarray, np.ndarray]:
-        n = len(values)
-        mask = np.array([v is not None for v in values], dtype=np.float32)
-        if kind == "image":
-            out = np.zeros((n, *self.image_shape), dtype=np.uint8)
-            for i, v in enumerate(values):
-                if v is not None:
-                    out[i] = self._image(v)
-        elif kind == "text":
-            from omnifuse.data.decode import check_text
-
-            out = np.array(["" if v is None else v for v in values], dtype=object)
-            for i, v in enumerate(values):
-                if v is not None and not isinstance(v, str):
-                    raise OmnifuseError(
-                        f"Expected text as a string for {name!r}. Received: {type(v).__name__}"
-                    )
-                if v is not None:
-                    check_text(v, f"the text {name!r}", self.limits.max_text_chars)
-                if v is not None and not v.strip():
-                    mask[i] = 0.0  # an empty string is an absent text
-        elif kind == "audio":
-            out = np.zeros((n, self.num_samples), dtype=np.float32)
-            for i, v in enumerate(values):
-                if v is not None:
-                    out[i] = self._audio(v)
-        elif kind == "numbers":
-            out, mask = self._numbers(name, values)
-        else:
+        """One modality's array and presence mask: its kind's ``decode`` (omnifuse/modalities)."""
+        if kind not in KINDS:
             raise OmnifuseError(f"Modality kind {kind!r} of {name!r} is not supported by this predictor.")
-        return out, mask
-
-    def _numbers(self, name: str, values: list[Any]) -> tuple[np.ndarray, np.ndarray]:
-        """A numbers modality from dicts (column -> value, as in the CSV) or 1-D arrays of its F features."""
-        from omnifuse.data.table import encode_tabular
-
-        spec = self.numbers.get(name) or {"features": []}
-        width = len(spec["features"])
-        out = np.zeros((len(values), width), dtype=np.float32)
-        mask = np.zeros(len(values), dtype=np.float32)
-        for i, v in enumerate(values):
-            if v is None:
-                continue
-            if isinstance(v, dict):
-                if "columns" not in spec:
-                    raise OmnifuseError(
-                        f"Expected an array of {width} numbers for {name!r}. Received: a dict"
-                    )
-                row, present = encode_tabular(spec, [v])
-            else:
-                try:
-                    row = np.asarray(v, dtype=np.float32).reshape(1, -1) if np.ndim(v) == 1 else None
-                except (TypeError, ValueError):
-                    row = None
-                if row is None or row.shape[1] != width:
-                    raise OmnifuseError(
-                        f"Expected a dict of columns or a 1-D array of {width} numbers for {name!r} "
-                        f"(features: {', '.join(spec['features'])}). Received: {v!r}"
-                    )
-                present = np.array([0.0 if np.isnan(row).all() else 1.0])
-            out[i], mask[i] = row[0], present[0]
-        return out, mask
+        return KINDS[kind].decode(name, values, limits=self.limits, **self.facts(name))
 
     def _group_columns(self, inputs: dict[str, Any], batch: bool) -> dict[str, Any]:
         """Keywords named after a numbers modality's columns (``age=31``), gathered into its dicts."""
@@ -403,8 +320,8 @@ class Predictor:
         return answers
 
     def facts(self, name: str) -> dict[str, Any]:
-        """What a modality of this model takes: the keyword arguments of its kind's ``describe`` and ``example``
-        (omnifuse/modalities)."""
+        """What a modality of this model takes: the keyword arguments of its kind's ``describe``, ``example``,
+        ``decode`` and ``warm_up`` (omnifuse/modalities)."""
         spec = self.numbers.get(name) or {"features": []}
         return dict(
             image_shape=self.image_shape,

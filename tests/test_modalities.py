@@ -62,3 +62,43 @@ def test_the_evaluation_corrupts_with_the_training_rule():
     images[0, 0, 0, 0] = 0
     noisy = corrupt(images, "image", 2.0, (0, 1))
     assert noisy.dtype == np.uint8 and not np.array_equal(noisy[0], images[0])
+
+
+FACTS = dict(image_shape=(4, 4, 3), sample_rate=8000, num_samples=80, spec={"features": ["a", "b", "c"]})
+SERVED = ["image", "text", "audio", "numbers"]  # features: only while training, never sent to a model
+
+
+@pytest.mark.parametrize("name", SERVED)
+def test_each_served_kind_decodes_its_own_examples_and_warm_up_sample_into_its_input(name):
+    from omnifuse.limits import DEFAULT_LIMITS
+
+    rule = modalities.kind(name)
+    width = len(FACTS["spec"]["features"])
+    shape = modalities.sample_shape(name, image_shape=(4, 4, 3), num_samples=80, width=width)
+    samples = list(rule.example(2, np.random.default_rng(0), **FACTS))
+    out, mask = rule.decode("m", [*samples, None, rule.warm_up(**FACTS)], limits=DEFAULT_LIMITS, **FACTS)
+    assert out.shape == (4, *shape) and list(mask) == [1.0, 1.0, 0.0, 1.0]
+    assert out.dtype == (object if name == "text" else np.dtype(rule.DTYPE))
+    for got, want in zip(out[:2], samples):
+        assert got == want if name == "text" else np.array_equal(got, want)
+
+
+@pytest.mark.parametrize("name", SERVED)
+def test_each_served_kind_says_how_a_request_carries_it_and_how_to_spoil_one(name):
+    rule = modalities.kind(name)
+    assert rule.REQUEST in ("file", "text", "json")
+    assert isinstance(rule.CONTENT_TYPES, tuple) and (rule.REQUEST != "file" or rule.CONTENT_TYPES)
+    info = {"kind": name, **rule.describe(**FACTS)}
+    for how, value in rule.bad_requests("m", info, np.random.default_rng(0)).values():
+        assert how == "json" or (how == "part" and isinstance(value[1], bytes))
+
+
+def test_a_decode_error_names_the_modality_and_a_features_modality_is_not_decoded():
+    from omnifuse.limits import DEFAULT_LIMITS
+
+    with pytest.raises(OmnifuseError, match="'words'.*Received: int"):
+        modalities.text.decode("words", [3], limits=DEFAULT_LIMITS, **FACTS)
+    with pytest.raises(OmnifuseError, match=r"shape \(4, 4, 3\).*Received: shape \(2, 2, 3\)"):
+        modalities.image.decode("photo", [np.zeros((2, 2, 3))], limits=DEFAULT_LIMITS, **FACTS)
+    with pytest.raises(OmnifuseError, match="'features' of 'clip' is not supported"):
+        modalities.features.decode("clip", [np.zeros(3)], limits=DEFAULT_LIMITS, **FACTS)

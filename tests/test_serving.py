@@ -294,7 +294,7 @@ def test_a_bad_request_mix_is_refused_with_4xx_and_leaves_valid_requests_alone(r
 def test_the_bad_mix_for_an_audio_model_sends_a_truncated_wav_the_decoder_refuses():
     from omnifuse.data.wav import decode_wav
     from omnifuse.errors import OmnifuseError
-    from omnifuse.serving import bad_requests as serving_bad
+    from omnifuse.modalities import audio
     from omnifuse.serving import bench as serving_bench
 
     meta = {"modalities": {"audio": {"kind": "audio", "sample_rate": 8000, "num_samples": 8000}}}
@@ -303,7 +303,7 @@ def test_the_bad_mix_for_an_audio_model_sends_a_truncated_wav_the_decoder_refuse
     assert set(bad) == {"json_nested_100k", "audio_truncated_wav"}
     assert bad["audio_truncated_wav"].startswith(b"POST /predict HTTP/1.1\r\n")
     with pytest.raises(OmnifuseError, match="truncated"):
-        decode_wav(serving_bad._truncated_wav(8000), 8000, 8000)
+        decode_wav(audio._truncated_wav(8000), 8000, 8000)
 
 
 def test_bfloat16_inference_answers_like_float32_and_a_bad_precision_is_named(run, predictor):

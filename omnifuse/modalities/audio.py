@@ -9,6 +9,8 @@ DTYPE = "float32"
 CORRUPTION = "Gaussian noise, std / RMS"
 MAX_LEVEL = 2.0
 LEVELS = (0.0, 0.25, 0.5, 1.0, MAX_LEVEL)
+REQUEST = "file"  # a request sends a WAV file (base64 in JSON)
+CONTENT_TYPES = ("audio/wav", "audio/x-wav", "audio/wave", "audio/vnd.wave")
 
 
 def sample_shape(*, num_samples: int = 0, **_) -> tuple[int, ...]:
@@ -63,3 +65,58 @@ def upload(name: str, info: dict, rng) -> tuple[str, object]:
 
 def feed(info: dict) -> str:
     return f"float32 waveform in [-1, 1]: {info.get('expects', '').replace('a WAV file, ', '')}"
+
+
+def decode(name: str, values: list, *, limits, sample_rate, num_samples, **_):
+    """The model's (B, samples) float32 array and (B,) presence mask for ``values``: WAV paths or bytes, or mono
+    waveform arrays at the model's rate (``None``: absent)."""
+    import numpy as np
+
+    from omnifuse.data.wav import decode_wav, fit_length
+    from omnifuse.errors import OmnifuseError
+
+    mask = np.array([v is not None for v in values], dtype=np.float32)
+    out = np.zeros((len(values), num_samples), dtype=np.float32)
+    for i, value in enumerate(values):
+        if value is None:
+            continue
+        if isinstance(value, np.ndarray):
+            if value.ndim != 1:
+                raise OmnifuseError(
+                    f"Expected a mono waveform array (samples,) at {sample_rate} Hz. Received: shape {value.shape}"
+                )
+            out[i] = fit_length(value.astype(np.float32), num_samples)
+            continue
+        out[i] = decode_wav(value, sample_rate, num_samples, limits.max_audio_seconds)
+    return out, mask
+
+
+def warm_up(*, num_samples, **_):
+    """One sample a server predicts on before its first request (silence)."""
+    import numpy as np
+
+    return np.zeros(num_samples, np.float32)
+
+
+def bad_requests(name: str, info: dict, rng) -> dict[str, tuple[str, object]]:
+    """Values a server must refuse with a 4xx: a WAV cut short of the frames its header promises."""
+    return {"truncated_wav": ("part", (f"{name}.wav", _truncated_wav(int(info["sample_rate"])), "audio/wav"))}
+
+
+def _truncated_wav(sample_rate: int) -> bytes:
+    """A WAV whose header promises a second of 16-bit frames, with a tenth of them present."""
+    import struct
+
+    frames, present = sample_rate, sample_rate // 10
+    data = struct.pack(f"<{present}h", *([1000] * present))
+    fmt = struct.pack("<HHIIHH", 1, 1, sample_rate, 2 * sample_rate, 2, 16)
+    size = 4 + (8 + len(fmt)) + (8 + 2 * frames)
+    return (
+        b"RIFF"
+        + struct.pack("<I", size)
+        + b"WAVE"
+        + b"fmt "
+        + struct.pack("<I", len(fmt))
+        + fmt
+        + (b"data" + struct.pack("<I", 2 * frames) + data)
+    )

@@ -1,13 +1,18 @@
 """Features: float32 (B, D) vectors a frozen pretrained encoder computed once (omnifuse/features.py), streamed in
-place of that encoder's raw input while the rest of the model trains. Blank and corruption as numbers'."""
+place of that encoder's raw input while the rest of the model trains. Blank and corruption as numbers'; a trained
+model takes its encoder's raw input again, so a predictor never decodes features."""
 
 from __future__ import annotations
 
+from omnifuse.errors import OmnifuseError
 from omnifuse.modalities.numbers import (
+    CONTENT_TYPES,
     CORRUPTION,
     DTYPE,
     LEVELS,
     MAX_LEVEL,
+    REQUEST,
+    bad_requests,
     blank,
     corrupt,
     describe,
@@ -15,18 +20,28 @@ from omnifuse.modalities.numbers import (
     feed,
     sample_shape,
     upload,
+    warm_up,
 )
 
 __all__ = [
+    "CONTENT_TYPES",
     "CORRUPTION",
     "DTYPE",
     "LEVELS",
     "MAX_LEVEL",
+    "REQUEST",
+    "bad_requests",
     "blank",
     "corrupt",
+    "decode",
     "describe",
     "example",
     "feed",
     "sample_shape",
     "upload",
+    "warm_up",
 ]
+
+
+def decode(name: str, values: list, **_):
+    raise OmnifuseError(f"Modality kind 'features' of {name!r} is not supported by this predictor.")

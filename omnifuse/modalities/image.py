@@ -6,6 +6,16 @@ DTYPE = "uint8"
 CORRUPTION = "Gaussian noise, std / image std"
 MAX_LEVEL = 2.0  # noise of twice the image's own standard deviation
 LEVELS = (0.0, 0.25, 0.5, 1.0, MAX_LEVEL)
+REQUEST = "file"  # a request sends an image file (base64 in JSON)
+CONTENT_TYPES = (
+    "image/png",
+    "image/jpeg",
+    "image/gif",
+    "image/bmp",
+    "image/x-ms-bmp",
+    "image/webp",
+    "image/tiff",
+)
 
 
 def sample_shape(*, image_shape=None, **_) -> tuple[int, ...]:
@@ -65,3 +75,64 @@ def upload(name: str, info: dict, rng) -> tuple[str, object]:
 
 def feed(info: dict) -> str:
     return "uint8 pixels 0-255, " + info.get("expects", "").replace("an image file (PNG, JPEG, ...), ", "")
+
+
+def decode(name: str, values: list, *, limits, image_shape, **_):
+    """The model's (B, H, W, C) uint8 array and (B,) presence mask for ``values``: image paths, bytes or arrays
+    of the model's shape (``None``: absent)."""
+    import numpy as np
+
+    from omnifuse.data.decode import decode_image
+    from omnifuse.errors import OmnifuseError
+
+    h, w, c = image_shape
+    mask = np.array([v is not None for v in values], dtype=np.float32)
+    out = np.zeros((len(values), *image_shape), dtype=np.uint8)
+    for i, value in enumerate(values):
+        if value is None:
+            continue
+        if isinstance(value, np.ndarray):
+            arr = value[..., None] if value.ndim == 2 else value
+            if arr.shape != (h, w, c):
+                raise OmnifuseError(
+                    f"Expected an image array of shape {(h, w, c)}. Received: shape {arr.shape}"
+                )
+            out[i] = arr.astype(np.uint8)
+            continue
+        arr = decode_image(value, size=(h, w), channels=c, max_pixels=limits.max_image_pixels)
+        out[i] = arr if arr.ndim == 3 else arr[..., None]
+    return out, mask
+
+
+def warm_up(*, image_shape, **_):
+    """One sample a server predicts on before its first request (black pixels)."""
+    import numpy as np
+
+    return np.zeros(image_shape, np.uint8)
+
+
+def bad_requests(name: str, info: dict, rng) -> dict[str, tuple[str, object]]:
+    """Values a server must refuse with a 4xx: a corrupt PNG and one whose header claims 10^10 pixels."""
+    noise = rng.integers(0, 256, 4096, dtype="uint8").tobytes()
+    return {
+        "corrupt_png": ("part", (f"{name}.png", noise, "image/png")),
+        "png_huge_area": ("part", (f"{name}.png", _png_claiming(100_000, 100_000), "image/png")),
+    }
+
+
+def _png_claiming(width: int, height: int) -> bytes:
+    """A PNG whose header declares ``width x height`` pixels, followed by a few bytes of image data: a decoder
+    that trusts the header would allocate the whole area."""
+    import struct
+    import zlib
+
+    def chunk(tag: bytes, body: bytes) -> bytes:
+        return struct.pack(">I", len(body)) + tag + body + struct.pack(">I", zlib.crc32(tag + body))
+
+    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", header)
+        + chunk(b"IDAT", zlib.compress(b"\0" * 64))
+        + chunk(b"IEND", b"")
+    )

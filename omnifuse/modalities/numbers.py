@@ -9,6 +9,8 @@ DTYPE = "float32"
 CORRUPTION = "Gaussian noise, std / column std"
 MAX_LEVEL = 2.0
 LEVELS = (0.0, 0.25, 0.5, 1.0, MAX_LEVEL)
+REQUEST = "json"  # a request sends a JSON list of the features or an object column -> value
+CONTENT_TYPES = ()  # never a file upload
 
 
 def sample_shape(*, width: int = 0, **_) -> tuple[int, ...]:
@@ -74,3 +76,49 @@ def feed(info: dict) -> str:
     return f"float32 array of the {len(features)} encoded features, in this order: " + ", ".join(
         f"`{f}`" for f in features
     )
+
+
+def decode(name: str, values: list, *, spec=None, **_):
+    """The model's (B, F) float32 array and (B,) presence mask for ``values``: dicts (column -> value, as in the
+    CSV) or 1-D arrays of the F features (``None``: absent; a row of empty cells is absent too)."""
+    import numpy as np
+
+    from omnifuse.data.cells import encode_tabular
+    from omnifuse.errors import OmnifuseError
+
+    spec = spec or {"features": []}
+    width = len(spec["features"])
+    out = np.zeros((len(values), width), dtype=np.float32)
+    mask = np.zeros(len(values), dtype=np.float32)
+    for i, v in enumerate(values):
+        if v is None:
+            continue
+        if isinstance(v, dict):
+            if "columns" not in spec:
+                raise OmnifuseError(f"Expected an array of {width} numbers for {name!r}. Received: a dict")
+            row, present = encode_tabular(spec, [v])
+        else:
+            try:
+                row = np.asarray(v, dtype=np.float32).reshape(1, -1) if np.ndim(v) == 1 else None
+            except (TypeError, ValueError):
+                row = None
+            if row is None or row.shape[1] != width:
+                raise OmnifuseError(
+                    f"Expected a dict of columns or a 1-D array of {width} numbers for {name!r} "
+                    f"(features: {', '.join(spec['features'])}). Received: {v!r}"
+                )
+            present = np.array([0.0 if np.isnan(row).all() else 1.0])
+        out[i], mask[i] = row[0], present[0]
+    return out, mask
+
+
+def warm_up(*, spec=None, **_):
+    """One sample a server predicts on before its first request (zeros)."""
+    import numpy as np
+
+    return np.zeros(len((spec or {}).get("features", [])), np.float32)
+
+
+def bad_requests(name: str, info: dict, rng) -> dict[str, tuple[str, object]]:
+    """Values a server must refuse with a 4xx (none of its own yet)."""
+    return {}

@@ -6,6 +6,8 @@ DTYPE = "string"
 CORRUPTION = "token dropout rate"
 MAX_LEVEL = 1.0  # every token dropped
 LEVELS = (0.0, 0.25, 0.5, 0.75, MAX_LEVEL)
+REQUEST = "text"  # a request sends a string (or a UTF-8 text file)
+CONTENT_TYPES = ("text/plain",)
 
 
 def sample_shape(**_) -> tuple[int, ...]:
@@ -47,3 +49,38 @@ def upload(name: str, info: dict, rng) -> tuple[str, object]:
 
 def feed(info: dict) -> str:
     return info.get("expects", "")
+
+
+def decode(name: str, values: list, *, limits, **_):
+    """The model's (B,) string array and (B,) presence mask for ``values`` (``None`` or empty text: absent)."""
+    import numpy as np
+
+    from omnifuse.data.decode import check_text
+    from omnifuse.errors import OmnifuseError
+
+    mask = np.array([v is not None for v in values], dtype=np.float32)
+    out = np.array(["" if v is None else v for v in values], dtype=object)
+    for i, value in enumerate(values):
+        if value is not None and not isinstance(value, str):
+            raise OmnifuseError(f"Expected text as a string for {name!r}. Received: {type(value).__name__}")
+        if value is not None:
+            check_text(value, f"the text {name!r}", limits.max_text_chars)
+        if value is not None and not value.strip():
+            mask[i] = 0.0  # an empty string is an absent text
+    return out, mask
+
+
+def warm_up(**_):
+    """One sample a server predicts on before its first request."""
+    return "warm up"
+
+
+def bad_requests(name: str, info: dict, rng) -> dict[str, tuple[str, object]]:
+    """Values a server must refuse with a 4xx: a lone surrogate in JSON, Latin-1 bytes in a form, empty text
+    alone (text only: empty text is absent)."""
+    return {
+        # json.dumps escapes the lone surrogate as \udce9: valid JSON, not encodable text
+        "lone_surrogate_json": ("json", "caf\udce9"),
+        "not_utf8_multipart": ("part", (None, "café".encode("latin-1"), None)),
+        "empty_alone": ("json", ""),
+    }

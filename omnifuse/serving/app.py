@@ -43,9 +43,10 @@ from fastapi_offline import FastAPIOffline
 from starlette.concurrency import run_in_threadpool
 
 from omnifuse.limits import InputLimits
+from omnifuse.modalities import KINDS
 from omnifuse.predictor import Predictor
 from omnifuse.serving.batching import MicroBatcher
-from omnifuse.serving.inputs import CONTENT_TYPES, FILE_KINDS, Fields, RequestError, encode_all, read_request
+from omnifuse.serving.inputs import Fields, RequestError, carried, content_types, encode_all, read_request
 from omnifuse.serving.timeouts import BodyDeadline
 
 log = logging.getLogger("omnifuse.serving")
@@ -90,10 +91,10 @@ def _openapi_body(fields: dict[str, str]) -> dict[str, Any]:
     """The request body schema of POST /predict, from the model's own fields (shown at /docs)."""
     form, as_json = {}, {}
     for name, kind in fields.items():
-        if kind in FILE_KINDS:
+        if carried(kind) == "file":
             form[name] = {"type": "string", "format": "binary", "description": f"{kind} file"}
             as_json[name] = {"type": "string", "format": "byte", "description": f"{kind} file, base64"}
-        elif kind == "numbers":
+        elif carried(kind) == "json":
             form[name] = {"type": "string", "description": "JSON list of numbers, or object column -> value"}
             as_json[name] = {"description": "list of numbers, or object column -> value"}
         else:
@@ -216,8 +217,8 @@ def create_app(
     async def metadata() -> dict[str, Any]:
         meta = predictor.metadata()
         for info in meta["modalities"].values():
-            if info["kind"] in CONTENT_TYPES:
-                info["content_types"] = list(CONTENT_TYPES[info["kind"]])
+            if content_types(info["kind"]):
+                info["content_types"] = list(content_types(info["kind"]))
         meta["fields"] = dict(fields.kinds)
         meta["limits"] = {
             "max_upload_bytes": max_upload_bytes,
@@ -293,17 +294,11 @@ def create_app(
 
 def _warm_up(predictor: Predictor) -> None:
     """Trace the model for batches of 1 and 2 now, so the first requests don't pay for it."""
-    sample: dict[str, Any] = {}
-    for name, kind in predictor.modalities.items():
-        if kind == "image":
-            sample[name] = np.zeros(predictor.image_shape, np.uint8)
-        elif kind == "text":
-            sample[name] = "warm up"
-        elif kind == "audio":
-            sample[name] = np.zeros(predictor.num_samples, np.float32)
-        elif kind == "numbers":
-            width = len(((getattr(predictor, "numbers", None) or {}).get(name) or {}).get("features", []))
-            sample[name] = np.zeros(width, np.float32)
+    sample = {
+        name: KINDS[kind].warm_up(**predictor.facts(name))
+        for name, kind in predictor.modalities.items()
+        if kind in KINDS
+    }
     try:
         for n in (1, 2):
             predictor.predict(batch=True, **{k: [v] * n for k, v in sample.items()})

@@ -8,44 +8,8 @@ from typing import Any
 
 import numpy as np
 
+from omnifuse.modalities import KINDS
 from omnifuse.serving.loadgen import encode_content, percentiles, pump
-
-
-def _png_claiming(width: int, height: int) -> bytes:
-    """A PNG whose header declares ``width x height`` pixels, followed by a few bytes of image data: a decoder
-    that trusts the header would allocate the whole area."""
-    import struct
-    import zlib
-
-    def chunk(tag: bytes, body: bytes) -> bytes:
-        return struct.pack(">I", len(body)) + tag + body + struct.pack(">I", zlib.crc32(tag + body))
-
-    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
-    return (
-        b"\x89PNG\r\n\x1a\n"
-        + chunk(b"IHDR", header)
-        + chunk(b"IDAT", zlib.compress(b"\0" * 64))
-        + chunk(b"IEND", b"")
-    )
-
-
-def _truncated_wav(sample_rate: int) -> bytes:
-    """A WAV whose header promises a second of 16-bit frames, with a tenth of them present."""
-    import struct
-
-    frames, present = sample_rate, sample_rate // 10
-    data = struct.pack(f"<{present}h", *([1000] * present))
-    fmt = struct.pack("<HHIIHH", 1, 1, sample_rate, 2 * sample_rate, 2, 16)
-    size = 4 + (8 + len(fmt)) + (8 + 2 * frames)
-    return (
-        b"RIFF"
-        + struct.pack("<I", size)
-        + b"WAVE"
-        + b"fmt "
-        + struct.pack("<I", len(fmt))
-        + fmt
-        + (b"data" + struct.pack("<I", 2 * frames) + data)
-    )
 
 
 def _multipart(url: str, fields: dict[str, tuple[str | None, bytes, str | None]]) -> bytes:
@@ -81,25 +45,15 @@ def bad_requests(
         "json_nested_100k": encode_content(url, b"[" * 100_000 + b"]" * 100_000, "application/json"),
     }
     for name, info in meta["modalities"].items():
-        kind = info["kind"]
-        if kind == "text":
-            # json.dumps escapes the lone surrogate as \udce9: valid JSON, not encodable text
-            bad[f"{name}_lone_surrogate_json"] = encode_content(
-                url, json.dumps({name: "caf\udce9"}).encode(), "application/json"
-            )
-            bad[f"{name}_not_utf8_multipart"] = spoiled(name, (None, "café".encode("latin-1"), None))
-            bad[f"{name}_empty_alone"] = encode_content(
-                url, json.dumps({name: ""}).encode(), "application/json"
-            )
-        elif kind == "image":
-            noise = rng.integers(0, 256, 4096, dtype=np.uint8).tobytes()
-            bad[f"{name}_corrupt_png"] = spoiled(name, (f"{name}.png", noise, "image/png"))
-            bad[f"{name}_png_huge_area"] = spoiled(
-                name, (f"{name}.png", _png_claiming(100_000, 100_000), "image/png")
-            )
-        elif kind == "audio":
-            wav = _truncated_wav(int(info["sample_rate"]))
-            bad[f"{name}_truncated_wav"] = spoiled(name, (f"{name}.wav", wav, "audio/wav"))
+        kind = KINDS.get(info["kind"])
+        # each kind's own: ("json", value) alone in a JSON body, or ("part", (filename, bytes, type)) in the sample
+        for what, (how, value) in (kind.bad_requests(name, info, rng) if kind else {}).items():
+            if how == "json":
+                bad[f"{name}_{what}"] = encode_content(
+                    url, json.dumps({name: value}).encode(), "application/json"
+                )
+            else:
+                bad[f"{name}_{what}"] = spoiled(name, value)
     return bad
 
 

@@ -15,28 +15,26 @@ from starlette.formparsers import MultiPartException, MultiPartParser
 
 from omnifuse.data.decode import NamedBytes
 from omnifuse.errors import OmnifuseError
+from omnifuse.modalities import KINDS
 from omnifuse.predictor import Predictor
 
-# Declared types accepted per file kind. A part that declares no type (or a generic one) is accepted too: the
-# decoder then decides, and answers a corrupt or foreign file with a 422 naming the field.
-CONTENT_TYPES = {
-    "image": (
-        "image/png",
-        "image/jpeg",
-        "image/gif",
-        "image/bmp",
-        "image/x-ms-bmp",
-        "image/webp",
-        "image/tiff",
-    ),
-    "audio": ("audio/wav", "audio/x-wav", "audio/wave", "audio/vnd.wave"),
-    "text": ("text/plain",),
-}
+# A part that declares no type (or a generic one) is accepted too, whatever the kind's CONTENT_TYPES: the decoder
+# then decides, and answers a corrupt or foreign file with a 422 naming the field.
 GENERIC_TYPES = ("", "application/octet-stream")
-FILE_KINDS = ("image", "audio")
 MAX_JSON_DEPTH = (
     32  # nesting of arrays and objects in a JSON body; a sample needs 4 (instances, sample, numbers)
 )
+
+
+def carried(kind: str) -> str:
+    """How a request carries a field of ``kind``: its modality kind's ``REQUEST`` ("file", "text" or "json");
+    a numbers modality's column: "value" (a form's text, or any JSON value)."""
+    return KINDS[kind].REQUEST if kind in KINDS else "value"
+
+
+def content_types(kind: str) -> tuple[str, ...]:
+    """The declared types a file upload of a field of ``kind`` may have (its modality kind's ``CONTENT_TYPES``)."""
+    return KINDS[kind].CONTENT_TYPES if kind in KINDS else ()
 
 
 def _name(filename: str | None) -> str:
@@ -150,13 +148,13 @@ class Fields:
                 inputs[field] = self._upload(field, kind, value.content_type or "", data, value.filename)
                 continue
             value = _form_text(field, value)  # a field's bytes, as the client sent them
-            if kind in FILE_KINDS:
+            if carried(kind) == "file":
                 if value == "":
                     continue
                 raise RequestError(
                     422, field, f"Expected {field!r} as a file upload ({kind}). Received: a text field"
                 )
-            elif kind == "numbers":
+            elif carried(kind) == "json":
                 inputs[field] = self._json_value(field, value)
             elif value != "":
                 inputs[field] = value
@@ -166,7 +164,7 @@ class Fields:
         self, field: str, kind: str, content_type: str, data: bytes, filename: str | None = None
     ) -> Any:
         ctype = content_type.split(";")[0].strip().lower()
-        accepted = CONTENT_TYPES.get(kind, ())
+        accepted = content_types(kind)
         if ctype not in GENERIC_TYPES and ctype not in accepted:
             raise RequestError(
                 415,
@@ -174,14 +172,14 @@ class Fields:
                 f"Expected {field!r} as one of {', '.join(accepted) or 'a form field'}. "
                 f"Received: a file of type {ctype!r}",
             )
-        if kind in FILE_KINDS:
+        if carried(kind) == "file":
             if not data:
                 raise RequestError(
                     422, field, f"Expected {field!r} as a non-empty file. Received: {_name(filename)}0 bytes"
                 )
             # the file's name travels with its bytes, so a decoding error names it (not "<bytes>")
             return NamedBytes(data, filename) if filename else data
-        if kind == "text":
+        if carried(kind) == "text":
             from omnifuse.data.decode import decode_text
 
             try:
@@ -221,9 +219,9 @@ class Fields:
         kind = self.kind(field)
         if value is None or value == "":
             return
-        if kind in FILE_KINDS:
+        if carried(kind) == "file":
             inputs[field] = _b64(field, value)
-        elif kind == "text" and not isinstance(value, str):
+        elif carried(kind) == "text" and not isinstance(value, str):
             raise RequestError(
                 422, field, f"Expected {field!r} as a string. Received: {type(value).__name__}"
             )
