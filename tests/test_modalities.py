@@ -102,3 +102,25 @@ def test_a_decode_error_names_the_modality_and_a_features_modality_is_not_decode
         modalities.image.decode("photo", [np.zeros((2, 2, 3))], limits=DEFAULT_LIMITS, **FACTS)
     with pytest.raises(OmnifuseError, match="'features' of 'clip' is not supported"):
         modalities.features.decode("clip", [np.zeros(3)], limits=DEFAULT_LIMITS, **FACTS)
+
+
+@pytest.mark.parametrize("name", SERVED)
+def test_each_served_kind_summarises_its_explanation_and_shows_a_sample_in_the_report(name, tmp_path):
+    rule = modalities.kind(name)
+    sample = rule.example(1, np.random.default_rng(0), **FACTS)[0]
+    if rule.EXPLAIN == "integrated_gradients":  # an attribution of 1 per input value
+        why = rule.summarise(
+            np.ones(np.shape(sample)), segments=4, sample_rate=8000, features=["a", "b", "c"]
+        )
+        scores = why.get("heatmap", why.get("scores", list(why.get("columns", {}).values())))
+        assert float(np.sum(scores)) == pytest.approx(np.size(sample))  # every value's share is kept
+    else:
+        assert rule.EXPLAIN == "word_occlusion"
+        why = {"words": sample.split(), "scores": [0.5] * len(sample.split())}
+    part = rule.show(sample, why, tmp_path / "p.png", sample_rate=8000, top=2)
+    if "png" in part:
+        assert part["png"] == "p.png" and (tmp_path / "p.png").read_bytes()[:4] == b"\x89PNG"
+    elif "words" in part:
+        assert part["n_words"] == len(part["words"]) == 8
+    else:
+        assert [c[0] for c in part["columns"]] == ["a", "b"] and part["columns"][0][1] == float(sample[0])

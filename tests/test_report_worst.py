@@ -10,7 +10,8 @@ import numpy as np
 from fixtures_serving import trained_run
 from PIL import Image
 
-from omnifuse.evaluation import plots, worst
+from omnifuse import modalities
+from omnifuse.evaluation import worst
 
 
 def test_select_picks_the_most_confident_mistakes_per_true_class_within_the_cap():
@@ -54,7 +55,7 @@ def test_thumbnails_are_small_pngs_with_the_heat_map_over_the_image(tmp_path):
     image = np.full((8, 8, 3), 100, np.uint8)
     heat = np.zeros((8, 8))
     heat[2, 5] = 1.0
-    plots.sample_image_png(tmp_path / "i.png", image, heat, scale=2)
+    assert modalities.image.show(image, {"heatmap": heat}, tmp_path / "i.png", scale=2) == {"png": "i.png"}
     picture = np.asarray(Image.open(tmp_path / "i.png"))
     assert picture.shape == (16, 36, 3)  # two panels of 8 pixels and a gap of 2, all twice
     left, right = picture[:, :16], picture[:, 20:]
@@ -62,7 +63,7 @@ def test_thumbnails_are_small_pngs_with_the_heat_map_over_the_image(tmp_path):
     assert tuple(right[4, 10]) == (187, 122, 57)  # the hot pixel tinted orange, the others untouched
     assert (right[0, 0] == 100).all()
     wave = np.sin(np.linspace(0, 400, 8000)).astype(np.float32)
-    plots.sample_audio_png(tmp_path / "a.png", wave, np.linspace(-1, 1, 32), 8000)
+    modalities.audio.show(wave, {"scores": np.linspace(-1, 1, 32)}, tmp_path / "a.png", sample_rate=8000)
     assert (tmp_path / "a.png").read_bytes()[:4] == b"\x89PNG" and (
         tmp_path / "a.png"
     ).stat().st_size < 40_000

@@ -24,12 +24,12 @@ from typing import Any
 
 import numpy as np
 
+from omnifuse.modalities import KINDS
 from omnifuse.names import mask_name
 
 STEPS = 16
 SEGMENTS = 32
 MAX_WORDS = 64
-CONTINUOUS = ("image", "audio", "numbers")
 
 
 class Explainer:
@@ -95,7 +95,7 @@ class Explainer:
         tasks = list(tasks or [k for k in self.model.output_names if k in self._task_outputs()])
         raw = self.model.predict_on_batch(feed)
         answers: list[dict[str, Any]] = [{} for _ in range(n)]
-        continuous = [m for m, k in self.modalities.items() if k in CONTINUOUS]
+        continuous = [m for m, k in self.modalities.items() if _method(k) == "integrated_gradients"]
         for task in tasks:
             probs = np.asarray(raw[task], np.float64)
             target = np.asarray((targets or {}).get(task, probs.argmax(axis=1)), np.int64)
@@ -109,7 +109,7 @@ class Explainer:
                         if feed[mask_name(m)][i] > 0:
                             answers[i][task][m] = self._summarise(m, attributions[m][i])
             for m, kind in self.modalities.items():
-                if kind != "text":
+                if _method(kind) != "word_occlusion":
                     continue
                 for i in range(n):
                     if feed[mask_name(m)][i] > 0:
@@ -159,24 +159,12 @@ class Explainer:
         return out
 
     def _summarise(self, modality: str, attribution: np.ndarray) -> dict[str, Any]:
-        kind = self.modalities[modality]
-        if kind == "image":
-            return {"method": "integrated_gradients", "heatmap": attribution.sum(axis=-1)}
-        if kind == "audio":
-            parts = np.array_split(attribution, self.segments)
-            bounds = np.cumsum([0] + [len(p) for p in parts])
-            rate = self.sample_rate or 1
-            return {
-                "method": "integrated_gradients",
-                "start_seconds": (bounds[:-1] / rate).tolist(),
-                "end_seconds": (bounds[1:] / rate).tolist(),
-                "scores": np.array([p.sum() for p in parts]),
-            }
-        names = self.features.get(modality) or [f"feature_{j}" for j in range(len(attribution))]
-        return {
-            "method": "integrated_gradients",
-            "columns": {name: float(v) for name, v in zip(names, attribution)},
-        }
+        return KINDS[self.modalities[modality]].summarise(
+            attribution,
+            segments=self.segments,
+            sample_rate=self.sample_rate,
+            features=self.features.get(modality),
+        )
 
     def _occlude_words(self, feed, i: int, modality: str, task: str, target: int) -> dict[str, Any]:
         """Each word's (or span's) score: the fall of the target class's probability when it is removed."""
@@ -195,6 +183,11 @@ class Explainer:
             "words": [" ".join(words[a:b]) for a, b in spans],
             "scores": scores,
         }
+
+
+def _method(kind: str) -> str | None:
+    """How a modality of ``kind`` is explained: its kind's ``EXPLAIN`` (None: not at all)."""
+    return getattr(KINDS.get(kind), "EXPLAIN", None)
 
 
 def jsonable(value: Any) -> Any:

@@ -18,8 +18,8 @@ from typing import Any
 
 import numpy as np
 
-from omnifuse.evaluation import plots
 from omnifuse.evaluation.explain import Explainer
+from omnifuse.modalities import KINDS
 from omnifuse.names import mask_name
 
 PER_CLASS = 3
@@ -96,23 +96,9 @@ def _safe(name: str) -> str:
 
 
 def _part(kind: str, value, why: dict[str, Any], path: Path, sample_rate: int | None) -> dict[str, Any]:
-    """One modality of one sample, as the report shows it: a PNG (image, audio), marked text, or columns."""
-    if kind == "image":
-        return {"kind": kind, "png": plots.sample_image_png(path, value, why["heatmap"])}
-    if kind == "audio":
-        return {"kind": kind, "png": plots.sample_audio_png(path, value, why["scores"], sample_rate or 8000)}
-    if kind == "text":
-        text = value.decode("utf-8") if isinstance(value, bytes) else str(value)
-        return {
-            "kind": kind,
-            "words": list(why["words"]),
-            "scores": [float(s) for s in why["scores"]],
-            "n_words": len(text.split()),
-        }
-    cols = sorted(why["columns"].items(), key=lambda kv: -abs(kv[1]))[:TOP_COLUMNS]
-    names = list(why["columns"])
-    values = np.asarray(value, np.float64).reshape(-1)
-    return {"kind": kind, "columns": [[n, float(values[names.index(n)]), float(s)] for n, s in cols]}
+    """One modality of one sample, as the report shows it (its kind's ``show``): a PNG (image, audio), marked
+    text, or columns."""
+    return {"kind": kind, **KINDS[kind].show(value, why, path, sample_rate=sample_rate, top=TOP_COLUMNS)}
 
 
 # ------------------------------------------------------------------------------------------ the report section
@@ -154,7 +140,7 @@ def markdown(found: dict[str, Any]) -> list[str]:
 def _part_lines(modality: str, part: dict[str, Any]) -> list[str]:
     if "png" in part:
         return ["", f"  ![{modality}]({part['png']})", ""]
-    if part["kind"] == "text":
+    if "words" in part:
         return ["", f"  > {excerpt(part['words'], part['scores'])}", ""]
     cells = ", ".join(f"{_text(n)} = {v:.4g} ({s:+.3g})" for n, v, s in part["columns"])
     return ["", f"  {modality} (value, attribution): {cells}", ""]

@@ -10,6 +10,7 @@ CORRUPTION = "Gaussian noise, std / RMS"
 MAX_LEVEL = 2.0
 LEVELS = (0.0, 0.25, 0.5, 1.0, MAX_LEVEL)
 REQUEST = "file"  # a request sends a WAV file (base64 in JSON)
+EXPLAIN = "integrated_gradients"  # how omnifuse/evaluation/explain.py scores a sample
 CONTENT_TYPES = ("audio/wav", "audio/x-wav", "audio/wave", "audio/vnd.wave")
 
 
@@ -120,3 +121,57 @@ def _truncated_wav(sample_rate: int) -> bytes:
         + fmt
         + (b"data" + struct.pack("<I", 2 * frames) + data)
     )
+
+
+def summarise(attribution, *, segments: int, sample_rate, **_) -> dict:
+    """One clip's explanation from its attribution (samples,): a score per time segment (``segments`` equal
+    slices), with their bounds in seconds."""
+    import numpy as np
+
+    parts = np.array_split(attribution, segments)
+    bounds = np.cumsum([0] + [len(p) for p in parts])
+    rate = sample_rate or 1
+    return {
+        "method": "integrated_gradients",
+        "start_seconds": (bounds[:-1] / rate).tolist(),
+        "end_seconds": (bounds[1:] / rate).tolist(),
+        "scores": np.array([p.sum() for p in parts]),
+    }
+
+
+def show(value, why: dict, path, *, sample_rate=None, **_) -> dict:
+    """One clip as the report shows it: a small PNG strip at ``path`` of its waveform, its log-mel spectrogram
+    and, under them, the attribution of each time segment (orange raises the explained class, blue lowers it)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+    import tensorflow as tf
+
+    from omnifuse.rundir import atomic_write
+
+    sample_rate = sample_rate or 8000
+    wave = np.asarray(value, np.float32)
+    stft = tf.signal.stft(wave, frame_length=256, frame_step=64, fft_length=256)
+    mel = tf.signal.linear_to_mel_weight_matrix(40, 129, sample_rate, 20.0, sample_rate / 2)
+    logmel = np.log(np.asarray(tf.matmul(tf.abs(stft) ** 2, mel)) + 1e-6).T
+    scores = np.asarray(why["scores"], np.float64)
+    limit = float(np.abs(scores).max()) or 1.0
+    seconds = len(wave) / sample_rate
+    fig, axes = plt.subplots(3, 1, figsize=(3.6, 1.7), sharex=True, gridspec_kw={"height_ratios": [2, 2, 1]})
+    axes[0].plot(np.arange(len(wave)) / sample_rate, wave, linewidth=0.4, color="#333")
+    axes[1].imshow(logmel, aspect="auto", origin="lower", extent=(0, seconds, 0, 1), cmap="magma")
+    axes[2].imshow(
+        scores[None, :], aspect="auto", extent=(0, seconds, 0, 1), cmap="PuOr_r", vmin=-limit, vmax=limit
+    )
+    for ax in axes:
+        ax.set_yticks([])
+        for side in ax.spines.values():
+            side.set_visible(False)
+    axes[2].set_xlabel("s", fontsize=6, labelpad=0)
+    axes[2].tick_params(labelsize=6, length=2, pad=1)
+    fig.subplots_adjust(left=0.02, right=0.98, top=0.98, bottom=0.22, hspace=0.08)
+    atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=90, format="png"))
+    plt.close(fig)
+    return {"png": path.name}

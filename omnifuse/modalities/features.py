@@ -19,14 +19,19 @@ from omnifuse.modalities.numbers import (
     example,
     feed,
     sample_shape,
+    show,
+    summarise,
     upload,
     warm_up,
 )
+
+EXPLAIN = None  # never explained: a trained model takes its encoder's raw input
 
 __all__ = [
     "CONTENT_TYPES",
     "CORRUPTION",
     "DTYPE",
+    "EXPLAIN",
     "LEVELS",
     "MAX_LEVEL",
     "REQUEST",
@@ -38,6 +43,8 @@ __all__ = [
     "example",
     "feed",
     "sample_shape",
+    "show",
+    "summarise",
     "upload",
     "warm_up",
 ]

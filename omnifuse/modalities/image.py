@@ -7,6 +7,7 @@ CORRUPTION = "Gaussian noise, std / image std"
 MAX_LEVEL = 2.0  # noise of twice the image's own standard deviation
 LEVELS = (0.0, 0.25, 0.5, 1.0, MAX_LEVEL)
 REQUEST = "file"  # a request sends an image file (base64 in JSON)
+EXPLAIN = "integrated_gradients"  # how omnifuse/evaluation/explain.py scores a sample
 CONTENT_TYPES = (
     "image/png",
     "image/jpeg",
@@ -136,3 +137,30 @@ def _png_claiming(width: int, height: int) -> bytes:
         + chunk(b"IDAT", zlib.compress(b"\0" * 64))
         + chunk(b"IEND", b"")
     )
+
+
+def summarise(attribution, **_) -> dict:
+    """One image's explanation from its attribution (H, W, C): a heat map (H, W), summed over colour channels."""
+    return {"method": "integrated_gradients", "heatmap": attribution.sum(axis=-1)}
+
+
+def show(value, why: dict, path, *, scale: int = 3, **_) -> dict:
+    """One image as the report shows it: a small PNG thumbnail at ``path``, the image beside it with its heat map
+    (``why``: its explanation) laid over it (orange raises the explained class, blue lowers it), each ``scale``
+    times the model's resolution, nearest-neighbour."""
+    import numpy as np
+    from PIL import Image
+
+    from omnifuse.rundir import atomic_write
+
+    image = np.asarray(value, np.uint8)
+    rgb = np.repeat(image, 3, axis=-1) if image.shape[-1] == 1 else image[..., :3]
+    heat = np.asarray(why["heatmap"], np.float64)
+    peak = float(np.abs(heat).max()) or 1.0
+    strength = (np.abs(heat) / peak)[..., None]
+    colour = np.where(heat[..., None] >= 0, [217, 130, 43], [47, 111, 223])
+    overlay = (rgb * (1 - 0.75 * strength) + colour * 0.75 * strength).astype(np.uint8)
+    both = np.concatenate([rgb, np.full((rgb.shape[0], 2, 3), 255, np.uint8), overlay], axis=1)
+    picture = Image.fromarray(both).resize((both.shape[1] * scale, both.shape[0] * scale), Image.NEAREST)
+    atomic_write(path, lambda tmp: picture.save(tmp, format="PNG", optimize=True))
+    return {"png": path.name}

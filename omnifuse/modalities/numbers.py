@@ -10,6 +10,7 @@ CORRUPTION = "Gaussian noise, std / column std"
 MAX_LEVEL = 2.0
 LEVELS = (0.0, 0.25, 0.5, 1.0, MAX_LEVEL)
 REQUEST = "json"  # a request sends a JSON list of the features or an object column -> value
+EXPLAIN = "integrated_gradients"  # how omnifuse/evaluation/explain.py scores a sample
 CONTENT_TYPES = ()  # never a file upload
 
 
@@ -122,3 +123,22 @@ def warm_up(*, spec=None, **_):
 def bad_requests(name: str, info: dict, rng) -> dict[str, tuple[str, object]]:
     """Values a server must refuse with a 4xx (none of its own yet)."""
     return {}
+
+
+def summarise(attribution, *, features=None, **_) -> dict:
+    """One row's explanation from its attribution (F,): a score per feature column (``features``: their names)."""
+    names = features or [f"feature_{j}" for j in range(len(attribution))]
+    return {
+        "method": "integrated_gradients",
+        "columns": {name: float(v) for name, v in zip(names, attribution)},
+    }
+
+
+def show(value, why: dict, path=None, *, top: int = 8, **_) -> dict:
+    """One row as the report shows it: the ``top`` columns of largest attribution, each [name, value, score]."""
+    import numpy as np
+
+    cols = sorted(why["columns"].items(), key=lambda kv: -abs(kv[1]))[:top]
+    names = list(why["columns"])
+    values = np.asarray(value, np.float64).reshape(-1)
+    return {"columns": [[n, float(values[names.index(n)]), float(s)] for n, s in cols]}

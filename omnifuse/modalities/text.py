@@ -7,6 +7,9 @@ CORRUPTION = "token dropout rate"
 MAX_LEVEL = 1.0  # every token dropped
 LEVELS = (0.0, 0.25, 0.5, 0.75, MAX_LEVEL)
 REQUEST = "text"  # a request sends a string (or a UTF-8 text file)
+EXPLAIN = (
+    "word_occlusion"  # how omnifuse/evaluation/explain.py scores a sample: no gradient reaches the words
+)
 CONTENT_TYPES = ("text/plain",)
 
 
@@ -83,4 +86,14 @@ def bad_requests(name: str, info: dict, rng) -> dict[str, tuple[str, object]]:
         "lone_surrogate_json": ("json", "caf\udce9"),
         "not_utf8_multipart": ("part", (None, "café".encode("latin-1"), None)),
         "empty_alone": ("json", ""),
+    }
+
+
+def show(value, why: dict, path=None, **_) -> dict:
+    """One text as the report shows it: the words (or spans) its explanation scored, their scores, its length."""
+    text = value.decode("utf-8") if isinstance(value, bytes) else str(value)
+    return {
+        "words": list(why["words"]),
+        "scores": [float(s) for s in why["scores"]],
+        "n_words": len(text.split()),
     }
