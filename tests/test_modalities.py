@@ -124,3 +124,31 @@ def test_each_served_kind_summarises_its_explanation_and_shows_a_sample_in_the_r
         assert part["n_words"] == len(part["words"]) == 8
     else:
         assert [c[0] for c in part["columns"]] == ["a", "b"] and part["columns"][0][1] == float(sample[0])
+
+
+@pytest.mark.parametrize("name", SERVED)
+def test_each_served_kind_keys_its_duplicates_and_glimpses_a_sample_for_a_table(name, tmp_path):
+    rule = modalities.kind(name)
+    assert rule.CELL in ("path", "text", "columns") and (rule.CELL != "path" or rule.SUFFIXES)
+    assert modalities.held_as(name) == rule.CELL and modalities.held_as("category") == "value"
+    samples = rule.example(2, np.random.default_rng(0), **FACTS)
+    values = np.stack([samples[0], samples[1], samples[0]]) if name != "text" else samples[[0, 1, 0]]
+    (a, b, again) = rule.duplicate_keys(values, 0.95)
+    assert a == again and a[0] != b[0]  # the same sample's keys match, another's exact key differs
+    shown = rule.glimpse(samples[0], "m", tmp_path / "thumbs", "s1", chars=10)
+    assert shown is None or shown.startswith(("![m](thumbs/s1_m.png)", "m: “"))
+    assert (tmp_path / "thumbs" / "s1_m.png").is_file() == (shown or "").startswith("![")
+
+
+def test_the_kinds_suffixes_are_the_loaders_and_never_overlap():
+    from omnifuse.data.schema import SUFFIX_KINDS
+
+    owned = {s: name for name, rule in modalities.KINDS.items() for s in rule.SUFFIXES}
+    assert owned == SUFFIX_KINDS
+    assert sum(len(rule.SUFFIXES) for rule in modalities.KINDS.values()) == len(owned)
+
+
+def test_only_text_learns_a_vocabulary_and_with_vocabulary_picks_its_modalities():
+    assert [k for k, rule in modalities.KINDS.items() if rule.VOCABULARY] == ["text"]
+    picked = modalities.with_vocabulary({"review": "text", "photo": "image", "title": "text", "odd": "video"})
+    assert picked == ["review", "title"]

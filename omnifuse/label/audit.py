@@ -29,6 +29,8 @@ import numpy as np
 from omnifuse.data import Split
 from omnifuse.errors import OmnifuseError
 from omnifuse.label.duplicates import duplicate_groups
+from omnifuse.modalities import held_as
+from omnifuse.modalities import kind as modality_kind
 from omnifuse.rundir import atomic_write_text
 
 SHOWN = 20  # flagged rows shown in the report
@@ -124,7 +126,7 @@ def _raw_rows(data: Path, ds, label: str) -> tuple[list[str], dict[str, str], di
             values = dict(zip(header, cells))
             row = {c: values.get(c, "") for c in kinds}
             for c, kind in kinds.items():
-                if kind in ("image", "audio") and row[c].strip():
+                if held_as(kind) == "path" and row[c].strip():
                     row[c] = str((data.parent / row[c].strip()).resolve())
             rows[str(line)] = row
         return list(kinds), kinds, rows
@@ -135,20 +137,13 @@ def _raw_rows(data: Path, ds, label: str) -> tuple[list[str], dict[str, str], di
         row = {}
         stem = data / row_id
         for m, kind in kinds.items():
-            if kind == "text":
+            if held_as(kind) == "text":
                 present = whole.masks.get(m, np.ones(len(whole)))[i] > 0
                 row[m] = str(whole.inputs[m][i]) if present else ""
             else:
-                from omnifuse.label.pool import _FOLDER_KINDS
-
-                found = [
-                    f
-                    for f in stem.parent.glob(f"{stem.name}.*")
-                    if _FOLDER_KINDS.get(f.suffix.lower()) == kind
-                ]
-                found = found or (
-                    [stem] if stem.is_file() and _FOLDER_KINDS.get(stem.suffix.lower()) == kind else []
-                )
+                suffixes = modality_kind(kind, m).SUFFIXES
+                found = [f for f in stem.parent.glob(f"{stem.name}.*") if f.suffix.lower() in suffixes]
+                found = found or ([stem] if stem.is_file() and stem.suffix.lower() in suffixes else [])
                 row[m] = str(found[0].resolve()) if found else ""
         rows[str(row_id)] = row
     return list(kinds), kinds, rows
@@ -370,8 +365,6 @@ def _fmt(value):
 
 
 def _report(out, data, ds, whole, issues, groups, joint, folds, where) -> str:
-    from PIL import Image
-
     classes = ds.tasks[next(iter(ds.tasks))]
     n = len(whole)
     lines = [
@@ -401,17 +394,12 @@ def _report(out, data, ds, whole, issues, groups, joint, folds, where) -> str:
         for name, kind in sorted(ds.modalities.items()):
             if whole.masks.get(name, np.ones(n))[k] <= 0:
                 continue
-            if kind == "image":
-                thumbs.mkdir(exist_ok=True)
-                file = thumbs / f"{str(issue['id']).replace('/', '_')}_{name}.png"
-                Image.fromarray(np.asarray(whole.inputs[name][k]).squeeze().astype(np.uint8)).resize(
-                    (64, 64)
-                ).save(file)
-                shown.append(f"![{name}](thumbs/{file.name})")
-            elif kind == "text":
-                text = " ".join(str(whole.inputs[name][k]).split())
-                text = text[:EXCERPT] + ("…" if len(text) > EXCERPT else "")
-                shown.append(f"{name}: “{text.replace('|', '/')}”")
+            stem = str(issue["id"]).replace("/", "_")
+            glimpse = modality_kind(kind, name).glimpse(
+                whole.inputs[name][k], name, thumbs, stem, chars=EXCERPT
+            )
+            if glimpse is not None:
+                shown.append(glimpse)
         lines.append(
             f"| {issue['id']} | {issue['split']} | {issue['given']} | {issue['suggested']} | "
             f"{issue['score']:.2f} | {'<br>'.join(shown) or '—'} |"

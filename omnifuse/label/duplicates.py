@@ -10,42 +10,21 @@ splits leaks (a test sample's twin is in training); one with several labels is a
 
 from __future__ import annotations
 
-import hashlib
-import re
 from typing import Any
 
 import numpy as np
 
-from omnifuse.data.duplicates import near_duplicate_groups
-
-_WORDS = re.compile(r"\w+")
-
-
-def _hash(data: bytes) -> str:
-    return hashlib.blake2b(data, digest_size=12).hexdigest()
+from omnifuse.modalities import kind as modality_kind
 
 
 def _keys(kind: str, values: np.ndarray, present: np.ndarray, threshold: float) -> tuple[list, list]:
+    """Each sample's exact and near key for one modality (its kind's ``duplicate_keys``; None where absent)."""
     exact: list[Any] = [None] * len(values)
     near: list[Any] = [None] * len(values)
     idx = np.flatnonzero(present > 0)
-    if kind == "image" and len(idx):
-        groups = near_duplicate_groups(values[idx], threshold)
-        for i, g in zip(idx, groups):
-            exact[i], near[i] = _hash(np.ascontiguousarray(values[i]).tobytes()), int(g)
-    for i in idx if kind != "image" else []:
-        v = values[i]
-        if kind == "text":
-            exact[i] = _hash(str(v).encode())
-            near[i] = " ".join(_WORDS.findall(str(v).lower()))
-        elif kind == "numbers":
-            row = np.asarray(v, np.float64)
-            exact[i] = _hash(row.tobytes())
-            near[i] = tuple(float(f"{x:.4g}") if np.isfinite(x) else None for x in row)
-        else:  # audio
-            wave = np.asarray(v, np.float32)
-            exact[i] = _hash(wave.tobytes())
-            near[i] = _hash(np.round(wave[::8], 2).tobytes())
+    if len(idx):
+        for i, (e, v) in zip(idx, modality_kind(kind).duplicate_keys(values[idx], threshold)):
+            exact[i], near[i] = e, v
     return exact, near
 
 

@@ -21,15 +21,12 @@ from typing import Any
 import numpy as np
 
 from omnifuse.data.decode import read_text
-from omnifuse.data.schema import AUDIO_SUFFIXES, IMAGE_SUFFIXES, TABULAR, TEXT_SUFFIXES, safe_name
+from omnifuse.data.schema import TABULAR, safe_name
 from omnifuse.data.schema import read_csv as _read_csv
 from omnifuse.errors import OmnifuseError
+from omnifuse.modalities import KINDS, held_as
 
-_FOLDER_KINDS = {
-    **{s: "image" for s in IMAGE_SUFFIXES},
-    **{s: "audio" for s in AUDIO_SUFFIXES},
-    **{s: "text" for s in TEXT_SUFFIXES},
-}
+_FOLDER_KINDS = {suffix: name for name, kind in KINDS.items() for suffix in kind.SUFFIXES}
 CHUNK = 256  # samples decoded and run through the model at once
 
 
@@ -60,10 +57,11 @@ def read_pool(path: str | Path) -> Pool:
     header, lines = _read_csv(path)
     cells = [{c: (row[i] if i < len(row) else "") for i, c in enumerate(header)} for _, row in lines]
     files = {}
+    file_kinds = [k for k in KINDS if held_as(k) == "path"]
     for column in header:
         filled = [c[column].strip().lower() for c in cells if c[column].strip()]
-        for kind, suffixes in (("image", IMAGE_SUFFIXES), ("audio", AUDIO_SUFFIXES)):
-            if filled and all(v.endswith(suffixes) for v in filled):
+        for kind in file_kinds:
+            if filled and all(v.endswith(KINDS[kind].SUFFIXES) for v in filled):
                 files[column] = kind
     return Pool(path, header, cells, [line for line, _ in lines], files, path.parent)
 
@@ -77,7 +75,7 @@ def _read_folder(root: Path) -> Pool:
             stems.setdefault(key, {}).setdefault(kind, file)
     if not stems:
         raise OmnifuseError(f"Expected image, .txt or .wav files in the pool folder '{root}'. Received: none")
-    columns = [k for k in ("image", "text", "audio") if any(k in f for f in stems.values())]
+    columns = [k for k in KINDS if any(k in f for f in stems.values())]
     cells = []
     for files in stems.values():
         row = {}
@@ -85,12 +83,12 @@ def _read_folder(root: Path) -> Pool:
             file = files.get(kind)
             if file is None:
                 row[kind] = ""
-            elif kind == "text":
+            elif held_as(kind) == "text":
                 row[kind] = read_text(file)  # the text itself: a CSV holds texts, not paths to them
             else:
                 row[kind] = file.relative_to(root).as_posix()
         cells.append(row)
-    files = {k: k for k in columns if k != "text"}
+    files = {k: k for k in columns if held_as(k) == "path"}
     return Pool(root, columns, cells, list(stems), files, root)
 
 
@@ -101,7 +99,7 @@ def column_of(pool: Pool, modalities: dict[str, str], numbers: dict[str, Any]) -
     by_name = {safe_name(c): c for c in pool.columns}
     out: dict[str, Any] = {}
     for modality, kind in modalities.items():
-        if kind == "numbers":
+        if held_as(kind) == "columns":
             wanted = [c["name"] for c in (numbers.get(modality) or {}).get("columns", [])]
             found = [c for c in wanted if c in pool.columns]
             if found:
@@ -111,7 +109,7 @@ def column_of(pool: Pool, modalities: dict[str, str], numbers: dict[str, Any]) -
     if not out:
         expected = [
             m
-            if k != "numbers"
+            if held_as(k) != "columns"
             else f"{m} ({', '.join(c['name'] for c in numbers.get(m, {}).get('columns', []))})"
             for m, k in modalities.items()
         ]
@@ -129,22 +127,22 @@ def _values(pool: Pool, index: range, modalities: dict[str, str], columns: dict[
         kind = modalities[modality]
         values: list[Any] = []
         for i in index:
-            if kind == "numbers":
+            if held_as(kind) == "columns":
                 row = {c: pool.cells[i][c] for c in column if pool.cells[i][c].strip()}
                 values.append(row or None)
                 continue
-            cell = pool.cells[i][column]
-            if not cell.strip():
+            value = pool.cells[i][column]
+            if not value.strip():
                 values.append(None)
-            elif kind in ("image", "audio"):
-                file = pool.base / cell.strip()
+            elif held_as(kind) == "path":
+                file = pool.base / value.strip()
                 if not file.is_file():
                     raise OmnifuseError(
-                        f"{_where(pool, i)}, column {column!r}: file not found: '{cell.strip()}'"
+                        f"{_where(pool, i)}, column {column!r}: file not found: '{value.strip()}'"
                     )
                 values.append(file)
             else:
-                values.append(cell)
+                values.append(value)
         inputs[modality] = values
     return inputs
 

@@ -25,6 +25,7 @@ import numpy as np
 
 from omnifuse.errors import OmnifuseError
 from omnifuse.label.pool import Pool, predict_pool, read_pool, rebase
+from omnifuse.modalities import held_as
 
 
 class QueueError(Exception):
@@ -126,7 +127,7 @@ class LabelQueue:
             if not value.strip():
                 continue
             kind = self.pool.files.get(c, "text")
-            fields.append({"name": c, "kind": kind, "value": None if kind in ("image", "audio") else value})
+            fields.append({"name": c, "kind": kind, "value": None if held_as(kind) == "path" else value})
         probs = self.probs[i]
         return {
             "row": i,

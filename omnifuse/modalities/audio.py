@@ -3,12 +3,16 @@
 
 from __future__ import annotations
 
-from omnifuse.modalities.image import _noisy
+from omnifuse.data.schema import AUDIO_SUFFIXES
+from omnifuse.modalities.image import _digest, _noisy
 
 DTYPE = "float32"
 CORRUPTION = "Gaussian noise, std / RMS"
 MAX_LEVEL = 2.0
 LEVELS = (0.0, 0.25, 0.5, 1.0, MAX_LEVEL)
+VOCABULARY = False  # no vocabulary learnt from the training data
+CELL = "path"  # a CSV cell holds a WAV file's path (relative to the CSV)
+SUFFIXES = AUDIO_SUFFIXES  # the files of a folder (or a CSV column) that hold recordings
 REQUEST = "file"  # a request sends a WAV file (base64 in JSON)
 EXPLAIN = "integrated_gradients"  # how omnifuse/evaluation/explain.py scores a sample
 CONTENT_TYPES = ("audio/wav", "audio/x-wav", "audio/wave", "audio/vnd.wave")
@@ -175,3 +179,17 @@ def show(value, why: dict, path, *, sample_rate=None, **_) -> dict:
     atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=90, format="png"))
     plt.close(fig)
     return {"png": path.name}
+
+
+def duplicate_keys(values, threshold: float) -> list[tuple]:
+    """Each clip's (exact, near) duplicate keys: a hash of its waveform, and one of the waveform at 1/8 of its
+    rate rounded to 2 decimals."""
+    import numpy as np
+
+    waves = [np.asarray(v, np.float32) for v in values]
+    return [(_digest(w.tobytes()), _digest(np.round(w[::8], 2).tobytes())) for w in waves]
+
+
+def glimpse(value, name: str, folder, stem: str, **_) -> None:
+    """A recording is not shown in a Markdown table cell."""
+    return None

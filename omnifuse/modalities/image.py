@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+from omnifuse.data.schema import IMAGE_SUFFIXES
+
 DTYPE = "uint8"
 CORRUPTION = "Gaussian noise, std / image std"
 MAX_LEVEL = 2.0  # noise of twice the image's own standard deviation
 LEVELS = (0.0, 0.25, 0.5, 1.0, MAX_LEVEL)
+VOCABULARY = False  # no vocabulary learnt from the training data
+CELL = "path"  # a CSV cell holds an image file's path (relative to the CSV)
+SUFFIXES = IMAGE_SUFFIXES  # the files of a folder (or a CSV column) that hold images
 REQUEST = "file"  # a request sends an image file (base64 in JSON)
 EXPLAIN = "integrated_gradients"  # how omnifuse/evaluation/explain.py scores a sample
 CONTENT_TYPES = (
@@ -164,3 +169,31 @@ def show(value, why: dict, path, *, scale: int = 3, **_) -> dict:
     picture = Image.fromarray(both).resize((both.shape[1] * scale, both.shape[0] * scale), Image.NEAREST)
     atomic_write(path, lambda tmp: picture.save(tmp, format="PNG", optimize=True))
     return {"png": path.name}
+
+
+def duplicate_keys(values, threshold: float) -> list[tuple]:
+    """Each image's (exact, near) duplicate keys: a hash of its pixels, and its group of
+    :func:`omnifuse.data.duplicates.near_duplicate_groups` (thumbnails that correlate above ``threshold``)."""
+    import numpy as np
+
+    from omnifuse.data.duplicates import near_duplicate_groups
+
+    groups = near_duplicate_groups(values, threshold)
+    return [(_digest(np.ascontiguousarray(v).tobytes()), int(g)) for v, g in zip(values, groups)]
+
+
+def _digest(data: bytes) -> str:
+    import hashlib
+
+    return hashlib.blake2b(data, digest_size=12).hexdigest()
+
+
+def glimpse(value, name: str, folder, stem: str, **_) -> str:
+    """One image in a Markdown table cell: a 64x64 thumbnail written to ``folder`` (beside the Markdown)."""
+    import numpy as np
+    from PIL import Image
+
+    folder.mkdir(exist_ok=True)
+    file = folder / f"{stem}_{name}.png"
+    Image.fromarray(np.asarray(value).squeeze().astype(np.uint8)).resize((64, 64)).save(file)
+    return f"![{name}]({folder.name}/{file.name})"

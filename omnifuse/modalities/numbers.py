@@ -3,12 +3,15 @@ spread over the samples given (empty cells left out of it, and left empty)."""
 
 from __future__ import annotations
 
-from omnifuse.modalities.image import _noisy
+from omnifuse.modalities.image import _digest, _noisy
 
 DTYPE = "float32"
 CORRUPTION = "Gaussian noise, std / column std"
 MAX_LEVEL = 2.0
 LEVELS = (0.0, 0.25, 0.5, 1.0, MAX_LEVEL)
+VOCABULARY = False  # no vocabulary learnt from the training data
+CELL = "columns"  # a CSV holds a numbers modality as its own number and category columns
+SUFFIXES = ()  # never a file
 REQUEST = "json"  # a request sends a JSON list of the features or an object column -> value
 EXPLAIN = "integrated_gradients"  # how omnifuse/evaluation/explain.py scores a sample
 CONTENT_TYPES = ()  # never a file upload
@@ -142,3 +145,20 @@ def show(value, why: dict, path=None, *, top: int = 8, **_) -> dict:
     names = list(why["columns"])
     values = np.asarray(value, np.float64).reshape(-1)
     return {"columns": [[n, float(values[names.index(n)]), float(s)] for n, s in cols]}
+
+
+def duplicate_keys(values, threshold: float) -> list[tuple]:
+    """Each row's (exact, near) duplicate keys: a hash of its features, and the features rounded to 4
+    significant digits (an empty cell: None)."""
+    import numpy as np
+
+    rows = [np.asarray(v, np.float64) for v in values]
+    return [
+        (_digest(row.tobytes()), tuple(float(f"{x:.4g}") if np.isfinite(x) else None for x in row))
+        for row in rows
+    ]
+
+
+def glimpse(value, name: str, folder, stem: str, **_) -> None:
+    """A row of features is not shown in a Markdown table cell."""
+    return None

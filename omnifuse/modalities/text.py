@@ -2,10 +2,20 @@
 
 from __future__ import annotations
 
+import re
+
+from omnifuse.data.schema import TEXT_SUFFIXES
+from omnifuse.modalities.image import _digest
+
 DTYPE = "string"
 CORRUPTION = "token dropout rate"
 MAX_LEVEL = 1.0  # every token dropped
 LEVELS = (0.0, 0.25, 0.5, 0.75, MAX_LEVEL)
+# a vocabulary learnt from the training texts tokenises it inside the model: training fits one over every text
+# modality, and an encoder checkpoint is only valid for the vocabulary options it was trained with
+VOCABULARY = True
+CELL = "text"  # a CSV cell holds the text itself (a folder's .txt file is read into it)
+SUFFIXES = TEXT_SUFFIXES  # the files of a folder that hold texts
 REQUEST = "text"  # a request sends a string (or a UTF-8 text file)
 EXPLAIN = (
     "word_occlusion"  # how omnifuse/evaluation/explain.py scores a sample: no gradient reaches the words
@@ -97,3 +107,19 @@ def show(value, why: dict, path=None, **_) -> dict:
         "scores": [float(s) for s in why["scores"]],
         "n_words": len(text.split()),
     }
+
+
+_WORDS = re.compile(r"\w+")
+
+
+def duplicate_keys(values, threshold: float) -> list[tuple]:
+    """Each text's (exact, near) duplicate keys: a hash of it, and its words lower-cased, without punctuation or
+    extra spaces."""
+    return [(_digest(str(v).encode()), " ".join(_WORDS.findall(str(v).lower()))) for v in values]
+
+
+def glimpse(value, name: str, folder, stem: str, *, chars: int = 160, **_) -> str:
+    """One text in a Markdown table cell: its first ``chars`` characters on one line."""
+    text = " ".join(str(value).split())
+    text = text[:chars] + ("…" if len(text) > chars else "")
+    return f"{name}: “{text.replace('|', '/')}”"
