@@ -19,7 +19,7 @@ from omnifuse.data import Dataset, Split
 from omnifuse.data.splits import holdout
 from omnifuse.errors import OmnifuseError, did_you_mean
 from omnifuse.modalities import kind as kind_of
-from omnifuse.modalities import sample_shape
+from omnifuse.modalities import sample_shape, with_vocabulary
 from omnifuse.modality_noise import corrupt_modalities, drop_modalities
 from omnifuse.names import WEIGHTS_OUTPUT, mask_name
 
@@ -342,7 +342,7 @@ def stream(
 
 def text_inputs(inputs: dict[str, np.ndarray], modalities: dict[str, str]) -> list[np.ndarray]:
     """The arrays of ``inputs`` that hold a text modality (one per text modality present)."""
-    return [inputs[m] for m, kind in modalities.items() if kind == "text" and m in inputs]
+    return [inputs[m] for m in with_vocabulary(modalities) if m in inputs]
 
 
 def _word_counts(texts: list[np.ndarray]) -> np.ndarray:

@@ -29,10 +29,9 @@ from omnifuse.data.cells import BadRow, Decoder
 from omnifuse.data.schema import number, read_csv, safe_name
 from omnifuse.data.table import MAX_LISTED
 from omnifuse.errors import OmnifuseError
+from omnifuse.modalities import held_as
 from omnifuse.names import mask_name
 from omnifuse.rundir import atomic_write_text
-
-FILE_KINDS = ("image", "audio")
 
 
 @dataclass
@@ -83,7 +82,7 @@ def input_columns(predictor) -> dict[str, tuple[str, str]]:
     named = {m: c for t in tables.values() for m, c in (t.get("modality_columns") or {}).items()}
     out = {}
     for name, kind in predictor.modalities.items():
-        if kind in ("image", "text", "audio"):
+        if held_as(kind) in ("path", "text"):  # one column holds the modality (numbers: its own columns)
             out[named.get(name, name)] = (name, kind)
             continue
         columns = (predictor.numbers.get(name) or {}).get("columns")
@@ -188,12 +187,12 @@ def _encode_row(
         if _empty(cell):
             continue
         try:
-            if kind in ("number", "category"):
+            if held_as(kind) == "value":  # a numbers modality's number or category column
                 if kind == "number" and number(str(cell).strip()) is None:
                     raise OmnifuseError(f"expected a number. Received: {cell!r}")
                 numbers.setdefault(modality, {})[column] = cell
                 continue
-            value = str(decoder.file(str(cell))) if kind in FILE_KINDS else str(cell)
+            value = str(decoder.file(str(cell))) if held_as(kind) == "path" else str(cell)
             encoded[modality] = predictor.encode_column(modality, [value])
         except OmnifuseError as exc:
             problems.append(BadRow(row_id, column, str(exc)))

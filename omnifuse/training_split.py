@@ -8,6 +8,7 @@ import numpy as np
 
 from omnifuse import pipeline
 from omnifuse.config import Config
+from omnifuse.modalities import with_vocabulary
 from omnifuse.model.heads import balanced_class_weights
 
 
@@ -38,7 +39,7 @@ def numbers_rows(prepared: pipeline.Prepared) -> dict[str, np.ndarray]:
 def training_texts(prepared: pipeline.Prepared) -> tuple[list[str], tuple[str, np.ndarray] | None]:
     """Every training text (one vocabulary for every text modality: a CSV may have several text columns), and
     (task, class index per text, -1 for none) for the first task that labels any of them, or None."""
-    named = [m for m, kind in prepared.modalities.items() if kind == "text"]
+    named = with_vocabulary(prepared.modalities)
     texts, labels = [], {task: [] for task in prepared.tasks}
     for p in prepared.parts:
         for m in named:

@@ -14,12 +14,13 @@ from typing import Any
 import numpy as np
 
 from omnifuse.errors import OmnifuseError
+from omnifuse.modalities import KINDS, held_as, with_vocabulary
 
 
 def encoder_names(cfg) -> dict[str, str]:
     """modality kind -> the encoder the config names for it (with its options that change the features)."""
     out = {}
-    for kind in ("image", "text", "audio"):
+    for kind in KINDS:  # each kind's encoder section is model.<kind> (numbers': model.tabular, never frozen)
         section = getattr(cfg.model, kind, None)
         name = getattr(section, "encoder", None)
         if not name:
@@ -46,7 +47,7 @@ def split_features(
 
     cfg = load_config(preset, list(overrides))
     prepared = pipeline.prepare(cfg, load_datasets(cfg, data_dir))
-    texts = [str(t) for p in prepared.parts for m, k in prepared.modalities.items() if k == "text"
+    texts = [str(t) for p in prepared.parts for m in with_vocabulary(prepared.modalities)
              for t in p.train.inputs.get(m, [])]  # fmt: skip
     model = build_model(
         cfg, prepared.modalities, prepared.tasks, texts or None, prepared.image_shape or (32, 32, 3)
@@ -74,7 +75,7 @@ def split_features(
             "texts": {
                 m: np.concatenate([np.asarray(s.inputs[m], object) for s in raw if len(s)])
                 for m, kind in prepared.modalities.items()
-                if kind == "text"
+                if held_as(kind) == "text"
             },
             "masks": {
                 m: np.concatenate([np.asarray(s.masks.get(m, np.ones(len(s))), np.float32) for s in parts])

@@ -21,6 +21,7 @@ import numpy as np
 from omnifuse.data import Dataset, Split
 from omnifuse.data.decode import read_text
 from omnifuse.errors import OmnifuseError
+from omnifuse.modalities import held_as
 
 log = logging.getLogger(__name__)
 
@@ -158,7 +159,7 @@ def read_path(path: str, ds: Dataset) -> Split:
     """The user's unlabelled texts: a CSV with a column named after each text modality, or a folder of .txt files
     (every ``*.txt`` under it, one sample each) for a data set with one text modality."""
     file = Path(path).expanduser()
-    texts = [m for m, kind in ds.modalities.items() if kind == "text"]
+    texts = [m for m, kind in ds.modalities.items() if held_as(kind) == "text"]
     if not texts or len(ds.modalities) != len(texts):
         raise OmnifuseError(
             f"Expected data.unlabeled = 'unsup' for {ds.name!r} (modalities: {', '.join(ds.modalities)}): "

@@ -20,6 +20,8 @@ from keras import layers
 
 from omnifuse.config import Config
 from omnifuse.encoders.image.augment import ImageAugment
+from omnifuse.modalities import held_as
+from omnifuse.modalities import kind as modality_kind
 from omnifuse.model.branch import ModalityBranch
 from omnifuse.preprocessing import standardize_text
 from omnifuse.pretrain import checkpoint
@@ -45,9 +47,9 @@ class Branching:
 def needs(kind: str, name: str, texts, numbers) -> int:
     """Check the builder was given the training data a ``kind`` branch adapts to; the width of a numbers-like
     modality (0 for others)."""
-    if kind == "text" and texts is None:
+    if modality_kind(kind).VOCABULARY and texts is None:
         raise ValueError("build_model needs `texts` to learn the vocabulary of a text modality.")
-    if kind in ("numbers", "features"):
+    if held_as(kind) == "columns":  # a row of features: as wide as the training rows
         if numbers is None or name not in numbers:
             raise ValueError(f"build_model needs `numbers[{name!r}]`, the training rows of {name!r}.")
         return numbers[name].shape[1]

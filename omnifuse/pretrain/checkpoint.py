@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from omnifuse.errors import OmnifuseError
+from omnifuse.modalities import kind as modality_kind
 from omnifuse.rundir import META, atomic_write, atomic_write_text
 
 ENCODER = "encoder.npz"
@@ -126,7 +127,7 @@ def encoder_options(kind: str, encoder: str, section: Any) -> dict[str, Any]:
     import dataclasses
 
     options = dataclasses.asdict(getattr(section, encoder))
-    if kind == "text":
+    if modality_kind(kind).VOCABULARY:
         options.update(vocab_size=section.vocab_size, ngrams=section.ngrams)
     return options
 
