@@ -241,12 +241,8 @@ def _fill(
 def _inputs(split: Split, modalities: dict[str, str]) -> dict[str, np.ndarray]:
     out = {}
     for name, arr in split.inputs.items():
-        if modalities.get(name) == "image" and arr.ndim == 3:
-            arr = arr[..., None]
-        if modalities.get(name) == "text":
-            # object arrays of str go to tf.string as they are; astype(str) would pad every review to the longest
-            arr = arr.astype(object) if len(arr) else np.zeros((0,), dtype=str)
-        out[name] = arr
+        kind = modalities.get(name)
+        out[name] = kind_of(kind, name).as_input(arr) if kind is not None else arr
     return out
 
 

@@ -152,3 +152,15 @@ def test_only_text_learns_a_vocabulary_and_with_vocabulary_picks_its_modalities(
     assert [k for k, rule in modalities.KINDS.items() if rule.VOCABULARY] == ["text"]
     picked = modalities.with_vocabulary({"review": "text", "photo": "image", "title": "text", "odd": "video"})
     assert picked == ["review", "title"]
+
+
+def test_as_input_gives_grey_images_a_channel_and_texts_an_object_array():
+    grey = np.zeros((2, 4, 4), np.uint8)
+    assert modalities.image.as_input(grey).shape == (2, 4, 4, 1)
+    assert modalities.image.as_input(grey[..., None]).shape == (2, 4, 4, 1)
+    texts = modalities.text.as_input(np.array(["a", "much longer text"]))
+    assert texts.dtype == object and list(texts) == ["a", "much longer text"]
+    assert modalities.text.as_input(np.array([], object)).shape == (0,)
+    rows = np.ones((2, 3), np.float32)
+    for name in ("audio", "numbers", "features"):
+        assert modalities.kind(name).as_input(rows) is rows

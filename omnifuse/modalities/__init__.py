@@ -2,6 +2,7 @@
 
 - ``DTYPE`` and :func:`sample_shape`: the Keras input of a modality of that kind (one sample's shape from the data);
 - :func:`blank`: what a missing sample is filled with (its mask says 0; the model never reads it);
+- :func:`as_input`: a data set's array of samples as the model's input (grey images get a channel axis);
 - :func:`corrupt`, ``MAX_LEVEL``, ``LEVELS``, ``CORRUPTION``: the one corruption rule, used by training
   (``train.modality_noise``) and by the robustness evaluation alike;
 - ``VOCABULARY``: whether a vocabulary is learnt from its training samples (text: training fits one over every

@@ -197,3 +197,8 @@ def glimpse(value, name: str, folder, stem: str, **_) -> str:
     file = folder / f"{stem}_{name}.png"
     Image.fromarray(np.asarray(value).squeeze().astype(np.uint8)).resize((64, 64)).save(file)
     return f"![{name}]({folder.name}/{file.name})"
+
+
+def as_input(array):
+    """A data set's images (N, H, W, C) as the model's input: grey ones (N, H, W) given their channel axis."""
+    return array[..., None] if array.ndim == 3 else array

@@ -123,3 +123,11 @@ def glimpse(value, name: str, folder, stem: str, *, chars: int = 160, **_) -> st
     text = " ".join(str(value).split())
     text = text[:chars] + ("…" if len(text) > chars else "")
     return f"{name}: “{text.replace('|', '/')}”"
+
+
+def as_input(array):
+    """A data set's texts (N,) as the model's input: an object array, which goes to tf.string as it is (astype(str)
+    would pad every review to the longest)."""
+    import numpy as np
+
+    return array.astype(object) if len(array) else np.zeros((0,), dtype=str)
