@@ -228,3 +228,16 @@ def test_image_pretraining_and_the_cli_end_to_end(tmp_path):
     )
     assert isinstance(bad.exception, OmnifuseError) and "model.image.init" in str(bad.exception)
     assert not runs.exists()  # answered before any data is read or run directory made
+
+
+def test_each_pretrainable_kind_has_an_objective_that_refuses_an_encoder_it_cannot_pretrain():
+    from omnifuse.pretrain import checkpoint, run
+
+    assert set(run.OBJECTIVES) == set(checkpoint.PRETRAINABLE) == {"text", "image"}
+    image.check(load_config("cifar10-cnn", ["model.image.encoder=fastnet"]))
+    with pytest.raises(
+        OmnifuseError, match="model.image.encoder to be one of cnn, resnet, fastnet.*'efficientnet_lite0'"
+    ):
+        image.check(load_config("cifar10-cnn", ["model.image.encoder=efficientnet_lite0"]))
+    with pytest.raises(OmnifuseError, match="model.text.encoder = 'rnn'.*'bag'"):
+        text.check(load_config("cifar10-cnn", ["model.text.encoder=bag"]))

@@ -20,7 +20,9 @@ from keras import layers, ops
 
 from omnifuse.config import Config
 from omnifuse.encoders.image.augment import ImageAugment
+from omnifuse.errors import OmnifuseError
 from omnifuse.modalities import image as image_kind
+from omnifuse.pretrain import checkpoint
 from omnifuse.registry import IMAGE_ENCODERS, lookup
 
 NOISE = 0.5  # the views' noise level is drawn up to this share of the image kind's strongest (semi.STRONG's)
@@ -99,3 +101,20 @@ def stream(cfg: Config, images: np.ndarray, seed: int) -> tuple[tf.data.Dataset,
     ds = ds.shuffle(len(images), seed=seed, reshuffle_each_iteration=True).repeat()
     ds = ds.batch(p.batch_size, drop_remainder=len(images) >= p.batch_size).enumerate().map(views)
     return ds.prefetch(tf.data.AUTOTUNE), max(1, len(images) // p.batch_size)
+
+
+def check(cfg: Config) -> None:
+    """The image encoder must be one omnifuse pretrains from scratch."""
+    if cfg.model.image.encoder not in checkpoint.PRETRAINABLE["image"]:
+        raise OmnifuseError(
+            f"Expected model.image.encoder to be one of {', '.join(checkpoint.PRETRAINABLE['image'])} (the image "
+            f"encoders omnifuse pretrains from scratch). Received: {cfg.model.image.encoder!r}"
+        )
+
+
+def setup(cfg: Config, images: np.ndarray, run_dir, seed: int):
+    """The contrastive model ready to fit on ``images``: (no vocabulary, encoder, model, loss, stream, steps,
+    encoder name, input shape)."""
+    encoder, model, loss = build(cfg, images)
+    data, steps = stream(cfg, images, seed)
+    return None, encoder, model, loss, data, steps, cfg.model.image.encoder, list(images.shape[1:])

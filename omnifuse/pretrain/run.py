@@ -77,6 +77,11 @@ def _open(cfg: Config, run_dir: Path) -> dict:
     return {}
 
 
+# modality kind -> its pretraining objective: check(cfg) (its config can be pretrained), setup(cfg, samples,
+# run_dir, seed) -> (vocabulary or None, encoder, model, loss, stream, steps, encoder name, input shape)
+OBJECTIVES = {"text": text, "image": image}
+
+
 def _modality(cfg: Config, modalities: dict[str, str]) -> tuple[str, str]:
     """The modality to pretrain (``pretrain.modality``, or the data's only text or image one) and its kind."""
     able = {m: k for m, k in modalities.items() if k in checkpoint.PRETRAINABLE}
@@ -165,13 +170,8 @@ def pretrain(
     start = time.perf_counter()
     prepared = pipeline.prepare(cfg, load_datasets(cfg, data_dir))
     name, kind = _modality(cfg, prepared.modalities)
-    if kind == "text":
-        text.check(cfg)
-    elif cfg.model.image.encoder not in checkpoint.PRETRAINABLE["image"]:
-        raise OmnifuseError(
-            f"Expected model.image.encoder to be one of {', '.join(checkpoint.PRETRAINABLE['image'])} (the image "
-            f"encoders omnifuse pretrains from scratch). Received: {cfg.model.image.encoder!r}"
-        )
+    objective = OBJECTIVES[kind]
+    objective.check(cfg)
     found = samples(prepared, name, p.limit, cfg.train.seed)
     if not len(found):
         raise OmnifuseError(
@@ -181,17 +181,9 @@ def pretrain(
     done = _epochs_backed_up(run_dir)
     keras.utils.set_random_seed(cfg.train.seed + done)
     section = getattr(cfg.model, kind)
-    if kind == "text":
-        vectorize = text.vectorizer(cfg, found, checkpoint.read_vocabulary(run_dir))
-        vocabulary = vectorize.get_vocabulary()
-        encoder, model, loss = text.build(cfg)
-        stream, steps = text.stream(cfg, vectorize, found, cfg.train.seed + done)
-        encoder_name, shape = "rnn", [cfg.model.text.sequence_length]
-    else:
-        vocabulary = None
-        encoder, model, loss = image.build(cfg, found)
-        stream, steps = image.stream(cfg, found, cfg.train.seed + done)
-        encoder_name, shape = section.encoder, list(found.shape[1:])
+    vocabulary, encoder, model, loss, stream, steps, encoder_name, shape = objective.setup(
+        cfg, found, run_dir, cfg.train.seed + done
+    )
     meta["pretrain"] = {
         "modality": name,
         "kind": kind,

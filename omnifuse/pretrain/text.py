@@ -27,6 +27,7 @@ from omnifuse.config import Config
 from omnifuse.encoders.text.rnn import TextRNN
 from omnifuse.errors import OmnifuseError
 from omnifuse.preprocessing import standardize_text
+from omnifuse.pretrain import checkpoint
 
 RARE = 1  # the vectorizer's out-of-vocabulary id, also the class of every token outside the LM's softmax
 
@@ -142,3 +143,13 @@ def stream(cfg: Config, vectorize, texts: np.ndarray, seed: int) -> tuple[tf.dat
     ds = ds.shuffle(len(texts), seed=seed, reshuffle_each_iteration=True).repeat()
     ds = ds.batch(p.batch_size, drop_remainder=len(texts) >= p.batch_size).map(to_ids)
     return ds.prefetch(tf.data.AUTOTUNE), max(1, len(texts) // p.batch_size)
+
+
+def setup(cfg: Config, texts: np.ndarray, run_dir, seed: int):
+    """The language model ready to fit on ``texts``: (vocabulary, encoder, model, loss, stream, steps, encoder name,
+    input shape); the vocabulary is ``run_dir``'s when a run before this one learnt it."""
+    vectorize = vectorizer(cfg, texts, checkpoint.read_vocabulary(run_dir))
+    vocabulary = vectorize.get_vocabulary()
+    encoder, model, loss = build(cfg)
+    data, steps = stream(cfg, vectorize, texts, seed)
+    return vocabulary, encoder, model, loss, data, steps, "rnn", [cfg.model.text.sequence_length]
