@@ -30,6 +30,30 @@ def all_layers(model) -> Iterator[Any]:
     return iter(flatten())
 
 
+def _check_symbolic_build(model, use: str) -> None:
+    if not (hasattr(model, "_symbolic_build") and hasattr(model, "_distribute_strategy")):
+        raise OmnifuseError(
+            "Expected a Keras 3 version whose trainer has _symbolic_build and _distribute_strategy (omnifuse "
+            f"builds a compiled model's state with them: {use}). Received: a trainer without them."
+        )
+
+
+def build_before_fit(model, element_spec) -> None:
+    """Build a compiled model's state (optimizer slots, loss and metric trackers) from the shapes and dtypes of
+    ``element_spec`` before ``fit``, so the training step is traced once instead of twice.
+
+    Without a distribution strategy Keras's TensorFlow trainer defers that build to the first trace of the
+    training step ("defer building to when the train/test/predict function gets traced. This maximizes backwards
+    compatibility", ``keras/src/backend/tensorflow/trainer.py``, ``_maybe_symbolic_build``). TensorFlow then sees
+    variables created inside the ``tf.function`` on its first call and traces it a second time without them,
+    which doubled the training step's graph building (measured: 2 traces of ``train_step`` per ``fit``). A model
+    already built (a resumed run's) is left as it is.
+    """
+    _check_symbolic_build(model, "the state built before fit")
+    if getattr(model, "_distribute_strategy", None) is None:
+        model._symbolic_build(data_batch=element_spec)
+
+
 def build_under_strategy(model, strategy, element_spec) -> None:
     """Build a compiled model's state (optimizer slots, metric variables) under ``strategy`` from the shapes and
     dtypes of ``element_spec``, and have Keras take the strategy from the enclosing scope from then on.
@@ -41,11 +65,7 @@ def build_under_strategy(model, strategy, element_spec) -> None:
     spec instead, and with ``_distribute_strategy = None`` Keras falls back to ``tf.distribute.get_strategy()``
     (the enclosing ``strategy.scope()``) and skips its own build step; ``fit`` must then run inside that scope.
     """
-    if not (hasattr(model, "_symbolic_build") and hasattr(model, "_distribute_strategy")):
-        raise OmnifuseError(
-            "This Keras version cannot be used with train.distribution (its trainer changed: no "
-            '_symbolic_build / _distribute_strategy); use train.distribution = "none".'
-        )
+    _check_symbolic_build(model, 'train.distribution; use train.distribution = "none"')
     with strategy.scope():
         model._symbolic_build(data_batch=element_spec)
         model._distribute_strategy = None

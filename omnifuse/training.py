@@ -20,7 +20,7 @@ from typing import Any
 
 import keras
 
-from omnifuse import distributed, pipeline, semi, tracking, training_split
+from omnifuse import distributed, keras_compat, pipeline, semi, tracking, training_split
 from omnifuse.callbacks import (  # noqa: F401  (also imported from here)
     CHECKPOINTS,
     _EpochTimer,
@@ -221,7 +221,9 @@ def _compile(run: _Run, model: keras.Model, streams: _Streams) -> None:
                 streams.steps,
                 training_split.class_weights(run.cfg, run.prepared),
             )
-    if dist is not None:
+    if dist is None:
+        keras_compat.build_before_fit(model, streams.train.element_spec)
+    else:
         streams.train = dist.shard(streams.train)
         streams.val = dist.shard(streams.val) if streams.val is not None else None
         dist.prepare(model, streams.train.element_spec)

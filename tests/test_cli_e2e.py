@@ -57,14 +57,29 @@ def tiny_config(tmp_path_factory):
     return path
 
 
+TRACES = []  # one entry each time TensorFlow traced the training step while trained_run trained
+
+
 @pytest.fixture(scope="module")
 def trained_run(data_dir, tiny_config, tmp_path_factory):
+    from keras.src.backend.tensorflow.trainer import TensorFlowTrainer
+
     runs = tmp_path_factory.mktemp("runs")
-    result = CliRunner().invoke(
-        app,
-        ["train", str(tiny_config), "--data-dir", str(data_dir), "--runs-root", str(runs)],
-        catch_exceptions=False,
-    )
+    step = TensorFlowTrainer.train_step  # Python runs it only while TensorFlow traces the step's graph
+
+    def counted(self, data):
+        TRACES.append(1)
+        return step(self, data)
+
+    TensorFlowTrainer.train_step = counted
+    try:
+        result = CliRunner().invoke(
+            app,
+            ["train", str(tiny_config), "--data-dir", str(data_dir), "--runs-root", str(runs)],
+            catch_exceptions=False,
+        )
+    finally:
+        TensorFlowTrainer.train_step = step
     assert result.exit_code == 0, result.output
     return runs / "tiny-joint"
 
@@ -80,6 +95,12 @@ def test_train_writes_the_run_directory(trained_run):
     assert [int(r["epoch"]) for r in rows] == [0, 1, 2]
     assert {"cifar10_accuracy", "sentiment_accuracy", "val_loss"} <= set(rows[0])
     assert not list(trained_run.rglob(".*tmp*")), "no temporary files may be left behind"
+
+
+def test_the_training_step_is_traced_once_for_all_epochs(trained_run):
+    # Keras builds the optimizer and loss trackers inside the first trace unless they are built before fit, and
+    # TensorFlow then traces the step a second time: twice the graph building of every training
+    assert len(TRACES) == 1
 
 
 def test_epoch_fraction_sets_how_much_of_each_data_set_an_epoch_sees(

@@ -163,3 +163,31 @@ def test_jit_compile_names_the_layers_xla_cannot_compile():
     model = build_model(cfg, {"text": "text"}, {"sentiment": ["neg", "pos"]}, texts=["good film", "bad film"])
     with pytest.raises(OmnifuseError, match=r"TextVectorization.*train.jit_compile = false"):
         compile_model(model, cfg, ["sentiment"], steps_per_epoch=1)
+
+
+def test_building_before_fit_traces_the_training_step_once(monkeypatch):
+    from keras.src.backend.tensorflow.trainer import TensorFlowTrainer
+
+    from omnifuse import keras_compat
+
+    traces = []
+    step = TensorFlowTrainer.train_step
+    monkeypatch.setattr(
+        TensorFlowTrainer, "train_step", lambda self, data: traces.append(1) or step(self, data)
+    )
+    cfg = load_config("cifar10-cnn").replace(SMALL_RESNET)
+    rng = np.random.default_rng(0)
+    x = {"image": rng.integers(0, 255, (8, 32, 32, 3)).astype("uint8"), "image_mask": np.ones(8, "float32")}
+    import tensorflow as tf
+
+    data = tf.data.Dataset.from_tensor_slices((x, {"cifar10": rng.integers(0, 10, 8)})).batch(4)
+    counts = []
+    for build_first in (False, True):
+        traces.clear()
+        model = build_model(cfg, {"image": "image"}, CLASSES)
+        compile_model(model, cfg, ["cifar10"], steps_per_epoch=2)
+        if build_first:
+            keras_compat.build_before_fit(model, data.element_spec)
+        model.fit(data, epochs=2, verbose=0)
+        counts.append(len(traces))
+    assert counts == [2, 1]  # Keras alone: a trace that creates the optimizer's variables, then one without

@@ -21,7 +21,7 @@ from pathlib import Path
 import keras
 import numpy as np
 
-from omnifuse import pipeline, semi
+from omnifuse import keras_compat, pipeline, semi
 from omnifuse.callbacks import _EpochTimer
 from omnifuse.config import Config, read_toml
 from omnifuse.data.catalog import load_datasets
@@ -216,6 +216,7 @@ def pretrain(
         *(callbacks or []),
     ]
     if done < p.epochs:
+        keras_compat.build_before_fit(model, stream.element_spec)  # the step traced once, not twice
         model.fit(
             stream,
             steps_per_epoch=steps,
