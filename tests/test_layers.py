@@ -5,6 +5,7 @@ import dataclasses
 import keras
 import numpy as np
 import pytest
+from keras_steps import fit_once, outputs
 
 from omnifuse import registry
 from omnifuse.config import ImageConfig, TabularConfig, TextConfig
@@ -103,7 +104,7 @@ def test_encoder_contract(cls, kwargs, kind, tmp_path):
     # one fit step changes the weights and gives a finite loss
     model.compile("adam", "sparse_categorical_crossentropy")
     before = [w.copy() for w in model.get_weights()]
-    hist = model.fit(x, np.arange(len(x)) % 3, epochs=1, verbose=0)
+    hist = fit_once(model, x, np.arange(len(x)) % 3)
     assert np.isfinite(hist.history["loss"][0])
     assert any(not np.allclose(a, b) for a, b in zip(before, model.get_weights()))
 
@@ -111,9 +112,7 @@ def test_encoder_contract(cls, kwargs, kind, tmp_path):
     path = tmp_path / "m.keras"
     model.save(path)
     loaded = keras.saving.load_model(path)
-    np.testing.assert_allclose(
-        model.predict(x, verbose=0), loaded.predict(x, verbose=0), rtol=1e-6, atol=1e-6
-    )
+    np.testing.assert_allclose(outputs(model, x), outputs(loaded, x), rtol=1e-6, atol=1e-6)
 
 
 @pytest.mark.parametrize("cls,kwargs,kind", list(_encoder_cases()))
@@ -164,7 +163,7 @@ def test_fusion_contract(name, kwargs, tmp_path):
     cls = registry.FUSIONS[name]
     model, fusion = _fusion_model(cls, **kwargs)
     features, masks = _fusion_inputs()
-    out = model.predict(_feed(features, masks), verbose=0)
+    out = outputs(model, _feed(features, masks))
     assert out["y"].shape == (5, 3)
 
     if fusion.returns_weights:
@@ -175,7 +174,7 @@ def test_fusion_contract(name, kwargs, tmp_path):
 
     # a masked modality's content cannot change the output
     changed = dict(features, text=features["text"] * 100 + 7)
-    out2 = model.predict(_feed(changed, masks), verbose=0)
+    out2 = outputs(model, _feed(changed, masks))
     absent = masks["text"] == 0
     np.testing.assert_allclose(out["y"][absent], out2["y"][absent], rtol=1e-6, atol=1e-6)
     assert not np.allclose(out["y"][~absent], out2["y"][~absent])
@@ -184,13 +183,13 @@ def test_fusion_contract(name, kwargs, tmp_path):
     assert clone.get_config() == fusion.get_config()
 
     model.compile("adam", {"y": "sparse_categorical_crossentropy"})
-    hist = model.fit(_feed(features, masks), {"y": np.arange(5) % 3}, epochs=1, verbose=0)
+    hist = fit_once(model, _feed(features, masks), {"y": np.arange(5) % 3})
     assert np.isfinite(hist.history["loss"][0])
 
     path = tmp_path / "fusion.keras"
     model.save(path)
     loaded = keras.saving.load_model(path)
-    a, b = model.predict(_feed(features, masks), verbose=0), loaded.predict(_feed(features, masks), verbose=0)
+    a, b = outputs(model, _feed(features, masks)), outputs(loaded, _feed(features, masks))
     for key in a:
         np.testing.assert_allclose(a[key], b[key], rtol=1e-6, atol=1e-6)
 
@@ -303,9 +302,7 @@ def test_rnn_nb_model_learns_ngram_ratios_from_training_labels():
     ratio = np.asarray(layer.ratio)
     assert ratio[vocab.index("good"), 1] > 0 > ratio[vocab.index("bad"), 1]
     assert ratio[vocab.index("bad boring"), 0] > 0  # bigrams are features too
-    out = model.predict(
-        {"text": np.array(texts, dtype=object), "text_mask": np.ones(4, "float32")}, verbose=0
-    )
+    out = outputs(model, {"text": np.array(texts), "text_mask": np.ones(4, "float32")})
     assert out["sentiment"].shape == (4, 2)
 
 

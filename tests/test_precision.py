@@ -7,6 +7,7 @@ import sys
 import keras
 import numpy as np
 import pytest
+from keras_steps import fit_once, outputs
 from test_layers import _encoder_cases, _feed, _fusion_inputs, _fusion_model, _sample
 
 from omnifuse import registry
@@ -53,12 +54,12 @@ def test_every_encoder_trains_in_bfloat16_and_answers_like_float32(cls, kwargs, 
         # same Keras layers, cost minutes each where bfloat16 is emulated (CPUs without AVX512-BF16 or AMX), and
         # their training step is checked in float32 by the encoder contract (tests/test_layers.py)
         fast.compile("adam", "sparse_categorical_crossentropy")
-        hist = fast.fit(feed, np.arange(len(x)) % 3, epochs=1, verbose=0)
+        hist = fit_once(fast, feed, np.arange(len(x)) % 3)
         assert np.isfinite(hist.history["loss"][0])
 
     exact = _branch_model(cls, kwargs, x)
     exact.set_weights(fast.get_weights())
-    got, want = fast.predict(feed, verbose=0), exact.predict(feed, verbose=0)
+    got, want = outputs(fast, feed), outputs(exact, feed)
     assert got.dtype == np.float32
     np.testing.assert_allclose(got.sum(axis=1), 1.0, rtol=1e-5)
     np.testing.assert_allclose(got, want, atol=0.05)
@@ -70,17 +71,17 @@ def test_every_fusion_keeps_its_contract_in_bfloat16(name):
     with precision_scope("bfloat16"):
         model, fusion = _fusion_model(registry.FUSIONS[name])
     assert fusion.compute_dtype == "bfloat16"
-    out = model.predict(_feed(features, masks), verbose=0)
+    out = outputs(model, _feed(features, masks))
     if fusion.returns_weights:
         w = np.asarray(out["weights"], "float32")
         np.testing.assert_allclose(w.sum(axis=1), 1.0, atol=1e-2)
         assert np.all(w[masks["text"] == 0, 1] == 0.0), "a masked modality gets weight exactly 0"
     changed = dict(features, text=features["text"] * 100 + 7)
-    out2 = model.predict(_feed(changed, masks), verbose=0)
+    out2 = outputs(model, _feed(changed, masks))
     absent = masks["text"] == 0
     np.testing.assert_array_equal(out["y"][absent], out2["y"][absent])
     model.compile("adam", {"y": "sparse_categorical_crossentropy"})
-    hist = model.fit(_feed(features, masks), {"y": np.arange(5) % 3}, epochs=1, verbose=0)
+    hist = fit_once(model, _feed(features, masks), {"y": np.arange(5) % 3})
     assert np.isfinite(hist.history["loss"][0])
 
 
@@ -168,7 +169,7 @@ def test_a_saved_model_loads_in_the_precision_it_was_trained_in_or_the_other_one
     assert model_precision(exact) == "float32"
     for a, b in zip(same.get_weights(), exact.get_weights()):
         np.testing.assert_array_equal(a, b)
-    got, want = same.predict_on_batch(feed), exact.predict_on_batch(feed)
+    got, want = outputs(same, feed), outputs(exact, feed)
     assert got["digit"].dtype == np.float32
     np.testing.assert_allclose(got["digit"], want["digit"], atol=0.03)
     np.testing.assert_allclose(got["modality_weights"], want["modality_weights"], atol=0.03)
