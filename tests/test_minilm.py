@@ -11,6 +11,7 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
+from keras_steps import fit_once, outputs
 
 from omnifuse.encoders.text.minilm import MiniLMConfig, TextMiniLM, load_weights
 from omnifuse.encoders.text.wordpiece import read_vocabulary
@@ -121,8 +122,8 @@ def test_last_k_fit_step_moves_only_the_last_block():
     model = keras.Model(inputs, keras.layers.Dense(1, activation="sigmoid")(encoder(inputs)))
     model.compile(optimizer=keras.optimizers.SGD(0.5), loss="binary_crossentropy")
     before = [w.numpy().copy() for w in (encoder.blocks[0].query.kernel, encoder.blocks[5].query.kernel)]
-    model.fit(
-        tf.constant(["great film", "awful film", "loved it", "hated it"]), np.array([1, 0, 1, 0.0]), verbose=0
+    fit_once(
+        model, tf.constant(["great film", "awful film", "loved it", "hated it"]), np.array([1, 0, 1, 0.0])
     )
     np.testing.assert_array_equal(encoder.blocks[0].query.kernel.numpy(), before[0])
     assert not np.array_equal(encoder.blocks[5].query.kernel.numpy(), before[1])
@@ -133,7 +134,7 @@ def test_keras_file_round_trip_needs_no_weight_package(tmp_path, monkeypatch, re
     encoder = TextMiniLM(truncation="head+tail", max_length=64, normalize=False)
     model = keras.Model(inputs, encoder(inputs))
     texts = tf.constant(reference["sentences"][:4] + [""])
-    expected = model.predict(texts, verbose=0)
+    expected = outputs(model, texts)
     model.save(tmp_path / "m.keras")
 
     def no_package(*args, **kwargs):
@@ -141,7 +142,7 @@ def test_keras_file_round_trip_needs_no_weight_package(tmp_path, monkeypatch, re
 
     monkeypatch.setattr("omnifuse.weights.locate", no_package)
     loaded = keras.saving.load_model(tmp_path / "m.keras")
-    np.testing.assert_allclose(loaded.predict(texts, verbose=0), expected, atol=1e-5)
+    np.testing.assert_allclose(outputs(loaded, texts), expected, atol=1e-5)
     restored = loaded.layers[-1]
     assert restored.get_config() == encoder.get_config()
     assert restored.trainable_weights == []
