@@ -184,7 +184,8 @@ def pretrain(
     if kind == "text":
         vectorize = text.vectorizer(cfg, found, checkpoint.read_vocabulary(run_dir))
         vocabulary = vectorize.get_vocabulary()
-        encoder, model, loss = text.build(cfg)
+        counts = text.target_counts(cfg, vectorize, found)
+        encoder, model, loss = text.build(cfg, counts)
         stream, steps = text.stream(cfg, vectorize, found, cfg.train.seed + done)
         encoder_name, shape = "rnn", [cfg.model.text.sequence_length]
     else:
@@ -202,13 +203,17 @@ def pretrain(
         "vocabulary_size": None if vocabulary is None else len(vocabulary),
         "steps_per_epoch": int(steps),
     }
+    baseline = ""
+    if kind == "text":  # the loss of word frequencies alone: the language model's loss must get below it
+        meta["pretrain"]["unigram_entropy"] = round(text.unigram_entropy(counts), 4)
+        baseline = f" (word frequencies alone: a loss of {meta['pretrain']['unigram_entropy']} nats)"
     meta.setdefault("progress", {})["setup_seconds"] = round(time.perf_counter() - start, 3)
     if done == 0:  # the vocabulary a rerun reads back (learned once: the same ids whatever happens later)
         checkpoint.write(run_dir, encoder, vocabulary)
     atomic_write_text(run_dir / META, json.dumps(meta, indent=2))
     print(
         f"Pretraining the {encoder_name} encoder of {name!r} ({kind}) on {len(found)} samples, {steps} steps an "
-        f"epoch" + (f", from epoch {done + 1}" if done else "") + f": {run_dir}",
+        f"epoch" + (f", from epoch {done + 1}" if done else "") + f"{baseline}: {run_dir}",
         flush=True,
     )
     schedule = keras.optimizers.schedules.CosineDecay(p.learning_rate, decay_steps=p.epochs * steps)
