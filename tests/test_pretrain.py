@@ -68,6 +68,7 @@ def test_text_pretraining_writes_the_encoder_and_the_vocabulary(lm_run):
         and meta["unlabeled"]["text" if "text" in meta["unlabeled"] else "imdb"]["samples"] == UNSUP
     )
     assert meta["progress"]["epochs_done"] == 2 and meta["progress"]["finished"]
+    assert 0 < meta["pretrain"]["unigram_entropy"] < math.log(40)  # what the language model's loss must beat
     assert len((lm_run / "metrics.csv").read_text().strip().splitlines()) == 3
     vocabulary = json.loads((lm_run / "vocabulary.json").read_text())
     assert vocabulary[:2] == ["", "[UNK]"] and len(vocabulary) <= 120
@@ -138,6 +139,36 @@ def test_the_language_model_learns_structure_and_cannot_see_its_targets():
     assert losses["cycle"][-1] < 0.5 * losses["cycle"][0]
     # independent uniform words: no direction can beat log(12) nats unless it reads the word it predicts
     assert losses["noise"][-1] > 0.9 * math.log(12)
+
+
+def test_the_language_model_starts_at_word_frequencies_and_its_states_stay_alive():
+    # Regression: heads started at zero made Adam learn the word frequencies through the head's kernel, by driving
+    # every LSTM state to one saturated constant (the loss stuck at the unigram entropy, every text read alike), and
+    # a classifier started from that encoder could not fit its training data. Zipf-distributed words, as in text.
+    keras.utils.set_random_seed(0)
+    sizes = ["model.text.vocab_size=1200", "model.text.sequence_length=50", "model.text.rnn.embed_dim=16"]
+    sizes += ["model.text.rnn.units=32", "model.text.rnn.dropout=0.0", "pretrain.lm_vocab=500"]
+    cfg = load_config("imdb-lstm", [*TINY_TEXT, *sizes, "pretrain.batch_size=16"])
+    rng = np.random.default_rng(0)
+    words = np.array([f"w{i}" for i in range(1000)])
+    zipf = 1.0 / np.arange(1, 1001)
+    texts = np.array([" ".join(rng.choice(words, 50, p=zipf / zipf.sum())) for _ in range(128)], object)
+    vectorize = text.vectorizer(cfg, texts, None)
+    counts = text.target_counts(cfg, vectorize, texts)
+    entropy = text.unigram_entropy(counts)
+    assert counts[0] == 0 and counts.sum() == 128 * 49 and 4.0 < entropy < math.log(500)
+    encoder, model, loss = text.build(cfg, counts)
+    stream, steps = text.stream(cfg, vectorize, texts, seed=0)
+    ((ids, targets),) = stream.take(1)
+    # untrained, it already predicts the frequencies (before the fix: 6.2 nats, log 500, against 4.76)
+    assert abs(float(loss(targets, model(ids))) - entropy) < 0.1
+    history = _fit(model, loss, stream, steps, epochs=10, lr=3e-3)
+    assert history[-1] < entropy  # (before the fix: 4.80, stuck above the frequencies' 4.76)
+    ids = vectorize(texts[:64])
+    last = keras.ops.convert_to_numpy(encoder.rnn(encoder.embed(ids), mask=ids != 0))[:, -1]
+    # the final states still depend on the text: std over texts 0.32 (before the fix: 0.02, every unit at about
+    # the same saturated value, mean magnitude 0.90)
+    assert last.std(axis=0).mean() > 0.15
 
 
 def test_the_contrastive_objective_runs_and_its_loss_falls():

@@ -114,7 +114,7 @@ def check(cfg: Config) -> None:
 
 def setup(cfg: Config, images: np.ndarray, run_dir, seed: int):
     """The contrastive model ready to fit on ``images``: (no vocabulary, encoder, model, loss, stream, steps,
-    encoder name, input shape)."""
+    encoder name, input shape, no further facts)."""
     encoder, model, loss = build(cfg, images)
     data, steps = stream(cfg, images, seed)
-    return None, encoder, model, loss, data, steps, cfg.model.image.encoder, list(images.shape[1:])
+    return None, encoder, model, loss, data, steps, cfg.model.image.encoder, list(images.shape[1:]), {}

@@ -181,7 +181,7 @@ def pretrain(
     done = _epochs_backed_up(run_dir)
     keras.utils.set_random_seed(cfg.train.seed + done)
     section = getattr(cfg.model, kind)
-    vocabulary, encoder, model, loss, stream, steps, encoder_name, shape = objective.setup(
+    vocabulary, encoder, model, loss, stream, steps, encoder_name, shape, facts = objective.setup(
         cfg, found, run_dir, cfg.train.seed + done
     )
     meta["pretrain"] = {
@@ -193,14 +193,20 @@ def pretrain(
         "samples": int(len(found)),
         "vocabulary_size": None if vocabulary is None else len(vocabulary),
         "steps_per_epoch": int(steps),
+        **facts,
     }
+    baseline = ""
+    if (
+        "unigram_entropy" in facts
+    ):  # the loss of word frequencies alone: the language model's must get below it
+        baseline = f" (word frequencies alone: a loss of {facts['unigram_entropy']} nats)"
     meta.setdefault("progress", {})["setup_seconds"] = round(time.perf_counter() - start, 3)
     if done == 0:  # the vocabulary a rerun reads back (learned once: the same ids whatever happens later)
         checkpoint.write(run_dir, encoder, vocabulary)
     atomic_write_text(run_dir / META, json.dumps(meta, indent=2))
     print(
         f"Pretraining the {encoder_name} encoder of {name!r} ({kind}) on {len(found)} samples, {steps} steps an "
-        f"epoch" + (f", from epoch {done + 1}" if done else "") + f": {run_dir}",
+        f"epoch" + (f", from epoch {done + 1}" if done else "") + f"{baseline}: {run_dir}",
         flush=True,
     )
     schedule = keras.optimizers.schedules.CosineDecay(p.learning_rate, decay_steps=p.epochs * steps)

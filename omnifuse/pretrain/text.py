@@ -12,6 +12,15 @@ again). The heads are thrown away after pretraining: only the encoder's variable
 The softmax covers the ``pretrain.lm_vocab`` most frequent tokens and one class for all rarer ones (the
 vocabulary's out-of-vocabulary id, 1), so a 20,000-word vocabulary costs a fraction of its full softmax. Padding
 (id 0) is no target: Keras's cross-entropy leaves it out (``ignore_class``).
+
+The heads' biases start at the log-frequencies of the targets (:func:`target_counts`, :func:`log_prior`): an
+untrained model already predicts each token's frequency, so its first steps have nothing to gain from the recurrent
+layer but context. Started at zero instead, Adam reaches the frequencies fastest through the head's kernel, by
+driving every recurrent state to one saturated constant that the kernel turns into the frequencies (each of the
+``units`` states moves every logit at once, the bias only its own); the cell states then grow with every token
+(|c| about 50 after 200 tokens), no gradient passes the saturated ``tanh``, the language model stays at the unigram
+loss, and a classifier started from that encoder reads almost the same features for every text and cannot fit its
+training data (docs/pretraining.md, "What went wrong").
 """
 
 from __future__ import annotations
@@ -113,8 +122,35 @@ def vectorizer(cfg: Config, texts: np.ndarray, vocabulary: list[str] | None):
     return vectorize
 
 
-def build(cfg: Config):
-    """The encoder (options of ``model.text.rnn``) and the Keras model of the language model on it."""
+def target_counts(cfg: Config, vectorize, texts: np.ndarray) -> np.ndarray:
+    """How often each of the language model's classes is a target in ``texts`` (forward and, bidirectional,
+    backward targets together; class 0, padding, is never one)."""
+    txt = cfg.model.text
+    lm_vocab = min(cfg.pretrain.lm_vocab, txt.vocab_size)
+    counts = np.zeros(lm_vocab, np.int64)
+    for batch in tf.data.Dataset.from_tensor_slices(texts.astype(object)).batch(1024):
+        found = targets(vectorize(batch), lm_vocab, txt.rnn.bidirectional).numpy().ravel()
+        counts += np.bincount(found[found > 0], minlength=lm_vocab)
+    return counts
+
+
+def log_prior(counts: np.ndarray) -> np.ndarray:
+    """The log-probabilities of the classes that :func:`target_counts` counted, add-one smoothed (padding, never a
+    target, gets the smallest): the heads' starting biases."""
+    smoothed = counts.astype(np.float64) + 1.0
+    return np.log(smoothed / smoothed.sum()).astype(np.float32)
+
+
+def unigram_entropy(counts: np.ndarray) -> float:
+    """The loss in nats of a model that knows only the targets' frequencies: what a language model must beat."""
+    p = counts[counts > 0] / max(1, counts.sum())
+    return float(-(p * np.log(p)).sum())
+
+
+def build(cfg: Config, counts: np.ndarray | None = None):
+    """The encoder (options of ``model.text.rnn``) and the Keras model of the language model on it; ``counts``
+    (:func:`target_counts`) start the heads' biases at the targets' log-frequencies (None: at zero, which leaves
+    the recurrent layer to learn the frequencies and saturate, see above)."""
     txt = cfg.model.text
     options = dataclasses.asdict(txt.rnn)
     options.pop("init_embeddings")
@@ -123,6 +159,10 @@ def build(cfg: Config):
     ids = keras.Input((None,), dtype="int64", name="ids")
     lm = LanguageModel(encoder, min(cfg.pretrain.lm_vocab, txt.vocab_size), name="language_model")
     model = keras.Model(ids, lm(ids), name="text_pretraining")
+    if counts is not None:
+        for head in (lm.forward_head, lm.backward_head):
+            if head is not None:
+                head.bias.assign(log_prior(counts))
     loss = keras.losses.SparseCategoricalCrossentropy(from_logits=True, ignore_class=0)
     return encoder, model, loss
 
@@ -147,9 +187,12 @@ def stream(cfg: Config, vectorize, texts: np.ndarray, seed: int) -> tuple[tf.dat
 
 def setup(cfg: Config, texts: np.ndarray, run_dir, seed: int):
     """The language model ready to fit on ``texts``: (vocabulary, encoder, model, loss, stream, steps, encoder name,
-    input shape); the vocabulary is ``run_dir``'s when a run before this one learnt it."""
+    input shape, facts for the run's meta); the vocabulary is ``run_dir``'s when a run before this one learnt it.
+    The facts hold ``unigram_entropy``, the loss of word frequencies alone, which the model's loss must get below."""
     vectorize = vectorizer(cfg, texts, checkpoint.read_vocabulary(run_dir))
     vocabulary = vectorize.get_vocabulary()
-    encoder, model, loss = build(cfg)
+    counts = target_counts(cfg, vectorize, texts)
+    encoder, model, loss = build(cfg, counts)
     data, steps = stream(cfg, vectorize, texts, seed)
-    return vocabulary, encoder, model, loss, data, steps, "rnn", [cfg.model.text.sequence_length]
+    facts = {"unigram_entropy": round(unigram_entropy(counts), 4)}
+    return vocabulary, encoder, model, loss, data, steps, "rnn", [cfg.model.text.sequence_length], facts
