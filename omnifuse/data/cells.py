@@ -6,18 +6,18 @@ Predictor, which encodes a request's numbers and categories with :func:`encode_t
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from omnifuse.data import schema
-from omnifuse.data.decode import check_text, decode_image, read_text
 from omnifuse.data.schema import TABULAR
-from omnifuse.data.wav import decode_wav
-from omnifuse.errors import OmnifuseError, did_you_mean
+from omnifuse.errors import OmnifuseError
+from omnifuse.modalities import of_column
+from omnifuse.modalities.numbers import encode_tabular, tabular_spec
+
+__all__ = ["BadRow", "Decoder", "Sample", "arrays", "decode_sample", "encode_tabular"]
 
 
 @dataclass(frozen=True)
@@ -46,50 +46,9 @@ class Sample:
     group: str | None = None  # the group column's value ("" = empty); None without a group column
 
 
-def encode_tabular(spec: dict[str, Any], rows: list[dict[str, Any]]) -> tuple[np.ndarray, np.ndarray]:
-    """Rows (column → value; missing key, ``None`` or ``""`` = empty cell) as float32 (N, F) + presence (N,).
-
-    ``spec`` is ``Dataset.meta["numbers"]["tabular"]`` (also in a run's meta.json): its ``columns`` in order,
-    each a number or a category with its ``vocabulary``. The loader and the Predictor both use it, so they agree.
-    """
-    names = {c["name"] for c in spec["columns"]}
-    out = np.full((len(rows), len(spec["features"])), np.nan, dtype=np.float32)
-    mask = np.zeros(len(rows), dtype=np.float32)
-    for i, row in enumerate(rows):
-        unknown = [k for k in row if k not in names]
-        if unknown:
-            raise OmnifuseError(
-                f"Unknown tabular column {unknown[0]!r}.{did_you_mean(unknown[0], names)} "
-                f"Columns: {', '.join(sorted(names))}"
-            )
-        j = 0
-        for col in spec["columns"]:
-            value = row.get(col["name"])
-            text = "" if value is None else str(value).strip()
-            if isinstance(value, float) and math.isnan(value):
-                text = ""
-            if col["kind"] == "number":
-                if text:
-                    number = schema.number(text)
-                    if number is None:
-                        raise OmnifuseError(
-                            f"Expected a number for column {col['name']!r}. Received: {value!r}"
-                        )
-                    out[i, j], mask[i] = number, 1.0
-                j += 1
-            else:
-                vocab = col["vocabulary"]
-                if text:
-                    out[i, j : j + len(vocab)] = 0.0
-                    if text in vocab:
-                        out[i, j + vocab.index(text)] = 1.0
-                    mask[i] = 1.0
-                j += len(vocab)
-    return out, mask
-
-
 class Decoder:
-    """Decodes one cell per kind; the first image fixes the size when none is given."""
+    """What a kind's ``read_cell`` reads a table's cells with: the table's folder (:meth:`file` checks a path),
+    the image size (the first image fixes it when none is given), the audio rate and length."""
 
     def __init__(
         self, base: Path, image_size, sample_rate: int, num_samples: int, allow_outside: bool = False
@@ -118,26 +77,6 @@ class Decoder:
             raise OmnifuseError(f"file not found: '{shown}'")
         return path
 
-    def __call__(self, kind: str, value):
-        if kind == "image":
-            image = decode_image(self.file(value), size=self.image_size, channels=3)
-            if self.image_size is None:
-                self.image_size = image.shape[:2]
-            return image
-        if kind == "audio":
-            return decode_wav(self.file(value), self.sample_rate, self.num_samples)
-        if kind == "text":
-            if isinstance(value, Path):
-                data = self.file(value).read_bytes()
-                return read_text(value) if data.strip() else ""
-            return check_text(value, "the text")
-        if kind == "number":
-            number = schema.number(value.strip())
-            if number is None:
-                raise OmnifuseError(f"expected a number. Received: {value.strip()!r}")
-            return number
-        return value.strip()  # category
-
 
 def decode_sample(sample: Sample, columns: dict[str, str], label: str, decode: Decoder) -> dict[str, Any]:
     """column -> decoded value for the sample's non-empty cells; problems go to ``sample.problems``."""
@@ -149,11 +88,11 @@ def decode_sample(sample: Sample, columns: dict[str, str], label: str, decode: D
         if isinstance(cell, str) and not cell.strip():
             continue  # an empty cell: this sample lacks the modality
         try:
-            value = decode(kind, cell)
+            value = of_column(kind).read_cell(cell, decode, kind)
         except OmnifuseError as exc:
             sample.problems.append(BadRow(sample.row, column, str(exc)))
             continue
-        if not (kind == "text" and not value.strip()):
+        if value is not None:  # None: an empty text
             values[column] = value
     if not values and not sample.problems:
         sample.problems.append(BadRow(sample.row, "(all)", "every input column is empty"))
@@ -165,38 +104,18 @@ def arrays(columns, modality_of, decoded, train: np.ndarray, decode: Decoder):
     inputs, masks, meta = {}, {}, {"columns": dict(columns), "modality_columns": {}}
     n = len(decoded)
     for column, modality in modality_of.items():
-        kind = columns[column]
-        if kind == "image":
-            array = np.zeros((n, *(decode.image_size or (1, 1)), 3), dtype=np.uint8)
-        elif kind == "audio":
-            array = np.zeros((n, decode.num_samples), dtype=np.float32)
-        else:
-            array = np.array([""] * n, dtype=object)
+        array = of_column(columns[column]).column_array(n, decode)
         for i, values in enumerate(decoded):
             if column in values:
                 array[i] = values[column]
         inputs[modality] = array
         masks[modality] = np.array([column in v for v in decoded], dtype=np.float32)
         meta["modality_columns"][modality] = column
-    tabular = [c for c, k in columns.items() if k in ("number", "category")]
+    tabular = [c for c, k in columns.items() if of_column(k).CELL == "columns"]
     if tabular:
-        spec = _tabular_spec(columns, tabular, decoded, train)
+        spec = tabular_spec({c: columns[c] for c in tabular}, decoded, train)
         rows = [{c: v[c] for c in tabular if c in v} for v in decoded]
         inputs[TABULAR], masks[TABULAR] = encode_tabular(spec, rows)
         meta["numbers"] = {TABULAR: spec}
         meta["modality_columns"][TABULAR] = tabular
     return inputs, masks, meta
-
-
-def _tabular_spec(columns: dict[str, str], tabular: list[str], decoded, train: np.ndarray) -> dict[str, Any]:
-    """The tabular modality's columns and features; category vocabularies come from the train rows only."""
-    spec_columns, features = [], []
-    for column in tabular:
-        if columns[column] == "number":
-            spec_columns.append({"name": column, "kind": "number"})
-            features.append(column)
-        else:
-            vocab = sorted({v[column] for v, t in zip(decoded, train) if t and column in v})
-            spec_columns.append({"name": column, "kind": "category", "vocabulary": vocab})
-            features += [f"{column}={value}" for value in vocab]
-    return {"columns": spec_columns, "features": features}

@@ -16,30 +16,27 @@ from __future__ import annotations
 
 import csv
 import logging
-import math
 import re
 from collections import Counter
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from omnifuse import modalities
 from omnifuse.errors import OmnifuseError, did_you_mean
+from omnifuse.modalities.numbers import CATEGORY_MAX_LENGTH, CATEGORY_MAX_VALUES, number
 from omnifuse.rundir import atomic_write_json
 
 log = logging.getLogger("omnifuse.data.table")  # the loader's logger: its warnings are the loader's
 
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp")
-AUDIO_SUFFIXES = (".wav", ".wave")
-TEXT_SUFFIXES = (".txt",)
-SUFFIX_KINDS = {
-    **{s: "image" for s in IMAGE_SUFFIXES},
-    **{s: "audio" for s in AUDIO_SUFFIXES},
-    **{s: "text" for s in TEXT_SUFFIXES},
-}
+IMAGE_SUFFIXES = modalities.image.SUFFIXES  # each kind's own, named here as before
+AUDIO_SUFFIXES = modalities.audio.SUFFIXES
+TEXT_SUFFIXES = modalities.text.SUFFIXES
+# a folder's file suffix -> the modality kind of its files
+SUFFIX_KINDS = {s: name for name, rule in modalities.KINDS.items() for s in rule.SUFFIXES}
+FILE_KINDS = [name for name, rule in modalities.KINDS.items() if rule.SUFFIXES]  # image, text, audio
 KINDS = ("image", "text", "audio", "number", "category", "ignore", "group")
 TABULAR = "tabular"  # the modality holding every number and category column
-CATEGORY_MAX_VALUES = 50  # "few distinct short strings": at most this many distinct values ...
-CATEGORY_MAX_LENGTH = 40  # ... none longer than this, and at most half as many values as filled cells
 ID_MIN_ROWS = 5  # fewer filled cells than this never make an id: too little to tell
 MAX_VALUES_SHOWN = 20  # category values listed in the schema
 
@@ -68,15 +65,6 @@ class Schema:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
-
-
-def number(text: str) -> float | None:
-    """``text`` as a finite float, else None."""
-    try:
-        value = float(text)
-    except ValueError:
-        return None
-    return value if math.isfinite(value) else None
 
 
 def safe_name(column: str) -> str:
@@ -148,10 +136,9 @@ def infer_kind(values: list[str]) -> str | None:
     if not filled:
         return None
     lower = [v.lower() for v in filled]
-    if all(v.endswith(IMAGE_SUFFIXES) for v in lower):
-        return "image"
-    if all(v.endswith(AUDIO_SUFFIXES) for v in lower):
-        return "audio"
+    for name, rule in modalities.KINDS.items():  # a column of paths: image, then audio
+        if rule.CELL == "path" and all(v.endswith(rule.SUFFIXES) for v in lower):
+            return name
     if all(number(v) is not None for v in filled):
         return "number"
     distinct = set(filled)
@@ -162,20 +149,9 @@ def infer_kind(values: list[str]) -> str | None:
 def id_reason(values: list[str], kind: str | None) -> str | None:
     """Why an inferred ``number`` or ``text`` column reads as an id (and is best ignored), else None."""
     filled = [v.strip() for v in values if v.strip()]
-    if len(filled) < ID_MIN_ROWS:
+    if len(filled) < ID_MIN_ROWS or kind not in modalities.COLUMNS:
         return None
-    if kind == "number":
-        numbers = [number(v) for v in filled]
-        if all(n is not None and n == int(n) for n in numbers) and all(
-            a < b for a, b in zip(numbers, numbers[1:])
-        ):
-            return "its integers increase row by row"
-    if kind == "text" and len(set(filled)) == len(filled):
-        # paths are files of a kind omnifuse does not know (the path warning says so), not ids
-        short = all(len(v) <= CATEGORY_MAX_LENGTH and not any(c.isspace() for c in v) for v in filled)
-        if short and not any(_PATH_LIKE.match(v) for v in filled):
-            return "every value is a different single word"
-    return None
+    return modalities.of_column(kind).id_reason(filled, kind)  # number: a row number; text: single words
 
 
 def check_kinds(path: Path, features: list[str], kinds: dict[str, str]) -> None:
@@ -208,8 +184,8 @@ def column_kinds(
                 if warn:
                     log.warning("%s", id_note(column, reason, kind))
                 continue
-            if kind == "text" and warn:
-                _warn_path_like(path, column, cells[column])
+            if kind in modalities.COLUMNS and warn:  # text: most values look like file paths
+                modalities.of_column(kind).warn_column(path, column, cells[column], log)
         if kind is None and warn:
             log.warning("Ignoring column %r of '%s': every cell is empty", column, path)
         elif kind != "ignore":
@@ -228,28 +204,6 @@ def id_note(column: str, reason: str, kind: str | None) -> str:
         f"Column {column!r} looks like an id ({reason}), so it is not an input. To use it, give its kind: "
         f"--set 'data.kinds={{{column} = \"{kind or 'text'}\"}}' (or data.kinds in the config)"
     )
-
-
-_PATH_LIKE = re.compile(r"^(?:[A-Za-z]:)?[^\s]*[/\\][^\s]*$|^[^\s/\\]+\.[A-Za-z0-9]{1,5}$")
-
-
-def _warn_path_like(path: Path, column: str, values: list[str]) -> bool:
-    """Warn (and say True) when most values of a column read as text look like file paths: a column of files in
-    a format omnifuse does not know, or with a few odd names, would otherwise be trained on as strings."""
-    filled = [v.strip() for v in values if v.strip()]
-    looks = [v for v in filled if _PATH_LIKE.match(v)]
-    if not filled or len(looks) < 0.8 * len(filled):
-        return False
-    log.warning(
-        "Column %r of '%s' is read as text, but %d of its %d values look like file paths (e.g. %r); if it holds "
-        "files, give its kind in data.kinds (image or audio) and check the values, else set it to ignore",
-        column,
-        path,
-        len(looks),
-        len(filled),
-        looks[0],
-    )
-    return True
 
 
 def _column(name: str, kind: str, values: list[str], why: str = "inferred") -> Column:
@@ -316,7 +270,7 @@ def inspect_folder(root: str | Path, label: str = "class") -> Schema:
         )
     classes = [c for c, _ in stems]
     columns = [_column(label, "label", classes)]
-    for kind in ("image", "text", "audio"):
+    for kind in FILE_KINDS:
         have = sum(kind in k for k in stems.values())
         if have:
             columns.append(Column(kind, kind, len(stems) - have, have, [], "file suffixes"))

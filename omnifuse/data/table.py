@@ -51,6 +51,7 @@ from omnifuse.data import Dataset, Split
 from omnifuse.data.cells import BadRow, Decoder, Sample, arrays, decode_sample, encode_tabular
 from omnifuse.data.schema import (
     AUDIO_SUFFIXES,
+    FILE_KINDS,
     IMAGE_SUFFIXES,
     KINDS,
     SUFFIX_KINDS,
@@ -64,6 +65,7 @@ from omnifuse.data.schema import (
 )
 from omnifuse.data.splits import VAL_FRACTION, holdout
 from omnifuse.errors import OmnifuseError
+from omnifuse.modalities import of_column
 from omnifuse.names import reserved_names
 
 log = logging.getLogger(__name__)
@@ -281,7 +283,7 @@ def load_folder(
             f"Expected image, .txt or .wav files in the class folders of '{root}'. Received: none"
         )
     kinds_found = {k for s in samples for k in s.cells}
-    columns = {k: k for k in ("image", "text", "audio") if k in kinds_found}
+    columns = {k: k for k in FILE_KINDS if k in kinds_found}
     for s in samples:
         s.cells = {k: s.cells.get(k, "") for k in columns}
     return _assemble(root.name, str(root), root, samples, columns, label, False, options)
@@ -289,10 +291,9 @@ def load_folder(
 
 def _modality_names(columns: dict[str, str], label: str) -> dict[str, str]:
     """column → modality name for the image, text and audio columns; checks no two names collide."""
-    names = {c: safe_name(c) for c, k in columns.items() if k in ("image", "text", "audio")}
-    taken = list(names.values()) + (
-        [TABULAR] if any(k in ("number", "category") for k in columns.values()) else []
-    )
+    own = {c: of_column(k).CELL != "columns" for c, k in columns.items()}  # numbers: all in one modality
+    names = {c: safe_name(c) for c in columns if own[c]}
+    taken = list(names.values()) + ([TABULAR] if not all(own.values()) else [])
     reserved = {safe_name(label), *reserved_names(taken)}
     for name in taken:
         if taken.count(name) > 1 or name in reserved:

@@ -10,7 +10,12 @@
 - ``CELL`` and ``SUFFIXES``: how a table (a CSV, a labelling pool) holds a sample ("path" of a file, the "text"
   itself, or the modality's own "columns") and which file suffixes hold one (a folder's files);
   :func:`duplicate_keys` (a sample's exact and near keys, for the label audit) and :func:`glimpse` (a sample in a
-  Markdown table cell, or None).
+  Markdown table cell, or None);
+- ``COLUMN_KINDS``: the user's table column kinds (``data.kinds``) it holds (numbers: ``number`` and
+  ``category``, all of a table's such columns making one modality); :func:`read_cell` (a non-empty cell, or a
+  folder's file, as the kind's value; None: absent), :func:`column_array` (the array a column fills, blank
+  where absent), :func:`id_reason` (why a column reads as an id, else None) and :func:`warn_column` (a doubt
+  about an inferred column, logged); :func:`of_column` finds the kind of a table column kind.
 
 Each kind also says how a served or exported model meets it (``facts``: the run's ``image_shape``,
 ``sample_rate``, ``num_samples`` and, for numbers, ``spec``, the modality's entry of meta.json's ``numbers``):
@@ -23,7 +28,8 @@ Each kind also says how a served or exported model meets it (``facts``: the run'
 shows it) and :func:`show` (one sample in the report of the worst-classified ones).
 
 ``KINDS`` maps a kind's name to its module; :func:`kind` looks one up with an error naming the valid ones.
-This package imports nothing from the model, training or pipeline; it reads files with omnifuse.data's decoders.
+This package imports nothing from the model, training or pipeline; it reads files with omnifuse.data's decoders
+(omnifuse.data.decode, .wav, .duplicates), never its table loader, which asks the kinds instead.
 """
 
 from __future__ import annotations
@@ -40,6 +46,14 @@ KINDS: dict[str, ModuleType] = {
     "numbers": numbers,
     "features": features,  # a frozen encoder's cached output, only while training (omnifuse/features.py)
 }
+
+COLUMNS: dict[str, ModuleType] = {c: m for m in KINDS.values() for c in m.COLUMN_KINDS}
+
+
+def of_column(column_kind: str) -> ModuleType:
+    """The module of the modality kind holding a table column of ``column_kind`` (image, text, audio; number and
+    category: numbers); a column kind that is no modality's (label, ignore, ...) is a KeyError."""
+    return COLUMNS[column_kind]
 
 
 def kind(name: str, modality: str = "") -> ModuleType:

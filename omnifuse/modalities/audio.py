@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-from omnifuse.data.schema import AUDIO_SUFFIXES
 from omnifuse.modalities.image import _digest, _noisy
 
 DTYPE = "float32"
@@ -12,14 +11,40 @@ MAX_LEVEL = 2.0
 LEVELS = (0.0, 0.25, 0.5, 1.0, MAX_LEVEL)
 VOCABULARY = False  # no vocabulary learnt from the training data
 CELL = "path"  # a CSV cell holds a WAV file's path (relative to the CSV)
-SUFFIXES = AUDIO_SUFFIXES  # the files of a folder (or a CSV column) that hold recordings
+SUFFIXES = (".wav", ".wave")  # the files of a folder (or a CSV column) that hold recordings
 REQUEST = "file"  # a request sends a WAV file (base64 in JSON)
 EXPLAIN = "integrated_gradients"  # how omnifuse/evaluation/explain.py scores a sample
 CONTENT_TYPES = ("audio/wav", "audio/x-wav", "audio/wave", "audio/vnd.wave")
+COLUMN_KINDS = ("audio",)  # a table's column of WAV files
 
 
 def sample_shape(*, num_samples: int = 0, **_) -> tuple[int, ...]:
     return (int(num_samples),)
+
+
+def read_cell(cell, files, column_kind: str = "audio"):
+    """A table's audio cell (a WAV path relative to the table, or a folder's file) as a float32 waveform of
+    ``files.num_samples`` at ``files.sample_rate`` (``files``: the loader's :class:`omnifuse.data.cells.Decoder`)."""
+    from omnifuse.data.wav import decode_wav
+
+    return decode_wav(files.file(cell), files.sample_rate, files.num_samples)
+
+
+def column_array(n: int, files):
+    """The array a table's audio column fills: silent (n, samples) float32 clips."""
+    import numpy as np
+
+    return np.zeros((n, files.num_samples), dtype=np.float32)
+
+
+def id_reason(filled: list[str], column_kind: str) -> None:
+    """A column of WAV paths is never an id."""
+    return None
+
+
+def warn_column(path, column: str, values: list[str], log) -> bool:
+    """Nothing to warn about in a column of WAV paths."""
+    return False
 
 
 def blank(batch, shape):

@@ -32,9 +32,11 @@ from omnifuse.modalities.numbers import (
 )
 
 EXPLAIN = None  # never explained: a trained model takes its encoder's raw input
+COLUMN_KINDS = ()  # never a table's column
 
 __all__ = [
     "CELL",
+    "COLUMN_KINDS",
     "CONTENT_TYPES",
     "CORRUPTION",
     "DTYPE",

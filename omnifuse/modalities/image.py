@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-from omnifuse.data.schema import IMAGE_SUFFIXES
-
 DTYPE = "uint8"
 CORRUPTION = "Gaussian noise, std / image std"
 MAX_LEVEL = 2.0  # noise of twice the image's own standard deviation
 LEVELS = (0.0, 0.25, 0.5, 1.0, MAX_LEVEL)
 VOCABULARY = False  # no vocabulary learnt from the training data
 CELL = "path"  # a CSV cell holds an image file's path (relative to the CSV)
-SUFFIXES = IMAGE_SUFFIXES  # the files of a folder (or a CSV column) that hold images
+# the files of a folder (or a CSV column) that hold images
+SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp")
+COLUMN_KINDS = ("image",)  # a table's column of image files
 REQUEST = "file"  # a request sends an image file (base64 in JSON)
 EXPLAIN = "integrated_gradients"  # how omnifuse/evaluation/explain.py scores a sample
 CONTENT_TYPES = (
@@ -35,6 +35,35 @@ def blank(batch, shape):
     import tensorflow as tf
 
     return tf.zeros([batch, *shape], tf.uint8)
+
+
+def read_cell(cell, files, column_kind: str = "image"):
+    """A table's image cell (a path relative to the table, or a folder's file) as uint8 (H, W, 3) pixels, at
+    ``files.image_size`` (``files``: the loader's :class:`omnifuse.data.cells.Decoder`); the first image fixes
+    the size when none is given."""
+    from omnifuse.data.decode import decode_image
+
+    image = decode_image(files.file(cell), size=files.image_size, channels=3)
+    if files.image_size is None:
+        files.image_size = image.shape[:2]
+    return image
+
+
+def column_array(n: int, files):
+    """The array a table's image column fills: black (n, H, W, 3) uint8 images."""
+    import numpy as np
+
+    return np.zeros((n, *(files.image_size or (1, 1)), 3), dtype=np.uint8)
+
+
+def id_reason(filled: list[str], column_kind: str) -> None:
+    """A column of image paths is never an id."""
+    return None
+
+
+def warn_column(path, column: str, values: list[str], log) -> bool:
+    """Nothing to warn about in a column of image paths."""
+    return False
 
 
 def corrupt(value, level, seed):

@@ -3,6 +3,9 @@ spread over the samples given (empty cells left out of it, and left empty)."""
 
 from __future__ import annotations
 
+import math
+
+from omnifuse.errors import OmnifuseError, did_you_mean
 from omnifuse.modalities.image import _digest, _noisy
 
 DTYPE = "float32"
@@ -12,6 +15,11 @@ LEVELS = (0.0, 0.25, 0.5, 1.0, MAX_LEVEL)
 VOCABULARY = False  # no vocabulary learnt from the training data
 CELL = "columns"  # a CSV holds a numbers modality as its own number and category columns
 SUFFIXES = ()  # never a file
+COLUMN_KINDS = ("number", "category")  # a table's columns of these kinds make up its one numbers modality
+CATEGORY_MAX_VALUES = (
+    50  # a category column: "few distinct short strings": at most this many distinct values ...
+)
+CATEGORY_MAX_LENGTH = 40  # ... none longer than this, and at most half as many values as filled cells
 REQUEST = "json"  # a request sends a JSON list of the features or an object column -> value
 EXPLAIN = "integrated_gradients"  # how omnifuse/evaluation/explain.py scores a sample
 CONTENT_TYPES = ()  # never a file upload
@@ -86,9 +94,6 @@ def decode(name: str, values: list, *, spec=None, **_):
     """The model's (B, F) float32 array and (B,) presence mask for ``values``: dicts (column -> value, as in the
     CSV) or 1-D arrays of the F features (``None``: absent; a row of empty cells is absent too)."""
     import numpy as np
-
-    from omnifuse.data.cells import encode_tabular
-    from omnifuse.errors import OmnifuseError
 
     spec = spec or {"features": []}
     width = len(spec["features"])
@@ -167,3 +172,99 @@ def glimpse(value, name: str, folder, stem: str, **_) -> None:
 def as_input(array):
     """A data set's rows (N, F) are the model's input as they are."""
     return array
+
+
+def number(text: str) -> float | None:
+    """``text`` as a finite float, else None."""
+    try:
+        value = float(text)
+    except ValueError:
+        return None
+    return value if math.isfinite(value) else None
+
+
+def read_cell(cell: str, files, column_kind: str):
+    """A table's non-empty ``cell`` of a ``number`` column as a float, of a ``category`` column as its text."""
+    if column_kind == "number":
+        value = number(cell.strip())
+        if value is None:
+            raise OmnifuseError(f"expected a number. Received: {cell.strip()!r}")
+        return value
+    return cell.strip()
+
+
+def id_reason(filled: list[str], column_kind: str) -> str | None:
+    """Why a column of ``filled`` cells inferred as ``number`` reads as an id (a row number), else None."""
+    if column_kind != "number":
+        return None
+    numbers = [number(v) for v in filled]
+    if all(n is not None and n == int(n) for n in numbers) and all(
+        a < b for a, b in zip(numbers, numbers[1:])
+    ):
+        return "its integers increase row by row"
+    return None
+
+
+def warn_column(path, column: str, values: list[str], log) -> bool:
+    """Nothing to warn about in a column of numbers or categories."""
+    return False
+
+
+def tabular_spec(columns: dict[str, str], decoded, train) -> dict:
+    """The numbers modality of a table's ``columns`` (column -> ``number`` or ``category``), as
+    :func:`encode_tabular` reads it: its columns and features; category vocabularies come from the ``train``
+    rows of ``decoded`` (column -> value per row) only."""
+    spec_columns, features = [], []
+    for column, column_kind in columns.items():
+        if column_kind == "number":
+            spec_columns.append({"name": column, "kind": "number"})
+            features.append(column)
+        else:
+            vocab = sorted({v[column] for v, t in zip(decoded, train) if t and column in v})
+            spec_columns.append({"name": column, "kind": "category", "vocabulary": vocab})
+            features += [f"{column}={value}" for value in vocab]
+    return {"columns": spec_columns, "features": features}
+
+
+def encode_tabular(spec: dict, rows: list[dict]):
+    """Rows (column → value; missing key, ``None`` or ``""`` = empty cell) as float32 (N, F) + presence (N,).
+
+    ``spec`` is ``Dataset.meta["numbers"]["tabular"]`` (also in a run's meta.json): its ``columns`` in order,
+    each a number or a category with its ``vocabulary``. The loader and the Predictor both use it, so they agree.
+    """
+    import numpy as np
+
+    names = {c["name"] for c in spec["columns"]}
+    out = np.full((len(rows), len(spec["features"])), np.nan, dtype=np.float32)
+    mask = np.zeros(len(rows), dtype=np.float32)
+    for i, row in enumerate(rows):
+        unknown = [k for k in row if k not in names]
+        if unknown:
+            raise OmnifuseError(
+                f"Unknown tabular column {unknown[0]!r}.{did_you_mean(unknown[0], names)} "
+                f"Columns: {', '.join(sorted(names))}"
+            )
+        j = 0
+        for col in spec["columns"]:
+            value = row.get(col["name"])
+            text = "" if value is None else str(value).strip()
+            if isinstance(value, float) and math.isnan(value):
+                text = ""
+            if col["kind"] == "number":
+                if text:
+                    parsed = number(text)
+                    if parsed is None:
+                        raise OmnifuseError(
+                            f"Expected a number for column {col['name']!r}. Received: {value!r}"
+                        )
+                    out[i, j], mask[i] = parsed, 1.0
+                j += 1
+            else:
+                vocab = col["vocabulary"]
+                if text:
+                    out[i, j : j + len(vocab)] = 0.0
+                    if text in vocab:
+                        out[i, j + vocab.index(text)] = 1.0
+                    mask[i] = 1.0
+                j += len(vocab)
+    return out, mask

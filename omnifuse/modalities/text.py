@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import re
 
-from omnifuse.data.schema import TEXT_SUFFIXES
 from omnifuse.modalities.image import _digest
+from omnifuse.modalities.numbers import CATEGORY_MAX_LENGTH
 
 DTYPE = "string"
 CORRUPTION = "token dropout rate"
@@ -15,16 +15,72 @@ LEVELS = (0.0, 0.25, 0.5, 0.75, MAX_LEVEL)
 # modality, and an encoder checkpoint is only valid for the vocabulary options it was trained with
 VOCABULARY = True
 CELL = "text"  # a CSV cell holds the text itself (a folder's .txt file is read into it)
-SUFFIXES = TEXT_SUFFIXES  # the files of a folder that hold texts
+SUFFIXES = (".txt",)  # the files of a folder that hold texts
 REQUEST = "text"  # a request sends a string (or a UTF-8 text file)
 EXPLAIN = (
     "word_occlusion"  # how omnifuse/evaluation/explain.py scores a sample: no gradient reaches the words
 )
 CONTENT_TYPES = ("text/plain",)
+COLUMN_KINDS = ("text",)  # a table's column of texts (a folder's .txt files)
+# a value that looks like a file path: a text column of these holds files of a kind omnifuse does not know
+PATH_LIKE = re.compile(r"^(?:[A-Za-z]:)?[^\s]*[/\\][^\s]*$|^[^\s/\\]+\.[A-Za-z0-9]{1,5}$")
 
 
 def sample_shape(**_) -> tuple[int, ...]:
     return ()
+
+
+def read_cell(cell, files, column_kind: str = "text"):
+    """A table's text cell (the text itself, or a folder's .txt file, read through ``files``: the loader's
+    :class:`omnifuse.data.cells.Decoder`), or None when the text is empty (the sample lacks the modality)."""
+    from pathlib import Path
+
+    from omnifuse.data.decode import check_text, read_text
+
+    if isinstance(cell, Path):  # a folder's file
+        data = files.file(cell).read_bytes()
+        value = read_text(cell) if data.strip() else ""
+    else:
+        value = check_text(cell, "the text")
+    return value if value.strip() else None
+
+
+def column_array(n: int, files):
+    """The array a table's text column fills: n empty strings."""
+    import numpy as np
+
+    return np.array([""] * n, dtype=object)
+
+
+def id_reason(filled: list[str], column_kind: str) -> str | None:
+    """Why a column of ``filled`` texts reads as an id (each a different single word), else None; paths are
+    files of a kind omnifuse does not know (:func:`warn_column` says so), not ids."""
+    if len(set(filled)) != len(filled):
+        return None
+    short = all(len(v) <= CATEGORY_MAX_LENGTH and not any(c.isspace() for c in v) for v in filled)
+    if short and not any(PATH_LIKE.match(v) for v in filled):
+        return "every value is a different single word"
+    return None
+
+
+def warn_column(path, column: str, values: list[str], log) -> bool:
+    """Warn on ``log`` (and say True) when most values of a column read as text look like file paths: a column
+    of files in a format omnifuse does not know, or with a few odd names, would otherwise be trained on as
+    strings."""
+    filled = [v.strip() for v in values if v.strip()]
+    looks = [v for v in filled if PATH_LIKE.match(v)]
+    if not filled or len(looks) < 0.8 * len(filled):
+        return False
+    log.warning(
+        "Column %r of '%s' is read as text, but %d of its %d values look like file paths (e.g. %r); if it holds "
+        "files, give its kind in data.kinds (image or audio) and check the values, else set it to ignore",
+        column,
+        path,
+        len(looks),
+        len(filled),
+        looks[0],
+    )
+    return True
 
 
 def blank(batch, shape=()):
