@@ -26,10 +26,10 @@ from typing import Any
 import numpy as np
 
 from omnifuse.data.cells import BadRow, Decoder
-from omnifuse.data.schema import number, read_csv, safe_name
+from omnifuse.data.schema import read_csv, safe_name
 from omnifuse.data.table import MAX_LISTED
 from omnifuse.errors import OmnifuseError
-from omnifuse.modalities import held_as
+from omnifuse.modalities import held_as, of_column
 from omnifuse.names import mask_name
 from omnifuse.rundir import atomic_write_text
 
@@ -188,8 +188,7 @@ def _encode_row(
             continue
         try:
             if held_as(kind) == "value":  # a numbers modality's number or category column
-                if kind == "number" and number(str(cell).strip()) is None:
-                    raise OmnifuseError(f"expected a number. Received: {cell!r}")
+                of_column(kind).check_cell(cell, kind)
                 numbers.setdefault(modality, {})[column] = cell
                 continue
             value = str(decoder.file(str(cell))) if held_as(kind) == "path" else str(cell)

@@ -145,7 +145,47 @@ def test_the_kinds_suffixes_are_the_loaders_and_never_overlap():
 
     owned = {s: name for name, rule in modalities.KINDS.items() for s in rule.SUFFIXES}
     assert owned == SUFFIX_KINDS
+    assert (SUFFIX_KINDS[".jpeg"], SUFFIX_KINDS[".wave"], SUFFIX_KINDS[".txt"]) == ("image", "audio", "text")
     assert sum(len(rule.SUFFIXES) for rule in modalities.KINDS.values()) == len(owned)
+
+
+def test_each_table_column_kind_is_one_kinds_and_read_by_it(tmp_path):
+    from PIL import Image
+
+    from omnifuse.data.cells import Decoder
+    from omnifuse.data.schema import KINDS
+
+    # every column kind of data.kinds but the non-inputs names the kind that reads it; numbers holds two
+    assert {c: m.__name__.rpartition(".")[2] for c, m in modalities.COLUMNS.items()} == {
+        "image": "image",
+        "text": "text",
+        "audio": "audio",
+        "number": "numbers",
+        "category": "numbers",
+    }
+    assert KINDS == ("image", "text", "audio", "number", "category", "ignore", "group")
+    Image.fromarray(np.full((6, 4, 3), 200, np.uint8)).save(tmp_path / "a.png")
+    (tmp_path / "t.txt").write_text("  \n")
+    files = Decoder(tmp_path, None, sample_rate=8000, num_samples=5)
+    image = modalities.of_column("image").read_cell(" a.png ", files, "image")
+    assert image.shape == (6, 4, 3) and files.image_size == (6, 4)  # the first image fixed the size
+    assert modalities.of_column("image").column_array(2, files).shape == (2, 6, 4, 3)
+    assert modalities.of_column("audio").column_array(2, files).shape == (2, 5)
+    with pytest.raises(OmnifuseError, match="file not found: 'b.wav'"):
+        modalities.of_column("audio").read_cell("b.wav", files, "audio")
+    text = modalities.of_column("text")
+    assert text.read_cell("a cat", files, "text") == "a cat"
+    assert (
+        text.read_cell(tmp_path / "t.txt", files, "text") is None
+    )  # a blank file: the sample lacks the text
+    numbers = modalities.of_column("number")
+    assert numbers.read_cell(" 2.5 ", files, "number") == 2.5
+    assert numbers.read_cell(" tabby ", files, "category") == "tabby"
+    with pytest.raises(OmnifuseError, match="expected a number. Received: 'x1'"):
+        numbers.read_cell(" x1 ", files, "number")
+    # ids: a row number, or a different single word per row; never a path
+    assert numbers.id_reason(["1", "2", "3"], "number") and not numbers.id_reason(["1", "2", "3"], "category")
+    assert text.id_reason(["P1", "P2", "P3"], "text") and not text.id_reason(["a/b", "c/d", "e/f"], "text")
 
 
 def test_only_text_learns_a_vocabulary_and_with_vocabulary_picks_its_modalities():

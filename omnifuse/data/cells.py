@@ -1,7 +1,8 @@
 """A table's cells as arrays: each cell decoded by its column's kind, the tabular features, and the rows that fail.
 
 Shared by the CSV and folder loaders of :mod:`omnifuse.data.table` (see there for what the kinds mean) and by the
-Predictor, which encodes a request's numbers and categories with :func:`encode_tabular` as training did.
+Predictor, which encodes a request's numbers and categories with :func:`encode_tabular` (the numbers kind's, in
+:mod:`omnifuse.modalities.numbers`) as training did. Each cell is read by its column's modality kind (``read_cell``).
 """
 
 from __future__ import annotations

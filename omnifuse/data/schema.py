@@ -35,7 +35,8 @@ TEXT_SUFFIXES = modalities.text.SUFFIXES
 # a folder's file suffix -> the modality kind of its files
 SUFFIX_KINDS = {s: name for name, rule in modalities.KINDS.items() for s in rule.SUFFIXES}
 FILE_KINDS = [name for name, rule in modalities.KINDS.items() if rule.SUFFIXES]  # image, text, audio
-KINDS = ("image", "text", "audio", "number", "category", "ignore", "group")
+# the column kinds of data.kinds: each modality kind's (image, text, audio, number, category), then the non-inputs
+KINDS = (*modalities.COLUMNS, "ignore", "group")
 TABULAR = "tabular"  # the modality holding every number and category column
 ID_MIN_ROWS = 5  # fewer filled cells than this never make an id: too little to tell
 MAX_VALUES_SHOWN = 20  # category values listed in the schema

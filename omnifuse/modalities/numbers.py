@@ -193,6 +193,13 @@ def read_cell(cell: str, files, column_kind: str):
     return cell.strip()
 
 
+def check_cell(cell, column_kind: str) -> None:
+    """A served table's non-empty ``cell`` (a CSV's text, or a DataFrame's value) of a ``number`` column must
+    read as a number (a category's may be any value: one not seen in training is all zeros)."""
+    if column_kind == "number" and number(str(cell).strip()) is None:
+        raise OmnifuseError(f"expected a number. Received: {cell!r}")
+
+
 def id_reason(filled: list[str], column_kind: str) -> str | None:
     """Why a column of ``filled`` cells inferred as ``number`` reads as an id (a row number), else None."""
     if column_kind != "number":
