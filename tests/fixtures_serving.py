@@ -6,7 +6,9 @@ for it, so the three test files pay for one training of each model.
 
 from __future__ import annotations
 
+import fcntl
 import io
+import os
 import socket
 import threading
 import time
@@ -46,10 +48,20 @@ verbose = 0
 
 def trained_run(tmp_path_factory, name: str = "tiny-joint", evaluate: bool = False) -> Path:
     """The run ``tiny-joint`` (image + text, CIFAR-10 + IMDb fixtures) or ``tiny-image`` (CIFAR-10 only, with the
-    default image augmentation), trained on first use in this session."""
+    default image augmentation), trained on first use in this session: by the first test worker that asks (the
+    workers of ``pytest -n`` share the session's temporary folder; the others wait for it)."""
+    base = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        base = base.parent  # the session's folder, above each worker's own
+    base.mkdir(parents=True, exist_ok=True)
+    with open(base / "serving-runs.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes
+        return _trained_run(base / "serving-runs", name, evaluate)
+
+
+def _trained_run(root: Path, name: str, evaluate: bool) -> Path:
     import omnifuse
 
-    root = tmp_path_factory.getbasetemp() / "serving-runs"
     run = root / "runs" / name
     if not (run / "model.keras").is_file():
         data = root / "data"
