@@ -164,7 +164,8 @@ class TrainConfig:
     seed: int = 0  # weights' initialisation, shuffling, hold-outs
     early_stopping: int = 3  # patience in epochs on the validation loss; 0 = off
     jit_compile: bool = False  # XLA-compile the training step
-    # a pretrained encoder that trains (mode finetune or last_k) learns at this fraction of train.learning_rate
+    # a pretrained encoder that trains (mode finetune or last_k, or one started from model.<kind>.init) learns at
+    # this fraction of train.learning_rate
     pretrained_lr_scale: float = 0.1
     # frozen pretrained encoders (mode frozen, no augmentation before them): their features are computed once per
     # data set (and cached on disk), and training runs the rest of the model on them (omnifuse/features.py)

@@ -174,9 +174,15 @@ def test_airbench94_resolves_to_its_torch_reference_and_builds_its_command(tmp_p
 
 
 def test_a_variant_with_pretrain_runs_omnifuse_pretrain_first():
-    scratch, pretrained, _ = suites.resolve("imdb-unlabeled-small")
-    assert not scratch.pretrain and pretrained.pretrain
-    assert scratch.overrides[:-2] == pretrained.overrides  # the same model and labels, but for the start
+    variants = {v.label: v for v in suites.resolve("imdb-unlabeled-small")}
+    scratch, pretrained, slower = variants["scratch"], variants["pretrained"], variants["pretrained-lr0.1"]
+    assert not scratch.pretrain and pretrained.pretrain and slower.pretrain
+    # the same model and labels, but for the start; the pretrained ones apart only in the encoder's learning rate
+    assert scratch.overrides[:-2] == pretrained.overrides[:-1] == slower.overrides[:-1]
+    assert (pretrained.overrides[-1], slower.overrides[-1]) == (
+        "train.pretrained_lr_scale=1.0",
+        "train.pretrained_lr_scale=0.1",
+    )
     command = harness._command(pretrained, 0, Path("out.json"), None, None, Path("runs"))
     assert "--pretrain" in command
     assert "--pretrain" not in harness._command(scratch, 0, Path("out.json"), None, None, Path("runs"))

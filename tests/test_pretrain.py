@@ -16,6 +16,8 @@ from omnifuse.cli import app
 from omnifuse.config import load_config
 from omnifuse.errors import OmnifuseError
 from omnifuse.model.builder import build_model
+from omnifuse.model.compile import pretrained_multipliers
+from omnifuse.optimizers import ScaledAdam
 from omnifuse.pretrain import image, text
 from omnifuse.pretrain.run import pretrain
 
@@ -94,6 +96,28 @@ def test_a_model_starts_from_the_checkpoint(lm_run):
     )
     first = keras.ops.convert_to_numpy(fresh.get_layer("text_branch").encoder.weights[0])
     assert not np.allclose(first, stored[0])
+
+
+def test_the_started_encoder_trains_at_the_pretrained_rate(lm_run):
+    overrides = [*TINY_TEXT, f"model.text.init={lm_run}", "train.pretrained_lr_scale=0.25"]
+    model = build_model(
+        load_config("imdb-lstm", overrides), {"text": "text"}, {"s": ["a", "b"]}, texts=["a b"]
+    )
+    multipliers = pretrained_multipliers(model, 0.25)
+    assert set(multipliers.values()) == {0.25}
+    optimizer = ScaledAdam(1.0, lr_multipliers=multipliers)
+    optimizer.build(model.trainable_variables)
+    factors = {v.path: optimizer._factors[optimizer._var_key(v)] for v in model.trainable_variables}
+    encoder = {v.path for v in model.get_layer("text_branch").encoder.trainable_variables}
+    assert encoder and all(factors[p] == 0.25 for p in encoder)
+    assert {factors[p] for p in factors if p not in encoder} == {
+        1.0
+    }  # the head and the fusion: the full rate
+    # the same model from scratch has no pretrained layer
+    fresh = build_model(
+        load_config("imdb-lstm", TINY_TEXT), {"text": "text"}, {"s": ["a", "b"]}, texts=["a b"]
+    )
+    assert pretrained_multipliers(fresh, 0.25) == {}
 
 
 def test_a_bad_init_is_an_error_naming_the_key(lm_run, tmp_path):

@@ -67,14 +67,19 @@ def make_optimizer(
 
 
 def pretrained_multipliers(model: keras.Model, scale: float) -> dict[str, float]:
-    """Path prefix -> ``scale`` for every pretrained encoder of ``model`` that trains (fine-tuned or last_k)."""
+    """Path prefix -> ``scale`` for every pretrained encoder of ``model`` that trains (fine-tuned or last_k, or
+    started from ``model.<kind>.init``). The prefix ends at the encoder's name in its variables' paths: one built
+    before its branch was called (to load a checkpoint into) has paths without the branch's name."""
     if scale == 1.0:
         return {}
     out = {}
     for layer in all_layers(model):
         encoder = getattr(layer, "encoder", None)
-        if getattr(encoder, "pretrained", False) and encoder.trainable_weights:
-            out[f"{layer.name}/{encoder.name}/"] = float(scale)
+        if not getattr(encoder, "pretrained", False):
+            continue
+        for variable in encoder.trainable_weights:
+            before, name, _ = variable.path.partition(f"{encoder.name}/")
+            out[before + name if name else variable.path] = float(scale)
     return out
 
 

@@ -108,7 +108,9 @@ def _plain(value: Any) -> Any:
 
 
 def load_into(layer, checkpoint: Checkpoint, key: str, input_shape: tuple) -> None:
-    """Build ``layer`` for ``input_shape`` (if it is not built) and set its variables to the checkpoint's."""
+    """Build ``layer`` for ``input_shape`` (if it is not built) and set its variables to the checkpoint's. The layer
+    is then a pretrained encoder like the downloaded ones: it trains at ``train.pretrained_lr_scale`` times the
+    head's learning rate (omnifuse/model/compile.py), ULMFiT's discriminative fine-tuning."""
     if not layer.built:
         layer.build(input_shape)
     shapes = [tuple(v.shape) for v in layer.weights]
@@ -120,6 +122,7 @@ def load_into(layer, checkpoint: Checkpoint, key: str, input_shape: tuple) -> No
         )
     for variable, value in zip(layer.weights, checkpoint.weights):
         variable.assign(value)
+    layer.pretrained = True
 
 
 def encoder_options(kind: str, encoder: str, section: Any) -> dict[str, Any]:
