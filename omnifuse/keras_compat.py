@@ -30,14 +30,6 @@ def all_layers(model) -> Iterator[Any]:
     return iter(flatten())
 
 
-def _check_symbolic_build(model, use: str) -> None:
-    if not (hasattr(model, "_symbolic_build") and hasattr(model, "_distribute_strategy")):
-        raise OmnifuseError(
-            "Expected a Keras 3 version whose trainer has _symbolic_build and _distribute_strategy (omnifuse "
-            f"builds a compiled model's state with them: {use}). Received: a trainer without them."
-        )
-
-
 def build_before_fit(model, element_spec) -> None:
     """Build a compiled model's state (optimizer slots, loss and metric trackers) from the shapes and dtypes of
     ``element_spec`` before ``fit``, so the training step is traced once instead of twice.
@@ -47,10 +39,11 @@ def build_before_fit(model, element_spec) -> None:
     compatibility", ``keras/src/backend/tensorflow/trainer.py``, ``_maybe_symbolic_build``). TensorFlow then sees
     variables created inside the ``tf.function`` on its first call and traces it a second time without them,
     which doubled the training step's graph building (measured: 2 traces of ``train_step`` per ``fit``). A model
-    already built (a resumed run's) is left as it is.
+    already built (a resumed run's) is left as it is. Only the TensorFlow trainer defers: the JAX and PyTorch
+    trainers (which have no ``_distribute_strategy``) build in ``fit`` themselves, and are left to it, as is a
+    Keras whose trainer no longer has these attributes (it then builds in the trace, only slower).
     """
-    _check_symbolic_build(model, "the state built before fit")
-    if getattr(model, "_distribute_strategy", None) is None:
+    if getattr(model, "_distribute_strategy", "absent") is None and hasattr(model, "_symbolic_build"):
         model._symbolic_build(data_batch=element_spec)
 
 
@@ -65,7 +58,11 @@ def build_under_strategy(model, strategy, element_spec) -> None:
     spec instead, and with ``_distribute_strategy = None`` Keras falls back to ``tf.distribute.get_strategy()``
     (the enclosing ``strategy.scope()``) and skips its own build step; ``fit`` must then run inside that scope.
     """
-    _check_symbolic_build(model, 'train.distribution; use train.distribution = "none"')
+    if not (hasattr(model, "_symbolic_build") and hasattr(model, "_distribute_strategy")):
+        raise OmnifuseError(
+            "This Keras version cannot be used with train.distribution (its trainer changed: no "
+            '_symbolic_build / _distribute_strategy); use train.distribution = "none".'
+        )
     with strategy.scope():
         model._symbolic_build(data_batch=element_spec)
         model._distribute_strategy = None

@@ -191,3 +191,13 @@ def test_building_before_fit_traces_the_training_step_once(monkeypatch):
         model.fit(data, epochs=2, verbose=0)
         counts.append(len(traces))
     assert counts == [2, 1]  # Keras alone: a trace that creates the optimizer's variables, then one without
+
+
+def test_building_before_fit_leaves_trainers_that_build_in_fit_alone():
+    from omnifuse import keras_compat
+
+    class JaxLikeTrainer:  # Keras's JAX and PyTorch trainers: no _distribute_strategy; fit builds the state itself
+        def _symbolic_build(self, data_batch=None):
+            raise AssertionError("built before fit where fit builds")
+
+    keras_compat.build_before_fit(JaxLikeTrainer(), None)
