@@ -46,6 +46,13 @@ def __getattr__(name: str) -> Any:
     raise AttributeError(f"module 'omnifuse' has no attribute {name!r}")
 
 
+def _config(config: str | Path | Any, overrides: list[str] | dict[str, Any] | None) -> Any:
+    """A preset name, config file or Config, with dotted ``overrides`` applied, as a Config."""
+    from omnifuse.config import Config, load_config
+
+    return config.replace(overrides or []) if isinstance(config, Config) else load_config(config, overrides)
+
+
 def train(
     config: str | Path | Any,
     overrides: list[str] | dict[str, Any] | None = None,
@@ -62,12 +69,11 @@ def train(
     >>> omnifuse.train("table", {"data.csv": "pets.csv", "data.label": "species"},
     ...                callbacks=[keras.callbacks.LambdaCallback(on_epoch_end=lambda e, logs: print(e, logs))])
     """
-    from omnifuse.config import Config, load_config
     from omnifuse.training import train as _train
 
     if resume is not None:
         return _train(None, resume=resume, data_dir=data_dir, callbacks=callbacks)
-    cfg = config.replace(overrides or []) if isinstance(config, Config) else load_config(config, overrides)
+    cfg = _config(config, overrides)
     return _train(cfg, run_dir=run_dir, runs_root=runs_root, data_dir=data_dir, callbacks=callbacks)
 
 
@@ -86,10 +92,9 @@ def pretrain(
     >>> lm = omnifuse.pretrain("imdb-unlabeled", ["pretrain.epochs=1"], run_dir="runs/imdb-lm")
     >>> run = omnifuse.train("imdb-unlabeled", [f"model.text.init={lm}"])
     """
-    from omnifuse.config import Config, load_config
     from omnifuse.pretrain.run import pretrain as _pretrain
 
-    cfg = config.replace(overrides or []) if isinstance(config, Config) else load_config(config, overrides)
+    cfg = _config(config, overrides)
     return _pretrain(cfg, run_dir=run_dir, runs_root=runs_root, data_dir=data_dir, callbacks=callbacks)
 
 
