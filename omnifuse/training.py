@@ -38,7 +38,7 @@ from omnifuse.evaluation import calibration
 from omnifuse.hardware import machine
 from omnifuse.metrics_log import reconcile_metrics
 from omnifuse.model.builder import build_model
-from omnifuse.model.compile import compile_model
+from omnifuse.model.compile import compile_model, runs_eagerly
 from omnifuse.model.ensemble import fit_member_weights  # noqa: F401  (also imported from here)
 from omnifuse.modelio import load_model
 from omnifuse.names import WEIGHTS_OUTPUT, auxiliary_outputs
@@ -221,6 +221,8 @@ def _compile(run: _Run, model: keras.Model, streams: _Streams) -> None:
                 streams.steps,
                 training_split.class_weights(run.cfg, run.prepared),
             )
+    # train.eager, also for a resumed model (which keeps its optimizer, not how it was compiled)
+    model.run_eagerly = runs_eagerly(run.cfg.train, streams.steps, run.initial_epoch)
     if dist is None:
         keras_compat.build_before_fit(model, streams.train.element_spec)
     else:

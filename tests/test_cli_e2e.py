@@ -103,33 +103,22 @@ def test_the_training_step_is_traced_once_for_all_epochs(trained_run):
     assert len(TRACES) == 1
 
 
-def test_epoch_fraction_sets_how_much_of_each_data_set_an_epoch_sees(
+def test_epoch_fraction_and_length_buckets_set_the_steps_of_the_joint_model(
     trained_run, data_dir, tiny_config, tmp_path
 ):
     # 160 CIFAR-10 training images (after the 20% hold-out) = 10 batches of 16; 96 reviews = 6 batches
     full = json.loads((trained_run / "meta.json").read_text())["progress"]["steps_per_epoch"]
     assert full == 10 + 6
+    # half the reviews per epoch: 3 of their 6 batches; the reviews go in batches of similar length (which changes
+    # how they are grouped, not how many batches there are), CIFAR-10's images (no text) in plain batches
     run = omnifuse.train(
         tiny_config,
-        overrides=["train.epochs=1", "data.epoch_fraction=[1.0, 0.5]"],
-        runs_root=tmp_path,
-        data_dir=str(data_dir),
-    )
-    assert json.loads((run / "meta.json").read_text())["progress"]["steps_per_epoch"] == 10 + 3
-
-
-def test_length_buckets_train_the_joint_model_on_the_same_number_of_steps(
-    trained_run, data_dir, tiny_config, tmp_path
-):
-    # the reviews go in batches of similar length; CIFAR-10's images (no text) in plain batches
-    run = omnifuse.train(
-        tiny_config,
-        overrides=["train.epochs=2", "data.length_buckets=3"],
+        overrides=["train.epochs=2", "data.epoch_fraction=[1.0, 0.5]", "data.length_buckets=3"],
         runs_root=tmp_path,
         data_dir=str(data_dir),
     )
     meta = json.loads((run / "meta.json").read_text())
-    assert meta["progress"]["steps_per_epoch"] == 10 + 6
+    assert meta["progress"]["steps_per_epoch"] == 10 + 3
     rows = list(csv.DictReader((run / "metrics.csv").open()))
     assert len(rows) == 2 and float(rows[1]["sentiment_loss"]) < float(rows[0]["sentiment_loss"])
     assert set(omnifuse.evaluate(run, data_dir=str(data_dir), worst_samples=False)["tasks"]) == {
@@ -143,7 +132,13 @@ def test_unimodal_loss_adds_auxiliary_heads_that_prediction_leaves_out(data_dir,
 
     run = omnifuse.train(
         tiny_config,
-        overrides=["train.epochs=1", "train.unimodal_loss=0.5", "train.modality_dropout=0.3"],
+        # a fifth of the images and a third of the reviews per epoch: 2 + 2 steps, run eagerly (train.eager)
+        overrides=[
+            "train.epochs=1",
+            "train.unimodal_loss=0.5",
+            "train.modality_dropout=0.3",
+            "data.epoch_fraction=[0.2, 0.34]",
+        ],
         runs_root=tmp_path,
         data_dir=str(data_dir),
     )
@@ -235,8 +230,13 @@ def test_resume_after_a_kill(data_dir, tiny_config, tmp_path, monkeypatch):
             raise _Killed()
 
     monkeypatch.setattr(training._RunCheckpoint, "on_epoch_end", die_after_first_epoch)
-    with pytest.raises(_Killed):
-        omnifuse.train(tiny_config, runs_root=tmp_path, data_dir=str(data_dir))
+    with pytest.raises(_Killed):  # 2 + 2 steps per epoch, 12 in all: run eagerly (train.eager)
+        omnifuse.train(
+            tiny_config,
+            overrides=["data.epoch_fraction=[0.2, 0.34]"],
+            runs_root=tmp_path,
+            data_dir=str(data_dir),
+        )
     run = tmp_path / "tiny-joint"
     assert json.loads((run / "meta.json").read_text())["progress"]["epochs_done"] == 1
     assert not (run / "model.keras").exists()

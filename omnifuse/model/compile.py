@@ -83,6 +83,18 @@ def pretrained_multipliers(model: keras.Model, scale: float) -> dict[str, float]
     return out
 
 
+EAGER_STEPS = 12  # train.eager = "auto": a training of at most this many steps in all runs them eagerly
+
+
+def runs_eagerly(t, steps_per_epoch: int, initial_epoch: int = 0) -> bool:
+    """Whether ``train.eager`` has the training steps run as Python calls instead of a traced graph: "auto" for a
+    training of at most ``EAGER_STEPS`` steps left (from ``initial_epoch`` on), where tracing the step costs more
+    than running it eagerly; never for XLA or a distributed training (a strategy replicates a traced step)."""
+    if t.jit_compile or t.distribution != "none" or t.eager == "never":
+        return False
+    return t.eager == "always" or (t.epochs - initial_epoch) * max(1, steps_per_epoch) <= EAGER_STEPS
+
+
 def compile_model(
     model: keras.Model,
     cfg: Config,
@@ -123,4 +135,5 @@ def compile_model(
             for name in model.output_names
         },
         jit_compile=t.jit_compile,
+        run_eagerly=runs_eagerly(t, steps_per_epoch),
     )
