@@ -1,7 +1,7 @@
 """Tiny trained runs and a live server for the serving, export and browser tests.
 
 Each run is trained once per test session (on fixtures in the real formats) and shared by every module that asks
-for it, so the three test files pay for one training of each model.
+for it, so the test files pay for one training of each model (:func:`shared`; the labelling tests' run too).
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ import os
 import socket
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -46,17 +47,23 @@ verbose = 0
 """
 
 
-def trained_run(tmp_path_factory, name: str = "tiny-joint", evaluate: bool = False) -> Path:
-    """The run ``tiny-joint`` (image + text, CIFAR-10 + IMDb fixtures) or ``tiny-image`` (CIFAR-10 only, with the
-    default image augmentation), trained on first use in this session: by the first test worker that asks (the
-    workers of ``pytest -n`` share the session's temporary folder; the others wait for it)."""
+def shared(tmp_path_factory, make: Callable[[Path], Path]) -> Path:
+    """``make(folder)`` under the session's lock, ``folder`` one for the whole test session: the workers of
+    ``pytest -n`` share the session's temporary folder, so the first that asks makes what ``make`` makes (a trained
+    run) and the others wait for it; ``make`` returns what is already there when it finds it done."""
     base = tmp_path_factory.getbasetemp()
     if os.environ.get("PYTEST_XDIST_WORKER"):
         base = base.parent  # the session's folder, above each worker's own
     base.mkdir(parents=True, exist_ok=True)
     with open(base / "serving-runs.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes
-        return _trained_run(base / "serving-runs", name, evaluate)
+        return make(base / "serving-runs")
+
+
+def trained_run(tmp_path_factory, name: str = "tiny-joint", evaluate: bool = False) -> Path:
+    """The run ``tiny-joint`` (image + text, CIFAR-10 + IMDb fixtures) or ``tiny-image`` (CIFAR-10 only, with the
+    default image augmentation), trained on first use in this session (see :func:`shared`)."""
+    return shared(tmp_path_factory, lambda folder: _trained_run(folder, name, evaluate))
 
 
 def _trained_run(root: Path, name: str, evaluate: bool) -> Path:

@@ -78,6 +78,23 @@ def write_labelled(root, n: int = 60, seed: int = 0):
     return path
 
 
+def shared_sky(tmp_path_factory, root):
+    """:func:`write_labelled`'s CSV in ``root`` (its images under ``root/imgs``) and the run :func:`train_sky` trains
+    on the same rows, trained once per test session and shared by the files that ask (``fixtures_serving.shared``)."""
+    from fixtures_serving import shared
+
+    write_labelled(root)
+
+    def make(folder):
+        run = folder / "runs" / "sky"
+        if not (run / "model.keras").is_file():
+            (folder / "sky").mkdir(parents=True, exist_ok=True)
+            train_sky(folder / "sky", folder / "runs")
+        return run
+
+    return shared(tmp_path_factory, make)
+
+
 def train_sky(root, runs, extra=()):
     """A tiny run trained on :func:`write_labelled`'s CSV, with per-modality heads (``train.unimodal_loss``)."""
     path = write_labelled(root)

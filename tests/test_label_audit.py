@@ -14,6 +14,9 @@ from omnifuse.label.audit import confident_joint, find_issues
 from omnifuse.label.duplicates import duplicate_groups
 
 FLIPPED = (3, 10, 17, 24, 33, 46)  # rows (0-based) whose label the fixture flips
+# each fold's run: 4 epochs of 3 steps (12 in all: run eagerly, train.eager); recall 5-6 of the 6 flips and no
+# false finding for train.seed 0, 1 and 2 (8 epochs of 6 steps found 4-6)
+FOLD_RUN = [*SMALL, "train.epochs=4", "train.batch_size=16"]
 
 
 @pytest.fixture(scope="module")
@@ -46,7 +49,7 @@ def test_the_audit_recovers_flipped_labels_and_reports_duplicates(noisy, tmp_pat
     result = CliRunner().invoke(
         app,
         ["label", "audit", str(noisy), "--label", "label", "--folds", "3", "--out", str(out)]
-        + [arg for item in SMALL for arg in ("--set", item)],
+        + [arg for item in FOLD_RUN for arg in ("--set", item)],
         catch_exceptions=False,
     )
     assert result.exit_code == 0, result.output

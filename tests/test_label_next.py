@@ -5,7 +5,7 @@ import csv
 
 import numpy as np
 import pytest
-from label_fixtures import sample, train_sky, write_csv
+from label_fixtures import sample, shared_sky, write_csv
 from typer.testing import CliRunner
 
 import omnifuse
@@ -19,7 +19,7 @@ from omnifuse.label.next import disagreement_scores, kcenter_order, margin_score
 @pytest.fixture(scope="module")
 def sky(tmp_path_factory):
     root = tmp_path_factory.mktemp("sky")
-    return root, train_sky(root, root / "runs")
+    return root, shared_sky(tmp_path_factory, root)
 
 
 @pytest.fixture(scope="module")

@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 from fixtures_serving import LiveServer, free_port
-from label_fixtures import sample, train_sky, write_csv
+from label_fixtures import sample, shared_sky, write_csv
 
 import omnifuse
 from omnifuse.data.table import load_csv
@@ -27,7 +27,7 @@ from omnifuse.serving import create_app
 @pytest.fixture(scope="module")
 def sky(tmp_path_factory):
     root = tmp_path_factory.mktemp("sky")
-    run = train_sky(root, root / "runs")
+    run = shared_sky(tmp_path_factory, root)
     rng = np.random.default_rng(5)
     rows = [sample(root, f"q{i:03d}", c, c, c, rng) for i, c in enumerate(["sun", "moon"] * 4)]
     write_csv(root / "pool.csv", rows)
