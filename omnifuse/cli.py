@@ -278,6 +278,7 @@ def predict(
     ] = False,
 ):
     """Predict from raw files (any subset of the model's modalities), or for every row of a CSV (--data)."""
+    check_run(run_dir)
     from omnifuse.predictor import load
 
     if data is not None:
