@@ -278,9 +278,10 @@ def predict(
     ] = False,
 ):
     """Predict from raw files (any subset of the model's modalities), or for every row of a CSV (--data)."""
-    from omnifuse.predictor import load
-
+    check_run(run_dir)
     if data is not None:
+        from omnifuse.predictor import load
+
         if image or text or text_file or fields or explain:
             raise OmnifuseError("Expected --data or single inputs (--image, --text, -i ...). Received both")
         answers = load(run_dir, calibrated=calibrated).predict_table(
@@ -303,12 +304,17 @@ def predict(
 
         inputs["text"] = read_text(text_file)
     if text is not None:
-        inputs["text"] = text
+        from omnifuse.data.decode import check_text
+
+        # bytes of another encoding, or no word at all: answered before TensorFlow loads
+        inputs["text"] = check_text(text, "--text")
     for item in fields or []:
         if "=" not in item:
             raise OmnifuseError(f"Expected --input NAME=VALUE (e.g. -i age=31). Received: {item!r}")
         key, value = item.split("=", 1)
         inputs[key.strip()] = value
+    from omnifuse.predictor import load
+
     predictor = load(run_dir, calibrated=calibrated)
     feed = predictor.encode(**inputs)
     answer = predictor.predict_feed(feed)[0]

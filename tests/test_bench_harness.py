@@ -2,6 +2,9 @@
 reference run), labels of references and other backends, `bench serve` and `bench report`."""
 
 import json
+import logging
+import runpy
+import subprocess
 import sys
 import types
 from pathlib import Path
@@ -40,8 +43,34 @@ def data_dir(tmp_path_factory):
     return root
 
 
+def _python_m_in_this_process(monkeypatch):
+    """Run the harness's ``python -m omnifuse.bench ...`` runs in this process (as ``python -m`` runs the package's
+    __main__.py, its exit code from SystemExit); other commands (the reference script) still run as processes. A
+    fresh interpreter costs seconds of TensorFlow imports, and the run's record is what is tested here."""
+    real = subprocess.run
+    # what the run sets for itself (omnifuse.quiet), put back after the test
+    monkeypatch.setenv("TF_CPP_MIN_LOG_LEVEL", "2")
+    for name in ("absl", "tensorflow"):
+        monkeypatch.setattr(logging.getLogger(name), "level", logging.getLogger(name).level)
+
+    def run(cmd, **kwargs):
+        if list(cmd[:3]) != [sys.executable, "-m", "omnifuse.bench"]:
+            return real(cmd, **kwargs)
+        with monkeypatch.context() as m:
+            m.setattr(sys, "argv", ["omnifuse.bench", *cmd[3:]])
+            try:
+                runpy.run_module("omnifuse.bench", run_name="__main__", alter_sys=True)
+                code = 0
+            except SystemExit as exc:
+                code = exc.code
+        return subprocess.CompletedProcess(cmd, code)
+
+    monkeypatch.setattr(harness.subprocess, "run", run)
+
+
 def test_bench_command_writes_records_table_and_ratio(data_dir, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
+    _python_m_in_this_process(monkeypatch)
     (tmp_path / "tiny.toml").write_text(TINY)
     (tmp_path / "fake_ref.py").write_text(FAKE_REFERENCE)
     results = tmp_path / "benchmarks" / "results"

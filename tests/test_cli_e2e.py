@@ -2,11 +2,10 @@
 
 import csv
 import json
-import subprocess
-import sys
 
 import numpy as np
 import pytest
+from cli_lines import run_lines
 from fixtures import write_aclimdb, write_cifar10
 from PIL import Image
 from typer.testing import CliRunner
@@ -253,25 +252,25 @@ def test_resume_after_a_kill(data_dir, tiny_config, tmp_path, monkeypatch):
     assert (run / "model.keras").is_file()
 
 
-def _cli(*args, env=None):
-    return subprocess.run(
-        [sys.executable, "-m", "omnifuse.cli", *args], capture_output=True, text=True, env=env, timeout=120
-    )
-
-
 def test_user_mistakes_exit_2_without_traceback(tmp_path, data_dir):
     bad = tmp_path / "bad.toml"
     bad.write_text('[train]\nepochs = "three"\n')
-    result = _cli("train", str(bad), "--data-dir", str(data_dir))
-    assert result.returncode == 2
-    assert "train.epochs" in result.stderr and "Expected int" in result.stderr
-    assert "Traceback" not in result.stderr
+    lines = [
+        ["train", str(bad), "--data-dir", str(data_dir)],
+        ["train", "cifar10-cnn", "--set", "train.epochz=3"],
+        ["predict", str(tmp_path / "no-such-run"), "--text", "hi"],
+    ]
+    # the command line's main() for each, one after the other in one fresh interpreter (tests/cli_lines.py)
+    answers = run_lines(lines)
+    first, second, third = (answers[tuple(line)] for line in lines)
+    assert first["code"] == 2
+    assert "train.epochs" in first["stderr"] and "Expected int" in first["stderr"]
+    assert "Traceback" not in first["stderr"]
 
-    result = _cli("train", "cifar10-cnn", "--set", "train.epochz=3")
-    assert result.returncode == 2 and "epochs" in result.stderr and "Traceback" not in result.stderr
+    assert second["code"] == 2 and "epochs" in second["stderr"] and "Traceback" not in second["stderr"]
 
-    result = _cli("predict", str(tmp_path / "no-such-run"), "--text", "hi")
-    assert result.returncode == 2 and "no-such-run" in result.stderr
+    assert third["code"] == 2 and "no-such-run" in third["stderr"]
+    assert not any(a["tensorflow"] for a in answers.values()), "each is answered before TensorFlow loads"
 
 
 def test_a_data_error_leaves_no_run_directory(tiny_config, tmp_path):

@@ -2,12 +2,12 @@
 hidden (shown with --verbose), one plain line per epoch and no wrapped paths when output is not a terminal."""
 
 import os
-import resource
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+from cli_lines import run_lines
 from test_schema import write_pets
 
 from omnifuse.config import apply_overrides, load_config
@@ -30,57 +30,51 @@ def _env(**extra) -> dict:
     return {**env, "PYTHONPATH": path, **extra}
 
 
-def _timed(script: str, *args: str) -> tuple[subprocess.CompletedProcess, float]:
-    """Run ``script`` in a fresh interpreter: its result and the CPU seconds it used (user + system)."""
-    before = resource.getrusage(resource.RUSAGE_CHILDREN)
-    done = subprocess.run(
-        [sys.executable, "-c", script, *args], capture_output=True, text=True, env=_env(), timeout=120
-    )
-    after = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return done, (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+MISTAKES = [
+    (["train", "cifar10-imbd"], "Did you mean 'cifar10-imdb'?"),
+    (["train", "mnist", "--set", "trian.epochs=1"], "Did you mean 'train.epochs'?"),
+    (["train", "mnist", "--set", "model.fusion=atention"], "Did you mean 'attention'?"),
+    (["train", "--data", "{csv}", "--label", "specis"], "Did you mean 'species'?"),
+    (["evaluate", "{runs}/pest"], "Did you mean '{runs}/pets'?"),
+    (["train", "--resume", "{runs}/pets2"], "Did you mean '{runs}/pets'?"),
+    (["export", "{runs}/pets", "--format", "onxx"], "Did you mean 'onnx'?"),
+    (["data", "inspect", "{csv}", "--label", "species"], None),
+]
+VERBOSE_LAST = ["data", "inspect", "{csv}", "--label", "species", "--verbose"]
 
 
-# runs the command line's main() and says what it loaded: the exit code, then whether TensorFlow was imported
-MAIN = (
-    "import sys\n"
-    "from omnifuse.cli import main\n"
-    "sys.argv = ['omnifuse', *sys.argv[1:]]\n"
-    "try:\n"
-    "    main()\n"
-    "except SystemExit as exc:\n"
-    "    print('exit', exc.code, 'tensorflow' in sys.modules, 'keras' in sys.modules)\n"
-)
+@pytest.fixture(scope="module")
+def answers(tmp_path_factory):
+    """The command lines below answered by the command line's main() one after the other in one fresh interpreter
+    (tests/cli_lines.py), ``--verbose`` last (it sets the environment for what follows); and the fill-ins."""
+    root = tmp_path_factory.mktemp("mistakes")
+    csv = write_pets(root / "pets.csv")
+    (root / "runs" / "pets").mkdir(parents=True)
+    (root / "runs" / "pets" / "meta.json").write_text("{}")
+    fill = {"{csv}": str(csv), "{runs}": str(root / "runs")}
+    lines = [_fill(args, fill) for args, _ in MISTAKES] + [_fill(VERBOSE_LAST, fill)]
+    return run_lines(lines, _env()), fill
 
 
-@pytest.mark.parametrize(
-    "args, expected",
-    [
-        (["train", "cifar10-imbd"], "Did you mean 'cifar10-imdb'?"),
-        (["train", "mnist", "--set", "trian.epochs=1"], "Did you mean 'train.epochs'?"),
-        (["train", "mnist", "--set", "model.fusion=atention"], "Did you mean 'attention'?"),
-        (["train", "--data", "{csv}", "--label", "specis"], "Did you mean 'species'?"),
-        (["evaluate", "{runs}/pest"], "Did you mean '{runs}/pets'?"),
-        (["train", "--resume", "{runs}/pets2"], "Did you mean '{runs}/pets'?"),
-        (["export", "{runs}/pets", "--format", "onxx"], "Did you mean 'onnx'?"),
-        (["data", "inspect", "{csv}", "--label", "species"], None),
-    ],
-)
-def test_a_mistake_is_answered_without_loading_tensorflow(args, expected, tmp_path):
-    csv = write_pets(tmp_path / "pets.csv")
-    (tmp_path / "runs" / "pets").mkdir(parents=True)
-    (tmp_path / "runs" / "pets" / "meta.json").write_text("{}")
-    fill = {"{csv}": str(csv), "{runs}": str(tmp_path / "runs")}
+def _fill(args: list[str], fill: dict[str, str]) -> list[str]:
     for key, value in fill.items():
         args = [a.replace(key, value) for a in args]
-        expected = expected and expected.replace(key, value)
-    done, cpu = _timed(MAIN, *args)
-    code = "2" if expected else "0"
-    assert done.stdout.strip().endswith(f"exit {code} False False"), done.stdout + done.stderr
+    return args
+
+
+@pytest.mark.parametrize("args, expected", MISTAKES)
+def test_a_mistake_is_answered_without_loading_tensorflow(args, expected, answers):
+    answers, fill = answers
+    done = answers[tuple(_fill(args, fill))]
+    expected = expected and _fill([expected], fill)[0]
+    code = 2 if expected else 0
+    assert (done["code"], done["tensorflow"], done["keras"]) == (code, False, False), done
     if expected:
-        assert expected in done.stderr and "Traceback" not in done.stderr
-    # measured 0.6-0.8 s of CPU; importing Keras alone takes 6.3 s of CPU, so this bound catches a heavy import
-    # that the module check above does not name. (No wall-clock bound: on a loaded machine it measures the load.)
-    assert cpu < 2.0, f"{cpu:.2f} s of CPU"
+        assert expected in done["stderr"] and "Traceback" not in done["stderr"]
+    # measured 0.6-0.8 s of CPU in a process of its own (0.5 for the first line here, which imports the command
+    # line, then 0.01-0.2); importing Keras alone takes 6.3 s of CPU, so this bound catches a heavy import that the
+    # module check above does not name. (No wall-clock bound: on a loaded machine it measures the load.)
+    assert done["cpu"] < 2.0, f"{done['cpu']:.2f} s of CPU"
 
 
 def test_did_you_mean_for_config_keys_files_columns_and_modalities(tmp_path):
@@ -123,11 +117,11 @@ def test_startup_lines_are_filtered_at_the_descriptor_and_shown_with_verbose(tmp
             assert all(line in done.stderr for line in ("InitializeLog()", "oneDNN custom", "a real problem"))
 
 
-def test_verbose_is_taken_anywhere_on_the_line(tmp_path):
-    csv = write_pets(tmp_path / "pets.csv")
-    script = MAIN + "import os\nprint('verbose', os.environ.get('OMNIFUSE_VERBOSE'))\n"
-    done, _ = _timed(script, "data", "inspect", str(csv), "--label", "species", "--verbose")
-    assert "verbose 1" in done.stdout, done.stdout + done.stderr
+def test_verbose_is_taken_anywhere_on_the_line(answers):
+    answers, fill = answers
+    done = answers[tuple(_fill(VERBOSE_LAST, fill))]
+    assert done["code"] == 0 and done["verbose"] == "1", done
+    assert all(d["verbose"] is None for argv, d in answers.items() if "--verbose" not in argv)
 
 
 @pytest.fixture(scope="module")

@@ -2,21 +2,16 @@
 
 import dataclasses
 import inspect
-import os
-import subprocess
-import sys
 import typing
-from pathlib import Path
 
 import pytest
+from cli_lines import run_lines
 
 from omnifuse import config
 from omnifuse.config import Config, from_dict, load_config, presets
 from omnifuse.encoders import image as image_encoders
 from omnifuse.encoders import sections
 from omnifuse.errors import OmnifuseError
-
-ROOT = Path(__file__).resolve().parents[1]
 
 
 def test_every_preset_loads_and_round_trips_through_toml(tmp_path):
@@ -260,46 +255,44 @@ def test_every_config_field_has_a_comment():
 # ----------------------------------------------------------------------------------------- through the CLI
 
 
-def _cli(*args: str) -> subprocess.CompletedProcess:
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
-    return subprocess.run(
-        [sys.executable, "-m", "omnifuse.cli", *args], capture_output=True, text=True, env=env, timeout=120
-    )
+def _line(*args: str) -> tuple[str, ...]:
+    return ("train", "cifar10-cnn", *args)
+
+
+WRONG_TYPES = [
+    ("model.text.rnn.celll=gru", "Unknown config key 'model.text.rnn.celll'"),
+    ("train.epochs=three", "Expected int for config key 'train.epochs'"),
+]
+
+
+@pytest.fixture(scope="module")
+def cli(request):
+    """Every command line of the tests below, answered by the command line's main() in one fresh interpreter
+    (tests/cli_lines.py: its exit code, stderr, and whether TensorFlow was loaded after it)."""
+    lines = [_line("--set", f"{key}={_bad_value(tp)[0]}") for key, tp in sorted(CHOICE_KEYS.items())]
+    lines += [_line("--set", override) for override, _ in WRONG_TYPES]
+    lines.append(_line("--set", "model.text.rnn.cell=lstn"))
+    return run_lines([list(line) for line in lines])
 
 
 @pytest.mark.parametrize("key", sorted(CHOICE_KEYS))
-def test_cli_rejects_a_wrong_choice_with_exit_2_and_one_line(key):
+def test_cli_rejects_a_wrong_choice_with_exit_2_and_one_line(cli, key):
     text, valid = _bad_value(CHOICE_KEYS[key])
-    done = _cli("train", "cifar10-cnn", "--set", f"{key}={text}")
-    assert done.returncode == 2, done.stderr
-    assert "Traceback" not in done.stderr and done.stderr.count("\n") == 1
-    assert key in done.stderr and all(repr(v) in done.stderr for v in valid)
+    done = cli[_line("--set", f"{key}={text}")]
+    assert done["code"] == 2, done["stderr"]
+    assert "Traceback" not in done["stderr"] and done["stderr"].count("\n") == 1
+    assert key in done["stderr"] and all(repr(v) in done["stderr"] for v in valid)
 
 
-@pytest.mark.parametrize(
-    "override, expected",
-    [
-        ("model.text.rnn.celll=gru", "Unknown config key 'model.text.rnn.celll'"),
-        ("train.epochs=three", "Expected int for config key 'train.epochs'"),
-    ],
-)
-def test_cli_rejects_unknown_keys_and_wrong_types(override, expected):
-    done = _cli("train", "cifar10-cnn", "--set", override)
-    assert done.returncode == 2 and expected in done.stderr and "Traceback" not in done.stderr
+@pytest.mark.parametrize("override, expected", WRONG_TYPES)
+def test_cli_rejects_unknown_keys_and_wrong_types(cli, override, expected):
+    done = cli[_line("--set", override)]
+    assert done["code"] == 2 and expected in done["stderr"] and "Traceback" not in done["stderr"]
 
 
-def test_a_config_mistake_is_reported_before_tensorflow_is_imported():
-    script = (
-        "import sys\n"
-        "from omnifuse.cli import main\n"
-        "sys.argv = ['omnifuse', 'train', 'cifar10-cnn', '--set', 'model.text.rnn.cell=lstn']\n"
-        "try:\n"
-        "    main()\n"
-        "except SystemExit as exc:\n"
-        "    print(exc.code, sorted(m for m in ('tensorflow', 'keras') if m in sys.modules))\n"
-    )
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
-    done = subprocess.run(
-        [sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=120
-    )
-    assert done.stdout.strip() == "2 []", done.stdout + done.stderr
+def test_a_config_mistake_is_reported_before_tensorflow_is_imported(cli):
+    done = cli[_line("--set", "model.text.rnn.cell=lstn")]
+    assert done["code"] == 2 and "'lstm'" in done["stderr"], done
+    assert not done["tensorflow"] and not done["keras"]
+    # nor by any mistake answered before it in the same interpreter
+    assert not any(d["tensorflow"] or d["keras"] for d in cli.values())

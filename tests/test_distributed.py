@@ -16,6 +16,7 @@ import subprocess
 import sys
 import threading
 import time
+from pathlib import Path
 
 import keras
 import pytest
@@ -40,12 +41,11 @@ fusion_dim = 16
 filters = [8]
 dense_units = 16
 [model.text]
+encoder = "bag"  # strings through TextVectorization under the strategy; an RNN costs a third more to trace
 vocab_size = 200
 sequence_length = 24
-[model.text.rnn]
+[model.text.bag]
 embed_dim = 16
-units = 8
-pooling = "max"
 [train]
 epochs = 3
 batch_size = 16
@@ -68,14 +68,14 @@ dense_units = 16
 batchnorm = false
 dropout = 0.0
 [train]
-epochs = 3
+epochs = 2
 batch_size = 32
 learning_rate = 5e-3
 early_stopping = 0
 verbose = 2
 """
 
-EPOCHS = 3
+EPOCHS = 2  # the kill comes after the first, the restarted workers train the second
 # 2 workers vs 1 process stopped and resumed after the same epoch: the same computation, summed in another order
 LOSS_RTOL = 1e-3  # per-epoch train and validation loss
 ACCURACY_TOLERANCE = 0.02  # test accuracy on 200 images (4 images)
@@ -188,27 +188,19 @@ def test_backups_keep_the_last_two_epochs(tmp_path):
 # ------------------------------------------------------------------------------------- mirrored: 2 virtual CPUs
 
 _MIRRORED = """
-import json, sys
+import sys
 import tensorflow as tf
 cpu = tf.config.list_physical_devices("CPU")[0]
 tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
-import keras
 import omnifuse
-from omnifuse.distributed import weights_digest
 config, data, runs = sys.argv[1:]
-run = omnifuse.train(config, ["train.distribution=mirrored"], runs_root=runs, data_dir=data)
-metrics = omnifuse.evaluate(run, data_dir=data, worst_samples=False)
-last = keras.saving.load_model(run / "checkpoints" / "last.keras")
-print("RESULT", json.dumps({
-    "distribution": json.loads((run / "meta.json").read_text())["distribution"],
-    "last": weights_digest(last),
-    "accuracy": {task: m["accuracy"] for task, m in metrics["tasks"].items()},
-}))
+print("RUN_DIR", omnifuse.train(config, ["train.distribution=mirrored"], runs_root=runs, data_dir=data))
 """
 
 
 def test_mirrored_on_two_devices_trains_the_joint_model(data_dir, tmp_path, tmp_path_factory):
     config = _config(tmp_path_factory, JOINT)
+    # only the training needs the fresh process (its two virtual devices); the run is read back here
     done = subprocess.run(
         [sys.executable, "-c", _MIRRORED, str(config), str(data_dir), str(tmp_path)],
         capture_output=True,
@@ -216,14 +208,19 @@ def test_mirrored_on_two_devices_trains_the_joint_model(data_dir, tmp_path, tmp_
         timeout=600,
     )
     assert done.returncode == 0, done.stderr[-3000:]
-    result = json.loads(done.stdout.split("RESULT", 1)[1])
-    dist = result["distribution"]
+    run = Path(done.stdout.rsplit("RUN_DIR", 1)[1].strip())
+    dist = json.loads((run / "meta.json").read_text())["distribution"]
     assert dist["strategy"] == "mirrored" and dist["replicas"] == 2 and dist["workers"] == 1
     # both replicas hold the saved model, BatchNormalization's moving statistics included
-    assert dist["weights_sha256"] == [result["last"]] * 2
-    # text (TextVectorization, strings) and image branches, each skipped on the other set's batches, both learn
-    assert result["accuracy"]["cifar10"] > 0.2  # chance 0.1
-    assert result["accuracy"]["sentiment"] > 0.7  # chance 0.5
+    last = keras.saving.load_model(run / "checkpoints" / "last.keras")
+    assert dist["weights_sha256"] == [distributed.weights_digest(last)] * 2
+    # text (TextVectorization, strings) and image branches, each skipped on the other set's batches, both learn:
+    # the last epoch's accuracy on the validation split (80 images, 24 reviews). Evaluating a distributed run (its
+    # temperatures are fitted there) is covered by test_two_workers_match_one_process.
+    final = list(csv.DictReader((run / "metrics.csv").open()))[-1]
+    assert int(final["epoch"]) == 2  # 3 epochs
+    assert float(final["val_cifar10_accuracy"]) > 0.2  # chance 0.1
+    assert float(final["val_sentiment_accuracy"]) > 0.7  # chance 0.5
 
 
 # ------------------------------------------------------------------------------------- multi_worker: 2 processes

@@ -3,12 +3,14 @@
 import asyncio
 import base64
 import json
+import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 
 import httpx
 import pytest
 from fastapi.testclient import TestClient
-from fixtures_serving import LiveServer, png_bytes, trained_run
+from fixtures_serving import LiveServer, free_port, png_bytes, trained_run
 from typer.testing import CliRunner
 
 import omnifuse
@@ -264,9 +266,57 @@ def test_serving_benchmark_measures_single_concurrent_and_batched_requests(run):
     )
 
 
-def test_a_bad_request_mix_is_refused_with_4xx_and_leaves_valid_requests_alone(run):
+class _ServeInThisProcess:
+    """What the serving benchmark starts, ``omnifuse serve RUN --port P --max-batch B ...``, in a thread of this
+    process: the app and uvicorn settings the command builds (the command line runs as typed; only its final
+    ``uvicorn.run`` is taken over), served by uvicorn in a thread as ``uvicorn.run`` would serve them. The
+    benchmark's own server process (start, /health wait, memory, stop) is covered by the test above."""
+
+    def __init__(self, run_dir, max_batch, batch_wait_ms, precision="float32", startup_s=180.0):
+        import uvicorn
+
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        args = ["serve", str(run_dir), "--port", str(self.port), "--max-batch", str(max_batch)]
+        args += ["--batch-wait-ms", str(batch_wait_ms), "--precision", precision]
+        seen = {}
+        with pytest.MonkeyPatch.context() as mp:
+            mp.setattr(uvicorn, "run", lambda app, **kw: seen.update(app=app, kw=kw))
+            result = CliRunner().invoke(cli_app, args, catch_exceptions=False)
+        assert result.exit_code == 0, result.output
+        self.server = uvicorn.Server(uvicorn.Config(seen["app"], **seen["kw"]))
+        self.thread = threading.Thread(target=self.server.run, name="uvicorn", daemon=True)
+        self.thread.start()
+        deadline = time.monotonic() + startup_s
+        while not self.server.started:
+            assert self.thread.is_alive() and time.monotonic() < deadline, "uvicorn did not start"
+            time.sleep(0.05)
+
+    def rss_mb(self) -> float:
+        import psutil
+
+        return psutil.Process().memory_info().rss / 2**20
+
+    def health(self) -> dict:
+        return httpx.get(self.url + "/health", timeout=10.0).json()
+
+    def close(self) -> None:
+        self.server.should_exit = True
+        self.thread.join(timeout=30)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+def test_a_bad_request_mix_is_refused_with_4xx_and_leaves_valid_requests_alone(run, monkeypatch):
     from omnifuse.serving import bench as serving_bench
 
+    # the clean and the mixed phase each on a fresh server, here in this process (a server process costs seconds
+    # of imports; what is tested is the app's answers to the bad requests and to the valid ones beside them)
+    monkeypatch.setattr(serving_bench, "_Server", _ServeInThisProcess)
     record = serving_bench.run(
         run, requests=60, concurrency=4, batch_sizes=(), instances=0, bad_fraction=0.5, max_seconds=120
     )

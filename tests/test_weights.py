@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import http.server
-import subprocess
-import sys
 import threading
 
 import pytest
@@ -101,10 +99,12 @@ def test_missing_weights_name_the_install_command(fake_spec):
 
 
 def test_cli_lists_weights():
-    out = subprocess.run(
-        [sys.executable, "-m", "omnifuse.cli", "weights", "list"], capture_output=True, text=True, timeout=60
-    )
-    assert out.returncode == 0, out.stderr
+    from typer.testing import CliRunner
+
+    from omnifuse.cli import app
+
+    out = CliRunner().invoke(app, ["weights", "list"])
+    assert out.exit_code == 0, out.output
     for name in catalog.SPECS:
         assert name in out.stdout
 
