@@ -29,9 +29,8 @@ def fit_once(model: keras.Model, x, y, **kwargs) -> keras.callbacks.History:
 
 
 def _tensor(value):
-    if isinstance(
-        value, np.ndarray
-    ):  # strings as a string tensor, and every input a tensor (Keras refuses a mix)
+    # strings as a string tensor, and every array a tensor (Keras refuses a mix of tensors and arrays)
+    if isinstance(value, np.ndarray):
         return tf.constant(value.astype(str) if value.dtype.kind == "O" else value)
     return value
 

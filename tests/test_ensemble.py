@@ -94,9 +94,7 @@ def test_each_member_learns_from_its_own_loss_only():
             "sentiment": labels,
             "sentiment__member1": labels,
             "sentiment__member2": np.full(16, -1),
-            WEIGHTS_OUTPUT: np.zeros(
-                (16, 1), "float32"
-            ),  # a target for every output (the weights have no loss)
+            WEIGHTS_OUTPUT: np.zeros(16),  # a target for every output (the weights have no loss)
         },
         batch_size=16,
     )
