@@ -44,7 +44,52 @@ def build_before_fit(model, element_spec) -> None:
     Keras whose trainer no longer has these attributes (it then builds in the trace, only slower).
     """
     if getattr(model, "_distribute_strategy", "absent") is None and hasattr(model, "_symbolic_build"):
-        model._symbolic_build(data_batch=element_spec)
+        if not _build_functional(model, element_spec):
+            model._symbolic_build(data_batch=element_spec)
+
+
+def _build_functional(model, element_spec) -> bool:
+    """``model._symbolic_build(data_batch=element_spec)`` without its trace of the model's forward pass, for a
+    built functional model; False (nothing done) for any other model.
+
+    Keras traces the whole model in a scratch graph only to learn the shapes and dtypes of its outputs
+    (``backend.compute_output_spec(self, x)``), which a functional model already holds as its output
+    KerasTensors: the loss and the metrics are built from those instead. Everything else is as in
+    ``keras/src/trainers/trainer.py``, ``Trainer._symbolic_build``.
+    """
+    import keras
+    from keras.src import backend, tree
+    from keras.src.trainers.data_adapters import data_adapter_utils
+
+    outputs = getattr(model, "_outputs_struct", None)
+    needed = ("_compile_metrics", "_compile_loss", "compute_metrics", "_compute_loss", "_post_build")
+    if outputs is None or not all(hasattr(model, name) for name in needed):
+        return False
+    # a layer not built yet must be one whose build makes no weights (Keras's own: Rescaling, StringLookup), or
+    # its weights would be made in the traced step, after the optimizer was built without them
+    if any(
+        not layer.built and type(layer).build is not keras.layers.Layer.build
+        for layer in model._flatten_layers()
+    ):
+        return False
+
+    def symbolic(v):
+        return None if v is None else backend.KerasTensor(v.shape, backend.standardize_dtype(v.dtype))
+
+    x, y, sample_weight = data_adapter_utils.unpack_x_y_sample_weight(
+        tree.map_structure(symbolic, element_spec)
+    )
+    y_pred = tree.map_structure(symbolic, outputs)
+    if model._compile_metrics is not None and not model._compile_metrics.built:
+        backend.compute_output_spec(model.compute_metrics, x, y, y_pred, sample_weight=sample_weight)
+    if model._compile_loss is not None and not model._compile_loss.built:
+        backend.compute_output_spec(
+            model._compute_loss, x, y, y_pred, sample_weight=sample_weight, training=False
+        )
+    if model.optimizer is not None and not model.optimizer.built:
+        model.optimizer.build(model.trainable_variables)
+    model._post_build()
+    return True
 
 
 def build_under_strategy(model, strategy, element_spec) -> None:

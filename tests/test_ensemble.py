@@ -7,6 +7,7 @@ import keras
 import numpy as np
 import pytest
 from fixtures import write_aclimdb
+from keras_steps import fit_once, outputs
 
 import omnifuse
 from omnifuse.config import Config
@@ -68,7 +69,7 @@ def test_an_ensemble_outputs_the_mean_of_independently_initialised_members():
     # every member has its own variables (three times a single model's), the text vocabulary is learned once
     assert len(model.trainable_weights) == 3 * len(single.trainable_weights)
     assert sum(isinstance(layer, keras.layers.TextVectorization) for layer in model.layers) == 1
-    out = model.predict_on_batch(_feed(model))
+    out = outputs(model, _feed(model))
     members = [np.asarray(out[member_name("sentiment", i)]) for i in (1, 2, 3)]
     np.testing.assert_allclose(out["sentiment"], np.mean(members, axis=0), atol=1e-6)
     np.testing.assert_allclose(out["sentiment"].sum(axis=1), 1.0, atol=1e-5)
@@ -86,7 +87,8 @@ def test_each_member_learns_from_its_own_loss_only():
     before = [keras.ops.convert_to_numpy(v) for v in member2]
     labels = np.array([0, 1, 0, 1] * 4)
     member1_before = [keras.ops.convert_to_numpy(v) for v in model.trainable_weights if "__member1" in v.path]
-    model.train_on_batch(
+    fit_once(  # one step on the 16 samples
+        model,
         _feed(model),
         {
             "sentiment": labels,
@@ -94,6 +96,7 @@ def test_each_member_learns_from_its_own_loss_only():
             "sentiment__member2": np.full(16, -1),
             WEIGHTS_OUTPUT: np.zeros(16),  # a target for every output (the weights have no loss)
         },
+        batch_size=16,
     )
     for b, v in zip(before, member2):
         np.testing.assert_array_equal(b, keras.ops.convert_to_numpy(v))
@@ -246,8 +249,8 @@ def test_fitted_member_weights_weight_the_modality_weights_of_a_multimodal_ensem
     names = [member_name("sentiment", i) for i in (1, 2)] + [f"{WEIGHTS_OUTPUT}__member{i}" for i in (1, 2)]
     probe = keras.Model(model.inputs, [model.get_layer(n).output for n in names])
     feed = _feed(model)
-    p1, p2, w1, w2 = (np.asarray(a) for a in probe.predict_on_batch(feed))
-    out = model.predict_on_batch(feed)
+    p1, p2, w1, w2 = outputs(probe, feed)
+    out = outputs(model, feed)
     assert not np.allclose(w1, w2), "the members' modality weights must differ for the test to tell"
     np.testing.assert_allclose(out["sentiment"], 0.8 * p1 + 0.2 * p2, atol=1e-6)
     np.testing.assert_allclose(out[WEIGHTS_OUTPUT], 0.8 * w1 + 0.2 * w2, atol=1e-6)

@@ -7,6 +7,7 @@ import keras
 import numpy as np
 import pytest
 from fixtures_serving import trained_run
+from keras_steps import fit_once
 from typer.testing import CliRunner
 
 import omnifuse
@@ -20,7 +21,7 @@ WORDS = ["the", "film", "was", "long", "story", "plot", "actor", "scene", "music
 def _fit(model, feed, labels, epochs):
     keras.utils.set_random_seed(0)
     model.compile(keras.optimizers.Adam(1e-2), {"t": "sparse_categorical_crossentropy"})
-    model.fit(feed, {"t": labels}, epochs=epochs, batch_size=32, verbose=0)
+    fit_once(model, feed, {"t": labels}, epochs=epochs, batch_size=32)  # the training step traced once
     return model
 
 

@@ -12,6 +12,7 @@ import pytest
 from fixtures import aclimdb_reviews, tar_bytes, write_aclimdb, write_cifar10
 from typer.testing import CliRunner
 
+from omnifuse import keras_compat
 from omnifuse.cli import app
 from omnifuse.config import load_config
 from omnifuse.errors import OmnifuseError
@@ -139,6 +140,7 @@ def test_a_bad_init_is_an_error_naming_the_key(lm_run, tmp_path):
 
 def _fit(model, loss, stream, steps, epochs, lr=0.01):
     model.compile(optimizer=keras.optimizers.Adam(lr), loss=loss)
+    keras_compat.build_before_fit(model, stream.element_spec)  # the training step traced once, not twice
     return model.fit(stream, steps_per_epoch=steps, epochs=epochs, verbose=0).history["loss"]
 
 

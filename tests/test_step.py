@@ -201,3 +201,48 @@ def test_building_before_fit_leaves_trainers_that_build_in_fit_alone():
             raise AssertionError("built before fit where fit builds")
 
     keras_compat.build_before_fit(JaxLikeTrainer(), None)
+
+
+def test_building_before_fit_does_not_run_a_functional_model_s_layers(monkeypatch):
+    # the loss, metrics and optimizer are built from the model's output KerasTensors: no layer is called (Keras
+    # alone traces the whole forward pass for them); a layer still unbuilt whose build makes weights is built by
+    # Keras's own way, with the forward pass, so that the optimizer gets its weights
+    from omnifuse import keras_compat
+
+    calls = []
+
+    class Counted(layers.Dense):
+        def call(self, x):
+            calls.append(1)
+            return super().call(x)
+
+    class Lazy(layers.Layer):  # its sub-layer is built only when the layer runs
+        def __init__(self):
+            super().__init__()
+            self.inner = layers.Dense(3)
+
+        def build(self, shape):
+            pass
+
+        def call(self, x):
+            return self.inner(x)
+
+        def compute_output_spec(self, x):
+            return keras.KerasTensor((*x.shape[:-1], 3))
+
+    import tensorflow as tf
+
+    spec = (tf.TensorSpec((None, 4), "float32"), tf.TensorSpec((None,), "int64"))
+    for lazy in (False, True):
+        inputs = keras.Input((4,))
+        hidden = Counted(5)(inputs)
+        model = keras.Model(inputs, layers.Dense(3)(Lazy()(hidden) if lazy else hidden))
+        model.compile("adam", "sparse_categorical_crossentropy", metrics=["accuracy"])
+        calls.clear()
+        keras_compat.build_before_fit(model, spec)
+        assert len(calls) == lazy  # called once: the forward pass that builds the lazy layer
+        assert model.optimizer.built and model._compile_loss.built and model._compile_metrics.built
+        slots = {v.path for v in model.optimizer.variables}
+        assert all(any(w.path.replace("/", "_") in s for s in slots) for w in model.trainable_weights)
+        history = model.fit(np.ones((4, 4), "float32"), np.arange(4) % 3, verbose=0).history
+        assert np.isfinite(history["loss"][0])
