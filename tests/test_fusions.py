@@ -202,6 +202,7 @@ def test_data_modalities_keeps_only_the_named_ones():
 
 @pytest.mark.parametrize("fusion", sorted(registry.FUSIONS))
 def test_every_fusion_trains_and_predicts_with_a_modality_missing(fusion, media, tmp_path):
+    # one step: it runs eagerly (train.eager); test_layers' fusion contract traces each fusion's training step
     run = omnifuse.train(
         "av-digits", TINY + [f"model.fusion={fusion}"], runs_root=tmp_path, data_dir=str(media)
     )

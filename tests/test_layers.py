@@ -189,8 +189,9 @@ def test_fusion_contract(name, kwargs, tmp_path):
     clone = cls.from_config(fusion.get_config())
     assert clone.get_config() == fusion.get_config()
 
-    # eagerly: each fusion's training step is traced as a graph in test_fusions' every-fusion training
-    model.compile("adam", {"y": "sparse_categorical_crossentropy"}, run_eagerly=True)
+    # traced as a graph: test_fusions' every-fusion training is one step, which runs eagerly (train.eager), so
+    # this is where each fusion's training step is traced
+    model.compile("adam", {"y": "sparse_categorical_crossentropy"})
     hist = fit_once(model, _feed(features, masks), {"y": np.arange(5) % 3})
     assert np.isfinite(hist.history["loss"][0])
 
