@@ -67,9 +67,15 @@ def test_fsdd_leave_one_speaker_out(media_dir):
 
 
 def test_av_digits_both_modalities_and_weights(media_dir, tmp_path):
-    # one epoch: what is checked (the test split's size, the modality weights' shape and masking) needs no learning;
-    # the robustness section is test_fusions.py's (test_robustness_report_and_predictions_csv)
-    run = omnifuse.train("av-digits", FAST + ["train.epochs=1"], runs_root=tmp_path, data_dir=str(media_dir))
+    # one step (16 training samples, one epoch): what is checked (the test split's size, the modality weights' shape
+    # and masking) needs no learning; the robustness section is test_fusions.py's
+    # (test_robustness_report_and_predictions_csv)
+    run = omnifuse.train(
+        "av-digits",
+        FAST + ["train.epochs=1", "data.limit_train=16"],
+        runs_root=tmp_path,
+        data_dir=str(media_dir),
+    )
     metrics = omnifuse.evaluate(run, data_dir=str(media_dir), robustness=False, worst_samples=False)
     assert metrics["tasks"]["digit"]["n"] == 150
     weights = metrics["modality_weights"]["av_digits"]

@@ -110,7 +110,9 @@ def test_members_below_one_is_an_error():
 
 
 def test_an_ensemble_trains_evaluates_and_predicts_end_to_end(tmp_path):
-    write_aclimdb(tmp_path, n_per_class=40)
+    # one epoch of one step: what is checked (the members' metrics, their fitted weights, the report, a saved
+    # model that predicts) needs a training to exist, not to have learned
+    write_aclimdb(tmp_path, n_per_class=20)
     run = omnifuse.train(
         "imdb-bigru",
         overrides=[
@@ -121,8 +123,8 @@ def test_an_ensemble_trains_evaluates_and_predicts_end_to_end(tmp_path):
             "model.text.rnn.embed_dim=8",
             "model.text.rnn.units=4",
             "model.text.rnn.conv_filters=8",
-            "train.epochs=2",
-            "train.batch_size=16",
+            "train.epochs=1",
+            "train.batch_size=32",
             "train.verbose=0",
             "data.val_fraction=0.2",
         ],
