@@ -21,10 +21,11 @@ install: $(BIN)/omnifuse
 demo: install
 	$(BIN)/omnifuse demo
 
-# Two workers, one test file each at a time (module fixtures train small models once per file).
+# Three workers on two cores, one test file each at a time (module fixtures train small models once per file): a
+# worker waiting on a process it started leaves its core to the others (docs/testing.md: 448 s with 2, 355 s with 3).
 test: install
 	$(BIN)/omnifuse weights install
-	$(BIN)/python -m pytest -q -n 2 --dist loadfile
+	$(BIN)/python -m pytest -q -n 3 --dist loadfile
 
 # The config reference, generated from the comments on the config dataclasses' fields (tests/test_configdoc.py
 # fails when docs/config.md differs from it).

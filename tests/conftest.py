@@ -13,46 +13,48 @@ def _offline_data(monkeypatch, tmp_path_factory):
     monkeypatch.delenv("OMNIFUSE_DATA", raising=False)
 
 
-# The test files that cost most, slowest first (summed wall time of their tests in a whole `-n 2` run; measured
-# again at 347152c: test_cli_e2e 145 s ... test_semi 5 s). With
-# `-n 2 --dist loadfile` each worker takes the next file in this order when it is done with one: the long files
-# start first and the short ones fill in at the end, so neither worker is left with a long file while the other
-# idles. Files not named here follow, in their usual order. Re-measure when a file grows past the last one listed.
+# The test files that cost most, slowest first (summed wall time of their tests in a whole `-n 3` run; measured
+# at b8cd810: test_cli_e2e.py 102 s ... test_reliability_runs.py 5 s). With
+# `--dist loadfile` each worker takes the next file in this order when it is done with one: the long files
+# start first and the short ones fill in at the end, so no worker is left with a long file while the others
+# idle. Files not named here follow, in their usual order. Re-measure when a file grows past the last one listed.
 SLOWEST_FIRST = (
     "test_cli_e2e.py",
     "test_distributed.py",
     "test_layers.py",
-    "test_export_pretrained.py",
-    "test_fusions.py",
     "test_precision.py",
-    "test_serving.py",
+    "test_export_pretrained.py",
     "test_e2e_media.py",
-    "test_pretrain.py",
-    "test_label_audit.py",
-    "test_features.py",
-    "test_export.py",
     "test_label_page.py",
-    "test_ensemble.py",
-    "test_label_next.py",
+    "test_features.py",
+    "test_serving.py",
+    "test_pretrain.py",
+    "test_fusions.py",
+    "test_label_audit.py",
+    "test_step.py",
     "test_minilm.py",
     "test_table.py",
-    "test_step.py",
-    "test_cli_quiet.py",
-    "test_config.py",
     "test_efficientnet_lite.py",
-    "test_bench_harness.py",
-    "test_browser_explain.py",
-    "test_report_worst.py",
+    "test_export.py",
+    "test_label_next.py",
     "test_custom_encoder.py",
-    "test_calibration.py",
+    "test_browser_explain.py",
     "test_explain.py",
-    "test_whisper.py",
-    "test_tracking.py",
-    "test_reliability_cli.py",
-    "test_predict_table.py",
-    "test_bench_recorder.py",
+    "test_cli_quiet.py",
+    "test_calibration.py",
+    "test_bench_harness.py",
     "test_audio_data.py",
+    "test_ensemble.py",
+    "test_tracking.py",
+    "test_whisper.py",
+    "test_bench_recorder.py",
+    "test_eager.py",
     "test_semi.py",
+    "test_predict_table.py",
+    "test_config.py",
+    "test_report_worst.py",
+    "test_reliability_serving.py",
+    "test_reliability_runs.py",
 )
 
 

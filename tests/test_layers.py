@@ -38,7 +38,7 @@ SMALL_TABULAR = {"mlp": dict(units=(8, 6), dropout=0.1)}
 # Encoders whose contract fit step runs eagerly: the same step traced as a graph costs 3-4 times more (minilm:
 # 9.7 -> 3.3 CPU s) and is traced where these encoders are trained: test_minilm's last_k fit step, test_whisper's
 # fit step, test_efficientnet_lite's fine-tuning step (lite0; lite1 and lite2 are the same layer with other
-# widths and depths, lite2 trained in test_export_pretrained), test_pretrain's rnn run, test_step's resnet.
+# widths and depths), test_pretrain's rnn run, test_step's resnet.
 EAGER_FIT = {"image-efficientnet_lite0", "image-efficientnet_lite1", "image-efficientnet_lite2"}
 EAGER_FIT |= {"text-minilm", "audio-whisper_tiny", "text-rnn", "image-resnet"}
 
