@@ -43,6 +43,8 @@ def _run(pets, root, eager):
     run = omnifuse.train(
         "table", tiny_overrides(pets, **{"train.eager": eager}), runs_root=root, callbacks=[mode]
     )
+    # how the run trained is not saved with its model: loaded, it predicts through a traced graph
+    assert keras.saving.load_model(run / "model.keras").run_eagerly is False
     return mode.eager, list(csv.DictReader((run / "metrics.csv").open())), omnifuse.load(run)
 
 

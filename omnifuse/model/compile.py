@@ -135,5 +135,4 @@ def compile_model(
             for name in model.output_names
         },
         jit_compile=t.jit_compile,
-        run_eagerly=runs_eagerly(t, steps_per_epoch),
-    )
+    )  # (train.eager is set on the model by the training, not saved with it: a loaded model predicts traced)
