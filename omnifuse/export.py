@@ -32,7 +32,7 @@ from omnifuse.modalities import kind as modality_kind
 from omnifuse.model.branch import ModalityBranch
 from omnifuse.model.heads import with_temperatures
 from omnifuse.model_card import model_card
-from omnifuse.modelio import load_model
+from omnifuse.modelio import call_eagerly, load_model
 from omnifuse.names import WEIGHTS_OUTPUT, mask_name
 from omnifuse.predictor import Predictor
 from omnifuse.rundir import atomic_write_text
@@ -83,7 +83,7 @@ def export(
     out.mkdir(parents=True, exist_ok=True)
     temps = predictor.temperatures if calibrated else {}
     probes = _probe_feeds(predictor)
-    expected = [_as_numpy(calibration.apply(_infer(predictor.model, feed), temps)) for feed in probes]
+    expected = [_as_numpy(calibration.apply(call_eagerly(predictor.model, feed), temps)) for feed in probes]
 
     artifact = out / ARTIFACT[format]
     tmp = out / f".tmp-{artifact.name}"  # keeps the suffix, which Keras and ONNX Runtime read
@@ -155,15 +155,6 @@ def _feed(values: dict[str, np.ndarray], names: list[str], presence: np.ndarray)
     return feed
 
 
-def _infer(model: keras.Model, feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-    """``model``'s outputs for one small probe batch, computed eagerly: ``predict_on_batch`` would first trace a
-    graph of the whole model, which for a pretrained encoder costs seconds, for a handful of samples."""
-    import tensorflow as tf
-
-    feed = {k: tf.constant(v.astype(str) if v.dtype.kind in "OSU" else v) for k, v in feed.items()}
-    return {k: keras.ops.convert_to_numpy(v) for k, v in model(feed, training=False).items()}
-
-
 def _as_numpy(out: dict[str, Any]) -> dict[str, np.ndarray]:
     return {k: np.asarray(v, np.float64) for k, v in out.items()}
 
@@ -180,7 +171,7 @@ def _write_keras(predictor: Predictor, path: Path, probe: dict, temps: dict[str,
 
 def _run_keras(path: Path, probes: list[dict]) -> list[dict[str, np.ndarray]]:
     model = load_model(path)
-    return [_as_numpy(_infer(model, feed)) for feed in probes]
+    return [_as_numpy(call_eagerly(model, feed)) for feed in probes]
 
 
 def _write_savedmodel(predictor: Predictor, path: Path, probe: dict, temps: dict[str, float]) -> None:

@@ -13,6 +13,7 @@ import numpy as np
 import tensorflow as tf
 
 from omnifuse import keras_compat
+from omnifuse.modelio import call_eagerly
 
 
 def _spec(value) -> tf.TensorSpec:
@@ -28,16 +29,7 @@ def fit_once(model: keras.Model, x, y, **kwargs) -> keras.callbacks.History:
     return model.fit(x, y, **{"epochs": 1, "verbose": 0, **kwargs})
 
 
-def _tensor(value):
-    # strings as a string tensor, and every array a tensor (Keras refuses a mix of tensors and arrays)
-    if isinstance(value, np.ndarray):
-        return tf.constant(value.astype(str) if value.dtype.kind == "O" else value)
-    return value
-
-
 def outputs(model: keras.Model, x):
     """``model``'s inference outputs for ``x`` (an array, or a dict or list of them) as NumPy (a dict for a dict
-    of outputs), computed eagerly."""
-    return tf.nest.map_structure(
-        keras.ops.convert_to_numpy, model(tf.nest.map_structure(_tensor, x), training=False)
-    )
+    of outputs), computed eagerly (``omnifuse.modelio.call_eagerly``, as the export's probes are)."""
+    return call_eagerly(model, x)
