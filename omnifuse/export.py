@@ -27,12 +27,13 @@ from omnifuse import tracking
 from omnifuse.config import read_run_config
 from omnifuse.errors import OmnifuseError
 from omnifuse.evaluation import calibration
+from omnifuse.inference import call_eagerly
 from omnifuse.keras_compat import all_layers
 from omnifuse.modalities import kind as modality_kind
 from omnifuse.model.branch import ModalityBranch
 from omnifuse.model.heads import with_temperatures
 from omnifuse.model_card import model_card
-from omnifuse.modelio import call_eagerly, load_model
+from omnifuse.modelio import load_model
 from omnifuse.names import WEIGHTS_OUTPUT, mask_name
 from omnifuse.predictor import Predictor
 from omnifuse.rundir import atomic_write_text

@@ -15,7 +15,6 @@ from pathlib import Path
 from typing import Any
 
 import keras
-import numpy as np
 
 # Every module that registers a Keras object omnifuse models are saved with (imported for that effect only).
 import omnifuse.encoders.image.augment  # noqa: F401
@@ -67,22 +66,6 @@ def _output_layers(config: dict) -> set[str]:
 
     walk(config.get("config", {}).get("output_layers", []))
     return found
-
-
-def call_eagerly(model: keras.Model, x) -> Any:
-    """``model``'s inference outputs for ``x`` (an array, or a dict or list of them; strings as string tensors) as
-    NumPy, computed eagerly: for a handful of samples ``predict_on_batch`` would first trace a graph of the whole
-    model, which for a pretrained encoder costs seconds."""
-    import tensorflow as tf
-
-    def tensor(value):  # every array a tensor (Keras refuses a mix of tensors and arrays)
-        if isinstance(value, np.ndarray):
-            return tf.constant(value.astype(str) if value.dtype.kind in "OSU" else value)
-        return value
-
-    return tf.nest.map_structure(
-        keras.ops.convert_to_numpy, model(tf.nest.map_structure(tensor, x), training=False)
-    )
 
 
 def load_model(path: str | Path, precision: str | None = None) -> keras.Model:

@@ -17,6 +17,7 @@ import numpy as np
 
 from omnifuse.errors import OmnifuseError, did_you_mean
 from omnifuse.evaluation import calibration
+from omnifuse.inference import Inference
 from omnifuse.limits import DEFAULT_LIMITS, InputLimits
 from omnifuse.modalities import KINDS
 from omnifuse.modalities import kind as modality_kind
@@ -104,6 +105,8 @@ class Predictor:
         self.meta = _read_run_meta(self.run_dir)
         self.model = _load_model(model_path, precision)
         self.precision = model_precision(self.model)
+        # a one-off prediction computes eagerly; a server's stream of requests runs a traced graph after a few
+        self.inference = Inference(self.model)
         self.modalities: dict[str, str] = self.meta["modalities"]
         self.tasks: dict[str, list[str]] = self.meta["tasks"]
         self.image_shape = tuple(self.meta.get("image_shape") or (32, 32, 3))
@@ -281,13 +284,10 @@ class Predictor:
         return feed
 
     def _run(self, feed: dict[str, np.ndarray], chunk: int = 256) -> dict[str, np.ndarray]:
-        # predict_on_batch reuses one compiled function; model.predict builds a data pipeline per call, which
-        # costs tens of times more than the model itself for the one-sample requests of a server.
+        # Inference runs a traced predict_on_batch after its first few calls; model.predict builds a data
+        # pipeline per call, which costs tens of times more than the model itself for a server's one-sample requests.
         n = len(next(iter(feed.values())))
-        parts = [
-            self.model.predict_on_batch({k: v[i : i + chunk] for k, v in feed.items()})
-            for i in range(0, n, chunk)
-        ]
+        parts = [self.inference({k: v[i : i + chunk] for k, v in feed.items()}) for i in range(0, n, chunk)]
         # the heads compute in float32 in either precision, so probabilities sum to 1
         out = {k: np.concatenate([np.asarray(p[k], dtype=np.float32) for p in parts]) for k in parts[0]}
         return calibration.apply(out, self.temperatures)

@@ -89,23 +89,6 @@ class Steps:
             self._bar = None
 
 
-def keras_steps(description: str, total: int):
-    """A Keras callback that draws a :class:`Steps` bar over a ``model.predict`` of ``total`` batches."""
-    import keras
-
-    class _PredictSteps(keras.callbacks.Callback):
-        def on_predict_begin(self, logs=None):
-            self.steps = Steps(description, total).__enter__()
-
-        def on_predict_batch_end(self, batch, logs=None):
-            self.steps.advance()
-
-        def on_predict_end(self, logs=None):
-            self.steps.__exit__(None, None, None)
-
-    return _PredictSteps()
-
-
 def fit_verbose(verbose: int) -> int:
     """Keras' ``verbose`` for ``model.fit``: the configured one on a terminal, else 0 (:func:`epoch_line` prints
     one plain line per epoch instead)."""

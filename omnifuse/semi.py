@@ -31,6 +31,7 @@ from omnifuse import pipeline
 from omnifuse.config import Config
 from omnifuse.data import Split
 from omnifuse.errors import OmnifuseError
+from omnifuse.inference import Inference
 from omnifuse.modalities import kind as kind_of
 from omnifuse.names import WEIGHTS_OUTPUT, auxiliary_outputs, mask_name
 
@@ -63,6 +64,13 @@ class PseudoLabels(keras.callbacks.Callback):
         super().__init__()
         self.prepared, self.tables, self.threshold, self.batch_size = prepared, tables, threshold, batch_size
         self.stats: dict[str, float] = {}
+        self._run: Inference | None = None
+
+    def _inference(self, model: keras.Model) -> Inference:
+        """One :class:`Inference` of ``model`` for the whole training (refreshed each epoch: a graph after a few)."""
+        if self._run is None or self._run.model is not model:
+            self._run = Inference(model)
+        return self._run
 
     def refresh(self, model: keras.Model) -> dict[str, float]:
         """Label the unlabelled samples with ``model`` and store the targets; returns the share labelled and, where
@@ -73,7 +81,7 @@ class PseudoLabels(keras.callbacks.Callback):
             if part.name not in self.tables:
                 continue
             stream, _ = pipeline.stream(self.prepared, [_indexed(part)], batch_size=self.batch_size)
-            outputs = model.predict(stream.map(lambda x, y: x), verbose=0)
+            outputs = self._inference(model).many(x for x, _y in stream)
             for task, table in self.tables[part.name].items():
                 probs = np.asarray(outputs[task])
                 targets = np.where(probs.max(axis=1) >= self.threshold, probs.argmax(axis=1), -1)

@@ -13,7 +13,7 @@ import numpy as np
 import tensorflow as tf
 
 from omnifuse import keras_compat
-from omnifuse.modelio import call_eagerly
+from omnifuse.inference import call_eagerly
 
 
 def _spec(value) -> tf.TensorSpec:

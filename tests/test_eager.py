@@ -60,3 +60,33 @@ def test_an_eager_training_learns_what_the_traced_one_learns(pets, tmp_path):
     assert eager_model.predict(**row)["tasks"]["species"]["probabilities"] == pytest.approx(
         traced_model.predict(**row)["tasks"]["species"]["probabilities"], abs=1e-5
     )
+
+
+def test_inference_answers_eagerly_for_a_few_batches_then_through_one_traced_graph():
+    import numpy as np
+    import tensorflow as tf
+
+    from omnifuse.inference import Inference
+
+    words = keras.Input((), dtype="string", name="text")
+    length = keras.layers.Lambda(
+        lambda t: keras.ops.cast(keras.ops.expand_dims(tf.strings.length(t), -1), "float32"),
+        output_shape=(1,),
+    )(words)
+    number = keras.Input((3,), name="number")
+    out = keras.layers.Dense(2)(keras.layers.Concatenate()([length, number]))
+    model = keras.Model({"text": words, "number": number}, out)
+    # texts as a loader gives them: UTF-8 bytes and str in object arrays
+    batch = {"text": np.array(["naïve café", b"caf\xc3\xa9"], object), "number": np.ones((2, 3), "float32")}
+    run = Inference(model, eager=2)
+    eager = [run(batch), run(batch)]
+    assert model.predict_function is None, "no graph traced for the first batches"
+    traced = run(batch)
+    assert model.predict_function is not None
+    for got in eager:
+        np.testing.assert_allclose(got, traced, rtol=1e-6)
+    np.testing.assert_allclose(run.many([batch, batch]), np.concatenate([traced, traced]), rtol=1e-6)
+
+    served = Inference(model)  # a server: the graph from the first request
+    served.trace_now()
+    assert served(batch).shape == (2, 2) and served.calls > served.eager

@@ -107,6 +107,7 @@ def test_rnn_encoder_trains_the_same_whatever_the_padding_after_the_longest_text
 
 def test_prediction_runs_shortest_text_first_and_answers_in_sample_order():
     from omnifuse.evaluation import _predict
+    from omnifuse.inference import Inference
 
     texts = np.array(["a b c d e", "a", "", "a b c", "a b"], dtype=object)
     seen = []
@@ -114,15 +115,12 @@ def test_prediction_runs_shortest_text_first_and_answers_in_sample_order():
     class CountingModel:
         """Answers each sample's word count and number, and notes the order it was asked in."""
 
-        def predict(self, ds, verbose=0, callbacks=None):
-            counts, numbers = [], []
-            for batch in ds:
-                counts += [len(t.split()) for t in batch["text"].numpy()]
-                numbers += list(batch["number"].numpy())
+        def __call__(self, batch, training=False):
+            counts = [len(t.split()) for t in batch["text"].numpy()]
             seen.extend(counts)
-            return {"count": np.array(counts), "number": np.array(numbers)}
+            return {"count": np.array(counts), "number": batch["number"].numpy()}
 
-    out = _predict(CountingModel(), {"text": texts, "number": np.arange(5.0)}, batch_size=2)
+    out = _predict(Inference(CountingModel()), {"text": texts, "number": np.arange(5.0)}, batch_size=2)
     assert seen == [0, 1, 2, 3, 5]
     np.testing.assert_array_equal(out["count"], [5, 1, 0, 3, 2])
     np.testing.assert_array_equal(out["number"], np.arange(5.0))

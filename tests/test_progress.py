@@ -59,11 +59,13 @@ def test_evaluation_passes_report_their_batches(monkeypatch):
 
     monkeypatch.setattr(progress, "Steps", Recorder)
     from omnifuse.evaluation import _predict
+    from omnifuse.inference import Inference
 
     inputs = keras.Input((3,), name="x")
     model = keras.Model({"x": inputs}, keras.layers.Dense(2)(inputs))
-    _predict(model, {"x": np.zeros((10, 3), "float32")}, 4, "test set of pets")
+    out = _predict(Inference(model, eager=2), {"x": np.zeros((10, 3), "float32")}, 4, "test set of pets")
     assert seen == [["test set of pets", 3, 3]]
+    assert out.shape == (10, 2)  # two batches eager, the third through the traced predict function
 
 
 def test_bench_runs_say_how_far_along_and_how_long_is_left():

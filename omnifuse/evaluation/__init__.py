@@ -35,20 +35,19 @@ import zlib
 from pathlib import Path
 from typing import Any
 
-import keras
 import numpy as np
 
-from omnifuse import pipeline
+from omnifuse import pipeline, progress
 from omnifuse.config import read_run_config
 from omnifuse.data import modalities_per_task
 from omnifuse.data.catalog import load_datasets
 from omnifuse.evaluation import calibration, plots, worst
 from omnifuse.evaluation.report import render_html, render_report
+from omnifuse.inference import Inference
 from omnifuse.metrics import accuracy, member_accuracy, task_accuracy
 from omnifuse.modalities import kind as modality_kind
 from omnifuse.modelio import load_model
 from omnifuse.names import WEIGHTS_OUTPUT, mask_name
-from omnifuse.progress import keras_steps
 from omnifuse.rundir import atomic_write_json, atomic_write_text, read_meta
 
 
@@ -107,6 +106,9 @@ def evaluate(
     cfg = read_run_config(run_dir)
     meta = read_meta(run_dir)
     model = load_model(run_dir / "model.keras")
+    run = Inference(
+        model
+    )  # every prediction of this evaluation: a graph once they are more than a few batches
     prepared = pipeline.prepare(cfg, load_datasets(cfg, data_dir))
     if "task_modalities" not in meta:  # a run trained before they were recorded: as training records them
         meta = {**meta, "task_modalities": modalities_per_task([p.train for p in prepared.parts])}
@@ -126,7 +128,7 @@ def evaluate(
         if not len(part.test):
             continue
         feed = _feed(prepared, part.test, batch_size)
-        out = _predict(model, feed, batch_size, f"test set of {part.name}")
+        out = _predict(run, feed, batch_size, f"test set of {part.name}")
         members = member_accuracy(out, part.test.labels)
         for task, labels in part.test.labels.items():
             keep = labels >= 0
@@ -161,7 +163,7 @@ def evaluate(
         if robustness is False or (robustness is None and len(present) < 2):
             continue
         tasks = {t: part.test.labels[t] for t in part.test.labels if t in out}
-        found = _robustness(model, feed, out, tasks, part.name, present, prepared, batch_size)
+        found = _robustness(run, feed, out, tasks, part.name, present, prepared, batch_size)
         results.setdefault("robustness", {})[part.name] = found
         shown[part.name] = plots.robustness_pngs(report, part.name, found)
         if with_weights and len(present) > 1 and tasks:
@@ -238,20 +240,19 @@ def _feed(prepared: pipeline.Prepared, split, batch_size: int) -> dict[str, np.n
 
 
 def _predict(
-    model: keras.Model, feed: dict[str, np.ndarray], batch_size: int, what: str = "predicting"
+    run: Inference, feed: dict[str, np.ndarray], batch_size: int, what: str = "predicting"
 ) -> dict[str, np.ndarray]:
-    """``model``'s outputs for ``feed``, in sample order. With texts in the feed the model sees the samples
+    """The outputs of ``run``'s model for ``feed``, in sample order. With texts in the feed the model sees the samples
     shortest text first, so each batch holds texts of similar length (a recurrent encoder runs as many steps as the
     batch's longest text); the outputs are put back in sample order. ``what``: the progress bar's name for it."""
-    import tensorflow as tf
-
     texts = [value for value in feed.values() if value.dtype.kind in "OSU"]
     order = pipeline.length_order(texts) if texts else None
     if order is not None:
         feed = {name: value[order] for name, value in feed.items()}
-    batches = -(-len(next(iter(feed.values()))) // batch_size)
-    data = tf.data.Dataset.from_tensor_slices(feed).batch(batch_size)
-    out = model.predict(data, verbose=0, callbacks=[keras_steps(what, batches)])
+    n = len(next(iter(feed.values())))
+    with progress.Steps(what, -(-n // batch_size)) as steps:
+        batches = ({k: v[i : i + batch_size] for k, v in feed.items()} for i in range(0, n, batch_size))
+        out = run.many(batches, steps.advance)
     if order is None:
         return out
     return (
@@ -297,7 +298,7 @@ def corrupt(values: np.ndarray, kind: str, level: float, seed: tuple[int, int]) 
     return out.astype(object) if values.dtype == object else out
 
 
-def _robustness(model, feed, out, tasks, part, present, prepared, batch_size) -> dict[str, Any]:
+def _robustness(run: Inference, feed, out, tasks, part, present, prepared, batch_size) -> dict[str, Any]:
     """Accuracy (and mean weights) from every non-empty subset of ``present``, and under corruption of each."""
     modalities = sorted(prepared.modalities)
     masks = {m: feed[mask_name(m)] > 0 for m in present}
@@ -307,7 +308,7 @@ def _robustness(model, feed, out, tasks, part, present, prepared, batch_size) ->
             for subset in itertools.combinations(present, size):
                 hidden = [m for m in present if m not in subset]
                 what = f"{part}: {'+'.join(subset)} only"
-                got = _predict(model, mask_out(feed, hidden), batch_size, what) if hidden else out
+                got = _predict(run, mask_out(feed, hidden), batch_size, what) if hidden else out
                 rows = np.any([masks[m] for m in subset], axis=0)  # samples with something to predict from
                 found["subsets"].append(
                     {
@@ -329,7 +330,7 @@ def _robustness(model, feed, out, tasks, part, present, prepared, batch_size) ->
                 out
                 if level == 0
                 else _predict(
-                    model,
+                    run,
                     {**feed, m: corrupt(feed[m], kind, level, seed)},
                     batch_size,
                     f"{part}: {m} corrupted, level {level:g}",

@@ -19,6 +19,8 @@ from typing import Any
 
 import numpy as np
 
+from omnifuse.inference import Inference
+
 BINS = 15
 EPS = 1e-12
 KEY = "calibration"
@@ -130,9 +132,10 @@ def predict_stream(model, stream: Iterable, tasks: list[str]) -> tuple[dict, dic
     """Per task, ``model``'s probabilities and the labels over ``stream``'s ``(x, y, ...)`` batches ({} for none)."""
     probs: dict[str, list[np.ndarray]] = {t: [] for t in tasks}
     labels: dict[str, list[np.ndarray]] = {t: [] for t in tasks}
+    run = Inference(model)  # a validation split of a few batches is not worth tracing a graph for
     for batch in stream:
         x, y = batch[0], batch[1]
-        out = model.predict_on_batch(x)
+        out = run(x)
         for task in tasks:
             probs[task].append(np.asarray(out[task], np.float64))
             labels[task].append(np.asarray(y[task]).reshape(-1))

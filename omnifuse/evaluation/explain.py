@@ -24,6 +24,7 @@ from typing import Any
 
 import numpy as np
 
+from omnifuse.inference import Inference
 from omnifuse.modalities import KINDS
 from omnifuse.names import mask_name
 
@@ -51,6 +52,7 @@ class Explainer:
         sample_rate: int | None = None,
     ):
         self.model = model
+        self._infer = Inference(model)  # many small batches (occlusion): a graph after the first few
         self.modalities = dict(modalities)
         self.features = features or {}
         self.steps, self.segments, self.max_words = int(steps), int(segments), int(max_words)
@@ -77,7 +79,7 @@ class Explainer:
         return self._float_model
 
     def _probs(self, feed: dict[str, np.ndarray], task: str) -> np.ndarray:
-        out = self.model.predict_on_batch(feed)
+        out = self._infer(feed)
         return np.asarray(out[task], np.float64)
 
     def explain(
@@ -93,7 +95,7 @@ class Explainer:
         feed = {k: feed[k] for k in names}
         n = len(feed[names[0]])
         tasks = list(tasks or [k for k in self.model.output_names if k in self._task_outputs()])
-        raw = self.model.predict_on_batch(feed)
+        raw = self._infer(feed)
         answers: list[dict[str, Any]] = [{} for _ in range(n)]
         continuous = [m for m, k in self.modalities.items() if _method(k) == "integrated_gradients"]
         for task in tasks:

@@ -24,6 +24,7 @@ from omnifuse.data.decode import read_text
 from omnifuse.data.schema import TABULAR, safe_name
 from omnifuse.data.schema import read_csv as _read_csv
 from omnifuse.errors import OmnifuseError
+from omnifuse.inference import Inference
 from omnifuse.modalities import KINDS, held_as
 
 _FOLDER_KINDS = {suffix: name for name, kind in KINDS.items() for suffix in kind.SUFFIXES}
@@ -159,12 +160,13 @@ def predict_pool(predictor, pool: Pool, extra_outputs=None) -> dict[str, np.ndar
     embedding). A sample the model cannot read is an error naming its line (or stem) and column."""
     columns = column_of(pool, predictor.modalities, predictor.numbers)
     parts: list[dict[str, np.ndarray]] = []
+    extra_run = None if extra_outputs is None else Inference(extra_outputs)
     for start in range(0, len(pool), CHUNK):
         index = range(start, min(start + CHUNK, len(pool)))
         feed = _encode(predictor, pool, index, columns)
         out = predictor._run(feed)
-        if extra_outputs is not None:
-            extra = extra_outputs.predict_on_batch(feed)
+        if extra_run is not None:
+            extra = extra_run(feed)
             out.update({k: np.asarray(v, np.float32) for k, v in extra.items()})
         out.update({k: v for k, v in feed.items() if k.endswith("_mask")})
         parts.append(out)

@@ -8,6 +8,7 @@ from keras import layers, ops
 
 from omnifuse.config import Config
 from omnifuse.errors import OmnifuseError
+from omnifuse.inference import Inference
 from omnifuse.names import member_index, member_outputs
 
 
@@ -69,8 +70,9 @@ def fit_member_weights(model: keras.Model, stream, tasks: list[str]) -> list[flo
     members = member_outputs(model.output_names, tasks)
     probs: dict[str, list[np.ndarray]] = {name: [] for name in members}
     labels: dict[str, list[np.ndarray]] = {task: [] for task in tasks}
+    run = Inference(model)
     for x, y in stream:
-        out = model.predict_on_batch(x)
+        out = run(x)
         for name in members:
             probs[name].append(np.asarray(out[name], np.float64))
         for task in tasks:

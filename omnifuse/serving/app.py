@@ -299,6 +299,7 @@ def _warm_up(predictor: Predictor) -> None:
         for name, kind in predictor.modalities.items()
         if kind in KINDS
     }
+    predictor.inference.trace_now()  # a server answers many requests: through the graph from the first
     try:
         for n in (1, 2):
             predictor.predict(batch=True, **{k: [v] * n for k, v in sample.items()})

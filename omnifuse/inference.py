@@ -1,0 +1,74 @@
+"""Running a Keras model for inference on a few batches or many: eagerly where tracing a graph would cost more than
+it saves, through Keras's traced predict function where it pays.
+
+Imports nothing from omnifuse, so every layer of the package (training, evaluation, ensembles, the predictor) can
+use it."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+if TYPE_CHECKING:  # keras loads TensorFlow: not at import (the command line answers mistakes before that)
+    import keras
+
+
+def call_eagerly(model: keras.Model, x) -> Any:
+    """``model``'s inference outputs for ``x`` (an array, or a dict or list of them; strings as string tensors) as
+    NumPy, computed eagerly: for a handful of samples ``predict_on_batch`` would first trace a graph of the whole
+    model, which for a pretrained encoder costs seconds."""
+    import keras
+    import tensorflow as tf
+
+    def tensor(value):  # every array a tensor (Keras refuses a mix of tensors and arrays)
+        if isinstance(value, np.ndarray) and value.dtype.kind == "O":  # texts: str or UTF-8 bytes
+            flat = [v if isinstance(v, bytes) else str(v).encode() for v in value.ravel()]
+            return tf.constant(np.array(flat, object).reshape(value.shape), tf.string)
+        return tf.constant(value) if isinstance(value, np.ndarray) else value
+
+    outputs = model(tf.nest.map_structure(tensor, x), training=False)
+    return tf.nest.map_structure(keras.ops.convert_to_numpy, outputs)
+
+
+EAGER_BATCHES = 8  # batches an Inference computes eagerly before it traces Keras's predict function
+
+
+class Inference:
+    """``model``'s inference outputs batch by batch, as NumPy: the first ``eager`` batches computed eagerly
+    (:func:`call_eagerly`), the later ones through Keras's traced predict function (``predict_on_batch``).
+
+    Tracing a model into a graph costs seconds (more with a pretrained encoder) that a few batches never earn back:
+    a validation split, a test set of a few hundred samples, a one-off command-line prediction. A long prediction
+    (a full test set, a server's stream of requests) pays the trace once, after its first ``eager`` batches, and
+    runs the graph from then on. Keep one per model for a whole job, so the count carries over.
+
+    >>> run = Inference(model)
+    >>> outputs = [run(x) for x in batches]
+    """
+
+    def __init__(self, model: keras.Model, eager: int = EAGER_BATCHES):
+        self.model, self.eager, self.calls = model, eager, 0
+
+    def __call__(self, x) -> Any:
+        self.calls += 1
+        if self.calls <= self.eager:
+            return call_eagerly(self.model, x)
+        return self.model.predict_on_batch(x)
+
+    def trace_now(self) -> None:
+        """Run every later batch through the traced predict function (a server, which answers many)."""
+        self.calls = max(self.calls, self.eager)
+
+    def many(self, batches: Iterable, advance: Callable[[], Any] | None = None) -> Any:
+        """The outputs for every batch of ``batches``, concatenated along the samples (a structure of arrays like
+        one batch's); ``advance``, if given, is called after each batch (a progress bar's)."""
+        import tensorflow as tf
+
+        parts = []
+        for x in batches:
+            parts.append(self(x))
+            if advance is not None:
+                advance()
+        return tf.nest.map_structure(lambda *p: np.concatenate([np.asarray(a) for a in p]), *parts)
