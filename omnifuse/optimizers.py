@@ -23,6 +23,15 @@ def _reached(gradient):
     return ops.any(ops.not_equal(values, 0))
 
 
+def _eager() -> bool:
+    """Whether this step runs eagerly (values are known in Python) on TensorFlow."""
+    if keras.backend.backend() != "tensorflow":
+        return False
+    import tensorflow as tf
+
+    return tf.executing_eagerly()
+
+
 def _tensor(variable):
     """A Keras variable's value as a tensor (JAX's ops take no variables); TensorFlow's own variables as they are."""
     return variable.value if isinstance(variable, keras.Variable) else variable
@@ -69,6 +78,10 @@ class _Lazy:
 
     def update_step(self, gradient, variable, learning_rate):
         reached = _reached(gradient)
+        if _eager():  # a step run as Python calls (train.eager): decide here, no copies to put back
+            if bool(reached):
+                super().update_step(gradient, variable, learning_rate)
+            return
         held = [variable, *self._state(variable)]
         before = [
             ops.copy(_tensor(v)) for v in held

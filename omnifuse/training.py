@@ -305,8 +305,10 @@ def _finish(run: _Run, model: keras.Model, streams: _Streams, fitted: keras.Mode
     if run.dist is not None:
         run.dist.record(model, run.meta)
     best = run.run_dir / CHECKPOINTS / "best.keras"
-    if best.is_file():
-        model = load_model(best)
+    if best.is_file() and run.dist is None:
+        model.load_weights(best)  # the best epoch's weights, into the model trained: no second build of it
+    elif best.is_file():
+        model = load_model(best)  # out of the strategy's distributed variables
     fit_weights = _fits_member_weights(run.cfg)
     if fit_weights:
         run.meta["member_weights"] = fit_member_weights(model, streams.val, list(run.prepared.tasks))

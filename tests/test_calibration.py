@@ -103,6 +103,37 @@ def test_training_fits_a_temperature_that_softens_an_over_confident_model(run):
     assert record["nll_after"] < record["nll_before"]
 
 
+class _FirstEpochBest(keras.callbacks.Callback):
+    """Reports a validation loss that makes the first epoch the best (the run's checkpoint reads it after us)."""
+
+    def on_epoch_end(self, epoch, logs=None):
+        logs["val_loss"] = 1.0 if epoch == 0 else 9.0
+
+
+def test_the_temperature_is_fitted_on_the_best_epoch_s_model_not_the_last(run, tmp_path):
+    from omnifuse import pipeline
+    from omnifuse.config import read_run_config
+    from omnifuse.data.catalog import load_datasets
+    from omnifuse.modelio import load_model
+
+    _, data = run
+    config = tmp_path / "overconfident.toml"
+    config.write_text(OVERCONFIDENT)
+    path = omnifuse.train(config, runs_root=tmp_path, data_dir=str(data), callbacks=[_FirstEpochBest()])
+    meta = json.loads((path / "meta.json").read_text())
+    assert meta["progress"]["best_epoch"] == 1 and meta["progress"]["epochs_done"] == 2
+    cfg = read_run_config(path)
+    prepared = pipeline.prepare(cfg, load_datasets(cfg, str(data)))
+
+    def temperature(checkpoint):
+        fitted = calibration.fit_run(load_model(path / "checkpoints" / checkpoint), prepared, 16)
+        return fitted["tasks"]["cifar10"]["temperature"]
+
+    best, last = temperature("best.keras"), temperature("last.keras")
+    assert abs(best - last) > 1e-3  # the two epochs' models differ, so the check below can tell them apart
+    assert meta["calibration"]["tasks"]["cifar10"]["temperature"] == pytest.approx(best, rel=1e-4)
+
+
 def test_predict_applies_the_temperature_unless_told_not_to(run, tmp_path):
     path, _ = run
     images = list(np.random.default_rng(0).integers(0, 256, (3, 32, 32, 3), dtype=np.uint8))
