@@ -177,15 +177,27 @@ def _run_keras(path: Path, probes: list[dict]) -> list[dict[str, np.ndarray]]:
 
 def _write_savedmodel(predictor: Predictor, path: Path, probe: dict, temps: dict[str, float]) -> None:
     import tensorflow as tf
+    from tensorflow.saved_model.experimental import TrackableResource
 
     # Not model.export(): its endpoint calls the model with training unset, and Keras' random augmentation
-    # layers then default to training mode, so served images would be randomly flipped and shifted.
+    # layers then default to training mode, so served images would be randomly flipped and shifted. Nor Keras'
+    # ExportArchive: it traces the model four times (once to list the endpoint's variables, twice more for the
+    # models' default signatures while it looks for lookup tables, once in the save); tf.saved_model.save traces
+    # it once. The root holds what the endpoint reads: the variables and the lookup tables (TextVectorization's,
+    # the WordPiece tokenizer's), found by walking the model's tracked objects.
     model = with_temperatures(predictor.model, temps) if temps else predictor.model
-    archive = keras.export.ExportArchive()
-    archive.track(model)
+    root = tf.__internal__.tracking.AutoTrackable()
+    root.variables = list(model.variables)
+    root.trainable_variables = list(model.trainable_variables)
+    root.non_trainable_variables = list(model.non_trainable_variables)
+    root.lookup_tables = [
+        obj for obj in tf.train.TrackableView(model).descendants() if isinstance(obj, TrackableResource)
+    ]
     specs = {t.name: tf.TensorSpec([None, *t.shape[1:]], t.dtype, name=t.name) for t in model.inputs}
-    archive.add_endpoint("serve", lambda inputs: model(inputs, training=False), input_signature=[specs])
-    archive.write_out(str(path), verbose=False)
+    root.serve = tf.function(
+        lambda inputs: model(inputs, training=False), input_signature=[specs], autograph=False
+    )
+    tf.saved_model.save(root, str(path), signatures={"serve": root.serve, "serving_default": root.serve})
 
 
 def _run_savedmodel(path: Path, probes: list[dict]) -> list[dict[str, np.ndarray]]:
