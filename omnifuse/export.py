@@ -243,8 +243,6 @@ def _importable(module: str) -> bool:
 
 
 def _write_onnx(predictor: Predictor, path: Path, probe: dict, temps: dict[str, float]) -> None:
-    for name in ("tf2onnx", "onnx"):  # the converter logs every pass; errors still raise
-        logging.getLogger(name).setLevel(logging.ERROR)
     plain = keras.models.clone_model(
         predictor.model,
         # each branch without its skip conditional (tf2onnx cannot infer shapes inside ``If`` branches; the fusion
@@ -263,7 +261,7 @@ def _write_onnx(predictor: Predictor, path: Path, probe: dict, temps: dict[str, 
         for layer in switched:
             layer.onnx_form = True
         plain(probe)  # Keras exports only a model that has been called
-        plain.export(str(path), format="onnx", verbose=False)
+        to_onnx(plain, path)
     except Exception as exc:
         raise OmnifuseError(
             f"Expected tf2onnx to convert the model of '{predictor.run_dir}'. Received: {type(exc).__name__}: {exc}"
@@ -272,6 +270,53 @@ def _write_onnx(predictor: Predictor, path: Path, probe: dict, temps: dict[str, 
         for layer in switched:
             layer.onnx_form = False
     _check_onnx_ops(path, predictor.run_dir)
+
+
+def to_onnx(model: keras.Model, path: Path) -> None:
+    """``model`` (called with ``training=False``) as an ONNX file at ``path``, through tf2onnx as
+    ``model.export(path, format="onnx")`` does, at about half its cost. Keras' export traces the model three times
+    (two of them for the default serving signatures of its ExportArchive, which it builds only to look for lookup
+    tables, which ONNX has no form of anyway); this traces it once. And tf2onnx copies the whole graph, weights
+    included, before each of its optimizer passes (a dozen, repeated until none changes the graph) to restore it
+    should the pass fail: here it does not, and should a pass fail, the conversion runs again the usual way, which
+    leaves that pass out."""
+    import tensorflow as tf
+    import tf2onnx
+
+    for name in ("tf2onnx", "onnx"):  # the converter logs every pass; errors still raise
+        logging.getLogger(name).setLevel(logging.ERROR)
+    try:  # what model.export does first: tf2onnx 1.17 with numpy 2
+        from keras.src.export.tf2onnx_lib import patch_tf2onnx
+
+        patch_tf2onnx()
+    except ImportError:  # a Keras without it: a tf2onnx that needs no patch
+        pass
+    specs = keras.tree.map_structure(
+        lambda t: tf.TensorSpec([None, *t.shape[1:]], t.dtype, name=t.name), model.input
+    )
+    fn = tf.function(lambda inputs: model(inputs, training=False), input_signature=[specs], autograph=False)
+    key = "TF2ONNX_CATCH_ERRORS"  # set at all (tf2onnx 1.17 reads only whether it is), optimizer errors raise
+    before = os.environ.get(key)
+    os.environ[key] = "FALSE"
+    try:
+        tf2onnx.convert.from_function(fn, [specs], output_path=str(path))
+    except Exception as exc:
+        if not any(
+            Path(frame.filename).parent.parts[-2:] == ("tf2onnx", "optimizer") for frame in _frames(exc)
+        ):
+            raise
+        os.environ.pop(key)
+        tf2onnx.convert.from_function(fn, [specs], output_path=str(path))
+    finally:
+        os.environ.pop(key, None)
+        if before is not None:
+            os.environ[key] = before
+
+
+def _frames(exc: BaseException) -> list:
+    import traceback
+
+    return list(traceback.extract_tb(exc.__traceback__))
 
 
 def _check_onnx_ops(path: Path, run_dir: Path) -> None:
