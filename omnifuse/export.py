@@ -94,7 +94,7 @@ def export(
         "savedmodel": (_write_savedmodel, _run_savedmodel),
         "onnx": (_write_onnx, _run_onnx),
     }[format]
-    writer(predictor, tmp, probes[0], temps)
+    writer(predictor, tmp, temps)
     got = reader(tmp, probes)
     diff = max(
         float(np.max(np.abs(np.asarray(g[k], np.float64) - e[k]))) for g, e in zip(got, expected) for k in e
@@ -163,7 +163,7 @@ def _as_numpy(out: dict[str, Any]) -> dict[str, np.ndarray]:
 # ------------------------------------------------------------------------------------------------ formats
 
 
-def _write_keras(predictor: Predictor, path: Path, probe: dict, temps: dict[str, float]) -> None:
+def _write_keras(predictor: Predictor, path: Path, temps: dict[str, float]) -> None:
     if temps:
         with_temperatures(predictor.model, temps).save(path)
     else:
@@ -175,7 +175,7 @@ def _run_keras(path: Path, probes: list[dict]) -> list[dict[str, np.ndarray]]:
     return [_as_numpy(call_eagerly(model, feed)) for feed in probes]
 
 
-def _write_savedmodel(predictor: Predictor, path: Path, probe: dict, temps: dict[str, float]) -> None:
+def _write_savedmodel(predictor: Predictor, path: Path, temps: dict[str, float]) -> None:
     import tensorflow as tf
     from tensorflow.saved_model.experimental import TrackableResource
 
@@ -242,7 +242,7 @@ def _importable(module: str) -> bool:
     return importlib.util.find_spec(module) is not None
 
 
-def _write_onnx(predictor: Predictor, path: Path, probe: dict, temps: dict[str, float]) -> None:
+def _write_onnx(predictor: Predictor, path: Path, temps: dict[str, float]) -> None:
     plain = keras.models.clone_model(
         predictor.model,
         # each branch without its skip conditional (tf2onnx cannot infer shapes inside ``If`` branches; the fusion
@@ -260,7 +260,6 @@ def _write_onnx(predictor: Predictor, path: Path, probe: dict, temps: dict[str, 
     try:
         for layer in switched:
             layer.onnx_form = True
-        plain(probe)  # Keras exports only a model that has been called
         to_onnx(plain, path)
     except Exception as exc:
         raise OmnifuseError(
