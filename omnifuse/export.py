@@ -94,7 +94,7 @@ def export(
         "savedmodel": (_write_savedmodel, _run_savedmodel),
         "onnx": (_write_onnx, _run_onnx),
     }[format]
-    writer(predictor, tmp, probes[0], temps)
+    writer(predictor, tmp, temps)
     got = reader(tmp, probes)
     diff = max(
         float(np.max(np.abs(np.asarray(g[k], np.float64) - e[k]))) for g, e in zip(got, expected) for k in e
@@ -163,7 +163,7 @@ def _as_numpy(out: dict[str, Any]) -> dict[str, np.ndarray]:
 # ------------------------------------------------------------------------------------------------ formats
 
 
-def _write_keras(predictor: Predictor, path: Path, probe: dict, temps: dict[str, float]) -> None:
+def _write_keras(predictor: Predictor, path: Path, temps: dict[str, float]) -> None:
     if temps:
         with_temperatures(predictor.model, temps).save(path)
     else:
@@ -175,17 +175,29 @@ def _run_keras(path: Path, probes: list[dict]) -> list[dict[str, np.ndarray]]:
     return [_as_numpy(call_eagerly(model, feed)) for feed in probes]
 
 
-def _write_savedmodel(predictor: Predictor, path: Path, probe: dict, temps: dict[str, float]) -> None:
+def _write_savedmodel(predictor: Predictor, path: Path, temps: dict[str, float]) -> None:
     import tensorflow as tf
+    from tensorflow.saved_model.experimental import TrackableResource
 
     # Not model.export(): its endpoint calls the model with training unset, and Keras' random augmentation
-    # layers then default to training mode, so served images would be randomly flipped and shifted.
+    # layers then default to training mode, so served images would be randomly flipped and shifted. Nor Keras'
+    # ExportArchive: it traces the model four times (once to list the endpoint's variables, twice more for the
+    # models' default signatures while it looks for lookup tables, once in the save); tf.saved_model.save traces
+    # it once. The root holds what the endpoint reads: the variables and the lookup tables (TextVectorization's,
+    # the WordPiece tokenizer's), found by walking the model's tracked objects.
     model = with_temperatures(predictor.model, temps) if temps else predictor.model
-    archive = keras.export.ExportArchive()
-    archive.track(model)
+    root = tf.__internal__.tracking.AutoTrackable()
+    root.variables = list(model.variables)
+    root.trainable_variables = list(model.trainable_variables)
+    root.non_trainable_variables = list(model.non_trainable_variables)
+    root.lookup_tables = [
+        obj for obj in tf.train.TrackableView(model).descendants() if isinstance(obj, TrackableResource)
+    ]
     specs = {t.name: tf.TensorSpec([None, *t.shape[1:]], t.dtype, name=t.name) for t in model.inputs}
-    archive.add_endpoint("serve", lambda inputs: model(inputs, training=False), input_signature=[specs])
-    archive.write_out(str(path), verbose=False)
+    root.serve = tf.function(
+        lambda inputs: model(inputs, training=False), input_signature=[specs], autograph=False
+    )
+    tf.saved_model.save(root, str(path), signatures={"serve": root.serve, "serving_default": root.serve})
 
 
 def _run_savedmodel(path: Path, probes: list[dict]) -> list[dict[str, np.ndarray]]:
@@ -230,9 +242,7 @@ def _importable(module: str) -> bool:
     return importlib.util.find_spec(module) is not None
 
 
-def _write_onnx(predictor: Predictor, path: Path, probe: dict, temps: dict[str, float]) -> None:
-    for name in ("tf2onnx", "onnx"):  # the converter logs every pass; errors still raise
-        logging.getLogger(name).setLevel(logging.ERROR)
+def _write_onnx(predictor: Predictor, path: Path, temps: dict[str, float]) -> None:
     plain = keras.models.clone_model(
         predictor.model,
         # each branch without its skip conditional (tf2onnx cannot infer shapes inside ``If`` branches; the fusion
@@ -250,8 +260,7 @@ def _write_onnx(predictor: Predictor, path: Path, probe: dict, temps: dict[str, 
     try:
         for layer in switched:
             layer.onnx_form = True
-        plain(probe)  # Keras exports only a model that has been called
-        plain.export(str(path), format="onnx", verbose=False)
+        to_onnx(plain, path)
     except Exception as exc:
         raise OmnifuseError(
             f"Expected tf2onnx to convert the model of '{predictor.run_dir}'. Received: {type(exc).__name__}: {exc}"
@@ -260,6 +269,53 @@ def _write_onnx(predictor: Predictor, path: Path, probe: dict, temps: dict[str, 
         for layer in switched:
             layer.onnx_form = False
     _check_onnx_ops(path, predictor.run_dir)
+
+
+def to_onnx(model: keras.Model, path: Path) -> None:
+    """``model`` (called with ``training=False``) as an ONNX file at ``path``, through tf2onnx as
+    ``model.export(path, format="onnx")`` does, at about half its cost. Keras' export traces the model three times
+    (two of them for the default serving signatures of its ExportArchive, which it builds only to look for lookup
+    tables, which ONNX has no form of anyway); this traces it once. And tf2onnx copies the whole graph, weights
+    included, before each of its optimizer passes (a dozen, repeated until none changes the graph) to restore it
+    should the pass fail: here it does not, and should a pass fail, the conversion runs again the usual way, which
+    leaves that pass out."""
+    import tensorflow as tf
+    import tf2onnx
+
+    for name in ("tf2onnx", "onnx"):  # the converter logs every pass; errors still raise
+        logging.getLogger(name).setLevel(logging.ERROR)
+    try:  # what model.export does first: tf2onnx 1.17 with numpy 2
+        from keras.src.export.tf2onnx_lib import patch_tf2onnx
+
+        patch_tf2onnx()
+    except ImportError:  # a Keras without it: a tf2onnx that needs no patch
+        pass
+    specs = keras.tree.map_structure(
+        lambda t: tf.TensorSpec([None, *t.shape[1:]], t.dtype, name=t.name), model.input
+    )
+    fn = tf.function(lambda inputs: model(inputs, training=False), input_signature=[specs], autograph=False)
+    key = "TF2ONNX_CATCH_ERRORS"  # set at all (tf2onnx 1.17 reads only whether it is), optimizer errors raise
+    before = os.environ.get(key)
+    os.environ[key] = "FALSE"
+    try:
+        tf2onnx.convert.from_function(fn, [specs], output_path=str(path))
+    except Exception as exc:
+        if not any(
+            Path(frame.filename).parent.parts[-2:] == ("tf2onnx", "optimizer") for frame in _frames(exc)
+        ):
+            raise
+        os.environ.pop(key)
+        tf2onnx.convert.from_function(fn, [specs], output_path=str(path))
+    finally:
+        os.environ.pop(key, None)
+        if before is not None:
+            os.environ[key] = before
+
+
+def _frames(exc: BaseException) -> list:
+    import traceback
+
+    return list(traceback.extract_tb(exc.__traceback__))
 
 
 def _check_onnx_ops(path: Path, run_dir: Path) -> None:
