@@ -17,7 +17,7 @@ from rich.markup import escape
 from rich.table import Table
 
 import omnifuse
-from omnifuse import quiet
+from omnifuse import lean, quiet
 from omnifuse.cli_data import data_app, print_schema, weights_app
 from omnifuse.cli_options import CalibrationOpt, DataDirOpt, SetOpt, check_run, console
 from omnifuse.cli_pretrain import pretrain
@@ -42,6 +42,7 @@ def _options(
     """Multimodal classifiers on Keras 3."""
     # before any command imports TensorFlow: its start-up lines are printed while it loads
     quiet.setup(verbose, omnifuse.USER_TF_LOG_LEVEL)
+    lean.setup()  # and without the integrations Keras imports that omnifuse does not use
     if ctx.invoked_subcommand not in ("label", "data"):
         # train prints the schema with its notes on ids before loading; evaluating (or serving) a run loads the same
         # CSV again, and its notes were said when it trained

@@ -190,3 +190,35 @@ def test_the_export_formats_checked_early_are_the_exporters():
         if isinstance(n, ast.Assign) and getattr(n.targets[0], "id", "") == "FORMATS"
     ]
     assert ast.literal_eval(found) == EXPORT_FORMATS
+
+
+def test_keras_is_imported_without_the_integrations_omnifuse_does_not_use(tmp_path, monkeypatch):
+    # stand-ins: a root (keras) that imports an optional package as Keras does, and that package
+    from omnifuse import lean
+
+    (tmp_path / "fake_root").mkdir()
+    (tmp_path / "fake_root" / "__init__.py").write_text(
+        "try:\n    import fake_optional.sub\nexcept ImportError:\n    fake_optional = None\n"
+    )
+    (tmp_path / "fake_optional").mkdir()
+    (tmp_path / "fake_optional" / "__init__.py").write_text("")
+    (tmp_path / "fake_optional" / "sub.py").write_text("")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.setattr(lean, "ROOTS", ("fake_root",))
+    monkeypatch.setattr(lean, "OPTIONAL", ("fake_optional",))
+    finders = list(sys.meta_path)
+    try:
+        lean.setup()
+        import fake_root
+
+        assert fake_root.fake_optional is None, "the optional package looked absent while the root imported"
+        assert sys.meta_path == finders, "nothing is left hidden after"
+        import fake_optional.sub  # imports as usual afterwards
+
+        assert fake_optional.sub.__name__ == "fake_optional.sub"
+        lean.setup()  # the root is imported: nothing to do
+        assert sys.meta_path == finders
+    finally:
+        sys.meta_path[:] = finders
+        for name in ("fake_root", "fake_optional", "fake_optional.sub"):
+            sys.modules.pop(name, None)

@@ -101,6 +101,8 @@ def test_a_fresh_process_loads_the_run_once_it_imports_the_user_s_module(user_ru
     script = textwrap.dedent(
         f"""
         import json, sys
+        from omnifuse import lean
+        lean.setup()  # Keras imported as the command line imports it: without integrations unused here
         import omnifuse
         try:
             omnifuse.load({str(run)!r})

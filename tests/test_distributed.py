@@ -189,6 +189,8 @@ def test_backups_keep_the_last_two_epochs(tmp_path):
 
 _MIRRORED = """
 import sys
+from omnifuse import lean
+lean.setup()  # as the command line imports TensorFlow (its virtual devices are the reason for this process)
 import tensorflow as tf
 cpu = tf.config.list_physical_devices("CPU")[0]
 tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)

@@ -175,8 +175,10 @@ def test_a_saved_model_loads_in_the_precision_it_was_trained_in_or_the_other_one
     np.testing.assert_allclose(got["modality_weights"], want["modality_weights"], atol=0.03)
     with pytest.raises(Exception, match="float32, bfloat16.*'half'"):
         load_model(path, "half")
-    # a fresh interpreter that imports nothing but this function can load it (omnifuse's layers get registered)
-    code = "import sys; from omnifuse.modelio import load_model; print(load_model(sys.argv[1]).name)"
+    # a fresh interpreter that imports nothing but this function can load it (omnifuse's layers get registered);
+    # Keras imported as the command line imports it (omnifuse/lean.py), which registers nothing
+    code = "import sys; from omnifuse import lean; lean.setup(); from omnifuse.modelio import load_model; "
+    code += "print(load_model(sys.argv[1]).name)"
     done = subprocess.run(
         [sys.executable, "-c", code, str(path)], capture_output=True, text=True, timeout=300
     )
