@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import importlib.util
 import logging
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -111,11 +110,11 @@ def log_confusion(run_dir: Path, tasks: dict[str, list[str]], held: tuple[dict, 
     import tensorflow as tf
     from sklearn.metrics import confusion_matrix
 
-    from omnifuse.evaluation.plots import confusion_png
+    from omnifuse.evaluation.plots import confusion_figure, rgb
 
     probs, labels = held
     writer = tf.summary.create_file_writer(str(run_dir / LOGS / "validation"))
-    with writer.as_default(), tempfile.TemporaryDirectory() as tmp:
+    with writer.as_default():
         for task, classes in tasks.items():
             keep = labels.get(task, np.zeros(0)) >= 0
             if not keep.any():
@@ -123,9 +122,8 @@ def log_confusion(run_dir: Path, tasks: dict[str, list[str]], held: tuple[dict, 
             matrix = confusion_matrix(
                 labels[task][keep], probs[task][keep].argmax(axis=1), labels=list(range(len(classes)))
             )
-            path = Path(tmp) / f"{task}.png"
-            confusion_png(path, matrix.tolist(), classes, f"{task} (validation)")
-            image = tf.image.decode_png(path.read_bytes(), channels=3)
+            # the figure's pixels as they are: no PNG written, read back and decoded
+            image = rgb(confusion_figure(matrix.tolist(), classes, f"{task} (validation)"))
             tf.summary.image(f"confusion/{task}", image[None], step=step)
     writer.close()
 

@@ -277,13 +277,14 @@ def _fit(
     streams: _Streams,
     extra: list[keras.callbacks.Callback],
     saved: keras.Model | None = None,
-) -> None:
+) -> tuple[keras.Model, list] | None:
     """``model.fit`` from the first epoch not done yet to ``train.epochs`` (nothing when early stopping ended it);
-    ``saved``: the model checkpoints hold, when ``model`` is its head on cached features."""
+    ``saved``: the model checkpoints hold, when ``model`` is its head on cached features. Returns the model
+    checkpointed and its weights as best.keras holds them, where this session wrote best.keras (else None)."""
     t = run.cfg.train
     callbacks, early = _callbacks(run, model, streams.steps, extra, streams.val is not None, saved)
     if run.initial_epoch >= t.epochs or run.progress.get("stopped_early"):
-        return
+        return None
     with distributed.scope(run.dist):
         model.fit(
             streams.train,
@@ -296,20 +297,33 @@ def _fit(
         )
     if early is not None and early.stopped_epoch:
         run.progress["stopped_early"] = True
+    return next(c.best for c in callbacks if isinstance(c, _RunCheckpoint))
 
 
-def _finish(run: _Run, model: keras.Model, streams: _Streams, fitted: keras.Model | None = None) -> Path:
+def _finish(
+    run: _Run,
+    model: keras.Model,
+    streams: _Streams,
+    fitted: keras.Model | None = None,
+    best_weights: tuple[keras.Model, list] | None = None,
+) -> Path:
     """Save the best epoch's model (with the ensemble's member weights fitted, if asked) as ``model.keras`` and
     mark the run finished; the run directory. ``fitted``: the head that trained on cached frozen features, if any:
-    the temperatures are fitted through it on those features, not by running the frozen encoders again."""
+    the temperatures are fitted through it on those features, not by running the frozen encoders again.
+    ``best_weights``: what :func:`_fit` returned (the weights best.keras was written with in this session)."""
     if run.dist is not None:
         run.dist.record(model, run.meta)
     best = run.run_dir / CHECKPOINTS / "best.keras"
-    if best.is_file() and run.dist is None:
+    fit_weights = _fits_member_weights(run.cfg)
+    kept = best_weights is not None and best_weights[0] is model and not fit_weights
+    if best.is_file() and run.dist is None and kept:
+        # the best epoch's weights as best.keras was written with them: not read back (Keras walks the whole model
+        # to load a file); member weights fitted are saved with the optimizer's state, which the file restores
+        model.set_weights(best_weights[1])
+    elif best.is_file() and run.dist is None:
         model.load_weights(best)  # the best epoch's weights, into the model trained: no second build of it
     elif best.is_file():
         model = load_model(best)  # out of the strategy's distributed variables
-    fit_weights = _fits_member_weights(run.cfg)
     if fit_weights:
         run.meta["member_weights"] = fit_member_weights(model, streams.val, list(run.prepared.tasks))
     # one temperature per task, fitted on the validation split (distributed: at evaluation)
@@ -368,12 +382,12 @@ def _train(run: _Run, data_dir: str | None, callbacks: list[keras.callbacks.Call
     semi.record(run.prepared, run.meta)  # unlabelled samples: train.semi_supervised (omnifuse/semi.py)
     extra = list(callbacks or []) + semi.attach(run.cfg, run.prepared, fitted, streams, run.initial_epoch)
     _compile(run, fitted, streams)
-    _fit(run, fitted, streams, extra, saved=model if fitted is not model else None)
+    best_weights = _fit(run, fitted, streams, extra, saved=model if fitted is not model else None)
     if fitted is not model:
         from omnifuse.features import copy_weights
 
         copy_weights(fitted, model)
-    return _finish(run, model, streams, fitted if fitted is not model else None)
+    return _finish(run, model, streams, fitted if fitted is not model else None, best_weights)
 
 
 def _frozen_features(run: _Run, model: keras.Model, extra: list[keras.callbacks.Callback]) -> keras.Model:

@@ -110,7 +110,7 @@ class _FirstEpochBest(keras.callbacks.Callback):
         logs["val_loss"] = 1.0 if epoch == 0 else 9.0
 
 
-def test_the_temperature_is_fitted_on_the_best_epoch_s_model_not_the_last(run, tmp_path):
+def test_the_temperature_is_fitted_on_the_best_epoch_s_model_not_the_last(run, tmp_path, monkeypatch):
     from omnifuse import pipeline
     from omnifuse.config import read_run_config
     from omnifuse.data.catalog import load_datasets
@@ -119,7 +119,15 @@ def test_the_temperature_is_fitted_on_the_best_epoch_s_model_not_the_last(run, t
     _, data = run
     config = tmp_path / "overconfident.toml"
     config.write_text(OVERCONFIDENT)
+
+    def read_back(*args, **kwargs):
+        raise AssertionError(
+            "the best epoch's weights are kept from its checkpoint, not read back from the file"
+        )
+
+    monkeypatch.setattr(keras.Model, "load_weights", read_back)
     path = omnifuse.train(config, runs_root=tmp_path, data_dir=str(data), callbacks=[_FirstEpochBest()])
+    monkeypatch.undo()
     meta = json.loads((path / "meta.json").read_text())
     assert meta["progress"]["best_epoch"] == 1 and meta["progress"]["epochs_done"] == 2
     cfg = read_run_config(path)

@@ -78,6 +78,24 @@ def test_learning_curves_read_metrics_csv(tmp_path):
     assert plots.learning_png(tmp_path / "none.png", {"epoch": [0.0]}) is None
 
 
+def test_a_plot_is_laid_out_and_drawn_once_and_tensorboard_gets_the_same_pixels(tmp_path, monkeypatch):
+    from matplotlib.figure import Figure
+    from PIL import Image
+
+    draws = []
+    draw = Figure.draw
+    monkeypatch.setattr(Figure, "draw", lambda fig, renderer: draws.append(fig) or draw(fig, renderer))
+    matrix, classes = [[5, 1, 0], [2, 7, 1], [0, 0, 9]], ["cat", "dog", "a long class name"]
+    assert plots.confusion_png(tmp_path / "c.png", matrix, classes, "species (test)") == "c.png"
+    assert len(draws) == 1  # savefig draws it once: no second layout pass, no placeholder layout engine
+    saved = np.asarray(Image.open(tmp_path / "c.png").convert("RGB"))
+    size = 0.55 * len(classes) + 2
+    assert saved.shape == (round(max(4.0, size) * plots.DPI), round(max(4.0, size) * plots.DPI), 3)
+    # the confusion image log_confusion hands TensorBoard: the report's picture, pixel for pixel
+    assert np.array_equal(plots.rgb(plots.confusion_figure(matrix, classes, "species (test)")), saved)
+    assert len(draws) == 2
+
+
 def test_per_class_metrics():
     probs = np.array([[0.9, 0.1, 0.0], [0.8, 0.2, 0.0], [0.2, 0.8, 0.0], [0.6, 0.4, 0.0]])
     found = task_metrics(np.array([0, 0, 1, 1]), probs, ["a", "b", "c"])["per_class"]

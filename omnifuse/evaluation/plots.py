@@ -17,6 +17,7 @@ import numpy as np
 from omnifuse.rundir import atomic_write
 
 MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*")
+DPI = 110  # the pixels per inch of every plot
 DASHES = ("-", "--", ":", "-.")
 
 
@@ -29,11 +30,31 @@ def _pyplot():
     return plt
 
 
+def _lay_out(fig) -> None:
+    """Matplotlib's tight layout, once, at the resolution the figure is drawn at: the text it measured is then
+    drawn from matplotlib's cache. (``fig.tight_layout()`` leaves a placeholder layout engine on the figure, for
+    which ``savefig`` lays every text out a second time before drawing it; at another resolution, a third.)"""
+    from matplotlib.layout_engine import TightLayoutEngine
+
+    fig.set_dpi(DPI)
+    TightLayoutEngine().execute(fig)
+
+
 def _save(fig, path: Path) -> str:
-    fig.tight_layout()
-    atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=110))
+    _lay_out(fig)
+    atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=DPI))
     _pyplot().close(fig)
     return path.name
+
+
+def rgb(fig) -> np.ndarray:
+    """The figure drawn as an RGB array (height, width, 3; uint8), laid out as :func:`_save` lays it out, and
+    closed: for a picture that goes on in memory (TensorBoard), not through a PNG file."""
+    _lay_out(fig)
+    fig.canvas.draw()
+    pixels = np.asarray(fig.canvas.buffer_rgba())[..., :3].copy()
+    _pyplot().close(fig)
+    return pixels
 
 
 def _style(i: int) -> dict[str, Any]:
@@ -47,6 +68,10 @@ def _style(i: int) -> dict[str, Any]:
 
 
 def confusion_png(path: Path, matrix: list[list[int]], classes: list[str], title: str) -> str:
+    return _save(confusion_figure(matrix, classes, title), path)
+
+
+def confusion_figure(matrix: list[list[int]], classes: list[str], title: str):
     from sklearn.metrics import ConfusionMatrixDisplay
 
     plt = _pyplot()
@@ -56,7 +81,7 @@ def confusion_png(path: Path, matrix: list[list[int]], classes: list[str], title
         ax=ax, cmap="Blues", colorbar=False, xticks_rotation=45
     )
     ax.set_title(title)
-    return _save(fig, path)
+    return fig
 
 
 def robustness_pngs(report: Path, part: str, found: dict[str, Any]) -> list[str]:
