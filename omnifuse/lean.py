@@ -14,8 +14,11 @@ Only the command line calls :func:`setup`: ``import omnifuse`` in a user's progr
 from __future__ import annotations
 
 import importlib.abc
-import importlib.util
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from omnifuse.importhook import around_first_import
 
 # packages Keras or TensorFlow import only for integrations omnifuse does not use (see above)
 OPTIONAL = ("pandas", "matplotlib", "sklearn", "scipy")
@@ -24,10 +27,17 @@ ROOTS = ("keras", "tensorflow")  # the first of them imported imports the other
 
 def setup() -> None:
     """Import Keras and TensorFlow, when they are first imported, without :data:`OPTIONAL` (see the module)."""
-    if any(name in sys.modules for name in ROOTS):
-        return
-    if not any(isinstance(f, _RootFinder) for f in sys.meta_path):
-        sys.meta_path.insert(0, _RootFinder())
+    around_first_import("lean", ROOTS, _without_optional)
+
+
+@contextmanager
+def _without_optional() -> Iterator[None]:
+    absent = _Absent()
+    sys.meta_path.insert(0, absent)
+    try:
+        yield
+    finally:
+        sys.meta_path.remove(absent)
 
 
 class _Absent(importlib.abc.MetaPathFinder):
@@ -40,36 +50,3 @@ class _Absent(importlib.abc.MetaPathFinder):
         if name.partition(".")[0] in self.hidden:
             raise ModuleNotFoundError(f"No module named {name!r}", name=name)
         return None
-
-
-class _RootFinder(importlib.abc.MetaPathFinder):
-    """Finds the first of :data:`ROOTS` imported the usual way, once, and runs its import with :class:`_Absent`."""
-
-    def find_spec(self, name, path=None, target=None):
-        if name not in ROOTS:
-            return None
-        sys.meta_path.remove(self)  # once: the rest of the import (and any later one) runs as usual
-        spec = importlib.util.find_spec(name)
-        if spec is None or spec.loader is None:
-            return spec
-        spec.loader = _LeanLoader(spec.loader)
-        return spec
-
-
-class _LeanLoader(importlib.abc.Loader):
-    def __init__(self, inner):
-        self.inner = inner
-
-    def create_module(self, spec):
-        return self.inner.create_module(spec)
-
-    def exec_module(self, module):
-        module.__loader__ = self.inner
-        if module.__spec__ is not None:
-            module.__spec__.loader = self.inner
-        absent = _Absent()
-        sys.meta_path.insert(0, absent)
-        try:
-            self.inner.exec_module(module)
-        finally:
-            sys.meta_path.remove(absent)

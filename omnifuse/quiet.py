@@ -14,14 +14,14 @@ Only the command line calls :func:`setup`; ``import omnifuse`` changes nothing b
 
 from __future__ import annotations
 
-import importlib.abc
-import importlib.util
 import logging
 import os
 import re
 import sys
 import tempfile
 from contextlib import contextmanager
+
+from omnifuse.importhook import around_first_import
 
 # a C++ log line (glog/absl format: I0000 00:00:1796543508.000560   15512 port.cc:153] ...), absl's notice that
 # it logs to stderr before being set up, and the line cpu_feature_guard's message continues on
@@ -43,8 +43,7 @@ def setup(verbose: bool, user_level: str | None = None) -> None:
         return
     for name in ("absl", "tensorflow"):  # their Python loggers' notices ("WARNING:absl:...")
         logging.getLogger(name).setLevel(logging.ERROR)
-    if "tensorflow" not in sys.modules and not any(isinstance(f, _QuietFinder) for f in sys.meta_path):
-        sys.meta_path.insert(0, _QuietFinder())
+    around_first_import("quiet", ("tensorflow",), filtered_stderr)
 
 
 @contextmanager
@@ -74,32 +73,3 @@ def filtered_stderr(noise: re.Pattern = NOISE):
             if kept:
                 sys.stderr.write(kept)
                 sys.stderr.flush()
-
-
-class _QuietFinder(importlib.abc.MetaPathFinder):
-    """Finds ``tensorflow`` the usual way, once, and has it imported under :func:`filtered_stderr`."""
-
-    def find_spec(self, name, path=None, target=None):
-        if name != "tensorflow":
-            return None
-        sys.meta_path.remove(self)  # once: the rest of the import (and any later one) runs as usual
-        spec = importlib.util.find_spec(name)
-        if spec is None or spec.loader is None:
-            return spec
-        spec.loader = _QuietLoader(spec.loader)
-        return spec
-
-
-class _QuietLoader(importlib.abc.Loader):
-    def __init__(self, inner):
-        self.inner = inner
-
-    def create_module(self, spec):
-        return self.inner.create_module(spec)
-
-    def exec_module(self, module):
-        module.__loader__ = self.inner
-        if module.__spec__ is not None:
-            module.__spec__.loader = self.inner
-        with filtered_stderr():
-            self.inner.exec_module(module)
