@@ -61,6 +61,15 @@ class Inference:
         """Run every later batch through the traced predict function (a server, which answers many)."""
         self.calls = max(self.calls, self.eager)
 
+    def over(
+        self, feed: dict[str, np.ndarray], batch_size: int, advance: Callable[[], Any] | None = None
+    ) -> Any:
+        """The outputs for ``feed`` (input name -> arrays of equal length), run in batches of ``batch_size``
+        samples, in sample order (see :meth:`many`)."""
+        n = len(next(iter(feed.values())))
+        batches = ({k: v[i : i + batch_size] for k, v in feed.items()} for i in range(0, n, batch_size))
+        return self.many(batches, advance)
+
     def many(self, batches: Iterable, advance: Callable[[], Any] | None = None) -> Any:
         """The outputs for every batch of ``batches``, concatenated along the samples (a structure of arrays like
         one batch's); ``advance``, if given, is called after each batch (a progress bar's)."""

@@ -286,10 +286,8 @@ class Predictor:
     def _run(self, feed: dict[str, np.ndarray], chunk: int = 256) -> dict[str, np.ndarray]:
         # Inference runs a traced predict_on_batch after its first few calls; model.predict builds a data
         # pipeline per call, which costs tens of times more than the model itself for a server's one-sample requests.
-        n = len(next(iter(feed.values())))
-        parts = [self.inference({k: v[i : i + chunk] for k, v in feed.items()}) for i in range(0, n, chunk)]
         # the heads compute in float32 in either precision, so probabilities sum to 1
-        out = {k: np.concatenate([np.asarray(p[k], dtype=np.float32) for p in parts]) for k in parts[0]}
+        out = {k: np.asarray(v, dtype=np.float32) for k, v in self.inference.over(feed, chunk).items()}
         return calibration.apply(out, self.temperatures)
 
     def predict_feed(self, feed: dict[str, np.ndarray]) -> list[dict[str, Any]]:

@@ -106,9 +106,8 @@ def evaluate(
     cfg = read_run_config(run_dir)
     meta = read_meta(run_dir)
     model = load_model(run_dir / "model.keras")
-    run = Inference(
-        model
-    )  # every prediction of this evaluation: a graph once they are more than a few batches
+    # every prediction of this evaluation: eagerly for the first few batches, then through a graph
+    run = Inference(model)
     prepared = pipeline.prepare(cfg, load_datasets(cfg, data_dir))
     if "task_modalities" not in meta:  # a run trained before they were recorded: as training records them
         meta = {**meta, "task_modalities": modalities_per_task([p.train for p in prepared.parts])}
@@ -251,8 +250,7 @@ def _predict(
         feed = {name: value[order] for name, value in feed.items()}
     n = len(next(iter(feed.values())))
     with progress.Steps(what, -(-n // batch_size)) as steps:
-        batches = ({k: v[i : i + batch_size] for k, v in feed.items()} for i in range(0, n, batch_size))
-        out = run.many(batches, steps.advance)
+        out = run.over(feed, batch_size, steps.advance)
     if order is None:
         return out
     return (
