@@ -79,8 +79,8 @@ class _Lookahead(keras.callbacks.Callback):
 
 class _RunCheckpoint(keras.callbacks.Callback):
     """After each epoch: last.keras, best.keras when the validation loss improved, and the progress in meta.json.
-    ``best``: the model saved to best.keras in this session and its weights then (None before), so that training's
-    end can put them back without reading the file."""
+    ``best``: the weights of the model saved to best.keras in this session (None before), so that training's end
+    can put them back without reading the file."""
 
     def __init__(
         self,
@@ -96,7 +96,7 @@ class _RunCheckpoint(keras.callbacks.Callback):
         self.saved = (
             saved  # the model checkpointed (default: the one fitted; the full one when that is its head)
         )
-        self.best: tuple[keras.Model, list[np.ndarray]] | None = None
+        self.best: list[np.ndarray] | None = None
 
     def _to_save(self) -> keras.Model:
         if self.saved is None:
@@ -120,7 +120,7 @@ class _RunCheckpoint(keras.callbacks.Callback):
             # the same model: the file just written, copied (serializing it twice cost half a second per epoch)
             atomic_write(folder / "best.keras", lambda tmp: shutil.copyfile(last, tmp))
             progress.update(best=float(loss), best_epoch=epoch + 1)
-            self.best = (model, model.get_weights())
+            self.best = model.get_weights()
         progress["epochs_done"] = epoch + 1
         if self.early is not None:
             progress["wait"] = int(self.early.wait)

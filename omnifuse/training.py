@@ -277,10 +277,10 @@ def _fit(
     streams: _Streams,
     extra: list[keras.callbacks.Callback],
     saved: keras.Model | None = None,
-) -> tuple[keras.Model, list] | None:
+) -> list | None:
     """``model.fit`` from the first epoch not done yet to ``train.epochs`` (nothing when early stopping ended it);
-    ``saved``: the model checkpoints hold, when ``model`` is its head on cached features. Returns the model
-    checkpointed and its weights as best.keras holds them, where this session wrote best.keras (else None)."""
+    ``saved``: the model checkpoints hold, when ``model`` is its head on cached features. Returns that model's
+    weights as best.keras holds them, where this session wrote best.keras (else None)."""
     t = run.cfg.train
     callbacks, early = _callbacks(run, model, streams.steps, extra, streams.val is not None, saved)
     if run.initial_epoch >= t.epochs or run.progress.get("stopped_early"):
@@ -305,7 +305,7 @@ def _finish(
     model: keras.Model,
     streams: _Streams,
     fitted: keras.Model | None = None,
-    best_weights: tuple[keras.Model, list] | None = None,
+    best_weights: list | None = None,
 ) -> Path:
     """Save the best epoch's model (with the ensemble's member weights fitted, if asked) as ``model.keras`` and
     mark the run finished; the run directory. ``fitted``: the head that trained on cached frozen features, if any:
@@ -315,11 +315,11 @@ def _finish(
         run.dist.record(model, run.meta)
     best = run.run_dir / CHECKPOINTS / "best.keras"
     fit_weights = _fits_member_weights(run.cfg)
-    kept = best_weights is not None and best_weights[0] is model and not fit_weights
+    kept = best_weights is not None and not fit_weights  # the checkpoints hold ``model`` (see _train)
     if best.is_file() and run.dist is None and kept:
         # the best epoch's weights as best.keras was written with them: not read back (Keras walks the whole model
         # to load a file); member weights fitted are saved with the optimizer's state, which the file restores
-        model.set_weights(best_weights[1])
+        model.set_weights(best_weights)
     elif best.is_file() and run.dist is None:
         model.load_weights(best)  # the best epoch's weights, into the model trained: no second build of it
     elif best.is_file():
