@@ -31,7 +31,10 @@ import omnifuse.model.heads  # noqa: F401
 import omnifuse.optimizers  # noqa: F401
 import omnifuse.preprocessing  # noqa: F401
 import omnifuse.registry  # noqa: F401  (imports every encoder class of every kind's table)
+from omnifuse.keras_compat import cache_saving_skipsets
 from omnifuse.precision import POLICIES, check_precision, precision_scope
+
+cache_saving_skipsets()  # every save and load of a model, omnifuse's or not, in this process
 
 _CONFIG_FILE = "config.json"  # the model's config inside a .keras archive
 

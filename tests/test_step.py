@@ -246,3 +246,33 @@ def test_building_before_fit_does_not_run_a_functional_model_s_layers(monkeypatc
         assert all(any(w.path.replace("/", "_") in s for s in slots) for w in model.trainable_weights)
         history = model.fit(np.ones((4, 4), "float32"), np.arange(4) % 3, verbose=0).history
         assert np.isfinite(history["loss"][0])
+
+
+def test_saving_builds_no_blank_layer_per_layer_saved(tmp_path, monkeypatch):
+    # Keras's saving walks each layer's attributes, skipping those every Layer has; it lists them from a blank Layer
+    # meant to be built once per kind, and (Keras 3.15) built one for every layer walked: omnifuse caches the list
+    from keras.src.saving import saving_lib
+
+    import omnifuse.modelio  # noqa: F401  (caches it on import)
+
+    inputs = keras.Input((4,))
+    hidden = inputs
+    for _ in range(6):
+        hidden = layers.Dense(4)(hidden)
+    model = keras.Model(inputs, hidden)
+    model.save(tmp_path / "warm.keras")  # the first save of each kind builds its blank object
+    built = []
+    init = layers.Layer.__init__
+
+    def counted(self, *args, **kwargs):
+        built.append(type(self))
+        init(self, *args, **kwargs)
+
+    monkeypatch.setattr(layers.Layer, "__init__", counted)
+    model.save(tmp_path / "m.keras")
+    assert built == [], built
+    assert saving_lib.get_attr_skipset("Layer") is saving_lib.get_attr_skipset("Layer")
+    monkeypatch.undo()
+    loaded = keras.saving.load_model(tmp_path / "m.keras")
+    x = np.arange(8, dtype="float32").reshape(2, 4)
+    np.testing.assert_allclose(np.asarray(loaded(x)), np.asarray(model(x)), rtol=1e-6)
