@@ -22,6 +22,7 @@ TINY = {
     "train.learning_rate": 0.01,
     "train.early_stopping": 0,
     "train.verbose": 0,
+    "track.tensorboard": False,  # tests/test_tracking.py turns the logs on where it checks them
 }
 
 

@@ -23,6 +23,7 @@ SMALL = [
     "train.learning_rate=1e-2",
     "train.early_stopping=0",
     "train.verbose=0",
+    "track.tensorboard=false",  # no TensorBoard logs: tests/test_tracking.py checks them
     "model.fusion_dim=8",
     "model.head_dropout=0.0",
     "model.image.cnn.filters=[4]",

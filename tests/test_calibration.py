@@ -34,6 +34,8 @@ batch_size = 16
 learning_rate = 5e-3
 early_stopping = 0
 verbose = 0
+[track]
+tensorboard = false  # tests/test_tracking.py checks the logs
 """
 
 

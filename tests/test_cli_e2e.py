@@ -56,6 +56,10 @@ def tiny_config(tmp_path_factory):
     return path
 
 
+# the runs below trained_run: the joint model with the bag-of-embeddings text encoder (an eager LSTM step costs
+# twice as much; trained_run trains the default LSTM) and no TensorBoard logs (tests/test_tracking.py checks them)
+LIGHT = ["model.text.encoder=bag", "model.text.bag.embed_dim=16", "track.tensorboard=false"]
+
 TRACES = []  # one entry each time TensorFlow traced the training step while trained_run trained
 
 
@@ -113,7 +117,7 @@ def test_epoch_fraction_and_length_buckets_set_the_steps_of_the_joint_model(
     # not how many batches there are), CIFAR-10's images (no text) in plain batches
     run = omnifuse.train(
         tiny_config,
-        overrides=["train.epochs=2", "data.epoch_fraction=[0.3, 0.5]", "data.length_buckets=3"],
+        overrides=["train.epochs=2", "data.epoch_fraction=[0.3, 0.5]", "data.length_buckets=3", *LIGHT],
         runs_root=tmp_path,
         data_dir=str(data_dir),
     )
@@ -138,6 +142,7 @@ def test_unimodal_loss_adds_auxiliary_heads_that_prediction_leaves_out(data_dir,
             "train.unimodal_loss=0.5",
             "train.modality_dropout=0.3",
             "data.epoch_fraction=[0.2, 0.34]",
+            *LIGHT,
         ],
         runs_root=tmp_path,
         data_dir=str(data_dir),
@@ -233,7 +238,7 @@ def test_resume_after_a_kill(data_dir, tiny_config, tmp_path, monkeypatch):
     with pytest.raises(_Killed):  # 2 + 2 steps per epoch, 12 in all: run eagerly (train.eager)
         omnifuse.train(
             tiny_config,
-            overrides=["data.epoch_fraction=[0.2, 0.34]"],
+            overrides=["data.epoch_fraction=[0.2, 0.34]", *LIGHT],
             runs_root=tmp_path,
             data_dir=str(data_dir),
         )

@@ -12,6 +12,7 @@ FAST = [
     "train.epochs=4",
     "train.batch_size=16",
     "train.verbose=0",
+    "track.tensorboard=false",  # no TensorBoard logs: tests/test_tracking.py checks them
     "train.early_stopping=0",
     "model.audio.cnn.filters=[8, 16]",
     "model.audio.cnn.dense_units=16",

@@ -126,6 +126,7 @@ def test_an_ensemble_trains_evaluates_and_predicts_end_to_end(tmp_path):
             "train.epochs=1",
             "train.batch_size=32",
             "train.verbose=0",
+            "track.tensorboard=false",  # no TensorBoard logs: tests/test_tracking.py checks them
             "data.val_fraction=0.2",
         ],
         runs_root=tmp_path / "runs",

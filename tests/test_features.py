@@ -18,6 +18,7 @@ FROZEN = [
     "train.epochs=2",  # two: the best epoch is chosen on validation in both runs alike
     "train.batch_size=16",
     "train.verbose=0",
+    "track.tensorboard=false",  # no TensorBoard logs: tests/test_tracking.py checks them
     "train.early_stopping=0",
     "model.head_dropout=0.0",
     "model.head_hidden=16",

@@ -19,6 +19,7 @@ TINY = [
     "train.epochs=1",
     "train.batch_size=64",
     "train.verbose=0",
+    "track.tensorboard=false",  # no TensorBoard logs: tests/test_tracking.py checks them
     "train.early_stopping=0",
     "data.val_fraction=0",
     "data.limit_train=48",
@@ -243,6 +244,7 @@ def weighted_run(media, tmp_path_factory):
             "train.batch_size=8",
             "train.learning_rate=3e-3",
             "train.verbose=0",
+            "track.tensorboard=false",  # no TensorBoard logs: tests/test_tracking.py checks them
             "train.early_stopping=0",
             "train.modality_dropout=0.5",
             "data.degrade=occlude",

@@ -44,6 +44,7 @@ def blobs(tmp_path_factory):
         "train.learning_rate=0.01",
         "train.early_stopping=0",
         "train.verbose=0",
+        "track.tensorboard=false",  # no TensorBoard logs: tests/test_tracking.py checks them
         f"train.pseudo_label_threshold={THRESHOLD}",
         f"train.unlabeled_ratio={RATIO}",
     ]

@@ -354,6 +354,7 @@ SMALL = [  # 5 epochs of 2 steps (26 training rows): eager, and every assertion 
     "train.learning_rate=1e-2",
     "train.early_stopping=0",
     "train.verbose=0",
+    "track.tensorboard=false",  # no TensorBoard logs: tests/test_tracking.py checks them
     "data.num_samples=2000",
     "data.sample_rate=8000",
     "model.fusion_dim=16",

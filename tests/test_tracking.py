@@ -32,6 +32,7 @@ def tracked(tmp_path_factory):
     csv_path = write_pets_table(root / "pets.csv")
     mine = _Epochs()
     more = {"track.mlflow": True, "track.uri": f"sqlite:///{root / 'store.db'}"} if _has_mlflow() else {}
+    more["track.tensorboard"] = True  # (off in tiny_overrides)
     run = omnifuse.train("table", tiny_overrides(csv_path, **more), runs_root=root / "runs", callbacks=[mine])
     return run, mine, root
 
