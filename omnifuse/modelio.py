@@ -71,8 +71,10 @@ def _output_layers(config: dict) -> set[str]:
     return found
 
 
-def load_model(path: str | Path, precision: str | None = None) -> keras.Model:
-    """Load a ``.keras`` model in ``precision``, or in the precision it was saved in (``None``).
+def load_model(path: str | Path, precision: str | None = None, compile: bool = True) -> keras.Model:
+    """Load a ``.keras`` model in ``precision``, or in the precision it was saved in (``None``); ``compile=False``
+    for a model that only answers (evaluation, prediction): its optimizer, losses and metrics are not rebuilt, a
+    third of a small model's load.
 
     For another precision the saved config's dtype policies are rewritten, all but the model's output layers (the
     heads stay float32), and the weights and vocabularies load unchanged: variables are float32 in both.
@@ -84,7 +86,7 @@ def load_model(path: str | Path, precision: str | None = None) -> keras.Model:
         precision = None if precision is None else check_precision(precision)
         if precision is None or precision == saved:
             with precision_scope(saved):  # layers that encoders create in __init__ take it too
-                return keras.saving.load_model(path)
+                return keras.saving.load_model(path, compile=compile)
         config = json.loads(text)
         heads = _output_layers(config)
         policy = POLICIES[precision]
@@ -100,4 +102,4 @@ def load_model(path: str | Path, precision: str | None = None) -> keras.Model:
                         item, json.dumps(config) if item.filename == _CONFIG_FILE else archive.read(item)
                     )
             with precision_scope(precision):
-                return keras.saving.load_model(copy)
+                return keras.saving.load_model(copy, compile=compile)

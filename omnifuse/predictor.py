@@ -48,7 +48,7 @@ def _read_run_meta(run_dir: Path) -> dict[str, Any]:
 def _load_model(path: Path, precision: str | None):
     """The run's model; a truncated archive or one safe_mode refuses is an :class:`OmnifuseError` naming it."""
     try:
-        return load_model(path, precision)
+        return load_model(path, precision, compile=False)  # it answers: no optimizer, losses or metrics
     except (zipfile.BadZipFile, EOFError, KeyError) as exc:
         raise OmnifuseError(
             f"Expected a complete .keras model file. Received: '{path}', which is not a readable archive "

@@ -105,7 +105,7 @@ def evaluate(
     run_dir = Path(run_dir)
     cfg = read_run_config(run_dir)
     meta = read_meta(run_dir)
-    model = load_model(run_dir / "model.keras")
+    model = load_model(run_dir / "model.keras", compile=False)  # it only answers
     # every prediction of this evaluation: eagerly for the first few batches, then through a graph
     run = Inference(model)
     prepared = pipeline.prepare(cfg, load_datasets(cfg, data_dir))
