@@ -25,7 +25,7 @@ FAST = [
 @pytest.fixture(scope="module")
 def media_dir(tmp_path_factory):
     root = tmp_path_factory.mktemp("media")
-    write_fsdd(root, per_digit=8, archive="xz")
+    write_fsdd(root, per_digit=8, archive="gz")  # (the .tar.xz layout is tests/test_audio_data.py's)
     write_mnist(root, n_train=300, n_test=100)
     write_brain_mri(root, n_yes=15, n_no=10)
     return root
@@ -45,11 +45,12 @@ def test_fsdd_train_evaluate_predict(media_dir, tmp_path):
 
     wav = tmp_path / "seven.wav"
     wav.write_bytes(wav_bytes(tone(7, 16000, 0.5, np.random.default_rng(1)), 16000, 2, "PCM_16"))
-    answer = omnifuse.load(run).predict(audio=str(wav))  # 16 kHz stereo: resampled and mixed down
+    p = omnifuse.load(run)
+    answer = p.predict(audio=str(wav))  # 16 kHz stereo: resampled and mixed down
     assert set(answer["tasks"]["digit"]["probabilities"]) == {str(d) for d in range(10)}
     with pytest.raises(omnifuse.OmnifuseError, match="seven.txt"):
         (tmp_path / "seven.txt").write_text("not audio")
-        omnifuse.load(run).predict(audio=str(tmp_path / "seven.txt"))
+        p.predict(audio=str(tmp_path / "seven.txt"))
 
 
 def test_fsdd_leave_one_speaker_out(media_dir):

@@ -28,7 +28,7 @@ FROZEN = [
 @pytest.fixture(scope="module")
 def fsdd_dir(tmp_path_factory):
     root = tmp_path_factory.mktemp("fsdd")
-    write_fsdd(root, speakers=("ann", "bob"), per_digit=6, archive="xz")
+    write_fsdd(root, speakers=("ann", "bob"), per_digit=6, archive="gz")  # (xz: tests/test_audio_data.py)
     return root
 
 
