@@ -208,22 +208,11 @@ def test_finetune_keeps_batch_norm_statistics(weights_path):
         np.testing.assert_array_equal(before, w.numpy())
 
 
-def test_config_and_keras_file_round_trip(weights_path, tmp_path):
-    rng = np.random.default_rng(1)
-    x = rng.integers(0, 256, (3, 50, 70, 1)).astype("uint8")
+def test_config_round_trip():
+    # the .keras round trip of every encoder (its weights from the file, not the weight package) is the encoder
+    # contract's, tests/test_layers.py
     enc = ImageEfficientNetLite(size=64, mode="last_k", trainable_blocks=3, dropout=0.2)
     assert ImageEfficientNetLite.from_config(enc.get_config()).get_config() == enc.get_config()
-    inp = keras.Input((None, None, 1), dtype="uint8")
-    model = keras.Model(inp, keras.layers.Dense(5)(enc(inp)))
-    # change a backbone weight, so a reload that re-read the .pth file instead of the .keras file would differ
-    enc.head[0].kernel.assign(enc.head[0].kernel.numpy() * 1.5)
-    path = tmp_path / "m.keras"
-    model.save(path)
-    loaded = keras.saving.load_model(path)
-    np.testing.assert_allclose(outputs(model, x), outputs(loaded, x), rtol=1e-5, atol=1e-5)
-    enc2 = next(layer for layer in loaded.layers if isinstance(layer, ImageEfficientNetLite))
-    assert enc2.get_config() == enc.get_config()
-    assert len(enc2.trainable_weights) == len(enc.trainable_weights) > 0
 
 
 def test_config_dataclass_matches_the_layer():

@@ -11,7 +11,7 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
-from keras_steps import fit_once, outputs
+from keras_steps import fit_once
 
 from omnifuse.encoders.text.minilm import MiniLMConfig, TextMiniLM, load_weights
 from omnifuse.encoders.text.wordpiece import read_vocabulary
@@ -127,25 +127,6 @@ def test_last_k_fit_step_moves_only_the_last_block():
     )
     np.testing.assert_array_equal(encoder.blocks[0].query.kernel.numpy(), before[0])
     assert not np.array_equal(encoder.blocks[5].query.kernel.numpy(), before[1])
-
-
-def test_keras_file_round_trip_needs_no_weight_package(tmp_path, monkeypatch, reference):
-    inputs = keras.Input(shape=(), dtype="string")
-    encoder = TextMiniLM(truncation="head+tail", max_length=64, normalize=False)
-    model = keras.Model(inputs, encoder(inputs))
-    texts = tf.constant(reference["sentences"][:4] + [""])
-    expected = outputs(model, texts)
-    model.save(tmp_path / "m.keras")
-
-    def no_package(*args, **kwargs):
-        raise OmnifuseError("no weights here")
-
-    monkeypatch.setattr("omnifuse.weights.locate", no_package)
-    loaded = keras.saving.load_model(tmp_path / "m.keras")
-    np.testing.assert_allclose(outputs(loaded, texts), expected, atol=1e-5)
-    restored = loaded.layers[-1]
-    assert restored.get_config() == encoder.get_config()
-    assert restored.trainable_weights == []
 
 
 def test_config_round_trip_and_dataclass_defaults():
