@@ -177,6 +177,8 @@ def _moving(layer):
 def test_modes_choose_what_trains(weights_path, mode):
     enc = ImageEfficientNetLite(size=32, mode=mode, trainable_blocks=2)
     enc.build((None, 32, 32, 3))
+    # every weight is read from the file: the layer makes them as zeros (no weight file holds a tensor of zeros)
+    assert [w.path for w in enc.weights if not np.any(w.numpy())] == []
     trainable = {id(w) for w in enc.trainable_weights}
     if mode == "frozen":
         assert trainable == set()

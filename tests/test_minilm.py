@@ -107,6 +107,8 @@ def test_modes_choose_what_trains():
     frozen = TextMiniLM()
     frozen.build()
     assert frozen.trainable_weights == [] and len(frozen.weights) == 101
+    # every weight is read from the file: the layer makes them as zeros (no weight file holds a tensor of zeros)
+    assert [w.path for w in frozen.weights if not np.any(w.numpy())] == []
     finetune = TextMiniLM(mode="finetune")
     finetune.build()
     assert len(finetune.trainable_weights) == 101
