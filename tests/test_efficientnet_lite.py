@@ -232,8 +232,10 @@ def test_bad_options_and_inputs_are_named(tmp_path):
         ImageEfficientNetLite().build((None, 32, 32, 2))
     other = tmp_path / "other.pth"
     other.write_bytes((FIXTURES / "tiny_state_dict_zip.pth").read_bytes())
+    wrong = ImageEfficientNetLite(weights=str(other))
     with pytest.raises(OmnifuseError, match="sha256"):  # a file that is not the pinned weights
-        ImageEfficientNetLite(weights=str(other)).build((None, 32, 32, 3))
+        wrong.build((None, 32, 32, 3))
+    assert wrong.weights == []  # refused before any weight was made
 
 
 # ------------------------------------------------------------------------------------------- Lite1 and Lite2

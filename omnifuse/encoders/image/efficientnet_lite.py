@@ -222,27 +222,32 @@ class ImageEfficientNetLite(Pretrained, layers.Layer):
                 f"Expected {VARIANTS[self.variant].weights} images of shape (batch, height, width, 1 or 3). "
                 f"Received: shape {tuple(input_shape)}"
             )
+        # the file first (found, sha256 checked): a missing or wrong one fails before any weight is made
+        tensors = self._read_weights() if self._load_pretrained else None
         shape = build_chain(self.stem, (input_shape[0], self.size, self.size, 3))
         shape = build_chain([*self.blocks, *self.head, self.pool], shape)
         if self.classifier is not None:
             self.classifier.build(shape)
-        if self._load_pretrained:
-            self.load_pretrained()
+        if tensors is not None:
+            self.load_pretrained(tensors)
 
     @property
     def frozen_features(self) -> bool:
         """Whether a sample's features are the same in every training step (omnifuse.features caches them)."""
         return super().frozen_features and not self.include_top
 
-    def load_pretrained(self):
-        """Set every weight from the .pth file (``weights``, or the installed package's)."""
+    def _read_weights(self) -> tuple[str, dict[str, np.ndarray]]:
+        """(path, tensors) of the .pth file (``weights``, or the installed package's)."""
         from omnifuse.weights import locate
         from omnifuse.weights.pth import load_state_dict
 
+        path = locate(VARIANTS[self.variant].weights, user_path=self.weights_path or None)
+        return str(path), load_state_dict(path)
+
+    def load_pretrained(self, weights: tuple[str, dict[str, np.ndarray]] | None = None):
+        """Set every weight from the .pth file (``weights``: :meth:`_read_weights`'s answer, read if not given)."""
         spec = VARIANTS[self.variant]
-        path = locate(spec.weights, user_path=self.weights_path or None)
-        tensors = load_state_dict(path)
-        source = str(path)
+        source, tensors = weights or self._read_weights()
 
         def take(key, variable, layout):
             if key not in tensors:
