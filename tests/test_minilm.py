@@ -168,8 +168,10 @@ def test_weight_file_errors_name_file_and_tensor(tmp_path):
         OmnifuseError, match=r"embeddings\.word_embeddings\.weight.*\(30522, 384\).*\(10, 384\)"
     ):
         load_weights(encoder, path)
+    missing = TextMiniLM(weights=str(tmp_path / "missing"))
     with pytest.raises(OmnifuseError, match="no such file"):
-        TextMiniLM(weights=str(tmp_path / "missing")).build()
+        missing.build()
+    assert missing.weights == []  # refused before any weight was made
 
 
 def test_special_tokens_written_in_text_are_those_tokens(vocabulary):

@@ -148,6 +148,8 @@ class TextMiniLM(Pretrained, layers.Layer):
     takes_raw_text = True
 
     def build(self, input_shape=None):
+        # the files first (found, checked): a missing or wrong one fails before any weight is made
+        files = self._files() if self._load_pretrained else None
         self.embeddings.build()
         for block in self.blocks:
             block.build()
@@ -156,8 +158,8 @@ class TextMiniLM(Pretrained, layers.Layer):
         self.embeddings.trainable = self.mode == "finetune"
         for i, block in enumerate(self.blocks):
             block.trainable = i >= first_trained
-        if self._load_pretrained:  # not when a saved model is loaded: the weights and vocabulary are in it
-            weights, vocabulary = self._files()
+        if files is not None:  # not when a saved model is loaded: the weights and vocabulary are in it
+            weights, vocabulary = files
             self.tokenizer.set_vocabulary(read_vocabulary(vocabulary))
             load_weights(self, weights)
 
