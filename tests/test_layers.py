@@ -94,7 +94,7 @@ def test_presets_defaults_name_registered_encoders():
 
 
 @pytest.mark.parametrize("cls,kwargs,kind", list(_encoder_cases()))
-def test_encoder_contract(cls, kwargs, kind, tmp_path, request):
+def test_encoder_contract(cls, kwargs, kind, tmp_path, request, monkeypatch):
     x = _sample(kind)
     inp = keras.Input(x.shape[1:], dtype="string" if kind == "strings" else x.dtype)  # noqa: E501
     layer = cls(**kwargs)
@@ -115,21 +115,28 @@ def test_encoder_contract(cls, kwargs, kind, tmp_path, request):
     assert np.isfinite(hist.history["loss"][0])
     assert any(not np.allclose(a, b) for a, b in zip(before, model.get_weights()))
 
-    # .keras save/load gives identical predictions
-    path = tmp_path / "m.keras"
-    model.save(path)
-    loaded = keras.saving.load_model(path)
-    np.testing.assert_allclose(outputs(model, x), outputs(loaded, x), rtol=1e-6, atol=1e-6)
-
-
-@pytest.mark.parametrize("cls,kwargs,kind", list(_encoder_cases()))
-def test_branch_skips_absent_modality(cls, kwargs, kind):
-    x = _sample(kind)
-    branch = ModalityBranch(cls(**kwargs))
+    # behind its modality's mask, the encoder runs only where some sample has the modality (a branch that builds a
+    # fresh encoder: test_precision's every-encoder test)
+    branch = ModalityBranch(layer)
     absent = branch([x, np.zeros(len(x), "float32")])
     assert np.all(np.asarray(absent) == 0)
     present = branch([x, np.ones(len(x), "float32")])
-    assert np.asarray(present).shape == (len(x), branch.encoder.output_dim)
+    assert np.asarray(present).shape == (len(x), layer.output_dim)
+
+    # .keras save/load gives identical predictions; a pretrained encoder's file holds its weights (and MiniLM's
+    # vocabulary): loading reads no weight package, so a trained backbone weight is the trained one
+    path = tmp_path / "m.keras"
+    model.save(path)
+
+    def no_package(*args, **kwargs):
+        raise AssertionError("a saved model must load without its encoder's weight package")
+
+    monkeypatch.setattr("omnifuse.weights.locate", no_package)
+    loaded = keras.saving.load_model(path)
+    np.testing.assert_allclose(outputs(model, x), outputs(loaded, x), rtol=1e-6, atol=1e-6)
+    restored = next(sub for sub in loaded.layers if isinstance(sub, cls))
+    assert restored.get_config() == layer.get_config()
+    assert len(restored.trainable_weights) == len(layer.trainable_weights)
 
 
 def _fusion_inputs(n=5, seed=0):

@@ -13,7 +13,6 @@ import numpy as np
 import pytest
 from keras_steps import fit_once
 
-from omnifuse.encoders.audio import whisper as whisper_module
 from omnifuse.encoders.audio.resample import resample
 from omnifuse.encoders.audio.whisper import AudioWhisper, WhisperConfig, mel_filters
 from omnifuse.errors import OmnifuseError
@@ -282,23 +281,6 @@ def test_config_fields_are_constructor_arguments():
     layer = AudioWhisper(sample_rate=8000, **vars(config))
     restored = AudioWhisper.from_config(layer.get_config())
     assert restored.get_config() == layer.get_config()
-
-
-def test_keras_file_keeps_the_weights_without_reading_model_bin(tmp_path, monkeypatch):
-    _weights_or_skip()
-    inputs = keras.Input((8000,))
-    model = keras.Model(inputs, AudioWhisper(sample_rate=8000, name="audio_encoder")(inputs))
-    x = np.stack([REF["wave8"], REF["wave8"][::-1].copy()])
-    before = np.asarray(model(x))
-    model.save(tmp_path / "m.keras")
-
-    def refuse(*args, **kwargs):
-        raise AssertionError("loading a .keras file read model.bin")
-
-    monkeypatch.setattr(whisper_module, "load_encoder_weights", refuse)
-    loaded = keras.saving.load_model(tmp_path / "m.keras")
-    np.testing.assert_allclose(np.asarray(loaded(x)), before, atol=1e-5)
-    assert loaded.get_layer("audio_encoder").trainable_weights == []
 
 
 def test_one_fit_step_trains_only_the_last_block_with_silent_rows():

@@ -81,6 +81,12 @@ def _bn(name):
     return BatchNormalization(epsilon=1e-3, momentum=0.99, name=name)
 
 
+# Every weight is set from the .pth file (or from the saved model's file) right after it is made: made as zeros, not
+# drawn from a random initializer first (which costs more than the rest of making it)
+def _conv(filters, kernel, stride=1, **kwargs):
+    return layers.Conv2D(filters, kernel, stride, use_bias=False, kernel_initializer="zeros", **kwargs)
+
+
 class _MBConv(layers.Layer):
     """Inverted residual: 1x1 expand -> BN -> ReLU6 -> depthwise k x k -> BN -> ReLU6 -> 1x1 project -> BN (+ x)."""
 
@@ -88,17 +94,20 @@ class _MBConv(layers.Layer):
         super().__init__(**kwargs)
         mid = cin * expand
         self.residual = stride == 1 and cin == cout
-        self.expand = (
-            [layers.Conv2D(mid, 1, use_bias=False, name="expand_conv"), _bn("bn0"), layers.ReLU(6.0)]
-            if expand != 1
-            else []
-        )
+        self.expand = [_conv(mid, 1, name="expand_conv"), _bn("bn0"), layers.ReLU(6.0)] if expand != 1 else []
         self.depthwise = [
-            layers.DepthwiseConv2D(kernel, stride, padding="same", use_bias=False, name="depthwise_conv"),
+            layers.DepthwiseConv2D(
+                kernel,
+                stride,
+                padding="same",
+                use_bias=False,
+                depthwise_initializer="zeros",
+                name="depthwise_conv",
+            ),
             _bn("bn1"),
             layers.ReLU(6.0),
         ]
-        self.project = [layers.Conv2D(cout, 1, use_bias=False, name="project_conv"), _bn("bn2")]
+        self.project = [_conv(cout, 1, name="project_conv"), _bn("bn2")]
         self.autocast = False
 
     def build(self, input_shape):
@@ -170,7 +179,7 @@ class ImageEfficientNetLite(Pretrained, layers.Layer):
         self.output_dim = CLASSES if self.include_top else FEATURES
 
         self.stem = [
-            layers.Conv2D(STEM_CHANNELS, 3, 2, padding="same", use_bias=False, name="stem_conv"),
+            _conv(STEM_CHANNELS, 3, 2, padding="same", name="stem_conv"),
             _bn("stem_bn"),
             layers.ReLU(6.0),
         ]
@@ -184,13 +193,15 @@ class ImageEfficientNetLite(Pretrained, layers.Layer):
                 )
                 cin = cout
         self.head = [
-            layers.Conv2D(FEATURES, 1, use_bias=False, name="head_conv"),
+            _conv(FEATURES, 1, name="head_conv"),
             _bn("head_bn"),
             layers.ReLU(6.0),
         ]
         self.pool = layers.GlobalAveragePooling2D()
         self.drop = layers.Dropout(self.dropout)
-        self.classifier = layers.Dense(CLASSES, name="classifier") if self.include_top else None
+        self.classifier = (
+            layers.Dense(CLASSES, kernel_initializer="zeros", name="classifier") if self.include_top else None
+        )
         self.autocast = False  # apply_layers folds batch norms from the float32 variables
 
         first_trained = {"frozen": n_blocks + 1, "finetune": 0, "last_k": n_blocks - self.trainable_blocks}[
@@ -211,27 +222,32 @@ class ImageEfficientNetLite(Pretrained, layers.Layer):
                 f"Expected {VARIANTS[self.variant].weights} images of shape (batch, height, width, 1 or 3). "
                 f"Received: shape {tuple(input_shape)}"
             )
+        # the file first (found, sha256 checked): a missing or wrong one fails before any weight is made
+        tensors = self._read_weights() if self._load_pretrained else None
         shape = build_chain(self.stem, (input_shape[0], self.size, self.size, 3))
         shape = build_chain([*self.blocks, *self.head, self.pool], shape)
         if self.classifier is not None:
             self.classifier.build(shape)
-        if self._load_pretrained:
-            self.load_pretrained()
+        if tensors is not None:
+            self.load_pretrained(tensors)
 
     @property
     def frozen_features(self) -> bool:
         """Whether a sample's features are the same in every training step (omnifuse.features caches them)."""
         return super().frozen_features and not self.include_top
 
-    def load_pretrained(self):
-        """Set every weight from the .pth file (``weights``, or the installed package's)."""
+    def _read_weights(self) -> tuple[str, dict[str, np.ndarray]]:
+        """(path, tensors) of the .pth file (``weights``, or the installed package's)."""
         from omnifuse.weights import locate
         from omnifuse.weights.pth import load_state_dict
 
+        path = locate(VARIANTS[self.variant].weights, user_path=self.weights_path or None)
+        return str(path), load_state_dict(path)
+
+    def load_pretrained(self, weights: tuple[str, dict[str, np.ndarray]] | None = None):
+        """Set every weight from the .pth file (``weights``: :meth:`_read_weights`'s answer, read if not given)."""
         spec = VARIANTS[self.variant]
-        path = locate(spec.weights, user_path=self.weights_path or None)
-        tensors = load_state_dict(path)
-        source = str(path)
+        source, tensors = weights or self._read_weights()
 
         def take(key, variable, layout):
             if key not in tensors:

@@ -44,9 +44,11 @@ class _Embeddings(layers.Layer):
     """Word + position + token-type (always type 0) embeddings, then layer norm."""
 
     def build(self, input_shape=None):
-        self.word = self.add_weight((VOCAB_SIZE, HIDDEN), name="word_embeddings")
-        self.position = self.add_weight((POSITIONS, HIDDEN), name="position_embeddings")
-        self.token_type = self.add_weight((2, HIDDEN), name="token_type_embeddings")
+        # every weight of the encoder is set from the weight file (or the saved model's file) right after it is
+        # made: made as zeros, not drawn from a random initializer first (which costs more than the rest)
+        self.word = self.add_weight((VOCAB_SIZE, HIDDEN), initializer="zeros", name="word_embeddings")
+        self.position = self.add_weight((POSITIONS, HIDDEN), initializer="zeros", name="position_embeddings")
+        self.token_type = self.add_weight((2, HIDDEN), initializer="zeros", name="token_type_embeddings")
         self.norm = layers.LayerNormalization(epsilon=1e-12, name="norm")
         self.norm.build((None, None, HIDDEN))
 
@@ -62,11 +64,12 @@ class _Block(layers.Layer):
     def build(self, input_shape=None):
         shape = (None, None, HIDDEN)
         self.query, self.key, self.value, self.attention_out = (
-            layers.Dense(HIDDEN, name=n) for n in ("query", "key", "value", "attention_out")
+            layers.Dense(HIDDEN, kernel_initializer="zeros", name=n)
+            for n in ("query", "key", "value", "attention_out")
         )
         self.attention_norm = layers.LayerNormalization(epsilon=1e-12, name="attention_norm")
-        self.ffn_in = layers.Dense(INTERMEDIATE, name="ffn_in")
-        self.ffn_out = layers.Dense(HIDDEN, name="ffn_out")
+        self.ffn_in = layers.Dense(INTERMEDIATE, kernel_initializer="zeros", name="ffn_in")
+        self.ffn_out = layers.Dense(HIDDEN, kernel_initializer="zeros", name="ffn_out")
         self.ffn_norm = layers.LayerNormalization(epsilon=1e-12, name="ffn_norm")
         for layer in (self.query, self.key, self.value, self.attention_out, self.attention_norm, self.ffn_in):
             layer.build(shape)
@@ -145,6 +148,8 @@ class TextMiniLM(Pretrained, layers.Layer):
     takes_raw_text = True
 
     def build(self, input_shape=None):
+        # the files first (found, checked): a missing or wrong one fails before any weight is made
+        files = self._files() if self._load_pretrained else None
         self.embeddings.build()
         for block in self.blocks:
             block.build()
@@ -153,8 +158,8 @@ class TextMiniLM(Pretrained, layers.Layer):
         self.embeddings.trainable = self.mode == "finetune"
         for i, block in enumerate(self.blocks):
             block.trainable = i >= first_trained
-        if self._load_pretrained:  # not when a saved model is loaded: the weights and vocabulary are in it
-            weights, vocabulary = self._files()
+        if files is not None:  # not when a saved model is loaded: the weights and vocabulary are in it
+            weights, vocabulary = files
             self.tokenizer.set_vocabulary(read_vocabulary(vocabulary))
             load_weights(self, weights)
 

@@ -136,16 +136,25 @@ class BertWordPiece(keras.layers.Layer):
         bad = too_long
         pieces = tf.TensorArray(tf.int64, size=0, dynamic_size=True)
 
+        # every candidate length of a step at once, longest first: (N, sizes) strings, one table lookup
+        n_sizes = self.max_piece_chars
+        sizes = tf.range(n_sizes, 0, -1, dtype=lengths.dtype)
+        tiled_words = tf.tile(words[:, None], [1, n_sizes])
+        tiled_sizes = tf.tile(sizes[None, :], tf.stack([count, 1]))
+
         def step(i, start, done, bad, pieces):
-            best_id = tf.fill([count], tf.constant(_NO_MATCH, tf.int64))
-            best_len = tf.zeros_like(lengths, dtype=tf.int32)
-            prefix = tf.where(start > 0, "##", "")
-            for size in range(self.max_piece_chars, 0, -1):  # longest first: the first hit wins
-                candidate = tf.strings.substr(words, start, tf.fill([count], size), unit="UTF8_CHAR")
-                ids = self._vocab_table.lookup(tf.strings.join([prefix, candidate]))
-                hit = (best_id == _NO_MATCH) & (ids != _NO_MATCH) & (start + size <= lengths)
-                best_id = tf.where(hit, ids, best_id)
-                best_len = tf.where(hit, size, best_len)
+            prefix = tf.tile(tf.where(start > 0, "##", "")[:, None], [1, n_sizes])
+            candidate = tf.strings.substr(
+                tiled_words, tf.tile(start[:, None], [1, n_sizes]), tiled_sizes, unit="UTF8_CHAR"
+            )
+            ids = self._vocab_table.lookup(tf.strings.join([prefix, candidate]))
+            hit = (ids != _NO_MATCH) & (start[:, None] + tiled_sizes <= lengths[:, None])
+            first = tf.argmax(
+                tf.cast(hit, tf.int32), axis=1, output_type=tf.int32
+            )  # the longest that matches
+            matched = tf.reduce_any(hit, axis=1)
+            best_id = tf.where(matched, tf.gather(ids, first, batch_dims=1), _NO_MATCH)
+            best_len = tf.where(matched, tf.gather(sizes, first), tf.zeros_like(lengths))
             active = tf.logical_not(done)
             failed = active & (best_id == _NO_MATCH)
             pieces = pieces.write(i, tf.where(active & tf.logical_not(failed), best_id, _NO_MATCH))
