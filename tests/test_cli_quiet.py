@@ -1,6 +1,7 @@
 """A quiet, fast command line: mistakes answered before TensorFlow loads, "did you mean", TensorFlow's start-up lines
 hidden (shown with --verbose), one plain line per epoch and no wrapped paths when output is not a terminal."""
 
+import gc
 import os
 import subprocess
 import sys
@@ -198,6 +199,7 @@ def test_keras_is_imported_without_the_integrations_omnifuse_does_not_use(tmp_pa
 
     (tmp_path / "fake_root").mkdir()
     (tmp_path / "fake_root" / "__init__.py").write_text(
+        "import gc\ncollecting = gc.isenabled()\n"
         "try:\n    import fake_optional.sub\nexcept ImportError:\n    fake_optional = None\n"
     )
     (tmp_path / "fake_optional").mkdir()
@@ -207,11 +209,16 @@ def test_keras_is_imported_without_the_integrations_omnifuse_does_not_use(tmp_pa
     monkeypatch.setattr(lean, "ROOTS", ("fake_root",))
     monkeypatch.setattr(lean, "OPTIONAL", ("fake_optional",))
     finders = list(sys.meta_path)
+    frozen = gc.get_freeze_count()
     try:
         lean.setup()
         import fake_root
 
         assert fake_root.fake_optional is None, "the optional package looked absent while the root imported"
+        # the garbage collector paused while the root imported, and what it made frozen after
+        assert not fake_root.collecting and gc.isenabled()
+        assert gc.get_freeze_count() > frozen
+        assert not any(o is vars(fake_root) for o in gc.get_objects()), "frozen: no longer in a generation"
         assert sys.meta_path == finders, "nothing is left hidden after"
         import fake_optional.sub  # imports as usual afterwards
 
