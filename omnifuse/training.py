@@ -322,7 +322,7 @@ def _finish(
         model.set_weights(best_weights)
     elif best.is_file() and run.dist is None:
         model.load_weights(best)  # the best epoch's weights, into the model trained: no second build of it
-    elif best.is_file():
+    elif best.is_file() and fit_weights:  # distributed: else model.keras is best.keras, nothing to load
         model = load_model(best)  # out of the strategy's distributed variables
     if fit_weights:
         run.meta["member_weights"] = fit_member_weights(model, streams.val, list(run.prepared.tasks))

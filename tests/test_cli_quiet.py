@@ -1,6 +1,7 @@
 """A quiet, fast command line: mistakes answered before TensorFlow loads, "did you mean", TensorFlow's start-up lines
 hidden (shown with --verbose), one plain line per epoch and no wrapped paths when output is not a terminal."""
 
+import gc
 import os
 import subprocess
 import sys
@@ -193,32 +194,49 @@ def test_the_export_formats_checked_early_are_the_exporters():
 
 
 def test_keras_is_imported_without_the_integrations_omnifuse_does_not_use(tmp_path, monkeypatch):
-    # stand-ins: a root (keras) that imports an optional package as Keras does, and that package
+    # stand-ins: a root (keras) that imports an optional package as Keras does, and that package; a split library
+    # (scikit-learn) that imports another (pandas) as scikit-learn does
     from omnifuse import lean
 
-    (tmp_path / "fake_root").mkdir()
-    (tmp_path / "fake_root" / "__init__.py").write_text(
-        "try:\n    import fake_optional.sub\nexcept ImportError:\n    fake_optional = None\n"
-    )
-    (tmp_path / "fake_optional").mkdir()
-    (tmp_path / "fake_optional" / "__init__.py").write_text("")
-    (tmp_path / "fake_optional" / "sub.py").write_text("")
+    files = {
+        "fake_root/__init__.py": "import gc\ncollecting = gc.isenabled()\n"
+        "try:\n    import fake_optional.sub\nexcept ImportError:\n    fake_optional = None\n",
+        "fake_optional/__init__.py": "",
+        "fake_optional/sub.py": "",
+        "fake_split/__init__.py": "import gc\ncollecting = gc.isenabled()\n"
+        "try:\n    import fake_later\nexcept ImportError:\n    fake_later = None\n",
+        "fake_later/__init__.py": "",
+    }
+    for name, text in files.items():
+        (tmp_path / name).parent.mkdir(exist_ok=True)
+        (tmp_path / name).write_text(text)
     monkeypatch.syspath_prepend(str(tmp_path))
     monkeypatch.setattr(lean, "ROOTS", ("fake_root",))
     monkeypatch.setattr(lean, "OPTIONAL", ("fake_optional",))
+    monkeypatch.setattr(lean, "SPLIT_ROOTS", ("fake_split",))
+    monkeypatch.setattr(lean, "SPLIT_OPTIONAL", ("fake_later",))
     finders = list(sys.meta_path)
+    frozen = gc.get_freeze_count()
     try:
         lean.setup()
         import fake_root
+        import fake_split
 
         assert fake_root.fake_optional is None, "the optional package looked absent while the root imported"
+        assert fake_split.fake_later is None, "and the split library's while it imported"
+        # the garbage collector paused while each imported, and what they made frozen after
+        assert not fake_root.collecting and not fake_split.collecting and gc.isenabled()
+        assert gc.get_freeze_count() > frozen
+        module_dicts = [vars(fake_root), vars(fake_split)]
+        assert not any(o is d for o in gc.get_objects() for d in module_dicts), "frozen: in no generation"
         assert sys.meta_path == finders, "nothing is left hidden after"
-        import fake_optional.sub  # imports as usual afterwards
+        import fake_later
+        import fake_optional.sub  # import as usual afterwards
 
-        assert fake_optional.sub.__name__ == "fake_optional.sub"
-        lean.setup()  # the root is imported: nothing to do
+        assert fake_optional.sub.__name__ == "fake_optional.sub" and fake_later.__name__ == "fake_later"
+        lean.setup()  # the roots are imported: nothing to do
         assert sys.meta_path == finders
     finally:
         sys.meta_path[:] = finders
-        for name in ("fake_root", "fake_optional", "fake_optional.sub"):
+        for name in ("fake_root", "fake_optional", "fake_optional.sub", "fake_split", "fake_later"):
             sys.modules.pop(name, None)

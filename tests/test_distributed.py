@@ -40,6 +40,7 @@ fusion_dim = 16
 [model.image.cnn]
 filters = [8]
 dense_units = 16
+dropout = 0.0  # with the default 0.25, train.seed 2 ended at the threshold (0.2) after 3 epochs
 [model.text]
 encoder = "bag"  # strings through TextVectorization under the strategy; an RNN costs a third more to trace
 vocab_size = 200
@@ -47,7 +48,7 @@ sequence_length = 24
 [model.text.bag]
 embed_dim = 16
 [train]
-epochs = 3
+epochs = 2
 batch_size = 16
 learning_rate = 5e-3
 early_stopping = 0
@@ -220,7 +221,8 @@ def test_mirrored_on_two_devices_trains_the_joint_model(data_dir, tmp_path, tmp_
     # the last epoch's accuracy on the validation split (80 images, 24 reviews). Evaluating a distributed run (its
     # temperatures are fitted there) is covered by test_two_workers_match_one_process.
     final = list(csv.DictReader((run / "metrics.csv").open()))[-1]
-    assert int(final["epoch"]) == 2  # 3 epochs
+    assert int(final["epoch"]) == 1  # 2 epochs
+    # seeds 0, 1, 2: cifar10 0.375, 0.825, 0.5; sentiment 0.958, 1.0, 1.0
     assert float(final["val_cifar10_accuracy"]) > 0.2  # chance 0.1
     assert float(final["val_sentiment_accuracy"]) > 0.7  # chance 0.5
 
