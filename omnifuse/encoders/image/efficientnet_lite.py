@@ -244,10 +244,10 @@ class ImageEfficientNetLite(Pretrained, layers.Layer):
         path = locate(VARIANTS[self.variant].weights, user_path=self.weights_path or None)
         return str(path), load_state_dict(path)
 
-    def load_pretrained(self, weights: tuple[str, dict[str, np.ndarray]] | None = None):
-        """Set every weight from the .pth file (``weights``: :meth:`_read_weights`'s answer, read if not given)."""
+    def load_pretrained(self, weights: tuple[str, dict[str, np.ndarray]]):
+        """Set every weight from the .pth file (``weights``: :meth:`_read_weights`'s answer)."""
         spec = VARIANTS[self.variant]
-        source, tensors = weights or self._read_weights()
+        source, tensors = weights
 
         def take(key, variable, layout):
             if key not in tensors:
