@@ -282,3 +282,30 @@ def test_saving_builds_no_blank_layer_per_layer_saved(tmp_path, monkeypatch):
     loaded = keras.saving.load_model(tmp_path / "m.keras")
     x = np.arange(8, dtype="float32").reshape(2, 4)
     np.testing.assert_allclose(np.asarray(loaded(x)), np.asarray(model(x)), rtol=1e-6)
+
+
+@pytest.mark.parametrize("eager", [False, True], ids=["traced", "eager"])
+def test_the_training_step_differentiates_only_through_the_weights_it_trains(monkeypatch, eager):
+    # a layer frozen before it is built keeps TensorFlow's trainable flag on its weights: Keras alone has the
+    # step's tape watch them, and backpropagate through the frozen layer for gradients it throws away
+    import tensorflow as tf
+
+    watched = []
+    gradient = tf.GradientTape.gradient
+
+    def recorded(self, *args, **kwargs):
+        watched.append({id(v) for v in self.watched_variables()})
+        return gradient(self, *args, **kwargs)
+
+    monkeypatch.setattr(tf.GradientTape, "gradient", recorded)
+    inputs = keras.Input((4,))
+    frozen = layers.Dense(5, name="frozen")
+    frozen.trainable = False
+    model = keras.Model(inputs, layers.Dense(3, name="trained")(frozen(inputs)))
+    model.compile(keras.optimizers.SGD(0.1), "sparse_categorical_crossentropy", run_eagerly=eager)
+    before = [w.numpy().copy() for w in model.weights]
+    fit_once(model, np.random.default_rng(0).random((6, 4), "float32"), np.arange(6) % 3, batch_size=3)
+    assert watched == [{id(w.value) for w in model.trainable_weights}] * (1 if not eager else 2)
+    assert frozen.kernel.value.trainable, "TensorFlow's flag is set back after the step"
+    after = model.weights
+    assert [np.array_equal(a, b.numpy()) for a, b in zip(before, after)] == [True, True, False, False]
