@@ -39,8 +39,13 @@ SMALL_TABULAR = {"mlp": dict(units=(8, 6), dropout=0.1)}
 # 9.7 -> 3.3 CPU s) and is traced where these encoders are trained: test_minilm's last_k fit step, test_whisper's
 # fit step, test_efficientnet_lite's fine-tuning step (lite0; lite1 and lite2 are the same layer with other
 # widths and depths), test_pretrain's rnn run, test_step's resnet.
-EAGER_FIT = {"image-efficientnet_lite0", "image-efficientnet_lite1", "image-efficientnet_lite2"}
-EAGER_FIT |= {"text-minilm", "audio-whisper_tiny", "text-rnn", "image-resnet"}
+EAGER_FIT = {"image-efficientnet_lite0", "text-minilm", "audio-whisper_tiny", "text-rnn", "image-resnet"}
+# Encoders that are another one's layer with other widths and depths (their own weights): the contract's fit step
+# runs on that one (Lite0); build, the branch check and the .keras round trip with the real weights run on each
+SAME_LAYER = {
+    "image-efficientnet_lite1": "image-efficientnet_lite0",
+    "image-efficientnet_lite2": "image-efficientnet_lite0",
+}
 
 
 def _encoder_cases():
@@ -83,6 +88,13 @@ def test_every_registered_layer_has_a_test_case():
     assert set(SMALL_TEXT) == set(registry.TEXT_ENCODERS)
     assert set(SMALL_TABULAR) == set(registry.TABULAR_ENCODERS)
     assert set(SMALL_AUDIO) == set(registry.AUDIO_ENCODERS)
+    encoders = {case.id: case.values[0] for case in _encoder_cases()}
+    for (
+        case,
+        same,
+    ) in SAME_LAYER.items():  # the same layer: a subclass that changes no method, only its variant
+        assert issubclass(encoders[case], encoders[same]), case
+        assert [k for k in vars(encoders[case]) if callable(vars(encoders[case])[k])] == ["__init__"], case
 
 
 def test_presets_defaults_name_registered_encoders():
@@ -103,17 +115,14 @@ def test_encoder_contract(cls, kwargs, kind, tmp_path, request, monkeypatch):
     head = keras.layers.Dense(3, activation="softmax")(out)
     model = keras.Model(inp, head)
 
-    # get_config round trip gives an equivalent layer
-    clone = cls.from_config(layer.get_config())
-    assert clone.get_config() == layer.get_config()
-
     # one fit step changes the weights and gives a finite loss
-    eager = request.node.callspec.id in EAGER_FIT
-    model.compile("adam", "sparse_categorical_crossentropy", run_eagerly=eager)
-    before = [w.copy() for w in model.get_weights()]
-    hist = fit_once(model, x, np.arange(len(x)) % 3)
-    assert np.isfinite(hist.history["loss"][0])
-    assert any(not np.allclose(a, b) for a, b in zip(before, model.get_weights()))
+    case = request.node.callspec.id
+    if case not in SAME_LAYER:
+        model.compile("adam", "sparse_categorical_crossentropy", run_eagerly=case in EAGER_FIT)
+        before = [w.copy() for w in model.get_weights()]
+        hist = fit_once(model, x, np.arange(len(x)) % 3)
+        assert np.isfinite(hist.history["loss"][0])
+        assert any(not np.allclose(a, b) for a, b in zip(before, model.get_weights()))
 
     # behind its modality's mask, the encoder runs only where some sample has the modality (a branch that builds a
     # fresh encoder: test_precision's every-encoder test)
@@ -124,7 +133,8 @@ def test_encoder_contract(cls, kwargs, kind, tmp_path, request, monkeypatch):
     assert np.asarray(present).shape == (len(x), layer.output_dim)
 
     # .keras save/load gives identical predictions; a pretrained encoder's file holds its weights (and MiniLM's
-    # vocabulary): loading reads no weight package, so a trained backbone weight is the trained one
+    # vocabulary): loading reads no weight package, so a trained backbone weight is the trained one. Loading
+    # remakes the layer from its get_config (through JSON): the config round trip
     path = tmp_path / "m.keras"
     model.save(path)
 
