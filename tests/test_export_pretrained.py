@@ -33,6 +33,8 @@ batch_size = 16  # saves a checkpoint of the whole model, backbone included
 learning_rate = 2e-2
 early_stopping = 0
 verbose = 0
+[track]
+tensorboard = false  # not about tracking (tests/test_tracking.py): its logs cost a third of this training
 """
 
 
