@@ -140,16 +140,14 @@ def test_epoch_fraction_and_length_buckets_set_the_steps_of_the_joint_model(trai
 
 
 def test_unimodal_loss_adds_auxiliary_heads_that_prediction_leaves_out(light_run, data_dir):
-    import keras
-
     run = light_run
-    model = keras.saving.load_model(run / "model.keras")
+    p = omnifuse.load(run)  # the saved model.keras, loaded once (without its training state)
     assert {"cifar10__image", "cifar10__text", "sentiment__image", "sentiment__text"} <= set(
-        model.output_names
+        p.model.output_names
     )
     rows = list(csv.DictReader((run / "metrics.csv").open()))
     assert float(rows[0]["cifar10__image_loss"]) > 0  # trained: images carry cifar10 labels
-    answer = omnifuse.load(run).predict(text="a wonderful film")
+    answer = p.predict(text="a wonderful film")
     assert set(answer["tasks"]) == {"cifar10", "sentiment"}
     assert set(omnifuse.evaluate(run, data_dir=str(data_dir), worst_samples=False)["tasks"]) == {
         "cifar10",
