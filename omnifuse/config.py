@@ -164,11 +164,11 @@ class TrainConfig:
     seed: int = 0  # weights' initialisation, shuffling, hold-outs
     early_stopping: int = 3  # patience in epochs on the validation loss; 0 = off
     jit_compile: bool = False  # XLA-compile the training step
-    # "auto": a training of at most 12 steps in all (a smoke run: data.limit_train, one epoch) runs its steps eagerly,
-    # as Python calls, since tracing the training step into a graph costs more than those steps (a tiny two-modality
-    # run: 5.0 -> 1.4 CPU seconds); longer ones trace it once. "always": eagerly whatever the length (to step
-    # through an encoder of your own in a debugger; several times slower per step); "never": always traced.
-    # A distributed or jit_compile training is always traced
+    # "auto": a training (or a pretraining) of at most 12 steps in all (a smoke run: data.limit_train, one epoch)
+    # runs its steps eagerly, as Python calls, since tracing the training step into a graph costs more than those
+    # steps (a tiny two-modality run: 5.0 -> 1.4 CPU seconds); longer ones trace it once. "always": eagerly whatever
+    # the length (to step through an encoder of your own in a debugger; several times slower per step); "never":
+    # always traced. A distributed or jit_compile training is always traced
     eager: typing.Literal["auto", "always", "never"] = "auto"
     # a pretrained encoder that trains (mode finetune or last_k, or one started from model.<kind>.init) learns at
     # this fraction of train.learning_rate

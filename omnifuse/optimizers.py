@@ -20,6 +20,10 @@ from keras import ops
 def _reached(gradient):
     """Whether any entry of ``gradient`` is non-zero (a sparse gradient: any of its values)."""
     values = getattr(gradient, "values", gradient)  # tf.IndexedSlices of an embedding lookup
+    if keras.backend.backend() == "tensorflow":  # TensorFlow's ops: without Keras's dtype promotion per call
+        import tensorflow as tf
+
+        return tf.reduce_any(tf.not_equal(values, tf.zeros((), values.dtype)))
     return ops.any(ops.not_equal(values, 0))
 
 
@@ -35,6 +39,64 @@ def _eager() -> bool:
 def _tensor(variable):
     """A Keras variable's value as a tensor (JAX's ops take no variables); TensorFlow's own variables as they are."""
     return variable.value if isinstance(variable, keras.Variable) else variable
+
+
+def _direct(gradient, amsgrad: bool) -> bool:
+    """Whether :class:`_AdamStep` updates a variable itself: in a step run eagerly on TensorFlow, in one process
+    (a tf.distribute strategy's variables keep Keras's own update), with a dense gradient (Keras squares a sparse
+    one's slices before it sums those of the same row), without AMSGrad. (In a graph Keras's ops cost only while
+    it is traced.)"""
+    if amsgrad or hasattr(gradient, "indices") or not _eager():
+        return False
+    import tensorflow as tf
+
+    return not tf.distribute.has_strategy()
+
+
+class _AdamStep:
+    """Mixin: in a step run eagerly (``train.eager``), Keras's Adam update of one variable, the same arithmetic in
+    the same order (the same bits), as TensorFlow ops called directly, with the step's scalars (beta_1 ** t, ...)
+    made once per step instead of once per variable. Keras's ``update_step`` runs some 30 ops per variable through
+    its dtype-promoting op layer, each costing its Python dispatch when run eagerly: a small multimodal model's 27
+    variables cost about half the CPU time to update (LazyAdam: 0.11 -> 0.05 CPU s a step)."""
+
+    def _backend_update_step(self, grads, trainable_variables, learning_rate):
+        self._scalars = {}  # dtype -> this step's scalars, for its update_step calls
+        try:
+            super()._backend_update_step(grads, trainable_variables, learning_rate)
+        finally:
+            self._scalars = None
+
+    def _step_scalars(self, dtype) -> tuple:
+        """sqrt(1 - beta_2 ** t) and 1 - beta_1 ** t, as Keras's Adam computes them (t = iterations + 1)."""
+        import tensorflow as tf
+
+        cache = getattr(self, "_scalars", None)
+        if cache is not None and dtype in cache:
+            return cache[dtype]
+        step = tf.cast(_tensor(self.iterations) + 1, dtype)
+        beta_1_power = tf.pow(tf.cast(self.beta_1, dtype), step)
+        beta_2_power = tf.pow(tf.cast(self.beta_2, dtype), step)
+        found = (tf.sqrt(1 - beta_2_power), 1 - beta_1_power)
+        if cache is not None:
+            cache[dtype] = found
+        return found
+
+    def update_step(self, gradient, variable, learning_rate):
+        if not _direct(gradient, self.amsgrad):
+            return super().update_step(gradient, variable, learning_rate)
+        import tensorflow as tf
+
+        dtype = variable.dtype
+        lr = tf.cast(learning_rate, dtype)
+        gradient = tf.cast(gradient, dtype)
+        root, bias = self._step_scalars(dtype)
+        i = self._get_variable_index(variable)
+        m, v = _tensor(self._momentums[i]), _tensor(self._velocities[i])
+        alpha = lr * root / bias
+        m.assign_add((gradient - m) * tf.constant(1 - self.beta_1, dtype))
+        v.assign_add((tf.square(gradient) - v) * tf.constant(1 - self.beta_2, dtype))
+        variable.assign_sub((m * alpha) / (tf.sqrt(v) + tf.constant(self.epsilon, dtype)))
 
 
 class _RateScaled:
@@ -92,7 +154,7 @@ class _Lazy:
 
 
 @keras.saving.register_keras_serializable(package="omnifuse")
-class LazyAdam(_Lazy, _RateScaled, keras.optimizers.Adam):
+class LazyAdam(_Lazy, _RateScaled, _AdamStep, keras.optimizers.Adam):
     def _state(self, variable) -> list:
         i = self._get_variable_index(variable)
         state = [self._momentums[i], self._velocities[i]]
@@ -100,7 +162,7 @@ class LazyAdam(_Lazy, _RateScaled, keras.optimizers.Adam):
 
 
 @keras.saving.register_keras_serializable(package="omnifuse")
-class LazyAdamW(_Lazy, _RateScaled, keras.optimizers.AdamW):
+class LazyAdamW(_Lazy, _RateScaled, _AdamStep, keras.optimizers.AdamW):
     _state = LazyAdam._state
 
 
@@ -111,12 +173,12 @@ class LazySGD(_Lazy, _RateScaled, keras.optimizers.SGD):
 
 
 @keras.saving.register_keras_serializable(package="omnifuse")
-class ScaledAdam(_RateScaled, keras.optimizers.Adam):
+class ScaledAdam(_RateScaled, _AdamStep, keras.optimizers.Adam):
     """Adam with per-layer learning-rate multipliers (``lr_multipliers``)."""
 
 
 @keras.saving.register_keras_serializable(package="omnifuse")
-class ScaledAdamW(_RateScaled, keras.optimizers.AdamW):
+class ScaledAdamW(_RateScaled, _AdamStep, keras.optimizers.AdamW):
     """AdamW with per-layer learning-rate multipliers (``lr_multipliers``)."""
 
 

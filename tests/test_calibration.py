@@ -85,13 +85,33 @@ def test_a_validation_split_without_errors_fits_no_temperature():
     assert calibration.fit_temperature(probs, labels) != 1.0
 
 
+class _FirstEpochBest(keras.callbacks.Callback):
+    """Reports a validation loss that makes the first epoch the best (the run's checkpoint reads it after us)."""
+
+    def on_epoch_end(self, epoch, logs=None):
+        logs["val_loss"] = 1.0 if epoch == 0 else 9.0
+
+
 @pytest.fixture(scope="module")
 def run(tmp_path_factory):
+    """The over-confident model, 2 epochs, of which the first is made the best (``_FirstEpochBest``): its model,
+    temperature and report are the first epoch's, told apart from the last's in the best-epoch test below.
+    Training's end must keep the best epoch's weights from its checkpoint, not read them back from the file."""
     root = tmp_path_factory.mktemp("calibration")
     write_cifar10(root / "data", n_per_batch=16, n_test=40)
     config = root / "overconfident.toml"
     config.write_text(OVERCONFIDENT)
-    path = omnifuse.train(config, runs_root=root / "runs", data_dir=str(root / "data"))
+
+    def read_back(*args, **kwargs):
+        raise AssertionError(
+            "the best epoch's weights are kept from its checkpoint, not read back from the file"
+        )
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(keras.Model, "load_weights", read_back)
+        path = omnifuse.train(
+            config, runs_root=root / "runs", data_dir=str(root / "data"), callbacks=[_FirstEpochBest()]
+        )
     return path, root / "data"
 
 
@@ -105,31 +125,13 @@ def test_training_fits_a_temperature_that_softens_an_over_confident_model(run):
     assert record["nll_after"] < record["nll_before"]
 
 
-class _FirstEpochBest(keras.callbacks.Callback):
-    """Reports a validation loss that makes the first epoch the best (the run's checkpoint reads it after us)."""
-
-    def on_epoch_end(self, epoch, logs=None):
-        logs["val_loss"] = 1.0 if epoch == 0 else 9.0
-
-
-def test_the_temperature_is_fitted_on_the_best_epoch_s_model_not_the_last(run, tmp_path, monkeypatch):
+def test_the_temperature_is_fitted_on_the_best_epoch_s_model_not_the_last(run):
     from omnifuse import pipeline
     from omnifuse.config import read_run_config
     from omnifuse.data.catalog import load_datasets
     from omnifuse.modelio import load_model
 
-    _, data = run
-    config = tmp_path / "overconfident.toml"
-    config.write_text(OVERCONFIDENT)
-
-    def read_back(*args, **kwargs):
-        raise AssertionError(
-            "the best epoch's weights are kept from its checkpoint, not read back from the file"
-        )
-
-    monkeypatch.setattr(keras.Model, "load_weights", read_back)
-    path = omnifuse.train(config, runs_root=tmp_path, data_dir=str(data), callbacks=[_FirstEpochBest()])
-    monkeypatch.undo()
+    path, data = run
     meta = json.loads((path / "meta.json").read_text())
     assert meta["progress"]["best_epoch"] == 1 and meta["progress"]["epochs_done"] == 2
     cfg = read_run_config(path)

@@ -36,15 +36,22 @@ def sky(tmp_path_factory):
     return root, run, queue
 
 
+@pytest.fixture(scope="module")
+def predictor(sky):
+    """The run's model, loaded once for the file's in-process apps (the server restarted below is about the labels
+    file; each app's start-up warm-up traces the model's predict graph once for all)."""
+    return omnifuse.load(sky[1])
+
+
 def _labels(path):
     with path.open(newline="") as f:
         return list(csv.DictReader(f))
 
 
-def test_answers_skip_undo_and_two_tabs(sky, tmp_path):
+def test_answers_skip_undo_and_two_tabs(sky, predictor, tmp_path):
     root, run, queue = sky
     labels = root / "labels-a.csv"  # beside the images: its paths are relative, inside its folder
-    with TestClient(create_app(run, label_queue=queue, labels_out=labels)) as http:
+    with TestClient(create_app(predictor, label_queue=queue, labels_out=labels)) as http:
         assert http.get("/label").status_code == 200
         a = http.get("/label/next", params={"client": "tab-a"}).json()
         b = http.get("/label/next", params={"client": "tab-b"}).json()
@@ -84,7 +91,7 @@ def test_answers_skip_undo_and_two_tabs(sky, tmp_path):
         assert [r["label"] for r in _labels(labels)] == ["sun"]
         assert http.post("/label/undo", json={"client": "tab-b"}).status_code == 409
     # a restarted server does not ask again for what the file holds
-    with TestClient(create_app(run, label_queue=queue, labels_out=labels)) as http:
+    with TestClient(create_app(predictor, label_queue=queue, labels_out=labels)) as http:
         status = http.get("/label/status").json()
         assert status["answered"] == 1
         seen = set()
@@ -156,7 +163,7 @@ IN_CI = os.environ.get("CI", "").lower() == "true"
     not IN_CI and (CHROMIUM is None or not os.path.exists(CHROMEDRIVER)),
     reason="headless Chromium is not installed (apt-get install chromium chromium-driver); required in CI",
 )
-def test_the_page_labels_with_clicks_and_keys_in_chromium(sky, tmp_path):
+def test_the_page_labels_with_clicks_and_keys_in_chromium(sky, predictor, tmp_path):
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
     from selenium.webdriver.common.by import By
@@ -172,7 +179,7 @@ def test_the_page_labels_with_clicks_and_keys_in_chromium(sky, tmp_path):
     for flag in ("--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--no-first-run"):
         options.add_argument(flag)
     options.add_argument(f"--user-data-dir={tmp_path / 'profile'}")
-    with LiveServer(create_app(run, label_queue=queue, labels_out=labels)) as url:
+    with LiveServer(create_app(predictor, label_queue=queue, labels_out=labels)) as url:
         driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
         try:
             wait = WebDriverWait(driver, 60)

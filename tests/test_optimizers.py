@@ -85,3 +85,47 @@ def test_learning_rate_multipliers_per_layer(name):
     assert moved["fast/kernel"] > 0
     again = keras.optimizers.deserialize(keras.optimizers.serialize(opt))
     assert again.lr_multipliers == {"slow/": 0.1}
+
+
+@pytest.mark.parametrize("name", ["LazyAdam", "LazyAdamW", "ScaledAdam"])
+def test_an_eager_step_updates_as_keras_s_adam_bit_for_bit(name, monkeypatch):
+    """A step run eagerly (train.eager) updates dense gradients' variables with TensorFlow's ops directly, not
+    through Keras's update_step: the same arithmetic, so the same bits (and a sparse gradient through Keras's)."""
+    from omnifuse import optimizers
+
+    rng = np.random.default_rng(0)
+    shapes = [(3, 4), (4,), (6, 2)]
+    start = [rng.normal(size=s).astype("float32") for s in shapes]
+    steps = [[rng.normal(size=s).astype("float32") for s in shapes] for _ in range(3)]
+    table = rng.normal(size=(5, 2)).astype("float32")  # an embedding's rows: a sparse gradient, a row twice
+    sparse = tf_indexed_slices(np.ones((3, 2), "float32"), [0, 3, 0])
+
+    def run():
+        variables = [keras.Variable(x) for x in start] + [keras.Variable(table)]
+        schedule = keras.optimizers.schedules.CosineDecay(0.05, decay_steps=5)
+        extra = {"weight_decay": 0.01} if name == "LazyAdamW" else {}
+        opt = getattr(optimizers, name)(schedule, lr_multipliers={variables[2].path: 0.1}, **extra)
+        opt.build(variables)
+        for grads in steps:
+            opt.apply([*map(ops.convert_to_tensor, grads), sparse], variables)
+        return [v.numpy() for v in variables + opt.variables]
+
+    calls = []
+    keras_step = keras.optimizers.Adam.update_step
+
+    def counted(self, gradient, variable, learning_rate):
+        calls.append(hasattr(gradient, "indices"))
+        return keras_step(self, gradient, variable, learning_rate)
+
+    monkeypatch.setattr(keras.optimizers.Adam, "update_step", counted)
+    direct = run()
+    assert calls == [True] * 3  # Keras's update only for the sparse gradient, once a step
+    monkeypatch.setattr(optimizers, "_direct", lambda gradient, amsgrad: False)
+    for ours, theirs in zip(direct, run(), strict=True):
+        np.testing.assert_array_equal(ours, theirs)
+
+
+def tf_indexed_slices(values, indices):
+    import tensorflow as tf
+
+    return tf.IndexedSlices(tf.constant(values), tf.constant(indices), tf.constant([5, 2]))

@@ -238,10 +238,12 @@ def test_an_interrupted_pretraining_continues_from_its_last_epoch(imdb_dir, tmp_
     with pytest.raises(KeyboardInterrupt):
         pretrain(cfg, run_dir=out, data_dir=str(imdb_dir), callbacks=[Stop()])
     assert json.loads((out / "meta.json").read_text())["progress"]["epochs_done"] == 1
-    seen = []
+    seen, eager = [], []
     begun = keras.callbacks.LambdaCallback(on_epoch_begin=lambda epoch, logs: seen.append(epoch))
-    pretrain(cfg, run_dir=out, data_dir=str(imdb_dir), callbacks=[begun])
+    mode = keras.callbacks.LambdaCallback(on_train_begin=lambda logs: eager.append(mode.model.run_eagerly))
+    pretrain(cfg, run_dir=out, data_dir=str(imdb_dir), callbacks=[begun, mode])
     assert seen == [1, 2]
+    assert eager == [True]  # 2 epochs of 3 steps left: run eagerly (train.eager), as a training of that size
     rows = (out / "metrics.csv").read_text().strip().splitlines()[1:]
     assert [int(r.split(",")[0]) for r in rows] == [0, 1, 2]
     assert json.loads((out / "meta.json").read_text())["progress"]["epochs_done"] == 3

@@ -13,6 +13,7 @@ The samples are the training split's (never validation or test) and ``data.unlab
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import time
 import warnings
@@ -27,6 +28,7 @@ from omnifuse.config import Config, read_toml
 from omnifuse.data.catalog import load_datasets
 from omnifuse.errors import OmnifuseError
 from omnifuse.metrics_log import reconcile_metrics
+from omnifuse.model.compile import runs_eagerly
 from omnifuse.pretrain import checkpoint, image, text
 from omnifuse.progress import epoch_lines, fit_verbose
 from omnifuse.rundir import CONFIG, META, atomic_write_text
@@ -222,6 +224,8 @@ def pretrain(
         *(callbacks or []),
     ]
     if done < p.epochs:
+        # train.eager as in a training: a pretraining of at most 12 steps left runs them eagerly, untraced
+        model.run_eagerly = runs_eagerly(dataclasses.replace(cfg.train, epochs=p.epochs), steps, done)
         keras_compat.build_before_fit(model, stream.element_spec)  # the step traced once, not twice
         model.fit(
             stream,
