@@ -38,7 +38,7 @@ SMALL_TABULAR = {"mlp": dict(units=(8, 6), dropout=0.1)}
 # Encoders whose contract fit step runs eagerly: the same step traced as a graph costs 3-4 times more (minilm:
 # 9.7 -> 3.3 CPU s) and is traced where these encoders are trained: test_minilm's last_k fit step, test_whisper's
 # fit step, test_efficientnet_lite's fine-tuning step (lite0; lite1 and lite2 are the same layer with other
-# widths and depths), test_pretrain's rnn run, test_step's resnet.
+# widths and depths), test_cli_e2e's trained run (the LSTM joint model), test_step's resnet.
 EAGER_FIT = {"image-efficientnet_lite0", "text-minilm", "audio-whisper_tiny", "text-rnn", "image-resnet"}
 # Encoders that are another one's layer with other widths and depths (their own weights): the contract's fit step
 # runs on that one (Lite0); build, the branch check and the .keras round trip with the real weights run on each
