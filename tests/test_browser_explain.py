@@ -44,10 +44,11 @@ def table(tmp_path_factory):
         f"data.csv={root / 'shop.csv'}",
         "data.label=label",
         "name=shop",
-        "train.epochs=3",
+        "train.epochs=1",  # a handful of eager steps: the page shows what the model answers, learnt or not
         "train.batch_size=8",
         "train.early_stopping=0",
         "train.verbose=0",
+        "track.tensorboard=false",  # no TensorBoard logs: tests/test_tracking.py checks them
         "model.fusion_dim=8",
         "model.tabular.mlp.units=[8]",
     ]
