@@ -46,7 +46,8 @@ def _images(n):
 @pytest.fixture(scope="module")
 def image_model():
     feed, labels = _images(600)
-    return _fit(_image_model(), feed, labels, epochs=12)
+    # 5 epochs: the two tests on it passed with 3 and 4 for seeds 0, 1 and 2 (of _images and the weights)
+    return _fit(_image_model(), feed, labels, epochs=5)
 
 
 def _region_share(heatmaps):
@@ -111,7 +112,8 @@ def test_word_occlusion_finds_the_word_the_label_depends_on():
     x = x * keras.ops.expand_dims(mask, -1)
     model = keras.Model([text, mask], {"t": keras.layers.Dense(2, activation="softmax", name="t")(x)})
     feed = {"text": np.array(texts, object), "text_mask": np.ones(len(texts), np.float32)}
-    _fit(model, feed, np.array(labels), epochs=20)
+    # 6 epochs: this test passed with 3 and 4 for seeds 0, 1 and 2 (of the texts and the weights)
+    _fit(model, feed, np.array(labels), epochs=6)
 
     probe = ["the zebra film was long", "story plot zebra", "zebra music end scene actor"]
     found = Explainer(model, {"text": "text"}).explain(
