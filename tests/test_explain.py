@@ -142,7 +142,11 @@ def test_long_texts_are_occluded_in_bounded_spans():
 
 
 def test_numbers_attribution_finds_the_column_and_adds_up():
-    x = RNG.standard_normal((800, 5)).astype(np.float32)
+    # its own data and weights (not what earlier tests left in the global generators); column c is kept at least
+    # 0.5 from the boundary, so every sample's label clearly depends on it (seeds 0, 1, 2 pass)
+    keras.utils.set_random_seed(0)
+    x = np.random.default_rng(0).standard_normal((800, 5)).astype(np.float32)
+    x[:, 2] += np.where(x[:, 2] >= 0, 0.5, -0.5)
     labels = (x[:, 2] > 0).astype(int)
     numbers = keras.Input((5,), name="tabular")
     mask = keras.Input((), name="tabular_mask")
