@@ -57,9 +57,25 @@ class Inference:
             return call_eagerly(self.model, x)
         return self.model.predict_on_batch(x)
 
-    def trace_now(self) -> None:
-        """Run every later batch through the traced predict function (a server, which answers many)."""
+    def trace_now(self, example: Any = None) -> None:
+        """Run every later batch through the traced predict function (a server, which answers many).
+
+        ``example`` (a batch of the model's inputs, of any size): trace that function now, once for every batch
+        size (its first dimension left open); without it, TensorFlow traces the first two batch sizes it sees."""
         self.calls = max(self.calls, self.eager)
+        if example is None:
+            return
+        import tensorflow as tf
+
+        def spec(value) -> tf.TensorSpec:
+            value = np.asarray(value)
+            dtype = tf.string if value.dtype.kind in "OSU" else tf.as_dtype(value.dtype)
+            return tf.TensorSpec((None, *value.shape[1:]), dtype)
+
+        self.model.make_predict_function()
+        trace = getattr(self.model.predict_function, "get_concrete_function", None)
+        if trace is not None:  # None: a model run eagerly (run_eagerly), which traces nothing
+            trace([(tf.nest.map_structure(spec, example),)])  # as predict_on_batch calls it
 
     def over(
         self, feed: dict[str, np.ndarray], batch_size: int, advance: Callable[[], Any] | None = None

@@ -107,6 +107,9 @@ def test_bench_command_writes_records_table_and_ratio(data_dir, tmp_path, monkey
     assert rec["wall_seconds"] >= rec["train_seconds"] and rec["process_seconds"] >= rec["wall_seconds"]
     assert set(rec["final"]["cifar10"]) == {"accuracy", "macro_f1", "roc_auc", "calibration"}
     assert set(rec["final"]["cifar10"]["calibration"]) >= {"temperature", "ece_before", "ece_after"}
+    # the run's report is written, without the explained worst samples the record does not keep
+    report_dir = Path(rec["run_dir"]) / "report"
+    assert (report_dir / "report.md").is_file() and not list(report_dir.glob("worst_*.png"))
     # 1% is reached at the first epoch unless the model gets every test image wrong; 99.9% is never reached
     reached = rec["time_to_accuracy"]["cifar10"]
     assert reached["0.999"] is None

@@ -90,6 +90,8 @@ def test_a_batch_of_instances_answers_each_sample_in_order(client, predictor):
     assert response.status_code == 200, response.text
     got = response.json()["predictions"]
     assert len(got) == 3
+    # the server's warm-up traced the model once for any batch size: batches of 1, 2 and 3 all ran through it
+    assert predictor.model.predict_function.experimental_get_tracing_count() == 1
     for answer, expected in zip(got, want):
         _assert_same_answer(answer, expected)
 

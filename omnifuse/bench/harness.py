@@ -105,7 +105,9 @@ def run_one(
     recorder = EpochRecorder(inputs, labels)
     recorder.make_test = lambda fitted: _test_stream(fitted, test_batch)
     run_dir = train(cfg, runs_root=runs_root, data_dir=data_dir, callbacks=[recorder])
-    metrics = evaluate(run_dir, data_dir=data_dir)
+    # the record keeps the metrics (and robustness curves), not the report's explained worst samples, which cost
+    # more than the rest of a small run's evaluation (`omnifuse evaluate RUN` adds them when wanted)
+    metrics = evaluate(run_dir, data_dir=data_dir, worst_samples=False)
     return record_run(
         recorder,
         kind="omnifuse",

@@ -293,7 +293,8 @@ def create_app(
 
 
 def _warm_up(predictor: Predictor) -> None:
-    """Trace the model for batches of 1 and 2 now, so the first requests don't pay for it."""
+    """Trace the model now, once for every batch size, and run batches of 1 and 2 through it, so the first
+    requests don't pay for it."""
     sample = {
         name: KINDS[kind].warm_up(**predictor.facts(name))
         for name, kind in predictor.modalities.items()
@@ -301,6 +302,8 @@ def _warm_up(predictor: Predictor) -> None:
     }
     predictor.inference.trace_now()  # a server answers many requests: through the graph from the first
     try:
+        # traced once for every batch size (else once for the first batch size and again for the second)
+        predictor.inference.trace_now(predictor.encode(batch=True, **{k: [v] for k, v in sample.items()}))
         for n in (1, 2):
             predictor.predict(batch=True, **{k: [v] * n for k, v in sample.items()})
     except Exception:  # a model that cannot be warmed up still serves; its first request is just slower
