@@ -23,9 +23,12 @@ demo: install
 
 # Three workers on two cores, one test file each at a time (module fixtures train small models once per file): a
 # worker waiting on a process it started leaves its core to the others (docs/testing.md: 448 s with 2, 355 s with 3).
+# Python may cache compiled modules (__pycache__, git-ignored) even where the environment sets
+# PYTHONDONTWRITEBYTECODE: otherwise each worker compiles omnifuse and rewrites every test file's asserts again,
+# and each process a test starts compiles omnifuse again (a worker's collection: about 9.5 -> 6.5 CPU s).
 test: install
 	$(BIN)/omnifuse weights install
-	$(BIN)/python -m pytest -q -n 3 --dist loadfile
+	env -u PYTHONDONTWRITEBYTECODE $(BIN)/python -m pytest -q -n 3 --dist loadfile
 
 # The config reference, generated from the comments on the config dataclasses' fields (tests/test_configdoc.py
 # fails when docs/config.md differs from it).
