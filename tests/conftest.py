@@ -18,49 +18,49 @@ def _offline_data(monkeypatch, tmp_path_factory):
 
 
 # The test files that cost most, slowest first (summed wall time of their tests in a whole `-n 3` run; measured
-# at ed6e0c1: test_distributed.py 84 s ... test_fastnet.py 5.5 s). With
+# at 6cd8a62: test_distributed.py 74 s ... test_report_worst.py 5.5 s). With
 # `--dist loadfile` each worker takes the next file in this order when it is done with one: the long files
 # start first and the short ones fill in at the end, so no worker is left with a long file while the others
 # idle. Files not named here follow, in their usual order. Re-measure when a file grows past the last one listed.
 SLOWEST_FIRST = (
     "test_distributed.py",
-    "test_cli_e2e.py",
     "test_layers.py",
+    "test_cli_e2e.py",
     "test_precision.py",
     "test_fusions.py",
-    "test_export_pretrained.py",
     "test_pretrain.py",
+    "test_export_pretrained.py",
     "test_label_page.py",
+    "test_e2e_media.py",
     "test_features.py",
+    "test_efficientnet_lite.py",
     "test_step.py",
     "test_serving.py",
-    "test_e2e_media.py",
-    "test_efficientnet_lite.py",
-    "test_label_audit.py",
-    "test_ensemble.py",
-    "test_table.py",
     "test_export.py",
+    "test_label_audit.py",
     "test_minilm.py",
-    "test_browser_explain.py",
+    "test_table.py",
     "test_calibration.py",
-    "test_bench_recorder.py",
-    "test_whisper.py",
     "test_explain.py",
-    "test_cli_quiet.py",
+    "test_browser_explain.py",
     "test_tracking.py",
-    "test_bench_harness.py",
+    "test_whisper.py",
     "test_audio_data.py",
-    "test_eager.py",
+    "test_bench_recorder.py",
+    "test_cli_quiet.py",
+    "test_ensemble.py",
     "test_custom_encoder.py",
     "test_semi.py",
-    "test_label_next.py",
-    "test_config.py",
     "test_optimizers.py",
-    "test_reliability_serving.py",
-    "test_report_worst.py",
-    "test_browser.py",
+    "test_eager.py",
+    "test_label_next.py",
     "test_predict_table.py",
+    "test_config.py",
+    "test_bench_harness.py",
+    "test_browser.py",
+    "test_length_buckets.py",
     "test_fastnet.py",
+    "test_report_worst.py",
 )
 
 
