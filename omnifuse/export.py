@@ -27,7 +27,7 @@ from omnifuse import tracking
 from omnifuse.config import read_run_config
 from omnifuse.errors import OmnifuseError
 from omnifuse.evaluation import calibration
-from omnifuse.inference import call_eagerly
+from omnifuse.inference import call_eagerly, open_batch_specs
 from omnifuse.keras_compat import all_layers
 from omnifuse.modalities import kind as modality_kind
 from omnifuse.model.branch import ModalityBranch
@@ -299,9 +299,7 @@ def to_onnx(model: keras.Model, path: Path) -> None:
         patch_tf2onnx()
     except ImportError:  # a Keras without it: a tf2onnx that needs no patch
         pass
-    specs = keras.tree.map_structure(
-        lambda t: tf.TensorSpec([None, *t.shape[1:]], t.dtype, name=t.name), model.input
-    )
+    specs = open_batch_specs(model)
     fn = tf.function(lambda inputs: model(inputs, training=False), input_signature=[specs], autograph=False)
     key = "TF2ONNX_CATCH_ERRORS"  # set at all (tf2onnx 1.17 reads only whether it is), optimizer errors raise
     before = os.environ.get(key)

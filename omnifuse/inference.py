@@ -15,6 +15,17 @@ if TYPE_CHECKING:  # keras loads TensorFlow: not at import (the command line ans
     import keras
 
 
+def open_batch_specs(model: keras.Model) -> Any:
+    """``model``'s inputs as TensorFlow specs with the batch dimension left open, in the structure of
+    ``model.input``: for a function traced once for every batch size (serving's warm-up, exports)."""
+    import keras
+    import tensorflow as tf
+
+    return keras.tree.map_structure(
+        lambda t: tf.TensorSpec([None, *t.shape[1:]], t.dtype, name=t.name), model.input
+    )
+
+
 def call_eagerly(model: keras.Model, x) -> Any:
     """``model``'s inference outputs for ``x`` (an array, or a dict or list of them; strings as string tensors) as
     NumPy, computed eagerly: for a handful of samples ``predict_on_batch`` would first trace a graph of the whole
@@ -57,25 +68,18 @@ class Inference:
             return call_eagerly(self.model, x)
         return self.model.predict_on_batch(x)
 
-    def trace_now(self, example: Any = None) -> None:
+    def trace_now(self, every_batch_size: bool = False) -> None:
         """Run every later batch through the traced predict function (a server, which answers many).
 
-        ``example`` (a batch of the model's inputs, of any size): trace that function now, once for every batch
-        size (its first dimension left open); without it, TensorFlow traces the first two batch sizes it sees."""
+        ``every_batch_size``: trace that function now, once for every batch size (the inputs' first dimension left
+        open, :func:`open_batch_specs`); else TensorFlow traces it for the first two batch sizes it sees."""
         self.calls = max(self.calls, self.eager)
-        if example is None:
+        if not every_batch_size:
             return
-        import tensorflow as tf
-
-        def spec(value) -> tf.TensorSpec:
-            value = np.asarray(value)
-            dtype = tf.string if value.dtype.kind in "OSU" else tf.as_dtype(value.dtype)
-            return tf.TensorSpec((None, *value.shape[1:]), dtype)
-
         self.model.make_predict_function()
         trace = getattr(self.model.predict_function, "get_concrete_function", None)
         if trace is not None:  # None: a model run eagerly (run_eagerly), which traces nothing
-            trace([(tf.nest.map_structure(spec, example),)])  # as predict_on_batch calls it
+            trace([(open_batch_specs(self.model),)])  # as predict_on_batch calls it
 
     def over(
         self, feed: dict[str, np.ndarray], batch_size: int, advance: Callable[[], Any] | None = None

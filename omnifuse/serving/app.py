@@ -303,7 +303,7 @@ def _warm_up(predictor: Predictor) -> None:
     predictor.inference.trace_now()  # a server answers many requests: through the graph from the first
     try:
         # traced once for every batch size (else once for the first batch size and again for the second)
-        predictor.inference.trace_now(predictor.encode(batch=True, **{k: [v] for k, v in sample.items()}))
+        predictor.inference.trace_now(every_batch_size=True)
         for n in (1, 2):
             predictor.predict(batch=True, **{k: [v] * n for k, v in sample.items()})
     except Exception:  # a model that cannot be warmed up still serves; its first request is just slower
