@@ -136,7 +136,7 @@ def serve(
         str | None,
         typer.Option(
             help="float32, bfloat16 (faster on CPUs with AMX/AVX512-BF16; probabilities within ~0.02), or auto "
-            "(bfloat16 where the hardware has it natively); default: the precision the run was trained in"
+            "(bfloat16 where the hardware has it natively and it measured faster); default: the precision the run was trained in"
         ),
     ] = None,
     label_queue: Annotated[

@@ -178,8 +178,9 @@ class TrainConfig:
     cache_features: bool = True
     # "bfloat16": layers compute in bfloat16, variables stay float32 (Keras mixed_bfloat16; fast on CPUs with AMX or
     # AVX512-BF16); the heads and the numerically delicate parts stay float32 (omnifuse/precision.py)
-    # "auto": bfloat16 where the hardware computes it natively (a GPU; a CPU with AVX512-BF16 or AMX), else float32
-    # (emulated bfloat16 made cifar10-fast's step 11x slower on an AVX2-only CPU)
+    # "auto": bfloat16 on a GPU, and on a CPU that computes it natively (AVX512-BF16 or AMX) where a short measurement,
+    # taken once per machine and cached, finds it faster; else float32 (emulated bfloat16 made cifar10-fast's step
+    # 11x slower on an AVX2-only CPU; native bfloat16 made cifar10-94's 1.71x slower on a Xeon without AMX)
     precision: typing.Literal["float32", "bfloat16", "auto"] = "float32"
     verbose: typing.Literal[0, 1, 2] = 1  # Keras progress bar: 0 silent, 1 bar, 2 one line per epoch
     # per training sample with >= 2 modalities: drop each present one with this probability (never all of them)

@@ -15,6 +15,23 @@ def _offline_data(monkeypatch, tmp_path_factory):
     monkeypatch.setenv("OMNIFUSE_NO_DOWNLOAD", "1")
     monkeypatch.setenv("OMNIFUSE_CACHE", str(tmp_path_factory.mktemp("omnifuse_cache")))
     monkeypatch.delenv("OMNIFUSE_DATA", raising=False)
+    # precision "auto" as the CPU's flags say, without timing bfloat16 against float32 in every process a test
+    # starts (each test has a cache of its own); tests/test_precision.py measures it
+    monkeypatch.setenv("OMNIFUSE_AUTO_PRECISION", _FLAG_PRECISION)
+
+
+def _flag_precision() -> str:
+    from pathlib import Path
+
+    from omnifuse.precision import cpuinfo_has_bfloat16
+
+    try:
+        return "bfloat16" if cpuinfo_has_bfloat16(Path("/proc/cpuinfo").read_text()) else "float32"
+    except OSError:
+        return "float32"
+
+
+_FLAG_PRECISION = _flag_precision()
 
 
 # The test files that cost most, slowest first (summed wall time of their tests in a whole `-n 3` run; measured

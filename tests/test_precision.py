@@ -1,8 +1,11 @@
 """bfloat16 models: layers compute in bfloat16, variables and heads stay float32, a saved model loads in either
 precision with the same weights, and the parts pinned to float32 really see float32."""
 
+import json
+import os
 import subprocess
 import sys
+from pathlib import Path
 
 import keras
 import numpy as np
@@ -13,6 +16,7 @@ from test_layers import _encoder_cases, _feed, _fusion_inputs, _fusion_model, _s
 from omnifuse import registry
 from omnifuse.config import load_config
 from omnifuse.encoders.layers import BatchNormalization, apply_layers
+from omnifuse.errors import OmnifuseError
 from omnifuse.model.branch import ModalityBranch
 from omnifuse.model.builder import build_model
 from omnifuse.modelio import load_model
@@ -199,11 +203,21 @@ def test_cpu_flags_tell_native_bfloat16():
     assert not cpuinfo_has_bfloat16("")
 
 
-@pytest.mark.parametrize("native,expected", [(True, "bfloat16"), (False, "float32")])
-def test_auto_precision_is_bfloat16_only_where_the_hardware_computes_it(monkeypatch, native, expected):
+@pytest.fixture
+def fresh_auto(monkeypatch):
+    """``auto_precision`` decided anew in this test (and again after it, as the environment then says)."""
     from omnifuse import precision
 
-    monkeypatch.setattr(precision, "native_bfloat16", lambda: native)
+    monkeypatch.delenv(precision.AUTO_ENV)
+    precision.auto_precision.cache_clear()
+    yield precision
+    precision.auto_precision.cache_clear()
+
+
+@pytest.mark.parametrize("expected", ["bfloat16", "float32"])
+def test_auto_precision_takes_what_this_machine_decided(fresh_auto, monkeypatch, expected):
+    precision = fresh_auto
+    monkeypatch.setenv(precision.AUTO_ENV, expected)
     assert precision.check_precision("auto") == expected
     assert precision.check_precision("float32") == "float32"  # explicit choices stay as given
     assert precision.check_precision("bfloat16") == "bfloat16"
@@ -212,3 +226,60 @@ def test_auto_precision_is_bfloat16_only_where_the_hardware_computes_it(monkeypa
     small = cfg.replace(["model.image.fastnet.widths=[4, 8]", "model.image.fastnet.tta=0"])
     model = build_model(small, {"image": "image"}, {"cifar10": [str(i) for i in range(10)]})
     assert model_precision(model) == expected
+
+
+def test_a_wrong_auto_precision_setting_is_named(fresh_auto, monkeypatch):
+    monkeypatch.setenv(fresh_auto.AUTO_ENV, "float16")
+    with pytest.raises(OmnifuseError, match="OMNIFUSE_AUTO_PRECISION.*float16"):
+        fresh_auto.check_precision("auto")
+
+
+CPUINFO = "model name\t: Some Xeon\nflags\t\t: fpu avx2 avx512f avx512_bf16\n"
+
+
+@pytest.mark.parametrize("speedup,expected", [(0.6, "float32"), (1.1, "float32"), (2.0, "bfloat16")])
+def test_native_bfloat16_is_chosen_only_where_measured_faster_and_measured_once(
+    fresh_auto, monkeypatch, speedup, expected
+):
+    precision = fresh_auto
+    calls = []
+    monkeypatch.setattr(precision, "bfloat16_speedup", lambda: calls.append(1) or speedup)
+    assert precision._measured_choice(CPUINFO) == expected
+    kept = json.loads((Path(os.environ["OMNIFUSE_CACHE"]) / "precision.json").read_text())
+    (entry,) = kept.values()
+    assert entry == {"precision": expected, "bfloat16_speedup": speedup}
+    assert "Some Xeon | avx512_bf16 |" in next(iter(kept))
+    assert precision._measured_choice(CPUINFO) == expected  # read back, not measured again
+    assert len(calls) == 1
+    other = CPUINFO.replace("Some Xeon", "Another CPU")
+    precision._measured_choice(other)  # another machine sharing the cache is measured for itself
+    assert (
+        len(calls) == 2
+        and len(json.loads((Path(os.environ["OMNIFUSE_CACHE"]) / "precision.json").read_text())) == 2
+    )
+
+
+def test_the_bfloat16_measurement_times_both_precisions():
+    from omnifuse import precision
+
+    measured = precision.bfloat16_speedup(repeats=2)
+    assert 0.01 < measured < 100.0
+
+
+def test_auto_is_float32_without_native_bfloat16_whatever_the_setting_says_of_measuring(
+    fresh_auto, monkeypatch
+):
+    precision = fresh_auto
+    monkeypatch.setattr(
+        precision, "bfloat16_speedup", lambda: pytest.fail("measured on a CPU without bfloat16")
+    )
+    monkeypatch.setattr(precision, "_backend_has_gpu", lambda: False)
+    real_read = Path.read_text
+    monkeypatch.setattr(
+        Path,
+        "read_text",
+        lambda self, *a, **k: (
+            "flags\t: fpu avx2 fma\n" if str(self) == "/proc/cpuinfo" else real_read(self, *a, **k)
+        ),
+    )
+    assert precision.check_precision("auto") == "float32"
