@@ -101,7 +101,35 @@ def test_runs_on_other_machines_get_rows_of_their_own_and_pool_only_in_the_summa
     assert rows[1][9] == "—"  # no reference ran on that machine
     # the README's table pools accuracy over machines, but gives the range of their training times
     readme = report.render_readme_table(slow + fast + refs).splitlines()
-    assert readme[2:] == ["| `cifar10-x` | cifar10 | 91.33 ± 1.15 | 3 | 40–100 s (2 machines) |"]
+    assert readme[2:] == [
+        "| `cifar10-x` | cifar10 | 91.33 ± 1.15 | 3 | 40–100 s (2 machines or precisions) |"
+    ]
+
+
+def test_bfloat16_runs_get_rows_of_their_own_and_keep_their_reference(tmp_path):
+    results = tmp_path / "results"
+    half = [_record("fast", 0.92, 40.0, references=["ref"]) for _ in range(2)]
+    for r in half:
+        r["precision"] = "bfloat16"  # what "auto" became
+    full = [_record("fast", 0.91, 80.0, invocation="b", references=["ref"])]
+    full[0]["config"] = {"train": {"precision": "float32"}}
+    old = [_record("fast", 0.93, 42.0, invocation="c", references=["ref"])]
+    old[0]["config"] = {"train": {"precision": "bfloat16"}}  # a record from before "precision" was kept
+    refs = [_record("ref", 0.60, 100.0, role="reference")]
+    _write(results, half + full + old + refs)
+    lines = report.update_results(results).read_text().splitlines()
+    rows = [
+        [c.strip() for c in line.strip("|").split("|")]
+        for line in lines
+        if line.startswith("| cifar10-x | fast |")
+    ]
+    assert [(r[2], r[5], r[11]) for r in rows] == [
+        ("3", "41 ± 1", "Test CPU, 2 cores, bfloat16"),
+        ("1", "80", "Test CPU, 2 cores"),
+    ]
+    # the reference ran on the same machine: both rows keep their ratio to it
+    assert rows[0][9].startswith("acc ×") and rows[0][9].endswith("vs ref")
+    assert "time ×0.800" in rows[1][9]
 
 
 def test_superseded_records_stay_on_disk_but_out_of_the_tables(tmp_path):

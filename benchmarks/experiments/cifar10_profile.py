@@ -184,6 +184,8 @@ def run_tf(args) -> dict:
             f"data.limit_train={batch * (warmup + steps + 1)}",
             f"train.batch_size={batch}",
             "train.epochs=1",
+            # traced, as in a real run: a training of at most 12 steps would otherwise run eagerly (train.eager)
+            "train.eager=never",
             "train.verbose=0",
             f"train.precision={args.precision}",
         ],

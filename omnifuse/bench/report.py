@@ -195,12 +195,21 @@ def _hardware(record: dict[str, Any]) -> str:
     return f"{hardware.get('cpu', '?')}, {hardware.get('cores', '?')} cores"
 
 
+def _setup(record: dict[str, Any]) -> str:
+    """The machine, and ", bfloat16" where the run's layers computed in bfloat16 (the precision "auto" became, or
+    the one its config named): one CPU's float32 and bfloat16 runs differ in speed, and CPUs a virtual machine
+    names alike may differ in whether bfloat16 is native."""
+    train = (record.get("config") or {}).get("train") or {}
+    precision = record.get("precision") or train.get("precision")
+    return _hardware(record) + (", bfloat16" if precision == "bfloat16" else "")
+
+
 def _by_hardware(runs: list[dict[str, Any]]) -> list[list[dict[str, Any]]]:
-    """``runs`` split by the machine they ran on, in order of first appearance: times from different CPUs do not
-    average into one figure."""
+    """``runs`` split by the machine they ran on and their precision (:func:`_setup`), in order of first
+    appearance: times from different CPUs, or from float32 and bfloat16, do not average into one figure."""
     found: dict[str, list[dict[str, Any]]] = {}
     for r in runs:
-        found.setdefault(_hardware(r), []).append(r)
+        found.setdefault(_setup(r), []).append(r)
     return list(found.values())
 
 
@@ -211,7 +220,7 @@ def _pretraining(runs: list[dict[str, Any]]) -> str:
 
 
 def render_table(records: list[dict[str, Any]], source: str = "results/") -> str:
-    """The generated Markdown: one row per (benchmark, run label, machine) over its records (found in ``source``).
+    """The generated Markdown: one row per (benchmark, run label, machine and precision) over its records (found in ``source``).
 
     The README's table (:func:`render_readme_table`) pools a preset's accuracy over machines; this table keeps
     each machine's runs apart, as it reports their times.
@@ -255,7 +264,7 @@ def render_table(records: list[dict[str, Any]], source: str = "results/") -> str
             _mean_std([r.get("samples_per_second") for r in runs], digits=0),
             "<br>".join(vs) or "—",
             ", ".join(commits) or "—",
-            machine,
+            _setup(runs[0]),
         ]
         lines.append("| " + " | ".join(c.replace("|", "/") for c in cells) + " |")
     robust = "\n\n".join(x for x in (render_robustness(records), render_calibration(records)) if x)
@@ -364,7 +373,7 @@ def _train_time(runs: list[dict[str, Any]]) -> str:
     if len(per_machine) == 1:
         return f"{_mean_std(per_machine[0], digits=0)} s"
     means = sorted(float(np.mean(times)) for times in per_machine)
-    return f"{means[0]:.0f}–{means[-1]:.0f} s ({len(means)} machines)"
+    return f"{means[0]:.0f}–{means[-1]:.0f} s ({len(means)} machines or precisions)"
 
 
 def render_readme_table(records: list[dict[str, Any]]) -> str:
