@@ -61,7 +61,8 @@ MIN_SPEEDUP = 1.15  # bfloat16 is chosen where the measured step runs at least t
 def auto_precision() -> str:
     """What ``"auto"`` means on this machine: ``$OMNIFUSE_AUTO_PRECISION`` where set; bfloat16 with a GPU; float32 on
     a CPU without native bfloat16; else the faster of the two in :func:`bfloat16_speedup`'s measurement, taken once
-    per machine and kept in the user cache."""
+    per machine and kept in the user cache. The measurement runs TensorFlow ops: under another Keras backend a CPU
+    gets float32 (set the precision, or the variable, to have bfloat16 there)."""
     pinned = os.environ.get(AUTO_ENV, "").strip()
     if pinned:
         if pinned not in POLICIES:
