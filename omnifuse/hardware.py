@@ -8,13 +8,19 @@ from pathlib import Path
 from typing import Any
 
 
-def cpu_model() -> str:
+def read_cpuinfo() -> str:
+    """Linux's ``/proc/cpuinfo``, or "" where there is none to read."""
     try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
+        return Path("/proc/cpuinfo").read_text()
     except OSError:
-        pass
+        return ""
+
+
+def cpu_model(cpuinfo: str | None = None) -> str:
+    """The CPU's model name, from ``cpuinfo`` (a ``/proc/cpuinfo`` text; default: this machine's)."""
+    for line in (read_cpuinfo() if cpuinfo is None else cpuinfo).splitlines():
+        if line.startswith("model name"):
+            return line.split(":", 1)[1].strip()
     return platform.processor() or platform.machine()
 
 

@@ -30,11 +30,11 @@ import os
 import statistics
 import time
 from collections.abc import Iterator
-from pathlib import Path
 
 import keras
 
 from omnifuse.errors import OmnifuseError
+from omnifuse.hardware import cpu_model, read_cpuinfo
 
 PRECISIONS = ("float32", "bfloat16", "auto")
 POLICIES = {"float32": "float32", "bfloat16": "mixed_bfloat16"}
@@ -70,10 +70,7 @@ def auto_precision() -> str:
         return pinned
     if _backend_has_gpu():
         return "bfloat16"
-    try:
-        cpuinfo = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return "float32"  # cannot tell: float32 is the safe side
+    cpuinfo = read_cpuinfo()  # "" where it cannot be read: float32, the safe side
     if not cpuinfo_has_bfloat16(cpuinfo) or keras.backend.backend() != "tensorflow":
         return "float32"
     return _measured_choice(cpuinfo)
@@ -86,11 +83,7 @@ def _measured_choice(cpuinfo: str) -> str:
     from omnifuse.data.sources import cache_dir
     from omnifuse.rundir import atomic_write_json
 
-    model = next(
-        (line.split(":", 1)[1].strip() for line in cpuinfo.splitlines() if line.startswith("model name")), ""
-    )
-    flags = sorted(set(cpuinfo.split()) & set(_BF16_CPU_FLAGS))
-    key = f"{model} | {' '.join(flags)} | {os.cpu_count()} cpus | tensorflow {tf.__version__}"
+    key = f"{cpu_model(cpuinfo)} | {' '.join(_bfloat16_flags(cpuinfo))} | {os.cpu_count()} cpus | tensorflow {tf.__version__}"
     path = cache_dir() / "precision.json"
     try:
         known = json.loads(path.read_text(encoding="utf-8"))
@@ -153,10 +146,14 @@ def bfloat16_speedup(repeats: int = 7) -> float:
     return statistics.median(times["float32"]) / statistics.median(times["bfloat16"])
 
 
+def _bfloat16_flags(cpuinfo: str) -> list[str]:
+    """The native-bfloat16 flags (AVX512-BF16, AMX-BF16) a ``/proc/cpuinfo`` text lists, sorted."""
+    return sorted(set(cpuinfo.split()) & set(_BF16_CPU_FLAGS))
+
+
 def cpuinfo_has_bfloat16(cpuinfo: str) -> bool:
     """Whether a ``/proc/cpuinfo`` text lists AVX512-BF16 or AMX-BF16 among the CPU's flags."""
-    flags = set(cpuinfo.split())
-    return any(flag in flags for flag in _BF16_CPU_FLAGS)
+    return bool(_bfloat16_flags(cpuinfo))
 
 
 def _backend_has_gpu() -> bool:

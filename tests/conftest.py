@@ -21,14 +21,10 @@ def _offline_data(monkeypatch, tmp_path_factory):
 
 
 def _flag_precision() -> str:
-    from pathlib import Path
-
+    from omnifuse.hardware import read_cpuinfo
     from omnifuse.precision import cpuinfo_has_bfloat16
 
-    try:
-        return "bfloat16" if cpuinfo_has_bfloat16(Path("/proc/cpuinfo").read_text()) else "float32"
-    except OSError:
-        return "float32"
+    return "bfloat16" if cpuinfo_has_bfloat16(read_cpuinfo()) else "float32"
 
 
 _FLAG_PRECISION = _flag_precision()

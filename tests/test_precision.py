@@ -274,12 +274,5 @@ def test_auto_is_float32_without_native_bfloat16_whatever_the_setting_says_of_me
         precision, "bfloat16_speedup", lambda: pytest.fail("measured on a CPU without bfloat16")
     )
     monkeypatch.setattr(precision, "_backend_has_gpu", lambda: False)
-    real_read = Path.read_text
-    monkeypatch.setattr(
-        Path,
-        "read_text",
-        lambda self, *a, **k: (
-            "flags\t: fpu avx2 fma\n" if str(self) == "/proc/cpuinfo" else real_read(self, *a, **k)
-        ),
-    )
+    monkeypatch.setattr(precision, "read_cpuinfo", lambda: "flags\t: fpu avx2 fma\n")
     assert precision.check_precision("auto") == "float32"
