@@ -12,6 +12,7 @@ from typing import Any
 import keras
 import numpy as np
 
+from omnifuse.keras_compat import all_layers
 from omnifuse.rundir import atomic_write, atomic_write_text
 
 CHECKPOINTS = "checkpoints"
@@ -30,6 +31,22 @@ class _EpochTimer(keras.callbacks.Callback):
     def on_epoch_end(self, epoch, logs=None):
         if logs is not None:
             logs["epoch_seconds"] = round(time.perf_counter() - self._start, 3)
+
+
+class EpochToLayers(keras.callbacks.Callback):
+    """Tells the layers whose training changes with the epoch which epoch is starting: each layer of the model with
+    an integer ``epoch`` variable (fastnet's alternating flip) gets the epoch's number, also after a resume."""
+
+    def on_train_begin(self, logs=None):
+        self.counters = [
+            layer.epoch
+            for layer in all_layers(self.model)
+            if isinstance(getattr(layer, "epoch", None), keras.Variable)
+        ]
+
+    def on_epoch_begin(self, epoch, logs=None):
+        for counter in self.counters:
+            counter.assign(epoch)
 
 
 class _ResumableEarlyStopping(keras.callbacks.EarlyStopping):

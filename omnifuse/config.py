@@ -141,8 +141,12 @@ class TrainConfig:
     optimizer: typing.Literal["adam", "adamw", "sgd"] = "adam"  # sgd: with Nesterov momentum
     learning_rate: float = 1e-3  # peak learning rate of the schedule
     # the learning rate over the steps
-    schedule: typing.Literal["constant", "cosine", "onecycle"] = "constant"
-    warmup_fraction: float = 0.2  # onecycle: share of steps spent rising
+    # onecycle: from a tenth of the rate up, then cosine decay to 0; triangle (airbench's): linearly from
+    # triangle_start to 1 times the rate, then linearly down to triangle_end times it at the last step
+    schedule: typing.Literal["constant", "cosine", "onecycle", "triangle"] = "constant"
+    warmup_fraction: float = 0.2  # onecycle, triangle: share of steps spent rising
+    triangle_start: float = 0.2  # triangle: the first step's rate, as a fraction of learning_rate
+    triangle_end: float = 0.07  # triangle: the last step's rate, as a fraction of learning_rate
     weight_decay: float = 0.0  # adamw, sgd: decoupled weight decay
     label_smoothing: float = 0.0  # the targets' share spread evenly over the other classes
     # "balanced": each class's loss weighted by n / (k * n_class) over its task's training labels (for imbalanced

@@ -23,6 +23,7 @@ import keras
 from omnifuse import distributed, keras_compat, pipeline, semi, tracking, training_split
 from omnifuse.callbacks import (  # noqa: F401  (also imported from here)
     CHECKPOINTS,
+    EpochToLayers,
     _EpochTimer,
     _Lookahead,
     _ResumableEarlyStopping,
@@ -248,7 +249,7 @@ def _callbacks(
     early = None
     if t.early_stopping and has_val:
         early = _ResumableEarlyStopping(progress, monitor="val_loss", patience=t.early_stopping)
-    callbacks: list[keras.callbacks.Callback] = [_EpochTimer()]
+    callbacks: list[keras.callbacks.Callback] = [_EpochTimer(), EpochToLayers()]
     if t.lookahead:
         callbacks.append(_Lookahead(t.lookahead, t.lookahead_every, t.epochs * steps, initial_epoch * steps))
     callbacks += extra  # after the lookahead, so that they see the weights training ends on

@@ -184,3 +184,56 @@ def test_a_fastnet_model_trains_and_saves_on_the_jax_backend(data_dir, tmp_path)
     assert out["backend"] == "jax"
     meta = json.loads((Path(out["run"]) / "meta.json").read_text())
     assert (Path(out["run"]) / "model.keras").is_file() and meta
+
+
+def test_alternating_flip_mirrors_each_image_in_every_other_epoch():
+    images = _images(32)
+    layer = ImageFastNet(widths=(4, 8), alternate_flip=True, translate=0)
+    layer.build(images.shape)
+    x = images.astype("float32")
+    coin = images.astype("int64").sum(axis=(1, 2, 3)) % 2
+    assert 0 < coin.sum() < len(coin)  # both halves are present
+    seen = []
+    for epoch in range(4):
+        layer.epoch.assign(epoch)
+        out = keras.ops.convert_to_numpy(layer._flip(x, images))
+        mirrored = np.array(
+            [np.array_equal(o, i[:, ::-1]) and not np.array_equal(o, i) for o, i in zip(out, x)]
+        )
+        kept = np.array([np.array_equal(o, i) for o, i in zip(out, x)])
+        assert np.all(mirrored | kept)
+        np.testing.assert_array_equal(mirrored, coin != epoch % 2)
+        seen.append(mirrored)
+    np.testing.assert_array_equal(seen[0], ~seen[1])  # each image shown both ways in every pair of epochs
+    np.testing.assert_array_equal(seen[0], seen[2])
+    assert "epoch" not in [w.path.split("/")[-1] for w in ImageFastNet(widths=(4, 8)).weights]
+    plain = ImageFastNet(widths=(4, 8))
+    plain.build(images.shape)
+    assert not hasattr(plain, "epoch")  # models saved before the option load as they were
+
+
+def test_training_sets_the_epoch_for_alternating_flip_and_the_model_loads(data_dir, tmp_path):
+    from omnifuse.config import from_dict, read_toml
+    from omnifuse.modelio import load_model
+    from omnifuse.training import train
+
+    (tmp_path / "tiny.toml").write_text(TINY)
+    overrides = ["model.image.fastnet.alternate_flip=true", "train.epochs=3"]
+    cfg = from_dict(read_toml(tmp_path / "tiny.toml")).replace(overrides)
+    run = train(cfg, runs_root=tmp_path / "runs", data_dir=str(data_dir))
+    model = load_model(run / "model.keras")
+    (net,) = [layer for layer in model._flatten_layers() if isinstance(layer, ImageFastNet)]
+    assert net.alternate_flip and int(keras.ops.convert_to_numpy(net.epoch)) == 2  # the last epoch's number
+
+
+def test_triangle_schedule_is_airbenchs():
+    from omnifuse.config import TrainConfig
+    from omnifuse.model.compile import Triangle, learning_rate_schedule
+
+    t = TrainConfig(learning_rate=2.0, schedule="triangle", warmup_fraction=0.25)
+    schedule = learning_rate_schedule(t, 100)
+    lr = [float(keras.ops.convert_to_numpy(schedule(step))) for step in (0, 10, 25, 60, 100, 120)]
+    want = [0.4, 0.4 + 1.6 * 10 / 25, 2.0, 2.0 * (1 - 0.93 * 35 / 75), 0.14, 0.14]
+    np.testing.assert_allclose(lr, want, rtol=1e-5)
+    again = Triangle.from_config(schedule.get_config())
+    assert float(keras.ops.convert_to_numpy(again(60))) == pytest.approx(lr[3])

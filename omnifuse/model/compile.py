@@ -25,9 +25,37 @@ def _batches_can_miss_variables(model: keras.Model, tasks: list[str]) -> bool:
     return len(tasks) > 1 or len(modalities) > 1
 
 
+@keras.saving.register_keras_serializable(package="omnifuse")
+class Triangle(keras.optimizers.schedules.LearningRateSchedule):
+    """Linear warm-up from ``start * peak`` to ``peak`` over ``warmup_steps``, then linear decay to ``end * peak``
+    at ``total_steps`` (and held there after it): airbench's schedule."""
+
+    def __init__(self, peak: float, total_steps: int, warmup_steps: int, start: float, end: float):
+        self.peak, self.total_steps, self.warmup_steps = float(peak), int(total_steps), int(warmup_steps)
+        self.start, self.end = float(start), float(end)
+
+    def __call__(self, step):
+        step = keras.ops.cast(step, "float32")
+        warm = float(max(1, self.warmup_steps))
+        rest = float(max(1, self.total_steps - self.warmup_steps))
+        up = self.start + (1.0 - self.start) * step / warm
+        down = 1.0 - (1.0 - self.end) * keras.ops.minimum((step - warm) / rest, 1.0)
+        return self.peak * keras.ops.where(step < warm, up, down)
+
+    def get_config(self):
+        return {
+            "peak": self.peak,
+            "total_steps": self.total_steps,
+            "warmup_steps": self.warmup_steps,
+            "start": self.start,
+            "end": self.end,
+        }
+
+
 def learning_rate_schedule(t, total_steps: int):
     """``train.schedule`` over ``total_steps``: the constant rate, or a Keras schedule (cosine decay; one-cycle as
-    a warm-up from a tenth of the rate over ``train.warmup_fraction`` of the steps, then cosine decay)."""
+    a warm-up from a tenth of the rate over ``train.warmup_fraction`` of the steps, then cosine decay; triangle, see
+    :class:`Triangle`)."""
     if t.schedule == "constant":
         return t.learning_rate
     if t.schedule == "cosine":
@@ -40,7 +68,10 @@ def learning_rate_schedule(t, total_steps: int):
             warmup_target=t.learning_rate,
             warmup_steps=warm,
         )
-    raise OmnifuseError(f"Unknown train.schedule {t.schedule!r}. Valid: constant, cosine, onecycle")
+    if t.schedule == "triangle":
+        warm = max(1, int(total_steps * t.warmup_fraction))
+        return Triangle(t.learning_rate, total_steps, warm, t.triangle_start, t.triangle_end)
+    raise OmnifuseError(f"Unknown train.schedule {t.schedule!r}. Valid: constant, cosine, onecycle, triangle")
 
 
 def make_optimizer(

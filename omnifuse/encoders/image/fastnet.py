@@ -52,6 +52,7 @@ class ImageFastNet(layers.Layer):
         translate=2,
         tta=1,
         bias_lr_scale=1.0,
+        alternate_flip=False,
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -64,6 +65,7 @@ class ImageFastNet(layers.Layer):
         self.translate = translate
         self.tta = tta
         self.bias_lr_scale = float(bias_lr_scale)
+        self.alternate_flip = bool(alternate_flip)
         self.output_dim = self.widths[-1]
         self.seed_generator = keras.random.SeedGenerator()  # seeded by keras.utils.set_random_seed
         self.groups = []
@@ -106,6 +108,12 @@ class ImageFastNet(layers.Layer):
             name="whiten_kernel",
         )
         self.whiten_b = self.add_weight(shape=(filters,), initializer="zeros", name="whiten_bias")
+        if (
+            self.alternate_flip
+        ):  # the training epoch, set by training's callbacks (omnifuse.callbacks.EpochToLayers)
+            self.epoch = self.add_weight(
+                shape=(), dtype="int32", initializer="zeros", trainable=False, name="epoch"
+            )
         h = None if input_shape[1] is None else input_shape[1] - k + 1
         w = None if input_shape[2] is None else input_shape[2] - k + 1
         shape = (input_shape[0], h, w, filters)
@@ -143,10 +151,23 @@ class ImageFastNet(layers.Layer):
         self.whiten_w.assign(kernel.astype("float32"))
         self.whiten_b.assign((-mean @ filters).astype("float32"))
 
-    def _augment(self, x):
+    def _flip(self, x, pixels):
+        """Mirror half of the images: at random, or, with ``alternate_flip``, each image in every other epoch.
+
+        Alternating flip (airbench's): an image mirrored in one epoch is not mirrored in the next, so every pair of
+        epochs shows both views of each image, which random flips leave to chance. Which half an image starts in is
+        the parity of its pixel sum, a fixed coin per image that needs no index through the shuffled input
+        pipeline."""
+        if not self.alternate_flip:
+            return _random_flip(x, self.seed_generator)
+        coin = ops.sum(ops.cast(pixels, "int32"), axis=(1, 2, 3)) % 2
+        mirror = ops.not_equal(coin, ops.cast(self.epoch, "int32") % 2)
+        return ops.where(mirror[:, None, None, None], ops.flip(x, axis=2), x)
+
+    def _augment(self, x, pixels):
         batch = ops.shape(x)[0]
         if self.flip:
-            x = _random_flip(x, self.seed_generator)
+            x = self._flip(x, pixels)
         if self.translate:
             r = self.translate
             dy = keras.random.randint((batch,), 0, 2 * r + 1, seed=self.seed_generator)
@@ -162,9 +183,10 @@ class ImageFastNet(layers.Layer):
         return self.pool(x)
 
     def call(self, x, training=None):
+        pixels = x
         x = ops.cast(x, self.compute_dtype) / 255.0
         if training:
-            return self._features(self._augment(x), training)
+            return self._features(self._augment(x, pixels), training)
         if self.tta == 0:
             return self._features(x, training)
         views = [x, ops.flip(x, axis=2)]
@@ -192,4 +214,5 @@ class ImageFastNet(layers.Layer):
             "translate": self.translate,
             "tta": self.tta,
             "bias_lr_scale": self.bias_lr_scale,
+            "alternate_flip": self.alternate_flip,
         }

@@ -15,6 +15,8 @@ class FastNetConfig:
     whiten_kernel: int = 2  # side of the first conv, whose 2*k*k*C patch-whitening filters adapt() sets
     bn_momentum: float = 0.6  # fast-moving BN statistics suit short schedules
     flip: bool = True  # training: random horizontal flip ...
+    # flip = true: mirror each training image in every other epoch (airbench's alternating flip) instead of at random
+    alternate_flip: bool = False
     translate: int = 2  # ... and random shift by up to this many pixels (reflect padding), inside the step
     # inference: 0 = plain, 1 = average with the mirror image, 2 = also two 1-pixel shifts
     tta: typing.Literal[0, 1, 2] = 1
