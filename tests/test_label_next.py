@@ -95,6 +95,23 @@ def test_diverse_strategies_do_not_fill_a_batch_with_copies(sky, pool):
         assert sum(r["row"] in copies for r in ranked) <= 1, strategy
 
 
+def test_typiclust_hybrid_ranks_as_typiclust_until_enough_samples_are_labelled(sky, pool):
+    _, run = sky
+    path, kinds = pool
+    p = omnifuse.load(run)
+
+    def rows(strategy, labelled=None):
+        return [r["row"] for r in omnifuse.label.rank(p, path, 5, strategy, labelled=labelled)]
+
+    assert rows("typiclust_hybrid") == rows("typiclust")  # nothing labelled yet: the cold start
+    labelled = path.parent / "labelled_three.csv"  # beside the pool: its image paths are relative
+    with path.open() as f:
+        write_csv(labelled, list(csv.DictReader(f))[:3])  # 3 labelled of 2 classes: 1.5 a class
+    assert rows("typiclust_hybrid:1", labelled) == rows("hybrid")
+    assert rows("typiclust_hybrid", labelled) == rows("typiclust", labelled)  # fewer than 9 a class
+    assert rows("hybrid") != rows("typiclust")
+
+
 def test_kcenter_keeps_away_from_labelled_samples(sky, pool):
     _, run = sky
     path, kinds = pool

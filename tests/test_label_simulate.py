@@ -41,7 +41,8 @@ def data():
 
 def test_every_strategy_reveals_a_batch_a_round_from_the_same_seeded_start(data):
     args = (data["pool"], data["labels"], data["test"], data["test_labels"])
-    curves = {s: sim.simulate(*args, s, seed=1, rounds=2, start=0.02, batch=0.05) for s in sim.STRATEGIES}
+    strategies = [*sim.STRATEGIES, "typiclust_hybrid:3"]
+    curves = {s: sim.simulate(*args, s, seed=1, rounds=2, start=0.02, batch=0.05) for s in strategies}
     for s, curve in curves.items():
         assert [p["labels"] for p in curve] == [8, 28, 48], s
         assert all(0.0 <= p["accuracy"] <= 1.0 for p in curve)
@@ -72,6 +73,25 @@ def test_choose_asks_for_the_least_sure_and_the_farthest_samples():
         sim.choose("disagreement", probs, emb, emb[:0], 1, 0, heads=[probs], present=[np.ones(4)])
     with pytest.raises(OmnifuseError, match="Expected a strategy"):
         sim.choose("oracle", probs, emb, emb[:0], 1, 0)
+
+
+def test_typiclust_hybrid_switches_from_typical_to_uncertain_samples_at_k_labels_a_class():
+    probs = np.array([[0.9, 0.1], [0.55, 0.45], [0.7, 0.3], [0.5, 0.5]])
+    emb = np.array([[0.0], [1.0], [2.0], [10.0]])
+    three = np.array([[10.0], [10.1], [9.9]])  # 3 labelled among 2 classes: 1.5 a class
+    typical = sim.choose("typiclust", probs, emb, three, 1, 0).tolist()
+    uncertain = sim.choose("hybrid", probs, emb, three, 1, 0).tolist()
+    assert typical != uncertain
+    assert sim.choose("typiclust_hybrid:2", probs, emb, three, 1, 0).tolist() == typical  # below 2 a class
+    assert (
+        sim.choose("typiclust_hybrid:1", probs, emb, three, 1, 0).tolist() == uncertain
+    )  # at 1 a class or more
+    assert (
+        sim.choose("typiclust_hybrid", probs, emb, three, 1, 0).tolist() == typical
+    )  # the default, 9 a class
+    for bad in ("typiclust_hybrid:0", "typiclust_hybrid:x", "margin:3"):
+        with pytest.raises(OmnifuseError, match=f"Received: '{bad}'"):
+            sim.choose(bad, probs, emb, three, 1, 0)
 
 
 def test_flipped_labels_are_counted_and_pairs_only_swap_partners():
@@ -116,7 +136,7 @@ def test_a_labelling_table_with_a_mistake_is_named(tmp_path, monkeypatch):
     with pytest.raises(OmnifuseError, match="Unknown key 'strategy' in \\[loops.x\\]"):
         loop.load_labelling()
     path.write_text('[loops.x]\npreset = "fsdd"\nstrategies = ["oracle"]\n')
-    with pytest.raises(OmnifuseError, match="Unknown strategy 'oracle'"):
+    with pytest.raises(OmnifuseError, match=r"In \[loops.x\] of suites.toml: Expected a strategy.*'oracle'"):
         loop.load_labelling()
 
 

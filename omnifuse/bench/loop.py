@@ -34,7 +34,7 @@ else:  # pragma: no cover
 
 KINDS = {"loops": "label-loop", "audits": "label-audit"}
 _KEYS = {
-    "loops": ("preset", "overrides", "pool", "strategies", "start", "batch", "rounds", "c"),
+    "loops": ("preset", "overrides", "pool", "eval", "strategies", "start", "batch", "rounds", "c"),
     "audits": ("preset", "overrides", "pool", "noise", "folds", "top", "c"),
 }
 _NOISE_KEYS = ("label", "fraction", "pairs")
@@ -43,7 +43,7 @@ EXCERPT = 200  # characters of a text kept in an audit record's top rows
 
 def load_labelling() -> dict[str, dict[str, Any]]:
     """Every ``[loops.NAME]`` and ``[audits.NAME]`` of suites.toml, checked, each with its ``kind``."""
-    from omnifuse.label.next import STRATEGIES
+    from omnifuse.label.next import parse_strategy
 
     data = tomllib.loads(SUITES_FILE.read_text(encoding="utf-8"))
     out = {}
@@ -57,29 +57,31 @@ def load_labelling() -> dict[str, dict[str, Any]]:
                 )
             if not isinstance(table.get("preset"), str):
                 raise OmnifuseError(f"Expected a preset in {where}. Received: {table.get('preset')!r}")
-            unknown = [s for s in table.get("strategies", []) if s not in STRATEGIES]
-            if unknown:
-                raise OmnifuseError(
-                    f"Unknown strategy {unknown[0]!r} in {where}. Strategies: {', '.join(STRATEGIES)}"
-                )
+            for strategy in table.get("strategies", []):
+                try:
+                    parse_strategy(strategy)
+                except OmnifuseError as e:
+                    raise OmnifuseError(f"In {where}: {e}") from None
             for noise in table.get("noise", []):
                 bad = [k for k in noise if k not in _NOISE_KEYS]
                 if bad or "label" not in noise:
                     raise OmnifuseError(
                         f"Expected each noise of {where} as {{ label, fraction, pairs? }}. Received: {noise!r}"
                     )
-            out[name] = {"kind": kind, "pool": ["train"], "overrides": [], "c": 1.0, **table}
+            out[name] = {"kind": kind, "pool": ["train"], "eval": "test", "overrides": [], "c": 1.0, **table}
     return out
 
 
 def _features(spec: dict[str, Any], data_dir: str | None) -> dict[str, Any]:
-    """The pool (the spec's ``pool`` splits joined) and test features of the spec's preset, standardised."""
+    """The pool (the spec's ``pool`` splits joined) and the features it is scored on (its ``eval`` split, under the
+    keys ``test`` and ``test_labels``) of the spec's preset, standardised."""
     from omnifuse.bench.frozen import split_features
     from omnifuse.label.simulate import standardise
 
     found = split_features(spec["preset"], spec["overrides"], data_dir)
     splits = found["splits"]
-    missing = [s for s in [*spec["pool"], "test"] if s not in splits]
+    scored = spec.get("eval", "test")
+    missing = [s for s in [*spec["pool"], scored] if s not in splits]
     if missing:
         raise OmnifuseError(
             f"Expected split {missing[0]!r} in {spec['preset']!r}. Received: {', '.join(splits)}"
@@ -89,14 +91,14 @@ def _features(spec: dict[str, Any], data_dir: str | None) -> dict[str, Any]:
     def joined(key: str) -> dict[str, np.ndarray]:
         return {m: np.concatenate([p[key][m] for p in parts]) for m in parts[0][key]}
 
-    pool, test = standardise(joined("x"), splits["test"]["x"])
+    pool, test = standardise(joined("x"), splits[scored]["x"])
     return {
         "pool": pool,
         "labels": np.concatenate([p["y"] for p in parts]),
         "masks": joined("masks"),
         "texts": joined("texts"),
         "test": test,
-        "test_labels": splits["test"]["y"],
+        "test_labels": splits[scored]["y"],
         "classes": found["classes"],
         "encoders": found["encoders"],
     }
@@ -115,6 +117,7 @@ def _header(spec: dict[str, Any], data: dict[str, Any], name: str, invocation: s
         "encoders": data["encoders"],
         "head": f"logistic regression (L2, C={spec['c']:g}) on standardised frozen features",
         "pool": {"splits": list(spec["pool"]), "size": int(len(data["labels"]))},
+        "eval_split": spec.get("eval", "test"),
         "test_size": int(len(data["test_labels"])),
         "classes": data["classes"],
     }

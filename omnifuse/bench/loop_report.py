@@ -116,9 +116,12 @@ def plot(name: str, records: list[dict[str, Any]], folder: Path) -> Path | None:
         ax.fill_between(labels, mean - std, mean + std, alpha=0.12, color=line.get_color())
     head = records[0]
     encoders = ", ".join(f"{m}: {e}" for m, e in head.get("encoders", {}).items())
-    ax.set_title(f"{name}\n{encoders}; pool {head['pool']['size']}, test {head['test_size']}", fontsize=8)
+    ax.set_title(
+        f"{name}\n{encoders}; pool {head['pool']['size']}, {head.get('eval_split', 'test')} {head['test_size']}",
+        fontsize=8,
+    )
     ax.set_xlabel("labels revealed")
-    ax.set_ylabel("test accuracy %")
+    ax.set_ylabel(f"{head.get('eval_split', 'test')} accuracy %")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7, title="strategy (seeds)", title_fontsize=7)
     folder.mkdir(parents=True, exist_ok=True)
@@ -140,8 +143,8 @@ def _header_line(records: list[dict[str, Any]]) -> str:
     return (
         f"preset `{r['preset']}`"
         + (f" with `{' '.join(r['overrides'])}`" if r.get("overrides") else "")
-        + f"; encoder {encoders}; pool {r['pool']['size']} ({'+'.join(r['pool']['splits'])}), test "
-        f"{r['test_size']}; head: {r['head']}; seeds {', '.join(map(str, seeds))}; invocation {r['invocation']}, "
+        + f"; encoder {encoders}; pool {r['pool']['size']} ({'+'.join(r['pool']['splits'])}), "
+        f"{r.get('eval_split', 'test')} {r['test_size']}; head: {r['head']}; seeds {', '.join(map(str, seeds))}; invocation {r['invocation']}, "
         f"commit {commit[:7]}{dirty}, {hardware.get('cpu', '?')}, {hardware.get('cores', '?')} cores"
     )
 

@@ -26,22 +26,24 @@ def next_command(
         Path, typer.Option(help="The CSV to write (a queue for `omnifuse serve --label-queue`)")
     ] = Path("next.csv"),
     strategy: Annotated[
-        str, typer.Option(help="random | margin | entropy | kcenter | hybrid | typiclust | disagreement")
+        str,
+        typer.Option(
+            help="random | margin | entropy | kcenter | hybrid | typiclust | typiclust_hybrid[:K] | disagreement"
+        ),
     ] = "margin",
     task: Annotated[
         str | None, typer.Option(help="The task whose probabilities count (default: the first)")
     ] = None,
     labelled: Annotated[
         Path | None,
-        typer.Option(help="kcenter, typiclust: samples already labelled (CSV or folder), kept away from"),
+        typer.Option(help="kcenter, typiclust, typiclust_hybrid: samples already labelled (CSV or folder)"),
     ] = None,
     seed: Annotated[int, typer.Option(help="Seed of random and of hybrid's and typiclust's clustering")] = 0,
 ):
     """Rank an unlabelled pool and write the BUDGET samples worth labelling first."""
-    from omnifuse.label.next import STRATEGIES
+    from omnifuse.label.next import parse_strategy
 
-    if strategy not in STRATEGIES:
-        raise OmnifuseError(f"Expected --strategy in {', '.join(STRATEGIES)}. Received: {strategy!r}")
+    parse_strategy(strategy)
     if budget < 1:
         raise OmnifuseError(f"Expected --budget of at least 1. Received: {budget}")
     for name, path in (("--pool", pool), ("--labelled", labelled)):

@@ -12,6 +12,10 @@
   the pool and the labelled samples in ``labelled + budget`` k-means clusters; each pick is the most typical sample
   (the densest: least mean distance to its nearest neighbours in its cluster) of the largest cluster no labelled
   sample or earlier pick covers yet (Hacohen, Dekel and Weinshall, "Active learning on a budget", ICML 2022);
+- ``typiclust_hybrid``: ``typiclust`` while fewer than :data:`SWITCH_PER_CLASS` samples per class are labelled, then
+  ``hybrid`` (the cold start covered by typical samples, then uncertainty once the model is worth asking, as Doucet
+  et al., "Bridging diversity and uncertainty in active learning with self-supervised pre-training", 2023);
+  ``typiclust_hybrid:K`` switches at K per class;
 - ``disagreement``: how much the per-modality heads (``train.unimodal_loss`` > 0) disagree: the Jensen-Shannon
   divergence between the probabilities of the heads whose modality the sample has (0 with fewer than two).
 
@@ -31,7 +35,20 @@ from omnifuse.errors import OmnifuseError
 from omnifuse.label.pool import Pool, predict_pool, read_pool, rebase
 from omnifuse.names import mask_name, split_member, unimodal_outputs
 
-STRATEGIES = ("random", "margin", "entropy", "kcenter", "hybrid", "typiclust", "disagreement")
+STRATEGIES = (
+    "random",
+    "margin",
+    "entropy",
+    "kcenter",
+    "hybrid",
+    "typiclust",
+    "typiclust_hybrid",
+    "disagreement",
+)
+# typiclust_hybrid: labelled samples per class from which hybrid takes over from typiclust; chosen on a validation
+# split of CIFAR-10's training images (``omnifuse bench label-loop-cifar10-val``, benchmarks/RESULTS.md), not on
+# the test curves
+SWITCH_PER_CLASS = 9
 FUSION_LAYER = "fusion"
 EMBEDDING = "__embedding"  # the fused embedding's key among the pool's outputs
 RANK_COLUMNS = (
@@ -40,6 +57,31 @@ RANK_COLUMNS = (
     "_score",
     "_guess",
 )  # ranking columns start with "_"; the labels CSV drops them
+
+
+def parse_strategy(name: str) -> tuple[str, int | None]:
+    """``name`` as (strategy, switch): ``"typiclust_hybrid:6"`` -> ("typiclust_hybrid", 6); other strategies take
+    no suffix. An unknown name, or a bad suffix, is an error naming the valid ones."""
+    base, _, suffix = str(name).partition(":")
+    valid = f"{', '.join(STRATEGIES)} (typiclust_hybrid:K switches at K labelled samples per class)"
+    if base not in STRATEGIES or (suffix and base != "typiclust_hybrid"):
+        raise OmnifuseError(f"Expected a strategy in {valid}. Received: {name!r}")
+    if not suffix:
+        return base, None
+    if not suffix.isdigit() or int(suffix) < 1:
+        raise OmnifuseError(
+            f"Expected K in typiclust_hybrid:K as a whole number of at least 1. Received: {name!r}"
+        )
+    return base, int(suffix)
+
+
+def cold_start(strategy: str, labelled: int, classes: int) -> bool:
+    """Whether ``strategy`` (a name :func:`parse_strategy` accepts) picks by ``typiclust`` with ``labelled``
+    samples labelled among ``classes`` classes: typiclust always, typiclust_hybrid below its switch."""
+    base, switch = parse_strategy(strategy)
+    if base == "typiclust":
+        return True
+    return base == "typiclust_hybrid" and labelled < (switch or SWITCH_PER_CLASS) * classes
 
 
 def margin_scores(probs: np.ndarray) -> np.ndarray:
@@ -214,12 +256,12 @@ def rank(
     ``run``: a run directory or a loaded :class:`~omnifuse.predictor.Predictor`; ``pool``: a CSV or folder of
     unlabelled samples (or a :class:`~omnifuse.label.pool.Pool`); ``task``: which task's probabilities (default:
     the run's first); ``labelled``: samples already labelled (a CSV or folder, as the pool), which ``kcenter``
-    keeps away from and ``typiclust`` counts as covering their clusters. ``strategy``: one of :data:`STRATEGIES` (see the module docstring).
+    keeps away from and ``typiclust`` counts as covering their clusters (``typiclust_hybrid`` counts them to know
+    when to switch: without them it starts cold, by typiclust). ``strategy``: one of :data:`STRATEGIES` (see the module docstring).
     """
     from omnifuse.predictor import Predictor
 
-    if strategy not in STRATEGIES:
-        raise OmnifuseError(f"Expected a strategy in {', '.join(STRATEGIES)}. Received: {strategy!r}")
+    base, _ = parse_strategy(strategy)
     if isinstance(budget, bool) or not isinstance(budget, (int, np.integer)) or budget < 1:
         raise OmnifuseError(f"Expected a budget of at least 1 sample. Received: {budget!r}")
     predictor = run if isinstance(run, Predictor) else Predictor(run)
@@ -228,34 +270,40 @@ def rank(
         raise OmnifuseError(f"Unknown task {task!r}. This run's tasks: {', '.join(predictor.tasks)}")
     pool = pool if isinstance(pool, Pool) else read_pool(pool)
     heads = _unimodal_heads(predictor, task)
-    if strategy == "disagreement" and len(heads) < 2:
+    if base == "disagreement" and len(heads) < 2:
         raise OmnifuseError(
             f"The 'disagreement' strategy needs per-modality heads: a model of two or more modalities trained "
             f"with train.unimodal_loss > 0. Received: run '{predictor.run_dir}' with outputs "
             f"{', '.join(predictor.model.output_names)}"
         )
-    diverse = strategy in ("kcenter", "hybrid", "typiclust")
+    diverse = base in ("kcenter", "hybrid", "typiclust", "typiclust_hybrid")
     embed = embedding_model(predictor.model) if diverse else None
     out = predict_pool(predictor, pool, embed)
     probs = out[task]
     budget = min(int(budget), len(pool))
-    if strategy == "random":
+    known = None
+    if labelled is not None and base in ("kcenter", "typiclust", "typiclust_hybrid"):
+        known_pool = labelled if isinstance(labelled, Pool) else read_pool(labelled)
+        known = predict_pool(predictor, known_pool, embed)[EMBEDDING]
+    if base == "typiclust_hybrid":
+        base = (
+            "typiclust"
+            if cold_start(strategy, 0 if known is None else len(known), probs.shape[1])
+            else "hybrid"
+        )
+    if base == "random":
         scores = np.random.default_rng(seed).random(len(pool))
         order = np.argsort(-scores, kind="stable")[:budget]
-    elif strategy in ("margin", "entropy"):
-        scores = margin_scores(probs) if strategy == "margin" else entropy_scores(probs)
+    elif base in ("margin", "entropy"):
+        scores = margin_scores(probs) if base == "margin" else entropy_scores(probs)
         order = np.argsort(-scores, kind="stable")[:budget]
-    elif strategy == "disagreement":
+    elif base == "disagreement":
         scores = disagreement_scores(
             [out[name] for name in heads.values()], [out[mask_name(m)] for m in heads]
         )
         order = np.argsort(-scores, kind="stable")[:budget]
-    elif strategy in ("kcenter", "typiclust"):
-        known = None
-        if labelled is not None:
-            known_pool = labelled if isinstance(labelled, Pool) else read_pool(labelled)
-            known = predict_pool(predictor, known_pool, embed)[EMBEDDING]
-        if strategy == "kcenter":
+    elif base in ("kcenter", "typiclust"):
+        if base == "kcenter":
             order, picked = kcenter_order(out[EMBEDDING], budget, known)
         else:
             order, picked = typiclust_order(out[EMBEDDING], budget, known, seed)

@@ -20,13 +20,15 @@ from typing import Any
 import numpy as np
 
 from omnifuse.errors import OmnifuseError
-from omnifuse.label.next import (
+from omnifuse.label.next import (  # noqa: F401  (STRATEGIES: also imported from here)
     STRATEGIES,
+    cold_start,
     disagreement_scores,
     entropy_scores,
     hybrid_order,
     kcenter_order,
     margin_scores,
+    parse_strategy,
     typiclust_order,
 )
 
@@ -78,6 +80,10 @@ def choose(
 ) -> np.ndarray:
     """Indices (into the unlabelled rows given) of the ``budget`` samples ``strategy`` asks for, best first."""
     budget = min(budget, len(probs))
+    base, _ = parse_strategy(strategy)
+    if base == "typiclust_hybrid":
+        base = "typiclust" if cold_start(strategy, len(labelled_embedding), probs.shape[1]) else "hybrid"
+    strategy = base
     if strategy == "random":
         return np.random.default_rng(seed).permutation(len(probs))[:budget]
     if strategy in ("margin", "entropy"):
@@ -94,7 +100,7 @@ def choose(
             raise OmnifuseError("Expected two or more modalities for the 'disagreement' strategy.")
         scores = disagreement_scores(heads, present)
         return np.argsort(-scores, kind="stable")[:budget]
-    raise OmnifuseError(f"Expected a strategy in {', '.join(STRATEGIES)}. Received: {strategy!r}")
+    raise AssertionError(f"strategy {strategy!r} passed parse_strategy but has no branch")
 
 
 def start_set(n: int, count: int, seed: int) -> np.ndarray:
@@ -123,8 +129,7 @@ def simulate(
     ``start`` and ``batch``: shares of the pool revealed first and asked for each round."""
     import time
 
-    if strategy not in STRATEGIES:
-        raise OmnifuseError(f"Expected a strategy in {', '.join(STRATEGIES)}. Received: {strategy!r}")
+    base, _ = parse_strategy(strategy)
     n = len(labels)
     classes = int(classes or max(labels.max(), test_labels.max()) + 1)
     size = max(1, round(batch * n))
@@ -142,7 +147,7 @@ def simulate(
         if r < rounds and (~revealed).any():
             rest = np.flatnonzero(~revealed)
             heads = present = None
-            if strategy == "disagreement":
+            if base == "disagreement":
                 heads = [
                     Head(classes, c, seed).fit(pool[m][idx], labels[idx]).predict_proba(pool[m][rest])
                     for m in sorted(pool)
