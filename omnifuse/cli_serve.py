@@ -59,6 +59,13 @@ def bench(
     run: Annotated[
         Path | None, typer.Option(help="serve: the run to serve (--set requests=100 ... set its options)")
     ] = None,
+    test_every: Annotated[
+        int,
+        typer.Option(
+            help="Score omnifuse's runs on the test set after every N epochs and the last (0: the last only, which "
+            "saves the per-epoch evaluation's wall time; training times are the same either way)"
+        ),
+    ] = 1,
 ):
     """Benchmark NAME over seeds (fresh process per run): JSON records + the table in RESULTS.md regenerated."""
     from omnifuse.bench import parse_thresholds, run_bench, run_serve, update_results
@@ -89,6 +96,7 @@ def bench(
         ref_args=list(ref_arg or []),
         echo=typer.echo,
         first_seed=first_seed,
+        test_every=test_every,
     )
 
 

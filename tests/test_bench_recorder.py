@@ -13,6 +13,7 @@ import pytest
 from fixtures import write_aclimdb, write_cifar10
 
 from omnifuse.bench import recorder
+from omnifuse.errors import OmnifuseError
 
 REFERENCE = Path(__file__).resolve().parents[1] / "benchmarks" / "reference"
 
@@ -82,6 +83,22 @@ def test_the_recorder_scores_one_sigmoid_unit_as_binary_and_keeps_the_commit_it_
     assert (
         rec["epochs"][0]["test_accuracy"] == {"sentiment": 0.75} and "member_accuracy" not in rec["epochs"][0]
     )
+
+
+@pytest.mark.parametrize("every, scored", [(1, [1, 2, 3, 4, 5]), (2, [2, 4, 5]), (0, [5])])
+def test_test_every_scores_those_epochs_and_always_the_last(every, scored):
+    x = np.array([[-2.0], [-1.0], [1.0], [3.0]], "float32")
+    y = np.array([0, 1, 1, 1])
+    model = keras.Sequential([keras.Input((1,)), keras.layers.Dense(2, activation="softmax")])
+    model.compile("sgd", "sparse_categorical_crossentropy")
+    epochs = recorder.EpochRecorder(x, {"task": y}, verbose=False, test_every=every)
+    model.fit(x, y, epochs=5, verbose=0, callbacks=[epochs])
+    assert [e["epoch"] for e in epochs.epochs if e["test_accuracy"]] == scored
+    assert [e["epoch"] for e in epochs.epochs] == [1, 2, 3, 4, 5]  # every epoch's training time is kept
+    reached = recorder.time_to_accuracy(epochs.epochs, [0.0])["task"]["0"]
+    assert reached == epochs.epochs[scored[0] - 1]["cumulative_seconds"]
+    with pytest.raises(OmnifuseError, match="--test-every of at least 0"):
+        recorder.EpochRecorder(x, {"task": y}, test_every=-1)
 
 
 def test_records_are_written_whole_or_not_at_all(tmp_path, monkeypatch):

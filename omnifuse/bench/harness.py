@@ -82,10 +82,11 @@ def run_one(
     data_dir: str | None = None,
     runs_root: str | Path = Path("runs") / "bench",
     pretrain: bool = False,
+    test_every: int = 1,
 ) -> dict[str, Any]:
     """Train and evaluate ``target`` (a preset or .toml) with ``train.seed = seed`` in this process; the record.
     ``pretrain``: first pretrain the config's encoder (``omnifuse pretrain``) and train from it; the record's
-    ``pretrain`` holds that part's time apart."""
+    ``pretrain`` holds that part's time apart. ``test_every``: see :class:`EpochRecorder`."""
     start = time.perf_counter()
     from omnifuse import pipeline
     from omnifuse.config import load_config
@@ -102,7 +103,7 @@ def run_one(
     test_batch = max(256, cfg.train.batch_size)
     inputs, labels = _test_stream(prepared, test_batch)
     del prepared
-    recorder = EpochRecorder(inputs, labels)
+    recorder = EpochRecorder(inputs, labels, test_every=test_every)
     recorder.make_test = lambda fitted: _test_stream(fitted, test_batch)
     run_dir = train(cfg, runs_root=runs_root, data_dir=data_dir, callbacks=[recorder])
     # the record keeps the metrics (and robustness curves), not the report's explained worst samples, which cost
@@ -145,7 +146,9 @@ def _pretrain(cfg, data_dir: str | None, runs_root: str | Path) -> dict[str, Any
 # ------------------------------------------------------------------------------------------ the harness
 
 
-def _command(entry: Entry, seed: int, out: Path, data_dir, ref_epochs, runs_root) -> list[str]:
+def _command(
+    entry: Entry, seed: int, out: Path, data_dir, ref_epochs, runs_root, test_every: int = 1
+) -> list[str]:
     if entry.kind == "reference":
         cmd = [sys.executable, entry.target, "--seed", str(seed), "--json", str(out)]
         if data_dir:
@@ -167,6 +170,8 @@ def _command(entry: Entry, seed: int, out: Path, data_dir, ref_epochs, runs_root
     cmd += ["--runs-root", str(runs_root)]
     if entry.pretrain:
         cmd.append("--pretrain")
+    if test_every != 1:
+        cmd += ["--test-every", str(test_every)]
     if data_dir:
         cmd += ["--data-dir", str(data_dir)]
     for item in entry.overrides:
@@ -178,7 +183,15 @@ def _run_entry(
     entry: Entry, seed: int, folder: Path, meta: dict[str, Any], options: dict[str, Any], echo
 ) -> dict:
     out = folder / f"{stamp()}-{entry.label}-seed{seed}.json"
-    cmd = _command(entry, seed, out, options["data_dir"], options["ref_epochs"], options["runs_root"])
+    cmd = _command(
+        entry,
+        seed,
+        out,
+        options["data_dir"],
+        options["ref_epochs"],
+        options["runs_root"],
+        options.get("test_every", 1),
+    )
     echo(f"[bench] {meta['name']}: {entry.label}, seed {seed} ({entry.kind})")
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": os.environ.get("TF_CPP_MIN_LOG_LEVEL", "2")}
     start = time.perf_counter()
@@ -230,6 +243,7 @@ def run_bench(
     runs_root: str | Path = Path("runs") / "bench",
     echo: Callable[[str], None] = print,
     first_seed: int = 0,
+    test_every: int = 1,
 ) -> list[dict[str, Any]]:
     """Run NAME's entries for seeds first_seed..first_seed+seeds-1 (each run a fresh process), alternating with
     ``compare``'s runs; write the records, regenerate the tables, print the comparison; return this invocation's
@@ -237,11 +251,17 @@ def run_bench(
 
     ``overrides`` apply to every omnifuse run of the invocation (NAME's, and a preset given as ``compare``).
     ``ref_args`` are passed on to a reference script, and its label names them (``keras-resnet_torch+channels-last``).
+    ``test_every``: omnifuse's runs score the test set after every that many epochs and the last (0: the last only;
+    a reference script scores as it does).
     """
     if seeds < 1:
         raise OmnifuseError(f"Expected --seeds of at least 1. Received: {seeds}")
     if first_seed < 0:
         raise OmnifuseError(f"Expected --first-seed of at least 0. Received: {first_seed}")
+    if test_every < 0:
+        raise OmnifuseError(
+            f"Expected --test-every of at least 0 (0: the last epoch only). Received: {test_every}"
+        )
     from omnifuse.bench.loop import load_labelling, run_labelling
 
     if name in load_labelling():  # a [loops.NAME] or [audits.NAME]: heads on frozen features, in this process
@@ -279,6 +299,7 @@ def run_bench(
         "ref_epochs": ref_epochs,
         "runs_root": Path(runs_root) / bench_name(name),
         "thresholds": tuple(thresholds),
+        "test_every": test_every,
     }
     ref_labels = [r.label for r in refs]
     main = {"name": bench_name(name), "role": "main", "references": ref_labels, "invocation": stamp()}
@@ -355,6 +376,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--pretrain", action="store_true", help="omnifuse pretrain the config first, train from it"
     )
     parser.add_argument(
+        "--test-every", type=int, default=1, help="score the test set every N epochs (0: last)"
+    )
+    parser.add_argument(
         "--table", metavar="RESULTS_DIR", help="regenerate RESULTS_DIR/../RESULTS.md and exit"
     )
     args = parser.parse_args(argv)
@@ -366,7 +390,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 0
         if not args.one or not args.out:
             parser.error("--one PRESET and --out FILE are required (or --table RESULTS_DIR)")
-        record = run_one(args.one, args.seed, args.overrides, args.data_dir, args.runs_root, args.pretrain)
+        record = run_one(
+            args.one, args.seed, args.overrides, args.data_dir, args.runs_root, args.pretrain, args.test_every
+        )
         write_json(args.out, record)
     except OmnifuseError as exc:
         print(f"error: {exc}", file=sys.stderr)

@@ -26,6 +26,7 @@ from typing import Any
 import keras
 import numpy as np
 
+from omnifuse.errors import OmnifuseError
 from omnifuse.hardware import machine  # noqa: F401  (re-exported: the harness and references use it)
 from omnifuse.rundir import atomic_write_text
 
@@ -147,12 +148,24 @@ class EpochRecorder(keras.callbacks.Callback):
     ``test_inputs``: what ``model.predict`` takes (arrays, a dict, or a tf.data stream of inputs);
     ``test_labels``: task -> int labels in the same order (-1 = no label for that task). A model with one output
     (not a dict) is scored on the single task given; one sigmoid unit counts as binary (p > 0.5 = class 1).
+    ``test_every``: score after every that many epochs and after the last (0: after the last only); an epoch not
+    scored records an empty ``test_accuracy``, so a time to accuracy counts from the epochs that were.
     """
 
     def __init__(
-        self, test_inputs, test_labels: dict[str, np.ndarray], batch_size: int = 256, verbose: bool = True
+        self,
+        test_inputs,
+        test_labels: dict[str, np.ndarray],
+        batch_size: int = 256,
+        verbose: bool = True,
+        test_every: int = 1,
     ):
         super().__init__()
+        if test_every < 0:
+            raise OmnifuseError(
+                f"Expected --test-every of at least 0 (0: the last epoch only). Received: {test_every}"
+            )
+        self.test_every = test_every
         self.test_inputs = test_inputs
         self.test_labels = {k: np.asarray(v).reshape(-1) for k, v in test_labels.items()}
         # (Prepared) -> (inputs, labels): how to score the test set on the data training streams, when training
@@ -186,7 +199,9 @@ class EpochRecorder(keras.callbacks.Callback):
         train_seconds = time.perf_counter() - self._epoch_start
         self.cumulative += train_seconds
         start = time.perf_counter()
-        accuracy, members = self._accuracies()
+        last = epoch + 1 >= (self.params or {}).get("epochs", epoch + 1)
+        scored = last or (self.test_every and (epoch + 1) % self.test_every == 0)
+        accuracy, members = self._accuracies() if scored else ({}, {})
         row = {
             "epoch": epoch + 1,
             "train_seconds": round(train_seconds, 3),
@@ -197,7 +212,7 @@ class EpochRecorder(keras.callbacks.Callback):
         if members:  # an ensemble (model.members > 1): each member's own test accuracy, beside the ensemble's
             row["member_accuracy"] = members
         self.epochs.append(row)
-        if self.verbose:
+        if self.verbose and scored:
             shown = ", ".join(f"{t} {100 * a:.2f}%" for t, a in accuracy.items())
             print(f"[bench] epoch {epoch + 1}: test {shown}; training {self.cumulative:.1f} s", flush=True)
 
