@@ -34,19 +34,20 @@ class _EpochTimer(keras.callbacks.Callback):
 
 
 class EpochToLayers(keras.callbacks.Callback):
-    """Tells the layers whose training changes with the epoch which epoch is starting: each layer of the model with
-    an integer ``epoch`` variable (fastnet's alternating flip) gets the epoch's number, also after a resume."""
+    """Tells the layers whose training changes with the epoch which epoch is starting, also after a resume: each
+    layer of the model with an ``on_epoch(epoch) -> bool`` method (fastnet: its alternating flip's epoch, its
+    whitening bias frozen after some epochs) is called; where one answers True, its training step changed shape
+    (a gradient dropped) and the model's training function is traced again."""
 
     def on_train_begin(self, logs=None):
-        self.counters = [
-            layer.epoch
-            for layer in all_layers(self.model)
-            if isinstance(getattr(layer, "epoch", None), keras.Variable)
+        self.layers = [
+            layer for layer in all_layers(self.model) if callable(getattr(layer, "on_epoch", None))
         ]
 
     def on_epoch_begin(self, epoch, logs=None):
-        for counter in self.counters:
-            counter.assign(epoch)
+        changed = [layer.on_epoch(epoch) for layer in self.layers]
+        if any(changed):
+            self.model.make_train_function(force=True)
 
 
 class _ResumableEarlyStopping(keras.callbacks.EarlyStopping):

@@ -226,6 +226,44 @@ def test_training_sets_the_epoch_for_alternating_flip_and_the_model_loads(data_d
     assert net.alternate_flip and int(keras.ops.convert_to_numpy(net.epoch)) == 2  # the last epoch's number
 
 
+def test_the_whitening_bias_trains_for_its_epochs_then_stays(data_dir, tmp_path, recwarn):
+    from omnifuse.config import from_dict, read_toml
+    from omnifuse.training import train
+
+    seen = []
+
+    class Watch(keras.callbacks.Callback):
+        def on_train_begin(self, logs=None):
+            (self.net,) = [x for x in self.model._flatten_layers() if isinstance(x, ImageFastNet)]
+            seen.append(keras.ops.convert_to_numpy(self.net.whiten_b).copy())
+
+        def on_epoch_end(self, epoch, logs=None):
+            seen.append(keras.ops.convert_to_numpy(self.net.whiten_b).copy())
+            seen.append(keras.ops.convert_to_numpy(self.net.groups[0][0].kernel).copy())
+
+    (tmp_path / "tiny.toml").write_text(TINY)
+    overrides = ["model.image.fastnet.whiten_bias_epochs=1", "train.epochs=3", "train.lookahead=0.0"]
+    overrides.append("train.weight_decay=0.01")  # decays only what has a gradient
+    cfg = from_dict(read_toml(tmp_path / "tiny.toml")).replace(overrides)
+    train(cfg, runs_root=tmp_path / "runs", data_dir=str(data_dir), callbacks=[Watch()])
+    start, bias1, conv1, bias2, conv2, bias3, conv3 = seen
+    assert not np.allclose(start, bias1)  # epoch 1 trains it
+    np.testing.assert_array_equal(bias1, bias2)  # then it stays, weight decay included
+    np.testing.assert_array_equal(bias2, bias3)
+    assert not np.allclose(conv1, conv2) and not np.allclose(conv2, conv3)  # the rest trains on
+    # Keras warns that the frozen bias has no gradient (pytest records every warning); fastnet's filter, which
+    # users' runs go through, silences exactly that warning and no other
+    import re
+
+    from omnifuse.encoders.image.fastnet import FROZEN_BIAS_WARNING
+
+    missing = [str(w.message) for w in recwarn if "Gradients do not exist" in str(w.message)]
+    assert missing and all(re.match(FROZEN_BIAS_WARNING, m) for m in missing)
+    assert not re.match(
+        FROZEN_BIAS_WARNING, missing[0].replace("whiten_bias'", "whiten_bias', 'dense/kernel'")
+    )
+
+
 def test_triangle_schedule_is_airbenchs():
     from omnifuse.config import TrainConfig
     from omnifuse.model.compile import Triangle, learning_rate_schedule

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import warnings
+
 import keras
 import numpy as np
 from keras import layers, ops
@@ -14,6 +16,12 @@ from omnifuse.encoders.layers import BatchNormalization, apply_layers, build_cha
 # a first conv whose filters whiten 2x2 image patches (set from data by adapt(), then frozen), conv-pool-BN-GELU
 # groups whose convs start near identity, flip + translate augmentation inside the training step, and flip
 # test-time augmentation inside inference (so a saved model does it too).
+
+
+# a frozen whitening bias (whiten_bias_epochs) gets no gradient by design: Keras's warning that it has none, which
+# suggests a missing loss, would mislead
+FROZEN_BIAS_WARNING = r"Gradients do not exist for variables \['[^']*whiten_bias'\]"
+warnings.filterwarnings("ignore", message=FROZEN_BIAS_WARNING)
 
 
 @keras.saving.register_keras_serializable(package="omnifuse")
@@ -53,6 +61,7 @@ class ImageFastNet(layers.Layer):
         tta=1,
         bias_lr_scale=1.0,
         alternate_flip=False,
+        whiten_bias_epochs=0,
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -66,6 +75,8 @@ class ImageFastNet(layers.Layer):
         self.tta = tta
         self.bias_lr_scale = float(bias_lr_scale)
         self.alternate_flip = bool(alternate_flip)
+        self.whiten_bias_epochs = int(whiten_bias_epochs)
+        self.whiten_bias_frozen = False  # set by on_epoch: training only
         self.output_dim = self.widths[-1]
         self.seed_generator = keras.random.SeedGenerator()  # seeded by keras.utils.set_random_seed
         self.groups = []
@@ -151,6 +162,17 @@ class ImageFastNet(layers.Layer):
         self.whiten_w.assign(kernel.astype("float32"))
         self.whiten_b.assign((-mean @ filters).astype("float32"))
 
+    def on_epoch(self, epoch: int) -> bool:
+        """Training's callback (omnifuse.callbacks.EpochToLayers) at the start of each epoch: the alternating flip's
+        epoch; from epoch ``whiten_bias_epochs`` on, the whitening bias is frozen (airbench's: it then needs no
+        gradient, nor does the first convolution's input, so the step is cheaper). True where the training step
+        must be traced again."""
+        if self.alternate_flip:
+            self.epoch.assign(epoch)
+        frozen = 0 < self.whiten_bias_epochs <= epoch
+        changed, self.whiten_bias_frozen = frozen != self.whiten_bias_frozen, frozen
+        return changed
+
     def _flip(self, x, pixels):
         """Mirror half of the images: at random, or, with ``alternate_flip``, each image in every other epoch.
 
@@ -178,6 +200,8 @@ class ImageFastNet(layers.Layer):
     def _features(self, x, training):
         x = ops.conv(x, ops.cast(self.whiten_w, x.dtype), padding="valid") + ops.cast(self.whiten_b, x.dtype)
         x = ops.gelu(x)
+        if training and self.whiten_bias_frozen:
+            x = ops.stop_gradient(x)
         for group in self.groups:
             x = apply_layers(group, x, training)
         return self.pool(x)
@@ -215,4 +239,5 @@ class ImageFastNet(layers.Layer):
             "tta": self.tta,
             "bias_lr_scale": self.bias_lr_scale,
             "alternate_flip": self.alternate_flip,
+            "whiten_bias_epochs": self.whiten_bias_epochs,
         }

@@ -20,6 +20,9 @@ class FastNetConfig:
     translate: int = 2  # ... and random shift by up to this many pixels (reflect padding), inside the step
     # inference: 0 = plain, 1 = average with the mirror image, 2 = also two 1-pixel shifts
     tta: typing.Literal[0, 1, 2] = 1
+    # > 0: the whitening filters' bias trains for this many epochs, then is frozen, which also spares the first
+    # convolution's input gradient (airbench: 3); 0: it trains throughout
+    whiten_bias_epochs: int = 0
     bias_lr_scale: float = 1.0  # with SGD, the BN biases learn this many times faster (airbench: 64)
 
 
