@@ -222,6 +222,11 @@ def test_the_readme_gets_one_row_per_preset_between_its_markers(tmp_path):
         "| `imdb-x` | cifar10 | 91.00 | 1 | 30 s |",
         "| `pair` | cifar10<br>sentiment | 80.00<br>88.00 | 1 | 50 s |",
     ]
+    # a real preset's run whose overrides only set what the preset has counts as the preset's; one that changes it not
+    as_ships = _record("94", 0.94, 1600.0, target="cifar10-94", overrides=["train.label_smoothing=0.2"])
+    changed = _record("94", 0.5, 900.0, target="cifar10-94", overrides=["train.label_smoothing=0.1"])
+    rows = report.render_readme_table([dict(as_ships, name="cifar10-94"), dict(changed, name="cifar10-94")])
+    assert rows.splitlines()[2:] == ["| `cifar10-94` | cifar10 | 94.00 | 1 | 1600 s |"]
     # the variant, the reference and the speed runs are in RESULTS.md's table
     assert "| step-overhead | resnet |" in (results.parent / "RESULTS.md").read_text()
     report.update_results(results)

@@ -159,7 +159,8 @@ def _fake_features(spec, data_dir):
 def test_the_loop_and_the_audit_write_records_curves_and_their_own_tables(tmp_path, monkeypatch):
     specs = {
         "loop-x": {"kind": "label-loop", "preset": "mnist", "overrides": [], "pool": ["train"], "c": 1.0,
-                   "strategies": ["random", "margin", "kcenter"], "start": 0.05, "batch": 0.05, "rounds": 2},
+                   "strategies": ["random", "margin", "typiclust_hybrid:1"], "start": 0.05, "batch": 0.05,
+                   "rounds": 2},
         "audit-x": {"kind": "label-audit", "preset": "mnist", "overrides": [], "pool": ["train"], "c": 1.0,
                     "folds": 3, "top": 5, "noise": [{"label": "pairs", "fraction": 0.1, "pairs": [["cat", "dog"]]}]},
     }  # fmt: skip
@@ -167,8 +168,11 @@ def test_the_loop_and_the_audit_write_records_curves_and_their_own_tables(tmp_pa
     monkeypatch.setattr(loop, "_features", _fake_features)
     results = tmp_path / "results"
     records = loop.run_labelling("loop-x", seeds=2, results=results, echo=lambda s: None)
-    assert len(records) == 6 and {r["label"] for r in records} == {"random", "margin", "kcenter"}
+    assert len(records) == 6 and {r["label"] for r in records} == {"random", "margin", "typiclust_hybrid:1"}
     assert len(list((results / "loop-x").glob("*.json"))) == 6
+    assert (
+        len(list((results / "loop-x").glob("*-typiclust_hybrid-1-seed1.json"))) == 1
+    )  # no colon in a file name
     saved = json.loads(next((results / "loop-x").glob("*-margin-seed1.json")).read_text())
     assert [p["labels"] for p in saved["curve"]] == [10, 20, 30] and saved["kind"] == "label-loop"
     audit = loop.run_labelling("audit-x", seeds=1, results=results, echo=lambda s: None)[0]

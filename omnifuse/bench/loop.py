@@ -261,7 +261,9 @@ def run_labelling(
     with threadpool_limits(threads):
         for seed in range(first_seed, first_seed + seeds):
             for record in run(spec, data, seed, head, echo):
-                write_json(folder / f"{stamp()}-{record['label']}-seed{seed}.json", record)
+                # "typiclust_hybrid:9" -> "typiclust_hybrid-9" in the file's name: a colon is no file name on Windows
+                name = record["label"].replace(":", "-")
+                write_json(folder / f"{stamp()}-{name}-seed{seed}.json", record)
                 records.append(record)
     path = update_results(results)
     echo(f"[bench] {len(records)} record(s) in {folder}; tables regenerated in {path}")

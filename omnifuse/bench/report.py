@@ -10,6 +10,7 @@ but out of every table.
 
 from __future__ import annotations
 
+import functools
 import json
 import sys
 from pathlib import Path
@@ -352,15 +353,27 @@ def render_calibration(records: list[dict[str, Any]]) -> str:
 
 
 def _is_preset_run(record: dict[str, Any]) -> bool:
-    """A main omnifuse run of a shipped preset exactly as it ships: no overrides, not a .toml file."""
+    """A main omnifuse run of a shipped preset exactly as it ships now: no overrides, or only overrides that set
+    what the preset already has (a recipe run as overrides before it became the preset); not a .toml file."""
     target = record.get("target") or ""
     return (
         record.get("kind") == "omnifuse"
         and record.get("role") == "main"
         and bool(target)
         and not target.endswith(".toml")
-        and not record.get("overrides")
+        and (not record.get("overrides") or _overrides_are_the_preset(target, tuple(record["overrides"])))
     )
+
+
+@functools.cache
+def _overrides_are_the_preset(preset: str, overrides: tuple[str, ...]) -> bool:
+    from omnifuse.config import load_config
+    from omnifuse.errors import OmnifuseError
+
+    try:
+        return load_config(preset, list(overrides)).to_dict() == load_config(preset).to_dict()
+    except OmnifuseError:  # a preset since removed, or a key it no longer has
+        return False
 
 
 def _train_time(runs: list[dict[str, Any]]) -> str:
@@ -381,10 +394,11 @@ def render_readme_table(records: list[dict[str, Any]]) -> str:
     role); a preset benchmarked only through a fold suite (``pooled`` in suites.toml) gets that suite's folds
     pooled. Variants, references, speed suites and superseded records stay in RESULTS.md."""
     rows: dict[str, tuple[list[dict[str, Any]], str]] = {}
-    for r in records:
-        if _is_preset_run(r):
+    pooled = _pooled_suites()
+    for r in records:  # a fold of a pooled suite may override nothing (data.fold=0): it counts with its folds
+        if _is_preset_run(r) and r.get("name") not in pooled:
             rows.setdefault(r["target"], ([], ""))[0].append(r)
-    for suite in sorted(_pooled_suites()):
+    for suite in sorted(pooled):
         folds = [r for r in records if r.get("name") == suite and r.get("role") == "main"]
         preset = next((r.get("target") for r in folds if r.get("target")), None)
         if preset and preset not in rows:
