@@ -119,9 +119,8 @@ class ImageFastNet(layers.Layer):
             name="whiten_kernel",
         )
         self.whiten_b = self.add_weight(shape=(filters,), initializer="zeros", name="whiten_bias")
-        if (
-            self.alternate_flip
-        ):  # the training epoch, set by training's callbacks (omnifuse.callbacks.EpochToLayers)
+        # alternate_flip: the training epoch, set by on_epoch (a variable, so the traced step reads it)
+        if self.alternate_flip:
             self.epoch = self.add_weight(
                 shape=(), dtype="int32", initializer="zeros", trainable=False, name="epoch"
             )
@@ -179,7 +178,7 @@ class ImageFastNet(layers.Layer):
         Alternating flip (airbench's): an image mirrored in one epoch is not mirrored in the next, so every pair of
         epochs shows both views of each image, which random flips leave to chance. Which half an image starts in is
         the parity of its pixel sum, a fixed coin per image that needs no index through the shuffled input
-        pipeline."""
+        pipeline (for the uint8 pixels omnifuse feeds; float pixels in [0, 1] would all start in one half)."""
         if not self.alternate_flip:
             return _random_flip(x, self.seed_generator)
         coin = ops.sum(ops.cast(pixels, "int32"), axis=(1, 2, 3)) % 2
