@@ -75,13 +75,14 @@ def parse_strategy(name: str) -> tuple[str, int | None]:
     return base, int(suffix)
 
 
-def cold_start(strategy: str, labelled: int, classes: int) -> bool:
-    """Whether ``strategy`` (a name :func:`parse_strategy` accepts) picks by ``typiclust`` with ``labelled``
-    samples labelled among ``classes`` classes: typiclust always, typiclust_hybrid below its switch."""
+def effective_strategy(strategy: str, labelled: int, classes: int) -> str:
+    """The strategy that picks now: ``strategy`` (a name :func:`parse_strategy` accepts) without its suffix, and
+    for ``typiclust_hybrid`` ``typiclust`` while fewer than its switch (K, or :data:`SWITCH_PER_CLASS`) times
+    ``classes`` samples are ``labelled``, ``hybrid`` from then on."""
     base, switch = parse_strategy(strategy)
-    if base == "typiclust":
-        return True
-    return base == "typiclust_hybrid" and labelled < (switch or SWITCH_PER_CLASS) * classes
+    if base != "typiclust_hybrid":
+        return base
+    return "typiclust" if labelled < (switch or SWITCH_PER_CLASS) * classes else "hybrid"
 
 
 def margin_scores(probs: np.ndarray) -> np.ndarray:
@@ -285,12 +286,7 @@ def rank(
     if labelled is not None and base in ("kcenter", "typiclust", "typiclust_hybrid"):
         known_pool = labelled if isinstance(labelled, Pool) else read_pool(labelled)
         known = predict_pool(predictor, known_pool, embed)[EMBEDDING]
-    if base == "typiclust_hybrid":
-        base = (
-            "typiclust"
-            if cold_start(strategy, 0 if known is None else len(known), probs.shape[1])
-            else "hybrid"
-        )
+    base = effective_strategy(strategy, 0 if known is None else len(known), probs.shape[1])
     if base == "random":
         scores = np.random.default_rng(seed).random(len(pool))
         order = np.argsort(-scores, kind="stable")[:budget]

@@ -22,8 +22,8 @@ import numpy as np
 from omnifuse.errors import OmnifuseError
 from omnifuse.label.next import (  # noqa: F401  (STRATEGIES: also imported from here)
     STRATEGIES,
-    cold_start,
     disagreement_scores,
+    effective_strategy,
     entropy_scores,
     hybrid_order,
     kcenter_order,
@@ -80,10 +80,7 @@ def choose(
 ) -> np.ndarray:
     """Indices (into the unlabelled rows given) of the ``budget`` samples ``strategy`` asks for, best first."""
     budget = min(budget, len(probs))
-    base, _ = parse_strategy(strategy)
-    if base == "typiclust_hybrid":
-        base = "typiclust" if cold_start(strategy, len(labelled_embedding), probs.shape[1]) else "hybrid"
-    strategy = base
+    strategy = effective_strategy(strategy, len(labelled_embedding), probs.shape[1])
     if strategy == "random":
         return np.random.default_rng(seed).permutation(len(probs))[:budget]
     if strategy in ("margin", "entropy"):
