@@ -26,6 +26,7 @@ import omnifuse
 from omnifuse import quiet
 from omnifuse.bench.recorder import (
     EpochRecorder,
+    check_test_every,
     environment,
     machine,
     record_run,
@@ -258,10 +259,7 @@ def run_bench(
         raise OmnifuseError(f"Expected --seeds of at least 1. Received: {seeds}")
     if first_seed < 0:
         raise OmnifuseError(f"Expected --first-seed of at least 0. Received: {first_seed}")
-    if test_every < 0:
-        raise OmnifuseError(
-            f"Expected --test-every of at least 0 (0: the last epoch only). Received: {test_every}"
-        )
+    check_test_every(test_every)  # here too: a bad value fails before any run starts
     from omnifuse.bench.loop import load_labelling, run_labelling
 
     if name in load_labelling():  # a [loops.NAME] or [audits.NAME]: heads on frozen features, in this process

@@ -142,6 +142,15 @@ def environment() -> dict[str, Any]:
 # ------------------------------------------------------------------------------------------ the epochs
 
 
+def check_test_every(test_every: int) -> int:
+    """``--test-every`` as given, or the error saying what it takes."""
+    if test_every < 0:
+        raise OmnifuseError(
+            f"Expected --test-every of at least 0 (0: the last epoch only). Received: {test_every}"
+        )
+    return test_every
+
+
 class EpochRecorder(keras.callbacks.Callback):
     """A Keras callback: after every epoch, the test accuracy per task (timed apart from training); per step, times.
 
@@ -161,11 +170,7 @@ class EpochRecorder(keras.callbacks.Callback):
         test_every: int = 1,
     ):
         super().__init__()
-        if test_every < 0:
-            raise OmnifuseError(
-                f"Expected --test-every of at least 0 (0: the last epoch only). Received: {test_every}"
-            )
-        self.test_every = test_every
+        self.test_every = check_test_every(test_every)
         self.test_inputs = test_inputs
         self.test_labels = {k: np.asarray(v).reshape(-1) for k, v in test_labels.items()}
         # (Prepared) -> (inputs, labels): how to score the test set on the data training streams, when training
