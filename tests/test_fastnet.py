@@ -275,3 +275,71 @@ def test_triangle_schedule_is_airbenchs():
     np.testing.assert_allclose(lr, want, rtol=1e-5)
     again = Triangle.from_config(schedule.get_config())
     assert float(keras.ops.convert_to_numpy(again(60))) == pytest.approx(lr[3])
+
+
+def test_low_res_epochs_train_on_random_crops_then_whole_images():
+    images = _images(16)
+    layer = ImageFastNet(widths=(4, 8), flip=False, translate=0, low_res_epochs=2, low_res_size=10)
+    layer.build(images.shape)
+    x = images.astype("float32")
+    assert layer.on_epoch(0) is True  # the step changes shape: traced again
+    crops = keras.ops.convert_to_numpy(layer._augment(x, images))
+    assert crops.shape == (16, 10, 10, 3)
+    windows = np.lib.stride_tricks.sliding_window_view(x, (10, 10), axis=(1, 2))  # (16, 7, 7, 3, 10, 10)
+    for crop, image_windows in zip(crops, windows):
+        found = np.all(image_windows == crop.transpose(2, 0, 1)[None, None], axis=(2, 3, 4))
+        assert found.any()  # each crop is a window of its own image
+    corners = {
+        tuple(np.argwhere(np.all(w == c.transpose(2, 0, 1)[None, None], axis=(2, 3, 4)))[0])
+        for c, w in zip(crops, windows)
+    }
+    assert len(corners) > 1  # at random places
+    assert layer.on_epoch(1) is False
+    assert layer.on_epoch(2) is True
+    assert keras.ops.convert_to_numpy(layer._augment(x, images)).shape == (16, 16, 16, 3)
+    assert layer.on_epoch(3) is False
+    layer.on_epoch(0)
+    out = layer(x, training=False)  # inference sees the whole image whatever the epoch
+    assert tuple(out.shape) == (16, 8)
+    with pytest.raises(ValueError, match="low_res_size of at least 5"):
+        ImageFastNet(widths=(4, 8), low_res_epochs=1, low_res_size=4)
+
+
+def test_training_with_low_res_epochs_sees_crops_then_whole_images_and_loads(data_dir, tmp_path):
+    from omnifuse.config import from_dict, read_toml
+    from omnifuse.modelio import load_model
+    from omnifuse.training import train
+
+    shapes = []
+
+    class Watch(keras.callbacks.Callback):
+        def on_train_begin(self, logs=None):
+            (net,) = [x for x in self.model._flatten_layers() if isinstance(x, ImageFastNet)]
+            features = net._features
+
+            def spy(x, training):  # runs per step when eager, per trace when traced: either way in order
+                if training:
+                    shapes.append(tuple(x.shape[1:3]))
+                return features(x, training)
+
+            net._features = spy
+
+    (tmp_path / "tiny.toml").write_text(TINY)
+    overrides = [
+        "model.image.fastnet.low_res_epochs=2",
+        "model.image.fastnet.low_res_size=12",
+        "train.epochs=3",
+    ]
+    cfg = from_dict(read_toml(tmp_path / "tiny.toml")).replace(overrides)
+    run = train(cfg, runs_root=tmp_path / "runs", data_dir=str(data_dir), callbacks=[Watch()])
+    first_whole = shapes.index((32, 32))
+    assert (
+        first_whole > 0
+        and set(shapes[:first_whole]) == {(12, 12)}
+        and set(shapes[first_whole:]) == {(32, 32)}
+    )
+    model = load_model(run / "model.keras")
+    (net,) = [layer for layer in model._flatten_layers() if isinstance(layer, ImageFastNet)]
+    assert (net.low_res_epochs, net.low_res_size) == (2, 12)
+    feed = {"image": np.zeros((2, 32, 32, 3), "uint8"), "image_mask": np.ones(2, "float32")}
+    assert model.predict_on_batch(feed)["cifar10"].shape == (2, 10)  # whole images in inference

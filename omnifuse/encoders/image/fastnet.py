@@ -8,7 +8,7 @@ import keras
 import numpy as np
 from keras import layers, ops
 
-from omnifuse.encoders.image.augment import _random_flip, _shifted
+from omnifuse.encoders.image.augment import _random_flip, _shifted, _window
 from omnifuse.encoders.layers import BatchNormalization, apply_layers, build_chain
 
 # ------------------------------------------------------------------------------------------ fast CIFAR-10 net
@@ -62,6 +62,8 @@ class ImageFastNet(layers.Layer):
         bias_lr_scale=1.0,
         alternate_flip=False,
         whiten_bias_epochs=0,
+        low_res_epochs=0,
+        low_res_size=0,
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -77,6 +79,14 @@ class ImageFastNet(layers.Layer):
         self.alternate_flip = bool(alternate_flip)
         self.whiten_bias_epochs = int(whiten_bias_epochs)
         self.whiten_bias_frozen = False  # set by on_epoch: training only
+        if low_res_epochs and low_res_size < whiten_kernel + 2 ** len(self.widths) - 1:
+            raise ValueError(
+                f"Expected low_res_size of at least {whiten_kernel + 2 ** len(self.widths) - 1} pixels (one pixel "
+                f"left after the {len(self.widths)} poolings) with low_res_epochs. Received: low_res_size={low_res_size!r}"
+            )
+        self.low_res_epochs = int(low_res_epochs)
+        self.low_res_size = int(low_res_size)
+        self.low_res = False  # set by on_epoch: training on low_res_size crops (training only)
         self.output_dim = self.widths[-1]
         self.seed_generator = keras.random.SeedGenerator()  # seeded by keras.utils.set_random_seed
         self.groups = []
@@ -169,7 +179,9 @@ class ImageFastNet(layers.Layer):
         if self.alternate_flip:
             self.epoch.assign(epoch)
         frozen = 0 < self.whiten_bias_epochs <= epoch
-        changed, self.whiten_bias_frozen = frozen != self.whiten_bias_frozen, frozen
+        low_res = epoch < self.low_res_epochs
+        changed = (frozen, low_res) != (self.whiten_bias_frozen, self.low_res)
+        self.whiten_bias_frozen, self.low_res = frozen, low_res
         return changed
 
     def _flip(self, x, pixels):
@@ -194,6 +206,13 @@ class ImageFastNet(layers.Layer):
             dy = keras.random.randint((batch,), 0, 2 * r + 1, seed=self.seed_generator)
             dx = keras.random.randint((batch,), 0, 2 * r + 1, seed=self.seed_generator)
             x = _shifted(x, dy, dx, r)
+        if self.low_res:
+            size = self.low_res_size
+            if size < x.shape[1] or size < x.shape[2]:
+                size_y, size_x = min(size, x.shape[1]), min(size, x.shape[2])
+                top = keras.random.randint((batch,), 0, x.shape[1] - size_y + 1, seed=self.seed_generator)
+                left = keras.random.randint((batch,), 0, x.shape[2] - size_x + 1, seed=self.seed_generator)
+                x = _window(_window(x, top, size_y, 1), left, size_x, 2)
         return x
 
     def _features(self, x, training):
@@ -239,4 +258,6 @@ class ImageFastNet(layers.Layer):
             "bias_lr_scale": self.bias_lr_scale,
             "alternate_flip": self.alternate_flip,
             "whiten_bias_epochs": self.whiten_bias_epochs,
+            "low_res_epochs": self.low_res_epochs,
+            "low_res_size": self.low_res_size,
         }

@@ -23,6 +23,11 @@ class FastNetConfig:
     # > 0: the whitening filters' bias trains for this many epochs, then is frozen, which also spares the first
     # convolution's input gradient (airbench: 3); 0: it trains throughout
     whiten_bias_epochs: int = 0
+    # > 0 with low_res_size: the first this many epochs train on random low_res_size x low_res_size crops of the
+    # (flipped, shifted) images, steps that cost about (low_res_size / side)^2 as much; the later epochs and
+    # inference see whole images (progressive resizing); 0: whole images throughout
+    low_res_epochs: int = 0
+    low_res_size: int = 0  # side of those crops, in pixels (CIFAR-10: 24 of 32)
     bias_lr_scale: float = 1.0  # with SGD, the BN biases learn this many times faster (airbench: 64)
 
 
