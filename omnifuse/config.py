@@ -138,7 +138,9 @@ class ModelConfig:
 class TrainConfig:
     epochs: int = 10  # passes over the training data (data.epoch_fraction: of each set)
     batch_size: int = 128  # samples per training step
-    optimizer: typing.Literal["adam", "adamw", "sgd"] = "adam"  # sgd: with Nesterov momentum
+    # sgd: with Nesterov momentum; muon: Muon (orthogonalised Nesterov momentum steps, each kernel's norm held fixed)
+    # for the convolution kernels of encoders trained from scratch, Nesterov SGD for the rest (omnifuse/optimizers.py)
+    optimizer: typing.Literal["adam", "adamw", "sgd", "muon"] = "adam"
     learning_rate: float = 1e-3  # peak learning rate of the schedule
     # the learning rate over the steps
     # onecycle: from a tenth of the rate up, then cosine decay to 0; triangle (airbench's): linearly from
@@ -152,7 +154,11 @@ class TrainConfig:
     # "balanced": each class's loss weighted by n / (k * n_class) over its task's training labels (for imbalanced
     # classes, or a test set whose class mix differs from train's); "none": every sample counts the same
     class_weight: typing.Literal["none", "balanced"] = "none"
-    momentum: float = 0.9  # sgd (Nesterov)
+    momentum: float = 0.9  # sgd, muon: the Nesterov momentum of SGD's variables
+    # muon: the convolution kernels' peak rate (the schedule's shape applies); each step moves a kernel by about this
+    # fraction of its norm
+    muon_learning_rate: float = 0.24
+    muon_momentum: float = 0.6  # muon: the convolution kernels' Nesterov momentum
     # a variable whose gradient is exactly zero in a step (its modality absent from the whole batch) keeps its value
     # and optimizer state, instead of moving by stale momentum (see omnifuse/optimizers.py); applies to models with
     # more than one modality or task (in the others every batch reaches every variable)

@@ -129,3 +129,102 @@ def tf_indexed_slices(values, indices):
     import tensorflow as tf
 
     return tf.IndexedSlices(tf.constant(values), tf.constant(indices), tf.constant([5, 2]))
+
+
+def test_orthogonalize_keeps_the_singular_vectors_and_evens_out_the_values():
+    from omnifuse.optimizers import orthogonalize
+
+    rng = np.random.default_rng(0)
+    u, _ = np.linalg.qr(rng.normal(size=(40, 40)))
+    v, _ = np.linalg.qr(rng.normal(size=(90, 40)))
+    spread = np.geomspace(100.0, 0.5, 40)  # singular values over two and a half decades
+    g = (u * spread) @ v.T
+    for matrix in (g, g.T):  # wide or tall
+        out = np.asarray(orthogonalize(matrix.astype("float32"), steps=5))
+        assert out.shape == matrix.shape
+        s = np.linalg.svd(out, compute_uv=False)
+        assert 0.5 < s.min() and s.max() < 1.3, s  # the 200x spread squeezed into the quintic's [0.68, 1.2]
+        # the same singular vectors: out is about U diag(s') V^T, near U V^T
+        reference = u @ v.T if matrix is g else v @ u.T
+        assert np.corrcoef(out.ravel(), reference.ravel())[0, 1] > 0.95
+
+
+def _conv_model():
+    x = keras.Input((8, 8, 3))
+    h = keras.layers.Conv2D(16, 3, use_bias=False, name="conv")(x)
+    h = keras.layers.BatchNormalization(name="bn")(h)
+    h = keras.layers.GlobalAveragePooling2D()(h)
+    return keras.Model(x, keras.layers.Dense(4, name="head")(h))
+
+
+def test_muon_steps_conv_kernels_by_their_orthogonalised_momentum_and_the_rest_by_sgd():
+    """A conv kernel is renormalised to sqrt(filters) and moves by muon_scale * rate along the orthogonalised
+    gradient, untouched by weight decay; the dense head and the BN variables take Keras's SGD step, bit for bit."""
+    import tensorflow as tf
+
+    from omnifuse.optimizers import MuonSGD, orthogonalize
+
+    rng = np.random.default_rng(1)
+    x, y = rng.normal(size=(16, 8, 8, 3)).astype("float32"), np.arange(16) % 4
+    models, grads = {}, {}
+    for name in ("muon", "sgd"):
+        keras.utils.set_random_seed(0)
+        model = _conv_model()
+        kwargs = {"momentum": 0.9, "nesterov": True, "weight_decay": 0.1}
+        if name == "muon":
+            opt = MuonSGD(0.05, muon_scale=2.0, muon_momentum=0.5, **kwargs)
+        else:
+            opt = keras.optimizers.SGD(0.05, **kwargs)
+        model.compile(opt, keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+        kernel = model.get_layer("conv").kernel
+        before = kernel.numpy()
+        with tf.GradientTape() as tape:
+            logits = model(x, training=True)
+            loss = ops.mean(keras.losses.sparse_categorical_crossentropy(y, logits, from_logits=True))
+        grads[name] = tape.gradient(loss, kernel).numpy()  # this step's kernel gradient (BN in training mode)
+        model.train_on_batch(x, y)
+        models[name] = (model, before)
+
+    model, before = models["muon"]
+    after = model.get_layer("conv").kernel.numpy()
+    scaled = before * np.sqrt(16) / np.linalg.norm(before)
+    expected = scaled - 2.0 * 0.05 * np.asarray(orthogonalize(1.5 * grads["muon"].reshape(27, 16))).reshape(
+        3, 3, 3, 16
+    )
+    np.testing.assert_allclose(after, expected, atol=1e-4)  # first step: momentum = g, Nesterov g + 0.5 g
+    plain, _ = models["sgd"]
+    for layer in ("head", "bn"):
+        for ours, theirs in zip(model.get_layer(layer).weights, plain.get_layer(layer).weights, strict=True):
+            np.testing.assert_allclose(ours.numpy(), theirs.numpy(), rtol=1e-6, atol=1e-7)
+
+
+def test_muon_trains_a_conv_net_excludes_prefixed_kernels_and_reloads(tmp_path):
+    from omnifuse.optimizers import LazyMuonSGD, MuonSGD
+
+    rng = np.random.default_rng(2)
+    x = rng.normal(size=(64, 8, 8, 3)).astype("float32")
+    y = (x[:, :4].mean(axis=(1, 2, 3)) > 0).astype("int32")  # learnable: the top half's brightness
+    keras.utils.set_random_seed(0)
+    model = _conv_model()
+    model.compile(
+        MuonSGD(0.05, momentum=0.9, nesterov=True, muon_scale=2.0),
+        keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+    )
+    history = fit_once(model, x, y, epochs=8, batch_size=16)
+    assert history.history["loss"][-1] < 0.8 * history.history["loss"][0]
+    # the kernel's norm stays near sqrt(filters): renormalised before every step, which is small against it
+    assert abs(np.linalg.norm(model.get_layer("conv").kernel.numpy()) - 4.0) < 0.5
+    model.save(tmp_path / "m.keras")
+    loaded = keras.saving.load_model(tmp_path / "m.keras")
+    assert isinstance(loaded.optimizer, MuonSGD) and loaded.optimizer.muon_scale == 2.0
+    np.testing.assert_allclose(outputs(loaded, x), outputs(model, x), rtol=1e-5, atol=1e-6)
+
+    # a kernel under an excluded prefix (a pretrained encoder) keeps SGD's step: no renormalisation
+    opt = LazyMuonSGD(0.05, momentum=0.9, nesterov=True, muon_exclude=["conv/"])
+    excluded = _conv_model()
+    excluded.compile(opt, keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    excluded.get_layer("conv").kernel.assign(excluded.get_layer("conv").kernel.numpy() * 10.0)
+    fit_once(excluded, x, y, epochs=1, batch_size=16)
+    assert (
+        np.linalg.norm(excluded.get_layer("conv").kernel.numpy()) > 8.0
+    )  # a muon step would have made it ~4

@@ -11,7 +11,16 @@ from omnifuse.errors import OmnifuseError
 from omnifuse.keras_compat import all_layers
 from omnifuse.model.heads import MaskedAccuracy, MaskedSparseCrossentropy
 from omnifuse.names import mask_name, member_outputs, unimodal_outputs
-from omnifuse.optimizers import LazyAdam, LazyAdamW, LazySGD, ScaledAdam, ScaledAdamW, ScaledSGD
+from omnifuse.optimizers import (
+    LazyAdam,
+    LazyAdamW,
+    LazyMuonSGD,
+    LazySGD,
+    MuonSGD,
+    ScaledAdam,
+    ScaledAdamW,
+    ScaledSGD,
+)
 from omnifuse.registry import lookup
 
 
@@ -79,7 +88,14 @@ def make_optimizer(
 ) -> keras.optimizers.Optimizer:
     """``train.optimizer`` at learning rate (or schedule) ``lr``; ``lazy``: the variants that leave a variable
     without gradient in a batch (and its optimizer state) untouched (see omnifuse/optimizers.py); ``multipliers``:
-    variable path prefix -> learning-rate factor (a fine-tuned pretrained encoder's slower rate)."""
+    variable path prefix -> learning-rate factor (a fine-tuned pretrained encoder's slower rate; Muon leaves those
+    variables to SGD)."""
+    muon = LazyMuonSGD if lazy else MuonSGD
+    if t.optimizer == "muon" and t.learning_rate <= 0:
+        raise OmnifuseError(
+            "train.optimizer = 'muon' scales the kernels' rate (train.muon_learning_rate) with the schedule of "
+            f"train.learning_rate: expected train.learning_rate > 0. Received: {t.learning_rate!r}"
+        )
     if lazy:
         adam, adamw, sgd = LazyAdam, LazyAdamW, LazySGD
     elif multipliers:
@@ -92,6 +108,16 @@ def make_optimizer(
         "adamw": lambda: adamw(lr, weight_decay=t.weight_decay, **extra),
         "sgd": lambda: sgd(
             lr, momentum=t.momentum, nesterov=True, weight_decay=t.weight_decay or None, **extra
+        ),
+        "muon": lambda: muon(
+            lr,
+            momentum=t.momentum,
+            nesterov=True,
+            weight_decay=t.weight_decay or None,
+            muon_scale=t.muon_learning_rate / t.learning_rate,
+            muon_momentum=t.muon_momentum,
+            muon_exclude=tuple(multipliers or ()),
+            lr_multipliers=multipliers or None,
         ),
     }
     return lookup(optimizers, t.optimizer, "optimizer")()
