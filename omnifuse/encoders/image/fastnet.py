@@ -79,9 +79,10 @@ class ImageFastNet(layers.Layer):
         self.alternate_flip = bool(alternate_flip)
         self.whiten_bias_epochs = int(whiten_bias_epochs)
         self.whiten_bias_frozen = False  # set by on_epoch: training only
-        if low_res_epochs and low_res_size < whiten_kernel + 2 ** len(self.widths) - 1:
+        least = whiten_kernel + 2 ** len(self.widths) - 1
+        if low_res_epochs and low_res_size < least:
             raise ValueError(
-                f"Expected low_res_size of at least {whiten_kernel + 2 ** len(self.widths) - 1} pixels (one pixel "
+                f"Expected low_res_size of at least {least} pixels (one pixel "
                 f"left after the {len(self.widths)} poolings) with low_res_epochs. Received: low_res_size={low_res_size!r}"
             )
         self.low_res_epochs = int(low_res_epochs)
