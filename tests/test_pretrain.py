@@ -17,7 +17,7 @@ from omnifuse.cli import app
 from omnifuse.config import load_config
 from omnifuse.errors import OmnifuseError
 from omnifuse.model.builder import build_model
-from omnifuse.model.compile import pretrained_multipliers
+from omnifuse.model.compile import make_optimizer, pretrained_multipliers, pretrained_prefixes
 from omnifuse.optimizers import ScaledAdam
 from omnifuse.pretrain import image, text
 from omnifuse.pretrain.run import pretrain
@@ -106,6 +106,12 @@ def test_the_started_encoder_trains_at_the_pretrained_rate(lm_run):
     )
     multipliers = pretrained_multipliers(model, 0.25)
     assert set(multipliers.values()) == {0.25}
+    # at the full rate there is no multiplier, but Muon still leaves the started encoder to SGD
+    assert pretrained_multipliers(model, 1.0) == {}
+    assert pretrained_prefixes(model) == tuple(multipliers)
+    cfg = load_config("imdb-lstm", [*overrides, "train.optimizer=muon", "train.learning_rate=0.1"])
+    muon = make_optimizer(cfg.train, 0.1, False, {}, pretrained_prefixes(model))
+    assert muon.muon_exclude == tuple(multipliers)
     optimizer = ScaledAdam(1.0, lr_multipliers=multipliers)
     optimizer.build(model.trainable_variables)
     factors = {v.path: optimizer._factors[optimizer._var_key(v)] for v in model.trainable_variables}

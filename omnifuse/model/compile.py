@@ -84,12 +84,13 @@ def learning_rate_schedule(t, total_steps: int):
 
 
 def make_optimizer(
-    t, lr, lazy: bool, multipliers: dict[str, float] | None = None
+    t, lr, lazy: bool, multipliers: dict[str, float] | None = None, pretrained: tuple[str, ...] = ()
 ) -> keras.optimizers.Optimizer:
     """``train.optimizer`` at learning rate (or schedule) ``lr``; ``lazy``: the variants that leave a variable
     without gradient in a batch (and its optimizer state) untouched (see omnifuse/optimizers.py); ``multipliers``:
-    variable path prefix -> learning-rate factor (a fine-tuned pretrained encoder's slower rate; Muon leaves those
-    variables to SGD)."""
+    variable path prefix -> learning-rate factor (a fine-tuned pretrained encoder's slower rate); ``pretrained``:
+    the path prefixes of pretrained encoders' variables, which Muon leaves to SGD (its renormalisation would rescale
+    their weights)."""
     muon = LazyMuonSGD if lazy else MuonSGD
     if t.optimizer == "muon" and t.learning_rate <= 0:
         raise OmnifuseError(
@@ -116,7 +117,7 @@ def make_optimizer(
             weight_decay=t.weight_decay or None,
             muon_scale=t.muon_learning_rate / t.learning_rate,
             muon_momentum=t.muon_momentum,
-            muon_exclude=tuple(multipliers or ()),
+            muon_exclude=tuple(pretrained) + tuple(multipliers or ()),
             lr_multipliers=multipliers or None,
         ),
     }
@@ -129,6 +130,12 @@ def pretrained_multipliers(model: keras.Model, scale: float) -> dict[str, float]
     before its branch was called (to load a checkpoint into) has paths without the branch's name."""
     if scale == 1.0:
         return {}
+    return dict.fromkeys(pretrained_prefixes(model), float(scale))
+
+
+def pretrained_prefixes(model: keras.Model) -> tuple[str, ...]:
+    """The variable path prefixes of every pretrained encoder of ``model`` that trains (see
+    :func:`pretrained_multipliers`)."""
     out = {}
     for layer in all_layers(model):
         encoder = getattr(layer, "encoder", None)
@@ -136,8 +143,8 @@ def pretrained_multipliers(model: keras.Model, scale: float) -> dict[str, float]
             continue
         for variable in encoder.trainable_weights:
             before, name, _ = variable.path.partition(f"{encoder.name}/")
-            out[before + name if name else variable.path] = float(scale)
-    return out
+            out[before + name if name else variable.path] = None
+    return tuple(out)
 
 
 EAGER_STEPS = 12  # train.eager = "auto": a training of at most this many steps in all runs them eagerly
@@ -164,7 +171,9 @@ def compile_model(
     t = cfg.train
     lazy = t.lazy_updates and _batches_can_miss_variables(model, tasks)
     schedule = learning_rate_schedule(t, max(1, t.epochs * steps_per_epoch))
-    optimizer = make_optimizer(t, schedule, lazy, pretrained_multipliers(model, t.pretrained_lr_scale))
+    optimizer = make_optimizer(
+        t, schedule, lazy, pretrained_multipliers(model, t.pretrained_lr_scale), pretrained_prefixes(model)
+    )
     members = member_outputs(model.output_names, tasks)
     # an ensemble trains each member on its own loss; its task outputs (the members' mean) only report accuracy
     trained = members or {task: task for task in tasks}
