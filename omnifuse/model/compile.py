@@ -90,19 +90,18 @@ def make_optimizer(
     without gradient in a batch (and its optimizer state) untouched (see omnifuse/optimizers.py); ``multipliers``:
     variable path prefix -> learning-rate factor (a fine-tuned pretrained encoder's slower rate); ``pretrained``:
     the path prefixes of pretrained encoders' variables, which Muon leaves to SGD (its renormalisation would rescale
-    their weights)."""
-    muon = LazyMuonSGD if lazy else MuonSGD
+    their weights; a model's multipliers are a subset of them)."""
     if t.optimizer == "muon" and t.learning_rate <= 0:
         raise OmnifuseError(
             "train.optimizer = 'muon' scales the kernels' rate (train.muon_learning_rate) with the schedule of "
             f"train.learning_rate: expected train.learning_rate > 0. Received: {t.learning_rate!r}"
         )
     if lazy:
-        adam, adamw, sgd = LazyAdam, LazyAdamW, LazySGD
+        adam, adamw, sgd, muon = LazyAdam, LazyAdamW, LazySGD, LazyMuonSGD
     elif multipliers:
-        adam, adamw, sgd = ScaledAdam, ScaledAdamW, ScaledSGD
+        adam, adamw, sgd, muon = ScaledAdam, ScaledAdamW, ScaledSGD, MuonSGD
     else:
-        adam, adamw, sgd = keras.optimizers.Adam, keras.optimizers.AdamW, keras.optimizers.SGD
+        adam, adamw, sgd, muon = keras.optimizers.Adam, keras.optimizers.AdamW, keras.optimizers.SGD, MuonSGD
     extra = {"lr_multipliers": multipliers} if multipliers else {}
     optimizers = {
         "adam": lambda: adam(lr, **extra),
@@ -117,8 +116,8 @@ def make_optimizer(
             weight_decay=t.weight_decay or None,
             muon_scale=t.muon_learning_rate / t.learning_rate,
             muon_momentum=t.muon_momentum,
-            muon_exclude=tuple(pretrained) + tuple(multipliers or ()),
-            lr_multipliers=multipliers or None,
+            muon_exclude=pretrained,
+            **extra,
         ),
     }
     return lookup(optimizers, t.optimizer, "optimizer")()
