@@ -13,7 +13,14 @@ import omnifuse.label
 from omnifuse.cli import app
 from omnifuse.data.table import load_csv
 from omnifuse.errors import OmnifuseError
-from omnifuse.label.next import disagreement_scores, kcenter_order, margin_scores, typiclust_order
+from omnifuse.label.next import (
+    badge_order,
+    disagreement_scores,
+    kcenter_order,
+    last_input_model,
+    margin_scores,
+    typiclust_order,
+)
 
 
 @pytest.fixture(scope="module")
@@ -89,7 +96,7 @@ def test_diverse_strategies_do_not_fill_a_batch_with_copies(sky, pool):
     p = omnifuse.load(run)
     margin = omnifuse.label.rank(p, path, budget=6, strategy="margin")
     assert sum(r["row"] in copies for r in margin) >= 3  # uncertainty alone asks for the same sample again
-    for strategy in ("kcenter", "hybrid", "typiclust"):
+    for strategy in ("kcenter", "hybrid", "typiclust", "badge"):
         ranked = omnifuse.label.rank(p, path, budget=6, strategy=strategy)
         assert len({r["row"] for r in ranked}) == 6
         assert sum(r["row"] in copies for r in ranked) <= 1, strategy
@@ -270,3 +277,48 @@ def test_typiclust_skips_clusters_the_labelled_samples_cover():
     labelled = x[blob == 0][:2]
     order, _ = typiclust_order(x, budget=2, labelled=labelled, seed=0)
     assert sorted(blob[order]) == [1, 2]
+
+
+def test_badge_reads_the_input_of_the_task_s_output_layer(sky):
+    _, run = sky
+    p = omnifuse.load(run)
+    task = next(iter(p.tasks))
+    sub = last_input_model(p.model, task)
+    layer = {layer.name: layer for layer in p.model.layers}.get(f"{task}_logits") or p.model.get_layer(task)
+    assert sub is not None and sub.outputs[0].shape[-1] == layer.kernel.shape[0]
+    assert last_input_model(p.model, "no_such_task") is None
+
+
+def _badge_reference(h, probs, budget, seed):
+    """BADGE spelt out: the gradient embeddings built, k-means++ seeding on them with the same draws."""
+    a = probs.copy()
+    a[np.arange(len(a)), a.argmax(1)] -= 1.0
+    g = (a[:, :, None] * h[:, None, :]).reshape(len(h), -1)
+    rng = np.random.default_rng(seed)
+    picks = [int(np.argmax((g**2).sum(1)))]
+    while len(picks) < budget:
+        d = ((g[:, None, :] - g[picks][None]) ** 2).sum(2).min(1)
+        d[picks] = 0.0
+        picks.append(int(rng.choice(len(g), p=d / d.sum())))
+    return picks
+
+
+def test_badge_draws_as_k_means_plus_plus_on_the_gradient_embeddings_without_building_them():
+    rng = np.random.default_rng(3)
+    h = rng.normal(size=(60, 5))
+    probs = rng.dirichlet(np.ones(4), size=60)
+    order, scores = badge_order(h, probs, budget=12, seed=7)
+    assert order.tolist() == _badge_reference(h, probs, 12, 7)
+    assert len(set(order.tolist())) == 12 and np.all(scores > 0)
+
+
+def test_badge_asks_for_unsure_samples_and_for_at_most_one_sure_one():
+    rng = np.random.default_rng(4)
+    h = rng.normal(size=(200, 8))
+    probs = np.zeros((200, 3))
+    probs[np.arange(200), rng.integers(0, 3, 200)] = 1.0  # 180 samples the model is sure of: g = 0
+    unsure = np.arange(180, 200)
+    probs[unsure] = rng.dirichlet(np.ones(3), size=20)
+    order, _ = badge_order(h, probs, budget=15, seed=0)
+    assert order[0] in unsure  # the longest gradient first
+    assert np.isin(order, unsure).sum() >= 14  # every sure sample sits at g = 0: one of them at most

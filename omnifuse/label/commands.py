@@ -28,7 +28,7 @@ def next_command(
     strategy: Annotated[
         str,
         typer.Option(
-            help="random | margin | entropy | kcenter | hybrid | typiclust | typiclust_hybrid[:K] | disagreement"
+            help="random | margin | entropy | kcenter | hybrid | typiclust | typiclust_hybrid[:K] | badge | disagreement"
         ),
     ] = "margin",
     task: Annotated[
@@ -38,7 +38,9 @@ def next_command(
         Path | None,
         typer.Option(help="kcenter, typiclust, typiclust_hybrid: samples already labelled (CSV or folder)"),
     ] = None,
-    seed: Annotated[int, typer.Option(help="Seed of random and of hybrid's and typiclust's clustering")] = 0,
+    seed: Annotated[
+        int, typer.Option(help="Seed of random, of hybrid's and typiclust's clustering and of badge's draws")
+    ] = 0,
 ):
     """Rank an unlabelled pool and write the BUDGET samples worth labelling first."""
     from omnifuse.label.next import parse_strategy

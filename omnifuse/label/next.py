@@ -16,6 +16,10 @@
   ``hybrid`` (the cold start covered by typical samples, then uncertainty once the model is worth asking, as Doucet
   et al., "Bridging diversity and uncertainty in active learning with self-supervised pre-training", 2023);
   ``typiclust_hybrid:K`` switches at K per class;
+- ``badge``: uncertainty and diversity in one (Ash et al., "Deep batch active learning by diverse, uncertain gradient
+  lower bounds", ICLR 2020): k-means++ seeding over each sample's gradient embedding, the gradient of the loss
+  with the model's guess as label with respect to the output layer's weights, ``(p - onehot(guess)) x h`` (h: the
+  output layer's input). Its length is large where the model is unsure, and k-means++ spreads the picks;
 - ``disagreement``: how much the per-modality heads (``train.unimodal_loss`` > 0) disagree: the Jensen-Shannon
   divergence between the probabilities of the heads whose modality the sample has (0 with fewer than two).
 
@@ -43,6 +47,7 @@ STRATEGIES = (
     "hybrid",
     "typiclust",
     "typiclust_hybrid",
+    "badge",
     "disagreement",
 )
 # typiclust_hybrid: labelled samples per class from which hybrid takes over from typiclust; chosen on a validation
@@ -54,6 +59,7 @@ SWITCH_PER_CLASS = 9
 ONE_START = 10_000_000
 FUSION_LAYER = "fusion"
 EMBEDDING = "__embedding"  # the fused embedding's key among the pool's outputs
+LAST_INPUT = "__last_input"  # the output layer's input (badge's h) among the pool's outputs
 RANK_COLUMNS = (
     "_rank",
     "_row",
@@ -169,6 +175,46 @@ def hybrid_order(embeddings: np.ndarray, uncertainty: np.ndarray, budget: int, s
     return np.array((picks + rest)[:budget], np.int64)
 
 
+def badge_order(
+    features: np.ndarray, probs: np.ndarray, budget: int, seed: int = 0
+) -> tuple[np.ndarray, np.ndarray]:
+    """BADGE: ``budget`` indices picked by k-means++ seeding over the gradient embeddings ``g_i = a_i x h_i`` (``a_i
+    = probs_i - onehot(argmax probs_i)``, ``h_i = features_i``), and each pick's squared distance to the nearest
+    pick before it. The first pick is the longest embedding (the most informative alone), each next one drawn with
+    probability proportional to that squared distance, so near-copies of a pick and confident samples (g = 0: all
+    at one point) are rarely asked twice.
+
+    The (N, classes x dim) embeddings are never built: ``|g_i - g_j|^2 = |a_i|^2 |h_i|^2 + |a_j|^2 |h_j|^2 - 2 (a_i .
+    a_j)(h_i . h_j)``, one (N, dim) product a pick."""
+    h = features.astype(np.float64)
+    a = probs.astype(np.float64).copy()
+    a[np.arange(len(a)), a.argmax(1)] -= 1.0
+    length = (a**2).sum(1) * (h**2).sum(1)
+    budget = min(budget, len(h))
+    if budget == 0:
+        return np.zeros(0, np.int64), np.zeros(0)
+    rng = np.random.default_rng(seed)
+    first = int(np.argmax(length))
+    picks, scores = [first], [float(length[first])]
+    nearest = np.full(len(h), np.inf)
+    picked = np.zeros(len(h), bool)
+    picked[first] = True
+    while len(picks) < budget:
+        c = picks[-1]
+        d = length + length[c] - 2.0 * (a @ a[c]) * (h @ h[c])
+        nearest = np.minimum(nearest, np.maximum(d, 0.0))
+        nearest[picked] = 0.0
+        total = nearest.sum()
+        if total > 0:
+            i = int(rng.choice(len(h), p=nearest / total))
+        else:  # every sample left coincides with a pick: any of them
+            i = int(rng.choice(np.flatnonzero(~picked)))
+        picks.append(i)
+        scores.append(float(nearest[i]))
+        picked[i] = True
+    return np.array(picks, np.int64), np.array(scores)
+
+
 def typiclust_order(
     embeddings: np.ndarray,
     budget: int,
@@ -246,6 +292,19 @@ def embedding_model(model):
     return keras.Model(model.inputs, {EMBEDDING: fused})
 
 
+def last_input_model(model, task: str):
+    """A model from ``model``'s inputs to the input of ``task``'s output layer (``<task>_logits`` where the head is
+    scaled, else ``<task>``), under the key :data:`LAST_INPUT`; None where ``task`` has no such dense layer (an
+    ensemble's averaged output), for which the fused embedding stands in."""
+    import keras
+
+    names = {layer.name: layer for layer in model.layers}
+    layer = names.get(f"{task}_logits", names.get(task))
+    if not isinstance(layer, keras.layers.Dense):
+        return None
+    return keras.Model(model.inputs, {LAST_INPUT: layer.input})
+
+
 def rank(
     run: str | Path | Any,
     pool: str | Path | Pool,
@@ -284,6 +343,8 @@ def rank(
         )
     diverse = base in ("kcenter", "hybrid", "typiclust", "typiclust_hybrid")
     embed = embedding_model(predictor.model) if diverse else None
+    if base == "badge":
+        embed = last_input_model(predictor.model, task) or embedding_model(predictor.model)
     out = predict_pool(predictor, pool, embed)
     probs = out[task]
     budget = min(int(budget), len(pool))
@@ -303,6 +364,10 @@ def rank(
             [out[name] for name in heads.values()], [out[mask_name(m)] for m in heads]
         )
         order = np.argsort(-scores, kind="stable")[:budget]
+    elif base == "badge":
+        order, picked = badge_order(out.get(LAST_INPUT, out.get(EMBEDDING)), probs, budget, seed)
+        scores = np.zeros(len(pool))
+        scores[order] = picked
     elif base in ("kcenter", "typiclust"):
         if base == "kcenter":
             order, picked = kcenter_order(out[EMBEDDING], budget, known)

@@ -7,7 +7,8 @@ The head is a multinomial logistic regression on frozen pretrained features: the
 model puts on a frozen encoder (``fusion_dim = 0``), fitted to convergence by L-BFGS rather than by epochs of
 Adam with early stopping, which on 20-1,000 labels would need a validation split of its own and add training
 noise to the comparison of strategies. The fused embedding of such a model is its features concatenated, so
-``kcenter``, ``hybrid`` and ``typiclust`` read those; ``disagreement`` fits one head per modality as ``train.unimodal_loss``
+``kcenter``, ``hybrid``, ``typiclust`` and ``badge`` read those (for ``badge`` they are also the output layer's
+input); ``disagreement`` fits one head per modality as ``train.unimodal_loss``
 does. The scores and orders are :mod:`omnifuse.label.next`'s own.
 
 >>> curve = simulate({"audio": x}, y, {"audio": x_test}, y_test, "margin", seed=0)   # [{"labels", "accuracy"}, ...]
@@ -22,6 +23,7 @@ import numpy as np
 from omnifuse.errors import OmnifuseError
 from omnifuse.label.next import (  # noqa: F401  (STRATEGIES: also imported from here)
     STRATEGIES,
+    badge_order,
     disagreement_scores,
     effective_strategy,
     entropy_scores,
@@ -92,6 +94,8 @@ def choose(
         return hybrid_order(embedding, margin_scores(probs), budget, seed)
     if strategy == "typiclust":
         return typiclust_order(embedding, budget, labelled_embedding, seed)[0]
+    if strategy == "badge":
+        return badge_order(embedding, probs, budget, seed)[0]
     if strategy == "disagreement":
         if not heads or len(heads) < 2:
             raise OmnifuseError("Expected two or more modalities for the 'disagreement' strategy.")
