@@ -252,3 +252,16 @@ def test_kcenter_distances_to_labelled_samples_match_the_direct_computation():
     direct = np.sqrt(((x[:, None] - centres[None]) ** 2).sum(-1)).min(1)
     assert np.allclose(_nearest(x, centres, chunk=64), direct, atol=1e-9)
     assert np.allclose(_nearest(centres, centres), 0.0, atol=1e-6)  # no NaN where a distance rounds below 0
+
+
+def test_the_keras_head_runs_the_loop_as_the_logistic_one_does(data, monkeypatch):
+    import functools
+
+    args = (data["pool"], data["labels"], data["test"], data["test_labels"])
+    monkeypatch.setitem(sim.HEADS, "keras", functools.partial(sim.KerasHead, epochs=40))  # a test's budget
+    keras_curve = sim.simulate(*args, "margin", seed=0, rounds=1, start=0.06, batch=0.06, head="keras")
+    logistic = sim.simulate(*args, "margin", seed=0, rounds=1, start=0.06, batch=0.06)
+    assert [p["labels"] for p in keras_curve] == [p["labels"] for p in logistic] == [24, 48]
+    assert keras_curve[-1]["accuracy"] > 0.9  # separable blobs: the dense softmax layer learns them too
+    with pytest.raises(OmnifuseError, match="Expected a head in logistic, keras"):
+        sim.simulate(*args, "margin", head="forest")

@@ -34,7 +34,7 @@ else:  # pragma: no cover
 
 KINDS = {"loops": "label-loop", "audits": "label-audit"}
 _KEYS = {
-    "loops": ("preset", "overrides", "pool", "eval", "strategies", "start", "batch", "rounds", "c"),
+    "loops": ("preset", "overrides", "pool", "eval", "strategies", "start", "batch", "rounds", "c", "head"),
     "audits": ("preset", "overrides", "pool", "noise", "folds", "top", "c"),
 }
 _NOISE_KEYS = ("label", "fraction", "pairs")
@@ -57,6 +57,13 @@ def load_labelling() -> dict[str, dict[str, Any]]:
                 )
             if not isinstance(table.get("preset"), str):
                 raise OmnifuseError(f"Expected a preset in {where}. Received: {table.get('preset')!r}")
+            if section == "loops":
+                from omnifuse.label.simulate import HEADS
+
+                if table.get("head", "logistic") not in HEADS:
+                    raise OmnifuseError(
+                        f"Expected head in {where} as one of {', '.join(HEADS)}. Received: {table['head']!r}"
+                    )
             for strategy in table.get("strategies", []):
                 try:
                     parse_strategy(strategy)
@@ -115,7 +122,12 @@ def _header(spec: dict[str, Any], data: dict[str, Any], name: str, invocation: s
         "preset": spec["preset"],
         "overrides": list(spec["overrides"]),
         "encoders": data["encoders"],
-        "head": f"logistic regression (L2, C={spec['c']:g}) on standardised frozen features",
+        "head": (
+            "a Keras dense softmax layer (AdamW, the epoch of least loss on a tenth of the revealed labels kept) "
+            "on standardised frozen features"
+            if spec.get("head") == "keras"
+            else f"logistic regression (L2, C={spec['c']:g}) on standardised frozen features"
+        ),
         "pool": {"splits": list(spec["pool"]), "size": int(len(data["labels"]))},
         "eval_split": spec.get("eval", "test"),
         "test_size": int(len(data["test_labels"])),
@@ -147,6 +159,7 @@ def run_loop(
             classes=len(data["classes"]),
             pool_masks=data["masks"],
             c=spec["c"],
+            head=spec.get("head", "logistic"),
         )
         last = curve[-1]
         echo(
