@@ -73,12 +73,13 @@ class KerasHead(Head):
     def fit(self, x: np.ndarray, y: np.ndarray) -> KerasHead:
         import keras
 
-        self.seen, self.model, self.net = np.unique(y), None, None
-        if len(self.seen) < 2 or len(y) < 4:
+        self.net = None
+        if len(np.unique(y)) < 2 or len(y) < 4:
             return super().fit(x, y)
         keras.utils.set_random_seed(self.seed)
         order = np.random.default_rng(self.seed).permutation(len(y))
-        held, kept = order[: max(1, len(y) // 10)], order[max(1, len(y) // 10) :]
+        cut = max(1, len(y) // 10)
+        held, kept = order[:cut], order[cut:]
         net = keras.Sequential(
             [keras.Input((x.shape[1],)), keras.layers.Dense(self.classes, activation="softmax")]
         )
