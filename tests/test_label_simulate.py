@@ -265,3 +265,79 @@ def test_the_keras_head_runs_the_loop_as_the_logistic_one_does(data, monkeypatch
     assert keras_curve[-1]["accuracy"] > 0.9  # separable blobs: the dense softmax layer learns them too
     with pytest.raises(OmnifuseError, match="Expected a head in logistic, keras"):
         sim.simulate(*args, "margin", head="forest")
+
+
+def _reviews(n, seed):
+    """Two-class texts: each review draws words from its class's words and from words both classes use."""
+    rng = np.random.default_rng(seed)
+    words = [["superb", "moving", "brilliant", "loved"], ["dull", "awful", "boring", "hated"]]
+    shared = ["film", "plot", "actor", "scene", "the", "was", "story"]
+    y = rng.integers(0, 2, n)
+    texts = [" ".join(rng.choice(words[c], 2).tolist() + rng.choice(shared, 6).tolist()) for c in y]
+    return np.array(texts, object), y
+
+
+def test_tfidf_features_are_fitted_on_the_pool_and_normalised():
+    pool, _ = _reviews(120, 0)
+    (x, x_other), embedding = sim.tfidf_features(pool, ["superb film", "zzz qqq"], dims=8)
+    assert x.format == "csr" and x.shape[0] == 120 and x_other.shape == (2, x.shape[1])
+    assert np.allclose(np.sqrt(x.multiply(x).sum(1)), 1.0)  # rows L2-normalised
+    assert x_other[1].nnz == 0  # words the pool never had have no column
+    assert embedding.shape == (120, 8) and np.allclose(np.linalg.norm(embedding, axis=1), 1.0, atol=1e-5)
+
+
+def test_a_tfidf_loop_fits_its_head_on_the_vectors_and_spreads_over_their_embedding(tmp_path, monkeypatch):
+    from omnifuse.bench import frozen
+
+    pool_texts, y = _reviews(200, 1)
+    test_texts, y_test = _reviews(100, 2)
+
+    def splits(preset, overrides, data_dir):  # what split_features returns, features unused by a tfidf loop
+        def split(texts, labels):
+            return {"x": {"text": np.zeros((len(labels), 3), np.float32)}, "y": labels,
+                    "texts": {"text": texts}, "masks": {"text": np.ones(len(labels), np.float32)}}  # fmt: skip
+
+        return {"splits": {"train": split(pool_texts, y), "test": split(test_texts, y_test)},
+                "classes": ["neg", "pos"], "task": "label", "encoders": {"text": "minilm"}}  # fmt: skip
+
+    monkeypatch.setattr(frozen, "split_features", splits)
+    spec = {"kind": "label-loop", "preset": "imdb-minilm-frozen", "overrides": [], "pool": ["train"], "c": 100.0,
+            "features": "tfidf", "strategies": ["random", "margin", "kcenter", "hybrid"], "start": 0.05,
+            "batch": 0.05, "rounds": 2}  # fmt: skip
+    monkeypatch.setattr(loop, "load_labelling", lambda: {"loop-t": spec})
+    seen = []
+    choose = sim.choose
+    monkeypatch.setattr(sim, "choose", lambda s, p, e, le, *a: seen.append(e) or choose(s, p, e, le, *a))
+    records = loop.run_labelling("loop-t", seeds=1, results=tmp_path / "results", echo=lambda s: None)
+    assert {r["label"] for r in records} == {"random", "margin", "kcenter", "hybrid"}
+    assert all(r["curve"][-1]["accuracy"] > 0.9 for r in records)  # the class words decide: 30 labels suffice
+    assert records[0]["encoders"] == {"text": loop.TFIDF_ENCODER} and "tf-idf" in records[0]["head"]
+    # the strategies are handed the dense SVD embedding (its width capped by the vocabulary's size - 1), never
+    # the sparse vectors the head reads
+    (vectors,), embedding = sim.tfidf_features(pool_texts)
+    assert seen and all(isinstance(e, np.ndarray) and e.shape[1] == vectors.shape[1] - 1 for e in seen)
+    # ... its rows: the unlabelled reviews' rows of the pool's embedding
+    gaps = np.linalg.norm(seen[0][:, None, :] - embedding[None, :, :], axis=2).min(1)
+    assert len(seen[0]) == 190 and np.allclose(gaps, 0.0, atol=1e-5)
+
+
+def test_badge_reads_the_heads_input_and_refuses_a_separate_embedding(data):
+    args = (data["pool"], data["labels"], data["test"], data["test_labels"])
+    with pytest.raises(OmnifuseError, match="no separate embedding for the 'badge' strategy"):
+        sim.simulate(*args, "badge", rounds=1, embedding=data["pool"])
+
+
+@pytest.mark.parametrize(
+    "table, message",
+    [
+        ('features = "bert"', "Expected features in \\[loops.x\\].*'bert'"),
+        ('features = "tfidf"\nhead = "keras"', "Expected the logistic head"),
+        ('features = "tfidf"\nstrategies = ["random", "badge"]', "Expected no 'badge'"),
+    ],
+)
+def test_a_loop_with_features_it_cannot_use_is_named(tmp_path, monkeypatch, table, message):
+    path = tmp_path / "suites.toml"
+    monkeypatch.setattr(loop, "SUITES_FILE", path)
+    path.write_text(f'[loops.x]\npreset = "imdb-minilm-frozen"\n{table}\n')
+    with pytest.raises(OmnifuseError, match=message):
+        loop.load_labelling()

@@ -34,10 +34,27 @@ else:  # pragma: no cover
 
 KINDS = {"loops": "label-loop", "audits": "label-audit"}
 _KEYS = {
-    "loops": ("preset", "overrides", "pool", "eval", "strategies", "start", "batch", "rounds", "c", "head"),
+    "loops": (
+        "preset",
+        "overrides",
+        "pool",
+        "eval",
+        "strategies",
+        "start",
+        "batch",
+        "rounds",
+        "c",
+        "head",
+        "features",
+    ),
     "audits": ("preset", "overrides", "pool", "noise", "folds", "top", "c"),
 }
 _NOISE_KEYS = ("label", "fraction", "pairs")
+# a loop's features: "encoder", the preset's frozen pretrained encoders' (standardised); "tfidf", the text
+# modalities' tf-idf vectors (sparse, the head's input) with an SVD embedding for the diversity strategies
+# (omnifuse.label.simulate.tfidf_features)
+FEATURES = ("encoder", "tfidf")
+TFIDF_ENCODER = "tf-idf of words and word pairs (100,000, fitted on the pool; not pretrained)"
 EXCERPT = 200  # characters of a text kept in an audit record's top rows
 
 
@@ -64,6 +81,20 @@ def load_labelling() -> dict[str, dict[str, Any]]:
                     raise OmnifuseError(
                         f"Expected head in {where} as one of {', '.join(HEADS)}. Received: {table['head']!r}"
                     )
+                if table.get("features", "encoder") not in FEATURES:
+                    raise OmnifuseError(
+                        f"Expected features in {where} as one of {', '.join(FEATURES)}. "
+                        f"Received: {table['features']!r}"
+                    )
+                if table.get("features") == "tfidf" and table.get("head", "logistic") != "logistic":
+                    raise OmnifuseError(
+                        f"Expected the logistic head in {where}: features = 'tfidf' are sparse."
+                    )
+                if table.get("features") == "tfidf" and "badge" in table.get("strategies", []):
+                    raise OmnifuseError(
+                        f"Expected no 'badge' in {where}: with features = 'tfidf' the diversity strategies read "
+                        "an SVD embedding, not the head's input that badge needs."
+                    )
             for strategy in table.get("strategies", []):
                 try:
                     parse_strategy(strategy)
@@ -83,7 +114,7 @@ def _features(spec: dict[str, Any], data_dir: str | None) -> dict[str, Any]:
     """The pool (the spec's ``pool`` splits joined) and the features it is scored on (its ``eval`` split, under the
     keys ``test`` and ``test_labels``) of the spec's preset, standardised."""
     from omnifuse.bench.frozen import split_features
-    from omnifuse.label.simulate import standardise
+    from omnifuse.label.simulate import standardise, tfidf_features
 
     found = split_features(spec["preset"], spec["overrides"], data_dir)
     splits = found["splits"]
@@ -98,17 +129,28 @@ def _features(spec: dict[str, Any], data_dir: str | None) -> dict[str, Any]:
     def joined(key: str) -> dict[str, np.ndarray]:
         return {m: np.concatenate([p[key][m] for p in parts]) for m in parts[0][key]}
 
-    pool, test = standardise(joined("x"), splits[scored]["x"])
-    return {
-        "pool": pool,
+    texts = joined("texts")
+    out = {
         "labels": np.concatenate([p["y"] for p in parts]),
         "masks": joined("masks"),
-        "texts": joined("texts"),
-        "test": test,
+        "texts": texts,
         "test_labels": splits[scored]["y"],
         "classes": found["classes"],
         "encoders": found["encoders"],
     }
+    if spec.get("features", "encoder") == "tfidf":
+        if not texts:
+            raise OmnifuseError(f"Expected a text modality in {spec['preset']!r} for features = 'tfidf'.")
+        out["pool"], out["test"], out["embedding"] = {}, {}, {}
+        for m in texts:
+            (out["pool"][m], out["test"][m]), out["embedding"][m] = tfidf_features(
+                texts[m], splits[scored]["texts"][m]
+            )
+        out["masks"] = {m: out["masks"].get(m, np.ones(len(out["labels"]), np.float32)) for m in texts}
+        out["encoders"] = {m: TFIDF_ENCODER for m in texts}
+        return out
+    out["pool"], out["test"] = standardise(joined("x"), splits[scored]["x"])
+    return out
 
 
 def _header(spec: dict[str, Any], data: dict[str, Any], name: str, invocation: str) -> dict[str, Any]:
@@ -126,7 +168,12 @@ def _header(spec: dict[str, Any], data: dict[str, Any], name: str, invocation: s
             "a Keras dense softmax layer (AdamW, the epoch of least loss on a tenth of the revealed labels kept) "
             "on standardised frozen features"
             if spec.get("head") == "keras"
-            else f"logistic regression (L2, C={spec['c']:g}) on standardised frozen features"
+            else f"logistic regression (L2, C={spec['c']:g}) on "
+            + (
+                "the tf-idf vectors; kcenter, hybrid and typiclust spread over their 256-d SVD"
+                if spec.get("features") == "tfidf"
+                else "standardised frozen features"
+            )
         ),
         "pool": {"splits": list(spec["pool"]), "size": int(len(data["labels"]))},
         "eval_split": spec.get("eval", "test"),
@@ -160,6 +207,7 @@ def run_loop(
             pool_masks=data["masks"],
             c=spec["c"],
             head=spec.get("head", "logistic"),
+            embedding=data.get("embedding"),
         )
         last = curve[-1]
         echo(

@@ -16,6 +16,7 @@ does. The scores and orders are :mod:`omnifuse.label.next`'s own.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -52,7 +53,7 @@ class Head:
         return self
 
     def predict_proba(self, x: np.ndarray) -> np.ndarray:
-        out = np.zeros((len(x), self.classes))
+        out = np.zeros((x.shape[0], self.classes))
         if self.model is None:
             out[:, self.seen[0]] = 1.0
         else:
@@ -107,8 +108,41 @@ def standardise(pool: dict[str, np.ndarray], *others: dict[str, np.ndarray]) -> 
     return [{m: (x - stats[m][0]) / stats[m][1] for m, x in d.items()} for d in (pool, *others)]
 
 
-def _joined(x: dict[str, np.ndarray]) -> np.ndarray:
-    return np.concatenate([x[m] for m in sorted(x)], axis=1)
+def _joined(x: dict[str, Any]) -> Any:
+    """The modalities' features side by side (sorted by name); sparse if any of them is (a CSR matrix)."""
+    import scipy.sparse
+
+    parts = [x[m] for m in sorted(x)]
+    if any(scipy.sparse.issparse(p) for p in parts):
+        return scipy.sparse.hstack(parts, format="csr")
+    return np.concatenate(parts, axis=1)
+
+
+def tfidf_features(
+    pool_texts: Sequence[str],
+    *other_texts: Sequence[str],
+    vocabulary: int = 100_000,
+    ngrams: int = 2,
+    dims: int = 256,
+    seed: int = 0,
+) -> tuple[list[Any], np.ndarray]:
+    """Label-free text features for the loop: the tf-idf vectors of words and word n-grams up to ``ngrams`` (the
+    ``vocabulary`` most frequent in the pool, idf from the pool, sublinear tf, rows L2-normalised; as the ``tfidf``
+    text encoder reads them), sparse, for the pool and each of ``other_texts``; and the pool's dense embedding for
+    the diversity strategies: the first ``dims`` components of a truncated SVD of its tf-idf (latent semantic
+    analysis), rows L2-normalised. Fitted on the pool's texts only."""
+    from sklearn.decomposition import TruncatedSVD
+    from sklearn.feature_extraction.text import TfidfVectorizer
+    from sklearn.preprocessing import normalize
+
+    vectoriser = TfidfVectorizer(
+        ngram_range=(1, ngrams), max_features=vocabulary, sublinear_tf=True, dtype=np.float32
+    )
+    pool = vectoriser.fit_transform([str(t) for t in pool_texts])
+    others = [vectoriser.transform([str(t) for t in texts]) for texts in other_texts]
+    dims = max(1, min(dims, pool.shape[1] - 1, pool.shape[0] - 1))
+    embedding = TruncatedSVD(dims, random_state=seed).fit_transform(pool)
+    return [pool, *others], normalize(embedding).astype(np.float32)
 
 
 def choose(
@@ -123,7 +157,7 @@ def choose(
 ) -> np.ndarray:
     """Indices (into the unlabelled rows given) of the ``budget`` samples ``strategy`` asks for, best first."""
     budget = min(budget, len(probs))
-    strategy = effective_strategy(strategy, len(labelled_embedding), probs.shape[1])
+    strategy = effective_strategy(strategy, labelled_embedding.shape[0], probs.shape[1])
     if strategy == "random":
         return np.random.default_rng(seed).permutation(len(probs))[:budget]
     if strategy in ("margin", "entropy"):
@@ -164,25 +198,34 @@ def simulate(
     pool_masks: dict[str, np.ndarray] | None = None,
     c: float = 1.0,
     head: str = "logistic",
+    embedding: dict[str, np.ndarray] | None = None,
 ) -> list[dict[str, Any]]:
     """Run the loop for ``strategy`` and return one point per round, ``rounds + 1`` in all: ``labels`` (revealed),
     ``fraction`` (of the pool) and test ``accuracy`` of the head trained on them, and ``seconds`` (fit and ask).
 
     ``pool`` / ``test``: modality -> float features (N, D) (standardise them first: :func:`standardise`);
     ``start`` and ``batch``: shares of the pool revealed first and asked for each round; ``head``: which of
-    :data:`HEADS` is refitted each round."""
+    :data:`HEADS` is refitted each round; ``embedding``: modality -> the pool's features that ``kcenter``,
+    ``hybrid`` and ``typiclust`` spread over, where they are not the head's input (sparse tf-idf: their
+    :func:`tfidf_features` embedding); ``badge`` reads the head's input and takes none."""
     import time
 
     base, _ = parse_strategy(strategy)
     if head not in HEADS:
         raise OmnifuseError(f"Expected a head in {', '.join(HEADS)}. Received: {head!r}")
     fitted = HEADS[head]
+    if embedding is not None and base == "badge":
+        raise OmnifuseError(
+            "Expected no separate embedding for the 'badge' strategy: it reads the head's own input "
+            "(its gradient embedding is built from it)."
+        )
     n = len(labels)
     classes = int(classes or max(labels.max(), test_labels.max()) + 1)
     size = max(1, round(batch * n))
     revealed = np.zeros(n, bool)
     revealed[start_set(n, round(start * n), seed)] = True
     x, x_test = _joined(pool), _joined(test)
+    spread = x if embedding is None else _joined(embedding)
     masks = pool_masks or {m: np.ones(n) for m in pool}
     curve = []
     for r in range(rounds + 1):
@@ -203,8 +246,8 @@ def simulate(
             picked = choose(
                 strategy,
                 model.predict_proba(x[rest]),
-                x[rest],
-                x[idx],
+                spread[rest],
+                spread[idx],
                 size,
                 seed * 1000 + r,
                 heads,
