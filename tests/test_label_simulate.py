@@ -244,6 +244,18 @@ def test_pruning_by_noise_rate_also_flags_rows_no_class_is_confident_about():
         audit("no-such.csv", "label", method="vote")
 
 
+def test_pruning_by_noise_rate_never_flags_a_row_the_model_agrees_with():
+    # class 1: one row like class 0 (confidently), two unsure rows that lean to 1, two sure 1s. The joint counts 1
+    # of 3 confident rows as 0, calibrated to the 5 rows of class 1: 1.67 -> 2 rows to flag, but only one row of
+    # class 1 looks like 0; the next by p(0) - p(1) is a row the model calls 1
+    probs = np.array(
+        [[0.95, 0.05], [0.85, 0.15], [0.9, 0.1], [0.45, 0.55], [0.45, 0.55], [0.0, 1.0], [0.0, 1.0]]
+    )
+    labels = np.array([0, 0, 1, 1, 1, 1, 1])
+    pruned, suggested, _ = find_issues(probs, labels, "prune_by_noise_rate")
+    assert pruned.tolist() == [2] and suggested.tolist() == [0]
+
+
 def test_kcenter_distances_to_labelled_samples_match_the_direct_computation():
     from omnifuse.label.next import _nearest
 

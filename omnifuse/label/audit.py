@@ -35,6 +35,7 @@ from omnifuse.rundir import atomic_write_text
 
 SHOWN = 20  # flagged rows shown in the report
 METHODS = ("off_diagonal", "prune_by_noise_rate")  # how find_issues picks the flagged rows
+AGREE_TOLERANCE = 1e-6  # p(given) this close to the largest probability counts as the model agreeing
 EXCERPT = 160  # characters of a text shown in the report
 
 
@@ -61,7 +62,8 @@ def find_issues(
     ``method``: ``"off_diagonal"``: the rows off the confident joint's diagonal (scores in (0, 1]);
     ``"prune_by_noise_rate"`` (the paper's PBNR): the joint calibrated to the label counts estimates how many rows
     of each (given i, true j) there are, n * Q[i, j], and that many rows labelled i with the largest
-    p(j) - p(i) are flagged; this also reaches rows where no class passes its threshold."""
+    p(j) - p(i) are flagged, never one whose given label is the model's guess; this also reaches rows where no
+    class passes its threshold."""
     if method == "prune_by_noise_rate":
         return _prune_by_noise_rate(probs, labels)
     if method != "off_diagonal":
@@ -90,6 +92,11 @@ def _prune_by_noise_rate(probs: np.ndarray, labels: np.ndarray) -> tuple[np.ndar
         better = probs[top, j] - probs[top, i] > margin[top]
         margin[top[better]] = (probs[top, j] - probs[top, i])[better]
         suggested[top[better]] = j
+    # a row whose given label the model predicts (ties go to the given label) is not flagged, however many rows of
+    # its class the joint asks for: where a class holds fewer rows that look like another class than the joint
+    # estimates, the rest would be rows the model agrees with
+    given = probs[np.arange(len(labels)), labels]
+    suggested[given >= probs.max(1) - AGREE_TOLERANCE] = -1
     flagged = np.flatnonzero(suggested >= 0)
     order = np.argsort(-margin[flagged], kind="stable")
     return flagged[order], suggested[flagged][order], margin[flagged][order]
