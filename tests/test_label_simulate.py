@@ -114,7 +114,7 @@ def test_confident_learning_on_out_of_fold_probabilities_finds_flipped_labels():
     noisy, flipped = sim.flip_labels(y, 0.08, seed=3)
     probs = sim.out_of_fold(x, noisy, folds=4)
     assert probs.shape == (500, 4) and np.allclose(probs.sum(1), 1)
-    flagged = find_issues(probs, noisy)[0]
+    flagged = find_issues(probs, noisy, "off_diagonal")[0]
     scores = sim.precision_recall(flagged, flipped)
     assert scores["recall"] > 0.8 and scores["precision"] > 0.8
 
@@ -229,13 +229,13 @@ def test_pruning_by_noise_rate_also_flags_rows_no_class_is_confident_about():
     # the calibrated joint estimates 1.5 -> 2 rows labelled 1 that are 0, the two with the largest p(0) - p(1)
     probs = np.array([[0.95, 0.05], [0.85, 0.15], [0.9, 0.1], [0.6, 0.4], [0.55, 0.45], *[[0.1, 0.9]] * 3])
     labels = np.array([0, 0, 1, 1, 1, 1, 1, 1])
-    assert find_issues(probs, labels)[0].tolist() == [2]
+    assert find_issues(probs, labels, "off_diagonal")[0].tolist() == [2]
     pruned, suggested, scores = find_issues(probs, labels, "prune_by_noise_rate")
     assert pruned.tolist() == [2, 3] and suggested.tolist() == [0, 0] and scores == pytest.approx([0.8, 0.2])
     x, y = _blobs(500, spread=1.6, seed=2)
     noisy, flipped = sim.flip_labels(y, 0.1, seed=1)
     probs = sim.out_of_fold(x, noisy, folds=4)
-    a = sim.precision_recall(find_issues(probs, noisy)[0], flipped)
+    a = sim.precision_recall(find_issues(probs, noisy, "off_diagonal")[0], flipped)
     b = sim.precision_recall(find_issues(probs, noisy, "prune_by_noise_rate")[0], flipped)
     assert b["recall"] >= a["recall"] and b["precision"] > 0.5
     with pytest.raises(OmnifuseError, match="Expected method"):
@@ -254,6 +254,14 @@ def test_pruning_by_noise_rate_never_flags_a_row_the_model_agrees_with():
     labels = np.array([0, 0, 1, 1, 1, 1, 1])
     pruned, suggested, _ = find_issues(probs, labels, "prune_by_noise_rate")
     assert pruned.tolist() == [2] and suggested.tolist() == [0]
+
+
+def test_the_estimated_counts_keep_each_given_labels_total():
+    from omnifuse.label.audit import _whole_rows
+
+    # rounding each cell alone would give rows summing to 6 (1.5 -> 2 twice) and to 0 (0.4, 0.4, 0.2 -> 0, 0, 0)
+    out = _whole_rows(np.array([[1.5, 1.5, 2.0], [0.4, 0.4, 0.2], [3.0, 0.0, 0.0]]))
+    assert out.tolist() == [[2, 1, 2], [1, 0, 0], [3, 0, 0]] and out.dtype == np.int64
 
 
 def test_kcenter_distances_to_labelled_samples_match_the_direct_computation():

@@ -252,7 +252,7 @@ def run_audit(
         pairs = [(classes.index(a), classes.index(b)) for a, b in noise.get("pairs", [])]
         noisy, flipped = flip_labels(data["labels"], noise.get("fraction", 0.0), seed, pairs or None)
         probs = out_of_fold(x, noisy, spec.get("folds", 5), seed, spec["c"])
-        ours, suggested, scores = find_issues(probs, noisy)
+        ours, suggested, scores = find_issues(probs, noisy, "off_diagonal")
         pruned = find_issues(probs, noisy, "prune_by_noise_rate")[0]
         theirs = np.flatnonzero(find_label_issues(noisy, probs))
         result = {

@@ -81,10 +81,10 @@ def audit_command(
     method: Annotated[
         str,
         typer.Option(
-            help="off_diagonal: rows off the confident joint's diagonal (fewer, surer flags); "
-            "prune_by_noise_rate: as many rows as the calibrated joint estimates are wrong (more found)"
+            help="prune_by_noise_rate: as many rows as the calibrated joint estimates are wrong (cleanlab's "
+            "default rule); off_diagonal: rows off the confident joint's diagonal (fewer, surer flags, fewer found)"
         ),
-    ] = "off_diagonal",
+    ] = "prune_by_noise_rate",
 ):
     """Flag likely label errors (out-of-fold confident learning) and duplicate samples in labelled data."""
     if not data.exists():
