@@ -2,8 +2,9 @@
 ``suites.toml``.
 
 - A **loop** simulates train -> ``label next`` -> label -> train on a data set's frozen pretrained features, or
-  with ``features = "tfidf"`` on its texts' tf-idf vectors (:mod:`omnifuse.label.simulate`): every strategy, ``random`` included, on the same seeded start per seed; one
-  record per strategy and seed with accuracy against the number of labels.
+  with ``features = "tfidf"`` on its texts' tf-idf vectors (:mod:`omnifuse.label.simulate`): every strategy,
+  ``random`` included, on the same seeded start per seed; one record per strategy and seed with accuracy against
+  the number of labels.
 - An **audit** flips a share of the pool's labels (uniformly, or between class pairs; or none), computes
   out-of-fold probabilities by k-fold cross-fitting, and scores the rows flagged by omnifuse's confident learning
   (:func:`omnifuse.label.audit.find_issues`) and by ``cleanlab.filter.find_label_issues`` on the same

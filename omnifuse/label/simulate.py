@@ -127,8 +127,8 @@ def tfidf_features(
     seed: int = 0,
 ) -> tuple[list[Any], np.ndarray]:
     """Label-free text features for the loop: the tf-idf vectors of words and word n-grams up to ``ngrams`` (the
-    ``vocabulary`` most frequent in the pool, idf from the pool, sublinear tf, rows L2-normalised; as the ``tfidf``
-    text encoder reads them), sparse, for the pool and each of ``other_texts``; and the pool's dense embedding for
+    ``vocabulary`` most frequent in the pool, idf from the pool, sublinear tf, rows L2-normalised; the vocabulary
+    size and n-grams of the ``tfidf`` text encoder), sparse, for the pool and each of ``other_texts``; and the pool's dense embedding for
     the diversity strategies: the first ``dims`` components of a truncated SVD of its tf-idf (latent semantic
     analysis), rows L2-normalised. Fitted on the pool's texts only."""
     from sklearn.decomposition import TruncatedSVD
