@@ -72,6 +72,7 @@ def test_the_audit_recovers_flipped_labels_and_reports_duplicates(noisy, tmp_pat
     assert near["kind"] == "near" and near["leak"] == "True"
     report = (out / "report.md").read_text()
     assert "Likely label errors" in report and "![image](thumbs/" in report and "**leak**" in report
+    assert "confident learning (prune by noise rate)" in report  # the default rule, named
     assert list((out / "thumbs").glob("*.png"))
     with (out / "probabilities.csv").open() as f:
         assert len(list(csv.DictReader(f))) == 70

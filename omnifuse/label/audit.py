@@ -6,8 +6,11 @@ samples are duplicates.
    the fold it never saw. Every row then has probabilities from a model its own label did not train.
 2. **Confident learning** (Northcutt et al., 2021): class j's threshold t_j is the mean probability of j over the
    rows labelled j; a row "confidently belongs" to the likeliest class among those whose probability reaches their
-   threshold. The confident joint counts (given label, confident class); a row off its diagonal is flagged,
-   ranked by how sure the finding is: p(confident class) - p(given label).
+   threshold. The confident joint counts (given label, confident class). By default (pruning by noise rate) the
+   joint, calibrated to the label counts, says how many rows of each (given i, true j) pair there are, and that
+   many rows labelled i with the largest p(j) - p(i) are flagged (never one the model agrees with); with
+   ``method="off_diagonal"`` only the rows off its diagonal are. Flags are ranked by how sure the finding is:
+   p(suggested class) - p(given label).
 3. **Duplicates** (:mod:`omnifuse.label.duplicates`): exact and near-duplicate samples, within and across splits.
 
 Writes ``issues.csv`` (flagged rows, surest first), ``duplicates.csv``, ``report.md`` (the top rows shown: image
@@ -319,7 +322,7 @@ def audit(
         split_of,
         duplicate_threshold,
     )
-    files = _write(out, data, ds, whole, split_of, probs, labels, issues, groups, joint, folds)
+    files = _write(out, data, ds, whole, split_of, probs, labels, issues, groups, joint, folds, method)
     return {
         "issues": issues,
         "duplicates": groups,
@@ -343,7 +346,9 @@ def _csv_text(columns: list[str], rows: list[list[Any]]) -> str:
     return buffer.getvalue()
 
 
-def _write(out, data, ds, whole, split_of, probs, labels, issues, groups, joint, folds) -> dict[str, str]:
+def _write(
+    out, data, ds, whole, split_of, probs, labels, issues, groups, joint, folds, method
+) -> dict[str, str]:
     classes = ds.tasks[next(iter(ds.tasks))]
     where = "line" if data.is_file() else "sample"
     files = {
@@ -378,7 +383,9 @@ def _write(out, data, ds, whole, split_of, probs, labels, issues, groups, joint,
             ],
         ),
     )
-    atomic_write_text(files["report"], _report(out, data, ds, whole, issues, groups, joint, folds, where))
+    atomic_write_text(
+        files["report"], _report(out, data, ds, whole, issues, groups, joint, folds, where, method)
+    )
     return {k: str(v) for k, v in files.items()}
 
 
@@ -386,14 +393,15 @@ def _fmt(value):
     return f"{value:.4f}" if isinstance(value, float) else value
 
 
-def _report(out, data, ds, whole, issues, groups, joint, folds, where) -> str:
+def _report(out, data, ds, whole, issues, groups, joint, folds, where, method) -> str:
     classes = ds.tasks[next(iter(ds.tasks))]
     n = len(whole)
     lines = [
         f"# Label audit of `{data.name}`",
         "",
-        f"{n} labelled rows, {folds}-fold cross-fitted probabilities, confident learning: **{len(issues)} row(s) "
-        f"flagged** ({100 * len(issues) / max(n, 1):.1f}%). Full lists: `issues.csv`, `duplicates.csv`.",
+        f"{n} labelled rows, {folds}-fold cross-fitted probabilities, confident learning "
+        f"({method.replace('_', ' ')}): **{len(issues)} row(s) flagged** ({100 * len(issues) / max(n, 1):.1f}%). "
+        "Full lists: `issues.csv`, `duplicates.csv`.",
         "",
         "## Confident joint (rows: given label, columns: the class the row confidently belongs to)",
         "",
