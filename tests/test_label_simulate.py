@@ -257,7 +257,7 @@ def test_pruning_by_noise_rate_never_flags_a_row_the_model_agrees_with():
 
 
 def test_the_estimated_counts_keep_each_given_labels_total():
-    from omnifuse.label.audit import _whole_rows
+    from omnifuse.label.confident import _whole_rows
 
     # rounding each cell alone would give rows summing to 6 (1.5 -> 2 twice) and to 0 (0.4, 0.4, 0.2 -> 0, 0, 0)
     out = _whole_rows(np.array([[1.5, 1.5, 2.0], [0.4, 0.4, 0.2], [3.0, 0.0, 0.0]]))

@@ -7,7 +7,7 @@
   the number of labels.
 - An **audit** flips a share of the pool's labels (uniformly, or between class pairs; or none), computes
   out-of-fold probabilities by k-fold cross-fitting, and scores the rows flagged by omnifuse's confident learning
-  (:func:`omnifuse.label.audit.find_issues`) and by ``cleanlab.filter.find_label_issues`` on the same
+  (:func:`omnifuse.label.confident.find_issues`) and by ``cleanlab.filter.find_label_issues`` on the same
   probabilities: one record per noise and seed, with precision and recall, and the top flagged rows.
 
 Records: ``<results>/<name>/<timestamp>-<label>-seed<k>.json`` (``kind`` ``label-loop`` / ``label-audit``, left out
