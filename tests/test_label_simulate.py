@@ -353,6 +353,11 @@ def test_badge_reads_the_heads_input_and_refuses_a_separate_embedding(data):
         ('features = "bert"', "Expected features in \\[loops.x\\].*'bert'"),
         ('features = "tfidf"\nhead = "keras"', "Expected the logistic head"),
         ('features = "tfidf"\nstrategies = ["random", "badge"]', "Expected no 'badge'"),
+        ("pseudo = -1", "Expected pseudo in \\[loops.x\\] of suites.toml as a number >= 0"),
+        (
+            'pseudo = 2\nhead = "keras"',
+            "Expected the logistic head in \\[loops.x\\] of suites.toml: pseudo-labels",
+        ),
     ],
 )
 def test_a_loop_with_features_it_cannot_use_is_named(tmp_path, monkeypatch, table, message):
@@ -361,3 +366,50 @@ def test_a_loop_with_features_it_cannot_use_is_named(tmp_path, monkeypatch, tabl
     path.write_text(f'[loops.x]\npreset = "imdb-minilm-frozen"\n{table}\n')
     with pytest.raises(OmnifuseError, match=message):
         loop.load_labelling()
+
+
+def test_confident_rows_take_each_guessed_class_most_confident_rows_in_equal_shares():
+    probs = np.array(
+        [[0.99, 0.01], [0.6, 0.4], [0.95, 0.05], [0.3, 0.7], [0.9, 0.1], [0.2, 0.8], [0.45, 0.55]]
+    )
+    rows, guess = sim.confident_rows(probs, 4)
+    # class 0 is guessed four times and would fill all four places by confidence alone; each class gets two
+    assert rows.tolist() == [0, 2, 5, 3] and guess.tolist() == [0, 0, 1, 1]
+    rows, guess = sim.confident_rows(probs, 0)
+    assert len(rows) == 0 and len(guess) == 0
+
+
+def test_self_training_adds_the_pools_confident_guesses_at_their_weight(monkeypatch):
+    x, y = _blobs(300, classes=3, spread=1.5)
+    idx = np.arange(12)
+    fits = []
+    fit = sim.Head.fit
+
+    def spy(self, xs, ys, sample_weight=None):
+        fits.append((len(ys), None if sample_weight is None else sample_weight.copy()))
+        return fit(self, xs, ys, sample_weight)
+
+    monkeypatch.setattr(sim.Head, "fit", spy)
+    plain = sim.self_trained(lambda: sim.Head(3), x, y, idx, ratio=0.0)
+    assert len(fits) == 1 and fits[0] == (12, None)
+    fits.clear()
+    model = sim.self_trained(lambda: sim.Head(3), x, y, idx, ratio=3.0, weight=0.25)
+    # the plain fit, then two refits on the 12 labels + 36 guesses (12 a class) at weight 0.25
+    assert [n for n, _ in fits] == [12, 48, 48]
+    for _, w in fits[1:]:
+        assert np.array_equal(w, np.r_[np.ones(12), np.full(36, 0.25)])
+    # both heads are trained heads over the three classes; the guesses are the model's, not the hidden labels
+    assert model.predict_proba(x).shape == (300, 3) and plain.predict_proba(x).shape == (300, 3)
+
+
+def test_a_loop_with_pseudo_labels_records_them_and_uses_them_every_round(data, monkeypatch):
+    args = (data["pool"], data["labels"], data["test"], data["test_labels"])
+    seen = []
+    trained = sim.self_trained
+    monkeypatch.setattr(sim, "self_trained", lambda *a, **k: seen.append(a[4:]) or trained(*a, **k))
+    curve = sim.simulate(
+        *args, "margin", seed=0, rounds=2, start=0.02, batch=0.05, pseudo=2.0, pseudo_weight=0.3
+    )
+    assert [p["labels"] for p in curve] == [8, 28, 48] and seen == [(2.0, 0.3)] * 3
+    with pytest.raises(OmnifuseError, match="Expected the logistic head for pseudo-labels"):
+        sim.simulate(*args, "margin", rounds=1, head="keras", pseudo=1.0)

@@ -47,6 +47,8 @@ _KEYS = {
         "c",
         "head",
         "features",
+        "pseudo",
+        "pseudo_weight",
     ),
     "audits": ("preset", "overrides", "pool", "noise", "folds", "top", "c"),
 }
@@ -56,6 +58,8 @@ _NOISE_KEYS = ("label", "fraction", "pairs")
 # (omnifuse.label.simulate.tfidf_features)
 FEATURES = ("encoder", "tfidf")
 TFIDF_ENCODER = "tf-idf of words and word pairs (100,000, fitted on the pool; not pretrained)"
+# a loop's settings and their defaults, kept in each record's "loop"
+LOOP_DEFAULTS = (("start", 0.01), ("batch", 0.01), ("rounds", 9), ("pseudo", 0.0), ("pseudo_weight", 0.5))
 EXCERPT = 200  # characters of a text kept in an audit record's top rows
 
 
@@ -90,6 +94,16 @@ def load_labelling() -> dict[str, dict[str, Any]]:
                 if table.get("features") == "tfidf" and table.get("head", "logistic") != "logistic":
                     raise OmnifuseError(
                         f"Expected the logistic head in {where}: features = 'tfidf' are sparse."
+                    )
+                pseudo = table.get("pseudo", 0.0)
+                if not isinstance(pseudo, (int, float)) or pseudo < 0:
+                    raise OmnifuseError(
+                        f"Expected pseudo in {where} as a number >= 0 (pseudo-labelled pool rows per revealed "
+                        f"label). Received: {pseudo!r}"
+                    )
+                if pseudo and table.get("head", "logistic") != "logistic":
+                    raise OmnifuseError(
+                        f"Expected the logistic head in {where}: pseudo-labels train that head."
                     )
                 if table.get("features") == "tfidf" and "badge" in table.get("strategies", []):
                     raise OmnifuseError(
@@ -175,6 +189,12 @@ def _header(spec: dict[str, Any], data: dict[str, Any], name: str, invocation: s
                 if spec.get("features") == "tfidf"
                 else "standardised frozen features"
             )
+            + (
+                f"; also trained on the pool's {spec['pseudo']:g} x as many most confident pseudo-labels as "
+                f"revealed labels (weight {spec.get('pseudo_weight', 0.5):g}, refreshed twice)"
+                if spec.get("pseudo")
+                else ""
+            )
         ),
         "pool": {"splits": list(spec["pool"]), "size": int(len(data["labels"]))},
         "eval_split": spec.get("eval", "test"),
@@ -192,6 +212,7 @@ def run_loop(
     from omnifuse.label.simulate import simulate
 
     records = []
+    settings = {k: spec.get(k, d) for k, d in LOOP_DEFAULTS}
     for strategy in spec.get("strategies", ["random", "margin"]):
         began = time.perf_counter()
         curve = simulate(
@@ -201,9 +222,7 @@ def run_loop(
             data["test_labels"],
             strategy,
             seed=seed,
-            start=spec.get("start", 0.01),
-            batch=spec.get("batch", 0.01),
-            rounds=spec.get("rounds", 9),
+            **settings,
             classes=len(data["classes"]),
             pool_masks=data["masks"],
             c=spec["c"],
@@ -215,7 +234,6 @@ def run_loop(
             f"[bench] {head['name']}: {strategy}, seed {seed}: {100 * curve[0]['accuracy']:.2f}% at "
             f"{curve[0]['labels']} labels -> {100 * last['accuracy']:.2f}% at {last['labels']}"
         )
-        settings = {k: spec.get(k, d) for k, d in (("start", 0.01), ("batch", 0.01), ("rounds", 9))}
         records.append(
             {
                 **head,

@@ -43,13 +43,14 @@ class Head:
     def __init__(self, classes: int, c: float = 1.0, seed: int = 0):
         self.classes, self.c, self.seed = classes, c, seed
 
-    def fit(self, x: np.ndarray, y: np.ndarray) -> Head:
+    def fit(self, x: np.ndarray, y: np.ndarray, sample_weight: np.ndarray | None = None) -> Head:
         from sklearn.linear_model import LogisticRegression
 
         self.seen = np.unique(y)
         self.model = None
         if len(self.seen) > 1:
-            self.model = LogisticRegression(C=self.c, max_iter=2000, random_state=self.seed).fit(x, y)
+            self.model = LogisticRegression(C=self.c, max_iter=2000, random_state=self.seed)
+            self.model.fit(x, y, sample_weight=sample_weight)
         return self
 
     def predict_proba(self, x: np.ndarray) -> np.ndarray:
@@ -100,6 +101,47 @@ class KerasHead(Head):
 
 
 HEADS = {"logistic": Head, "keras": KerasHead}
+
+
+def confident_rows(probs: np.ndarray, count: int) -> tuple[np.ndarray, np.ndarray]:
+    """The rows of ``probs`` to pseudo-label and their guessed classes: the ``count`` whose top probability is
+    highest, shared equally among the classes guessed (each class's most confident rows, so a confident majority
+    class does not crowd out the rest), best first within each class."""
+    guess = probs.argmax(1)
+    top = probs.max(1)
+    classes = np.unique(guess)
+    each = count // max(1, len(classes))
+    rows = [np.flatnonzero(guess == k)[np.argsort(-top[guess == k], kind="stable")[:each]] for k in classes]
+    rows = np.concatenate(rows) if rows else np.zeros(0, int)
+    return rows, guess[rows]
+
+
+def _stacked(a: Any, b: Any) -> Any:
+    import scipy.sparse
+
+    return scipy.sparse.vstack([a, b], format="csr") if scipy.sparse.issparse(a) else np.concatenate([a, b])
+
+
+def self_trained(
+    make, x: Any, labels: np.ndarray, idx: np.ndarray, ratio: float, weight: float = 0.5, refreshes: int = 2
+) -> Head:
+    """A head fitted on the revealed rows ``idx`` of ``x`` and, when ``ratio`` > 0, on pseudo-labels of the
+    unrevealed ones as well (self-training; Wang et al.'s cost-effective active learning): ``refreshes`` times, the
+    last head guesses every unrevealed row, its ``ratio`` x ``len(idx)`` most confident guesses
+    (:func:`confident_rows`) join the revealed labels at ``weight`` each, and the head is refitted. ``make()`` gives
+    a new unfitted head."""
+    model = make().fit(x[idx], labels[idx])
+    if ratio <= 0 or getattr(model, "model", None) is None:
+        return model
+    rest = np.setdiff1d(np.arange(x.shape[0]), idx)
+    count = min(len(rest), round(ratio * len(idx)))
+    for _ in range(refreshes):
+        rows, guess = confident_rows(model.predict_proba(x[rest]), count)
+        weights = np.concatenate([np.ones(len(idx)), np.full(len(rows), weight)])
+        model = make().fit(
+            _stacked(x[idx], x[rest[rows]]), np.concatenate([labels[idx], guess]), sample_weight=weights
+        )
+    return model
 
 
 def standardise(pool: dict[str, np.ndarray], *others: dict[str, np.ndarray]) -> list[dict[str, np.ndarray]]:
@@ -199,6 +241,8 @@ def simulate(
     c: float = 1.0,
     head: str = "logistic",
     embedding: dict[str, np.ndarray] | None = None,
+    pseudo: float = 0.0,
+    pseudo_weight: float = 0.5,
 ) -> list[dict[str, Any]]:
     """Run the loop for ``strategy`` and return one point per round, ``rounds + 1`` in all: ``labels`` (revealed),
     ``fraction`` (of the pool) and test ``accuracy`` of the head trained on them, and ``seconds`` (fit and ask).
@@ -207,13 +251,19 @@ def simulate(
     ``start`` and ``batch``: shares of the pool revealed first and asked for each round; ``head``: which of
     :data:`HEADS` is refitted each round; ``embedding``: modality -> the pool's features that ``kcenter``,
     ``hybrid`` and ``typiclust`` spread over, where they are not the head's input (sparse tf-idf: their
-    :func:`tfidf_features` embedding); ``badge`` reads the head's input and takes none."""
+    :func:`tfidf_features` embedding); ``badge`` reads the head's input and takes none. ``pseudo`` > 0: the
+    head also trains on that many pseudo-labelled pool rows per revealed label, at ``pseudo_weight``
+    (:func:`self_trained`; the logistic head only); the per-modality heads of ``disagreement`` do not."""
     import time
 
     base, _ = parse_strategy(strategy)
     if head not in HEADS:
         raise OmnifuseError(f"Expected a head in {', '.join(HEADS)}. Received: {head!r}")
     fitted = HEADS[head]
+    if pseudo > 0 and head != "logistic":
+        raise OmnifuseError(
+            f"Expected the logistic head for pseudo-labels (pseudo = {pseudo:g}). Received: {head!r}"
+        )
     if embedding is not None and base == "badge":
         raise OmnifuseError(
             "Expected no separate embedding for the 'badge' strategy: it reads the head's own input "
@@ -231,7 +281,7 @@ def simulate(
     for r in range(rounds + 1):
         began = time.perf_counter()
         idx = np.flatnonzero(revealed)
-        model = fitted(classes, c, seed).fit(x[idx], labels[idx])
+        model = self_trained(lambda: fitted(classes, c, seed), x, labels, idx, pseudo, pseudo_weight)
         accuracy = float((model.predict_proba(x_test).argmax(1) == test_labels).mean())
         point = {"labels": int(revealed.sum()), "fraction": float(revealed.mean()), "accuracy": accuracy}
         if r < rounds and (~revealed).any():
