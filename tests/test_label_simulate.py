@@ -312,7 +312,9 @@ def test_a_tfidf_loop_fits_its_head_on_the_vectors_and_spreads_over_their_embedd
     pool_texts, y = _reviews(200, 1)
     test_texts, y_test = _reviews(100, 2)
 
-    def splits(preset, overrides, data_dir):  # what split_features returns, features unused by a tfidf loop
+    def splits(preset, overrides, data_dir, encode=True):  # what split_features returns without encoding
+        assert not encode  # a tfidf loop never runs the preset's encoders
+
         def split(texts, labels):
             return {"x": {"text": np.zeros((len(labels), 3), np.float32)}, "y": labels,
                     "texts": {"text": texts}, "masks": {"text": np.ones(len(labels), np.float32)}}  # fmt: skip
@@ -413,3 +415,27 @@ def test_a_loop_with_pseudo_labels_records_them_and_uses_them_every_round(data, 
     assert [p["labels"] for p in curve] == [8, 28, 48] and seen == [(2.0, 0.3)] * 3
     with pytest.raises(OmnifuseError, match="Expected the logistic head for pseudo-labels"):
         sim.simulate(*args, "margin", rounds=1, head="keras", pseudo=1.0)
+
+
+def test_split_features_without_encoding_gives_labels_and_texts_and_builds_no_model(tmp_path, monkeypatch):
+    from fixtures import aclimdb_reviews, write_aclimdb
+
+    from omnifuse.bench import frozen
+    from omnifuse.model import builder
+
+    write_aclimdb(tmp_path, n_per_class=10)
+
+    def no_model(*a, **k):
+        raise AssertionError("a tfidf loop must not build (or run) the preset's encoders")
+
+    monkeypatch.setattr(builder, "build_model", no_model)
+    found = frozen.split_features("imdb-minilm-frozen", [], str(tmp_path), encode=False)
+    splits = found["splits"]
+    assert found["classes"] == ["neg", "pos"] and found["encoders"] == {}
+    test = splits["test"]
+    assert test["x"] == {} and len(test["y"]) == 20 and np.array_equal(test["masks"]["text"], np.ones(20))
+    # the test split's texts, labels in step with them
+    written = {text: label for split, label, _, _, text in aclimdb_reviews(10) if split == "test"}
+    assert sorted(test["texts"]["text"]) == sorted(written)
+    assert [found["classes"][y] for y in test["y"]] == [written[t] for t in test["texts"]["text"]]
+    assert sum(len(splits[s]["y"]) for s in ("train", "val")) == 20

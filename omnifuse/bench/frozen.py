@@ -34,12 +34,18 @@ def encoder_names(cfg) -> dict[str, str]:
 
 
 def split_features(
-    preset: str, overrides: Sequence[str] = (), data_dir: str | None = None, batch_size: int = 64
+    preset: str,
+    overrides: Sequence[str] = (),
+    data_dir: str | None = None,
+    batch_size: int = 64,
+    encode: bool = True,
 ) -> dict[str, Any]:
     """The frozen features of ``preset`` (with ``overrides``) for every split: ``{"splits": {name: {"x": per
     modality float32 (N, D), "y": int labels (N,), "masks": per modality (N,), "texts": per text modality
     its raw texts}}, "classes": [...], "encoders":
-    {modality: encoder}, "task": name}``. Every modality must have a frozen pretrained encoder."""
+    {modality: encoder}, "task": name}``. Every modality must have a frozen pretrained encoder.
+    ``encode=False``: no model is built and nothing is encoded (``x`` and ``encoders`` empty): the splits'
+    labels, texts and text masks only, for a loop on the texts' own vectors."""
     from omnifuse import features, pipeline
     from omnifuse.config import load_config
     from omnifuse.data.catalog import load_datasets
@@ -47,6 +53,8 @@ def split_features(
 
     cfg = load_config(preset, list(overrides))
     prepared = pipeline.prepare(cfg, load_datasets(cfg, data_dir))
+    if not encode:
+        return _splits(prepared, prepared, [], {})
     texts = [str(t) for p in prepared.parts for m in with_vocabulary(prepared.modalities)
              for t in p.train.inputs.get(m, [])]  # fmt: skip
     model = build_model(
@@ -60,8 +68,15 @@ def split_features(
             f"once). Received: no cacheable branch for {', '.join(missing)}"
         )
     fp = features.with_features(model, prepared, branches, batch_size=batch_size)
-    task = next(iter(fp.tasks))
     kinds = encoder_names(cfg)
+    return _splits(prepared, fp, branches, {m: kinds.get(prepared.modalities[m], "?") for m in branches})
+
+
+def _splits(prepared, fp, branches: Sequence[str], encoders: dict[str, str]) -> dict[str, Any]:
+    """:func:`split_features`' answer from the prepared data (its texts) and ``fp``, the same with the
+    ``branches``' features in place of their inputs."""
+    task = next(iter(fp.tasks))
+    text_modalities = [m for m, kind in prepared.modalities.items() if held_as(kind) == "text"]
     splits = {}
     for which in ("train", "val", "test"):
         parts = [getattr(p, which) for p in fp.parts if len(getattr(p, which))]
@@ -74,17 +89,16 @@ def split_features(
             # the raw texts, to show a sample (images and audio stay out: the features stand for them)
             "texts": {
                 m: np.concatenate([np.asarray(s.inputs[m], object) for s in raw if len(s)])
-                for m, kind in prepared.modalities.items()
-                if held_as(kind) == "text"
+                for m in text_modalities
             },
             "masks": {
                 m: np.concatenate([np.asarray(s.masks.get(m, np.ones(len(s))), np.float32) for s in parts])
-                for m in branches
+                for m in sorted(set(branches) | set(text_modalities))
             },
         }
     return {
         "splits": splits,
         "classes": list(fp.tasks[task]),
         "task": task,
-        "encoders": {m: kinds.get(prepared.modalities[m], "?") for m in branches},
+        "encoders": encoders,
     }

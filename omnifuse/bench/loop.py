@@ -131,7 +131,8 @@ def _features(spec: dict[str, Any], data_dir: str | None) -> dict[str, Any]:
     from omnifuse.bench.frozen import split_features
     from omnifuse.label.simulate import standardise, tfidf_features
 
-    found = split_features(spec["preset"], spec["overrides"], data_dir)
+    tfidf = spec.get("features", "encoder") == "tfidf"
+    found = split_features(spec["preset"], spec["overrides"], data_dir, encode=not tfidf)
     splits = found["splits"]
     scored = spec.get("eval", "test")
     missing = [s for s in [*spec["pool"], scored] if s not in splits]
@@ -153,7 +154,7 @@ def _features(spec: dict[str, Any], data_dir: str | None) -> dict[str, Any]:
         "classes": found["classes"],
         "encoders": found["encoders"],
     }
-    if spec.get("features", "encoder") == "tfidf":
+    if tfidf:
         if not texts:
             raise OmnifuseError(f"Expected a text modality in {spec['preset']!r} for features = 'tfidf'.")
         out["pool"], out["test"], out["embedding"] = {}, {}, {}
