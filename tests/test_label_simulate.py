@@ -356,6 +356,11 @@ def test_badge_reads_the_heads_input_and_refuses_a_separate_embedding(data):
         ('features = "tfidf"\nhead = "keras"', "Expected the logistic head"),
         ('features = "tfidf"\nstrategies = ["random", "badge"]', "Expected no 'badge'"),
         ("pseudo = -1", "Expected pseudo in \\[loops.x\\] of suites.toml as a number >= 0"),
+        ("pseudo = true", "Expected pseudo in \\[loops.x\\] of suites.toml as a number >= 0"),
+        (
+            "pseudo = 2\npseudo_weight = 0",
+            "Expected pseudo_weight in \\[loops.x\\] of suites.toml as a number > 0",
+        ),
         (
             'pseudo = 2\nhead = "keras"',
             "Expected the logistic head in \\[loops.x\\] of suites.toml: pseudo-labels",

@@ -95,11 +95,16 @@ def load_labelling() -> dict[str, dict[str, Any]]:
                     raise OmnifuseError(
                         f"Expected the logistic head in {where}: features = 'tfidf' are sparse."
                     )
-                pseudo = table.get("pseudo", 0.0)
-                if not isinstance(pseudo, (int, float)) or pseudo < 0:
+                pseudo, weight = table.get("pseudo", 0.0), table.get("pseudo_weight", 0.5)
+                if isinstance(pseudo, bool) or not isinstance(pseudo, (int, float)) or pseudo < 0:
                     raise OmnifuseError(
                         f"Expected pseudo in {where} as a number >= 0 (pseudo-labelled pool rows per revealed "
                         f"label). Received: {pseudo!r}"
+                    )
+                if isinstance(weight, bool) or not isinstance(weight, (int, float)) or weight <= 0:
+                    raise OmnifuseError(
+                        f"Expected pseudo_weight in {where} as a number > 0 (a pseudo-label's weight against a "
+                        f"label's 1). Received: {weight!r}"
                     )
                 if pseudo and table.get("head", "logistic") != "logistic":
                     raise OmnifuseError(
