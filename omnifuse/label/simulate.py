@@ -9,7 +9,8 @@ Adam with early stopping, which on 20-1,000 labels would need a validation split
 noise to the comparison of strategies. The fused embedding of such a model is its features concatenated, so
 ``kcenter``, ``hybrid``, ``typiclust`` and ``badge`` read those (for ``badge`` they are also the output layer's
 input); ``disagreement`` fits one head per modality as ``train.unimodal_loss``
-does. The scores and orders are :mod:`omnifuse.label.next`'s own.
+does. With ``pseudo`` > 0 the head is self-trained each round on the pool's confident guesses as well
+(:func:`self_trained`). The scores and orders are :mod:`omnifuse.label.next`'s own.
 
 >>> curve = simulate({"audio": x}, y, {"audio": x_test}, y_test, "margin", seed=0)   # [{"labels", "accuracy"}, ...]
 """
