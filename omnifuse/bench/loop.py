@@ -63,6 +63,16 @@ LOOP_DEFAULTS = (("start", 0.01), ("batch", 0.01), ("rounds", 9), ("pseudo", 0.0
 EXCERPT = 200  # characters of a text kept in an audit record's top rows
 
 
+def _number(table: dict[str, Any], key: str, where: str, bound: str, meaning: str) -> float:
+    """``table[key]`` (its :data:`LOOP_DEFAULTS` value where absent), checked to be a number ``bound`` (">= 0" or
+    "> 0"; a boolean is not a number here)."""
+    value = table.get(key, dict(LOOP_DEFAULTS)[key])
+    number = isinstance(value, (int, float)) and not isinstance(value, bool)
+    if not number or value < 0 or (bound == "> 0" and value == 0):
+        raise OmnifuseError(f"Expected {key} in {where} as a number {bound} ({meaning}). Received: {value!r}")
+    return value
+
+
 def load_labelling() -> dict[str, dict[str, Any]]:
     """Every ``[loops.NAME]`` and ``[audits.NAME]`` of suites.toml, checked, each with its ``kind``."""
     from omnifuse.label.next import parse_strategy
@@ -95,17 +105,10 @@ def load_labelling() -> dict[str, dict[str, Any]]:
                     raise OmnifuseError(
                         f"Expected the logistic head in {where}: features = 'tfidf' are sparse."
                     )
-                pseudo, weight = table.get("pseudo", 0.0), table.get("pseudo_weight", 0.5)
-                if isinstance(pseudo, bool) or not isinstance(pseudo, (int, float)) or pseudo < 0:
-                    raise OmnifuseError(
-                        f"Expected pseudo in {where} as a number >= 0 (pseudo-labelled pool rows per revealed "
-                        f"label). Received: {pseudo!r}"
-                    )
-                if isinstance(weight, bool) or not isinstance(weight, (int, float)) or weight <= 0:
-                    raise OmnifuseError(
-                        f"Expected pseudo_weight in {where} as a number > 0 (a pseudo-label's weight against a "
-                        f"label's 1). Received: {weight!r}"
-                    )
+                pseudo = _number(
+                    table, "pseudo", where, ">= 0", "pseudo-labelled pool rows per revealed label"
+                )
+                _number(table, "pseudo_weight", where, "> 0", "a pseudo-label's weight against a label's 1")
                 if pseudo and table.get("head", "logistic") != "logistic":
                     raise OmnifuseError(
                         f"Expected the logistic head in {where}: pseudo-labels train that head."
@@ -197,7 +200,8 @@ def _header(spec: dict[str, Any], data: dict[str, Any], name: str, invocation: s
             )
             + (
                 f"; also trained on the pool's {spec['pseudo']:g} x as many most confident pseudo-labels as "
-                f"revealed labels (weight {spec.get('pseudo_weight', 0.5):g}, refreshed twice)"
+                f"revealed labels (weight {spec.get('pseudo_weight', dict(LOOP_DEFAULTS)['pseudo_weight']):g}, "
+                "refreshed twice)"
                 if spec.get("pseudo")
                 else ""
             )
