@@ -343,3 +343,52 @@ def test_training_with_low_res_epochs_sees_crops_then_whole_images_and_loads(dat
     assert (net.low_res_epochs, net.low_res_size) == (2, 12)
     feed = {"image": np.zeros((2, 32, 32, 3), "uint8"), "image_mask": np.ones(2, "float32")}
     assert model.predict_on_batch(feed)["cifar10"].shape == (2, 10)  # whole images in inference
+
+
+def test_quick_gelu_is_x_times_sigmoid_and_its_written_out_gradient_is_autograds():
+    import tensorflow as tf
+
+    from omnifuse.encoders.layers import quick_gelu
+
+    x = tf.constant(np.linspace(-8.0, 8.0, 801, dtype="float32"))
+    with tf.GradientTape(persistent=True) as tape:
+        tape.watch(x)
+        y = quick_gelu(x)
+        plain = x * tf.sigmoid(1.702 * x)  # automatic differentiation of the same function
+    np.testing.assert_allclose(y.numpy(), plain.numpy(), atol=1e-6)
+    np.testing.assert_allclose(tape.gradient(y, x).numpy(), tape.gradient(plain, x).numpy(), atol=1e-5)
+    gelu = keras.ops.convert_to_numpy(keras.activations.gelu(x))
+    assert 0.005 < np.abs(y.numpy() - gelu).max() < 0.021  # GELU's sigmoid form: close to it, not it
+
+
+def test_fastnet_activation_is_chosen_saved_and_loaded(data_dir, tmp_path):
+    from omnifuse.config import from_dict, read_toml
+    from omnifuse.modelio import load_model
+    from omnifuse.training import train
+
+    images = _images(4)
+    layers = {}
+    for name in ("gelu", "quick_gelu", "relu"):
+        layer = ImageFastNet(widths=(4, 8), activation=name)
+        layer.build(images.shape)
+        layers[name] = layer
+    layers["relu"].set_weights(layers["gelu"].get_weights())
+    layers["quick_gelu"].set_weights(layers["gelu"].get_weights())
+    out = {k: keras.ops.convert_to_numpy(v(images, training=False)) for k, v in layers.items()}
+    assert not np.allclose(out["gelu"], out["relu"])
+    assert not np.allclose(out["gelu"], out["quick_gelu"])
+    with pytest.raises(ValueError, match="activation"):
+        ImageFastNet(activation="swish")
+
+    (tmp_path / "tiny.toml").write_text(TINY)
+    cfg = from_dict(read_toml(tmp_path / "tiny.toml")).replace(
+        ["model.image.fastnet.activation=quick_gelu", "train.epochs=1"]
+    )
+    run = train(cfg, runs_root=tmp_path / "runs", data_dir=str(data_dir))
+    model = load_model(run / "model.keras")
+    (net,) = [layer for layer in model._flatten_layers() if isinstance(layer, ImageFastNet)]
+    assert net.activation == "quick_gelu"
+    feed = {"image": images[:2].repeat(2, axis=1).repeat(2, axis=2), "image_mask": np.ones(2, "float32")}
+    assert np.isfinite(model.predict_on_batch(feed)["cifar10"]).all()
+    with pytest.raises(OmnifuseError, match="activation"):
+        cfg.replace(["model.image.fastnet.activation=swish"])

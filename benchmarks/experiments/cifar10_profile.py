@@ -179,8 +179,9 @@ def run_tf(args) -> dict:
                 tf.profiler.experimental.stop()
 
     cfg = load_config(
-        "cifar10-94",
+        args.preset,
         [
+            *args.set,
             f"data.limit_train={batch * (warmup + steps + 1)}",
             f"train.batch_size={batch}",
             "train.epochs=1",
@@ -198,7 +199,7 @@ def run_tf(args) -> dict:
         grouped[group] = grouped.get(group, 0.0) + s
     top = sorted(ops.items(), key=lambda kv: -kv[1])[: args.top]
     return _result(
-        "omnifuse cifar10-94 (TensorFlow)",
+        f"omnifuse {args.preset} (TensorFlow)",
         batch,
         times,
         grouped,
@@ -334,6 +335,14 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=3, help="steps run before the trace starts")
     parser.add_argument("--precision", choices=("auto", "bfloat16", "float32"), default="auto")
     parser.add_argument("--tf-batch-size", type=int, default=256, help="cifar10-94's batch")
+    parser.add_argument("--preset", default="cifar10-94", help="omnifuse's side: this preset")
+    parser.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="an override of the preset's (repeatable)",
+    )
     parser.add_argument("--torch-batch-size", type=int, default=1024, help="airbench94's batch")
     parser.add_argument(
         "--limit-train", type=int, default=0, help="airbench's training images (0: all 50,000)"
@@ -361,7 +370,8 @@ def main() -> None:
             args.top,
         ]
         options += ["--tf-batch-size", args.tf_batch_size, "--torch-batch-size", args.torch_batch_size]
-        options += ["--limit-train", args.limit_train]
+        options += ["--limit-train", args.limit_train, "--preset", args.preset]
+        options += [f"--set={kv}" for kv in args.set]
         options += ["--threads", args.threads, *(["--data-dir", args.data_dir] if args.data_dir else [])]
         env = {
             **os.environ,

@@ -9,7 +9,7 @@ import numpy as np
 from keras import layers, ops
 
 from omnifuse.encoders.image.augment import _random_flip, _shifted, _window
-from omnifuse.encoders.layers import BatchNormalization, apply_layers, build_chain
+from omnifuse.encoders.layers import ACTIVATIONS, BatchNormalization, apply_layers, build_chain
 
 # ------------------------------------------------------------------------------------------ fast CIFAR-10 net
 # A narrow BN conv net chosen for accuracy per FLOP on a CPU, after the ideas of the fastest known CIFAR-10 trainers:
@@ -45,7 +45,8 @@ class IdentityCentreUniform(keras.initializers.Initializer):
 
 @keras.saving.register_keras_serializable(package="omnifuse")
 class ImageFastNet(layers.Layer):
-    """Patch-whitening conv -> GELU -> (conv-pool-BN-GELU-conv-BN-GELU) per width -> global max pool.
+    """Patch-whitening conv -> GELU -> (conv-pool-BN-GELU-conv-BN-GELU) per width -> global max pool (GELU or
+    ``activation``).
 
     Training batches are augmented inside the step (flip, shift); inference averages the features of the image and
     its mirror (``tta``). Call :meth:`adapt` with training images to set the whitening filters. Output (B, widths[-1]).
@@ -64,6 +65,7 @@ class ImageFastNet(layers.Layer):
         whiten_bias_epochs=0,
         low_res_epochs=0,
         low_res_size=0,
+        activation="gelu",
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -87,6 +89,11 @@ class ImageFastNet(layers.Layer):
             )
         self.low_res_epochs = int(low_res_epochs)
         self.low_res_size = int(low_res_size)
+        if activation not in ACTIVATIONS:
+            raise ValueError(
+                f"Expected activation in {sorted(ACTIVATIONS)}. Received: activation={activation!r}"
+            )
+        self.activation = activation
         self.low_res = False  # set by on_epoch: training on low_res_size crops (training only)
         self.output_dim = self.widths[-1]
         self.seed_generator = keras.random.SeedGenerator()  # seeded by keras.utils.set_random_seed
@@ -114,7 +121,8 @@ class ImageFastNet(layers.Layer):
                         name=f"g{i}{j}_bn",
                     )
                 )
-                group.append(layers.Activation("gelu", name=f"g{i}{j}_gelu"))
+                # the layer keeps its name whatever the function, so weights and saved models stay comparable
+                group.append(layers.Activation(ACTIVATIONS[activation], name=f"g{i}{j}_gelu"))
             self.groups.append(group)
         self.pool = layers.GlobalMaxPooling2D()
         self.autocast = False  # apply_layers folds batch norms from the float32 variables
@@ -218,7 +226,12 @@ class ImageFastNet(layers.Layer):
 
     def _features(self, x, training):
         x = ops.conv(x, ops.cast(self.whiten_w, x.dtype), padding="valid") + ops.cast(self.whiten_b, x.dtype)
-        x = ops.gelu(x)
+        # the whitening conv's GELU has always been the tanh form, the groups' the erf form (Keras's defaults)
+        x = (
+            ops.gelu(x)
+            if self.activation == "gelu"
+            else keras.activations.get(ACTIVATIONS[self.activation])(x)
+        )
         if training and self.whiten_bias_frozen:
             x = ops.stop_gradient(x)
         for group in self.groups:
@@ -261,4 +274,5 @@ class ImageFastNet(layers.Layer):
             "whiten_bias_epochs": self.whiten_bias_epochs,
             "low_res_epochs": self.low_res_epochs,
             "low_res_size": self.low_res_size,
+            "activation": self.activation,
         }
