@@ -134,6 +134,36 @@ def test_batch_norm_beta_grad_scale_multiplies_only_betas_gradient():
     )
 
 
+@pytest.mark.parametrize("scale", [False, True])
+def test_batch_norm_training_in_the_fused_kernel_is_keras_arithmetic(scale):
+    import tensorflow as tf
+
+    from omnifuse.encoders.layers import BatchNormalization
+
+    rng = np.random.default_rng(1)
+    x = tf.constant(rng.normal(2.0, 3.0, (8, 5, 5, 6)).astype("float32"))
+    probe = tf.constant(rng.normal(size=x.shape).astype("float32"))
+    weights = [rng.normal(size=6).astype("float32") for _ in range(2 if scale else 1)]  # (gamma,) beta
+    ours = BatchNormalization(momentum=0.8, scale=scale)
+    keras_own = keras.layers.BatchNormalization(momentum=0.8, scale=scale)
+    assert ours._fusable(x, None) and not ours._fusable(x[:, 0], None)  # 4-D only
+    results = []
+    for layer in (ours, keras_own):
+        layer.build(x.shape)
+        for w, v in zip(layer.trainable_weights, weights):
+            w.assign(v)
+        with tf.GradientTape() as tape:
+            tape.watch(x)
+            out = layer(x, training=True)
+            loss = tf.reduce_sum(out * probe)
+        grads = tape.gradient(loss, [x, *layer.trainable_weights])
+        results.append([out, *grads, layer.moving_mean, layer.moving_variance])
+    for a, b in zip(*results):
+        a, b = keras.ops.convert_to_numpy(a), keras.ops.convert_to_numpy(b)
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
+    assert np.abs(keras.ops.convert_to_numpy(ours.moving_variance) - 1.0).max() > 0.5  # the statistics moved
+
+
 def test_unprojected_concat_and_a_scaled_bias_free_head_train_save_and_load(data_dir, tmp_path):
     from omnifuse.config import from_dict, read_toml
     from omnifuse.model.heads import ScaledSoftmax

@@ -56,7 +56,8 @@ class BatchNormalization(keras.layers.BatchNormalization):
     bfloat16): the three batch norms of the AV-digits audio CNN took about 21 instead of 28 ms per 64-sample batch.
     Still more than its convolutions, so where a convolution comes right before it, :func:`apply_layers` folds the
     normalisation into that convolution instead. Training, float32 inputs, masks and normalisation over another
-    axis than the last go to Keras's own ``call``.
+    axis than the last go to Keras's own ``call``, except that training of 4-D inputs on TensorFlow runs in its fused
+    kernel (:meth:`_fused_training`, the same arithmetic).
     """
 
     def __init__(self, *args, beta_grad_scale=1.0, **kwargs):
@@ -77,6 +78,8 @@ class BatchNormalization(keras.layers.BatchNormalization):
     def _call(self, inputs, training, mask):
         dtype = keras.backend.standardize_dtype(inputs.dtype)
         last = self.axis in (-1, len(inputs.shape) - 1)
+        if training and self.trainable and self._fusable(inputs, mask):
+            return self._fused_training(inputs)
         if (
             (training and self.trainable)
             or mask is not None
@@ -89,6 +92,39 @@ class BatchNormalization(keras.layers.BatchNormalization):
 
     def get_config(self):
         return {**super().get_config(), "beta_grad_scale": self.beta_grad_scale}
+
+    def _fusable(self, inputs, mask) -> bool:
+        """Training on TensorFlow, 4-D inputs normalised over the last axis, nothing Keras adds (mask, renorm,
+        synchronised statistics): one fused kernel can do it."""
+        return (
+            keras.backend.backend() == "tensorflow"
+            and mask is None
+            and len(inputs.shape) == 4
+            and self.axis in (-1, 3)
+            and not getattr(self, "renorm", False)
+            and not getattr(self, "synchronized", False)
+        )
+
+    def _fused_training(self, inputs):
+        """Keras's training-mode batch norm (batch statistics, biased variance, the same moving averages) in
+        TensorFlow's fused kernel, forward and backward: Keras 3 computes it from separate moments and element-wise
+        ops, which on 2 CPU cores made the narrow CIFAR-10 net's step about 12% longer."""
+        import tensorflow as tf
+
+        x = tf.cast(inputs, "float32")  # as Keras: statistics in float32 whatever the compute dtype
+        channels = x.shape[-1]
+        gamma = tf.cast(self.gamma, "float32") if self.scale else tf.ones([channels])
+        beta = tf.cast(self.beta, "float32") if self.center else tf.zeros([channels])
+        y, mean, variance = tf.compat.v1.nn.fused_batch_norm(
+            x, gamma, beta, epsilon=self.epsilon, data_format="NHWC", is_training=True
+        )[:3]
+        # the kernel returns the unbiased variance; Keras keeps the biased one
+        count = tf.cast(tf.reduce_prod(tf.shape(x)[:-1]), "float32")
+        variance = variance * (count - 1.0) / tf.maximum(count, 1.0)
+        m = self.momentum
+        self.moving_mean.assign(tf.cast(self.moving_mean, "float32") * m + mean * (1.0 - m))
+        self.moving_variance.assign(tf.cast(self.moving_variance, "float32") * m + variance * (1.0 - m))
+        return tf.cast(y, self.compute_dtype)
 
     def folded(self):
         """Inference as ``x * scale + offset`` per channel: (scale, offset), float32, from the moving statistics."""
