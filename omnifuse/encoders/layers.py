@@ -77,10 +77,10 @@ class BatchNormalization(keras.layers.BatchNormalization):
         return out
 
     def _call(self, inputs, training, mask):
-        dtype = keras.backend.standardize_dtype(inputs.dtype)
-        last = self.axis in (-1, len(inputs.shape) - 1)
         if training and self.trainable and self._fusable(inputs, mask):
             return self._fused_training(inputs)
+        dtype = keras.backend.standardize_dtype(inputs.dtype)
+        last = self.axis in (-1, len(inputs.shape) - 1)
         if (
             (training and self.trainable)
             or mask is not None
